@@ -1,0 +1,1 @@
+"""scOT (Poseidon) in plain PyTorch."""
