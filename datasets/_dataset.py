@@ -1,0 +1,336 @@
+"""`TrajectoryDataset`: lazy windows over HDF5 trajectories (The Well's layout), channels first.
+
+Windows are ordered exactly as The Well's ``WellDataset`` orders them: sorted files, then trajectories, then start
+times; sample ``i`` of both is the same window. Everything is read through `TrajectoryDataset.read`, which takes
+any trajectory and any list of time indices, so other views (all pairs with lead time, long histories, collocation
+points, observations) are built on it without copying the indexing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ._format import TENSOR_GROUPS, FileInfo, FormatError, check_consistent, list_data_files, read_file_info
+from ._metadata import DatasetMetadata
+from ._stats import Normalizer, load_stats
+
+__all__ = ["TrajectoryDataset"]
+
+CACHE_BYTES = 64 << 20  # files below this size are read into memory once per process
+
+
+class TrajectoryDataset(Dataset):
+    """Windows of ``n_steps_input`` + ``n_steps_output`` snapshots, ``dt_stride`` apart, from HDF5 trajectories.
+
+    Arguments:
+        path: an ``.hdf5`` file, a folder of ``.hdf5``/``.h5`` files, or a dataset root (with ``split``).
+        n_steps_input, n_steps_output, dt_stride: window shape; a trajectory of T snapshots gives
+            ``T - dt_stride * (n_steps_input + n_steps_output - 1)`` windows.
+        split: ``"train" | "valid" | "test"`` when ``path`` is a dataset root (``ROOT/data/<split>/*.hdf5``).
+        fields: keep only these fields (core names, e.g. ``("u", "velocity")``); default all.
+        normalization: ``None | "zscore" | "rms"``, with statistics from ``stats`` (a path or a dict; default the
+            root's ``stats.yaml``, fitted on the train split) applied identically to every split.
+        full_trajectory: one sample per trajectory: the first ``n_steps_input`` frames in, all later frames out
+            (``dt_stride`` apart), for rollout evaluation.
+        max_trajectories: use only the first N trajectories (in file order).
+        cache_small: read files smaller than 64 MiB into memory once per process.
+
+    A sample is a dict of float32 tensors, channels first: ``input_fields (T_in, C, *space)``,
+    ``output_fields (T_out, C, *space)``, ``constant_fields (C_const, *space)`` (if the file has time-invariant
+    fields), ``scalars (S,)`` (time-invariant scalars: equation parameters), ``input_time (T_in,)``,
+    ``output_time (T_out,)`` (absolute times), ``grid (n_dims, *space)``, ``trajectory`` and ``start`` (int64).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_steps_input: int = 1,
+        n_steps_output: int = 1,
+        dt_stride: int = 1,
+        *,
+        split: str | None = None,
+        fields: Sequence[str] | None = None,
+        normalization: str | None = None,
+        stats: str | os.PathLike | dict | None = None,
+        full_trajectory: bool = False,
+        max_trajectories: int | None = None,
+        cache_small: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, v in (("n_steps_input", n_steps_input), ("n_steps_output", n_steps_output), ("dt_stride", dt_stride)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} should be a positive int, got {v!r}")
+        self.root = Path(path)
+        self.split = split
+        self.files: list[FileInfo] = [read_file_info(p) for p in list_data_files(path, split)]
+        check_consistent(self.files)
+        ref = self.files[0]
+        self.n_spatial_dims = ref.n_spatial_dims
+        self.n_steps_input, self.dt_stride = n_steps_input, dt_stride
+        self.full_trajectory = full_trajectory
+        self.cache_small = cache_small
+
+        # trajectories in The Well's order: (file, trajectory)
+        trajs = [(fi, ti) for fi, info in enumerate(self.files) for ti in range(info.n_trajectories)]
+        if max_trajectories is not None:
+            if max_trajectories < 1:
+                raise ValueError(f"max_trajectories should be >= 1, got {max_trajectories}")
+            trajs = trajs[:max_trajectories]
+        self.trajectories: list[tuple[int, int]] = trajs
+        self.n_steps = ref.n_steps
+        if full_trajectory:
+            n_steps_output = (self.n_steps - n_steps_input * dt_stride) // dt_stride
+            if n_steps_output < 1:
+                raise ValueError(f"{ref.path}: {self.n_steps} snapshots are too few for full-trajectory mode with n_steps_input={n_steps_input}, dt_stride={dt_stride}")
+            self.windows_per_trajectory = 1
+        else:
+            span = 1 + dt_stride * (n_steps_input + n_steps_output - 1)
+            self.windows_per_trajectory = self.n_steps - span + 1
+            if self.windows_per_trajectory < 1:
+                raise ValueError(
+                    f"{ref.path}: trajectories have {self.n_steps} snapshots, too few for windows of n_steps_input={n_steps_input} "
+                    f"+ n_steps_output={n_steps_output} with dt_stride={dt_stride} (needs {span})"
+                )
+        self.n_steps_output = n_steps_output
+
+        # field selection (core names), channel bookkeeping
+        all_names = [fi.name for fi in ref.fields]
+        if fields is not None:
+            unknown = [n for n in fields if n not in all_names]
+            if unknown:
+                raise ValueError(f"{ref.path}: unknown field(s) {unknown}; the file has {all_names}")
+        keep = set(all_names if fields is None else fields)
+        ordered = sorted((fi for fi in ref.fields if fi.name in keep), key=lambda fi: fi.order)  # stable: Well order
+        self._var = [fi for fi in ordered if fi.time_varying]
+        self._const = [fi for fi in ordered if not fi.time_varying]
+        if not self._var:
+            raise ValueError(f"{ref.path}: field selection {list(keep)} keeps no time-varying field")
+        self._const_scalars = [name for name, sv, tv in ref.scalars if not tv]
+        self._var_scalars = [name for name, sv, tv in ref.scalars if tv]
+
+        self.normalizer: Normalizer | None = None
+        self.const_normalizer: Normalizer | None = None
+        if normalization is not None:
+            st = stats if isinstance(stats, dict) else load_stats(stats if stats is not None else self._default_stats_path())
+            d = self.n_spatial_dims
+            self.normalizer = Normalizer(st, normalization, [f.name for f in self._var], [d**f.order for f in self._var])
+            if self._const:
+                self.const_normalizer = Normalizer(st, normalization, [f.name for f in self._const], [d**f.order for f in self._const])
+        self.metadata = self._build_metadata()
+        self._pid: int | None = None
+        self._handles: dict[int, h5py.File] = {}
+        self._cache: dict[tuple[int, str], np.ndarray] = {}
+        self._grid: torch.Tensor | None = None
+
+    # -- metadata -------------------------------------------------------------------------------------------
+    def _default_stats_path(self) -> Path:
+        if self.split is not None:
+            return self.root / "stats.yaml"
+        folder = self.root if self.root.is_dir() else self.root.parent
+        for cand in (folder / "stats.yaml", folder.parent.parent / "stats.yaml"):
+            if cand.is_file():
+                return cand
+        return folder.parent.parent / "stats.yaml"
+
+    def _channel_names(self, infos: list) -> tuple[str, ...]:
+        dims = self.files[0].spatial_dims
+        names = []
+        for fi in infos:
+            comps = [""]
+            for _ in range(fi.order):
+                comps = [c + d for c in comps for d in dims]
+            names += [f"{fi.name}_{c}" if c else fi.name for c in comps]
+        return tuple(names)
+
+    def _build_metadata(self) -> DatasetMetadata:
+        ref = self.files[0]
+        lengths = []
+        for c, bc in zip(ref.coords, ref.boundary_conditions):
+            c = np.asarray(c)
+            span = float(c[-1] - c[0]) if len(c) > 1 else 0.0
+            lengths.append(span + (span / (len(c) - 1) if bc == "periodic" and len(c) > 1 else 0.0))
+        return DatasetMetadata(
+            dataset_name=ref.dataset_name,
+            field_names=self._channel_names(self._var),
+            constant_field_names=self._channel_names(self._const),
+            scalar_names=tuple(self._const_scalars),
+            spatial_dims=ref.spatial_dims,
+            resolution=ref.resolution,
+            domain_lengths=tuple(lengths),
+            dt=ref.dt * self.dt_stride,
+            boundary_conditions=ref.boundary_conditions,
+            parameters=dict(ref.parameters),
+            n_trajectories=len(self.trajectories),
+            n_steps=ref.n_steps,
+            grid_type=str(ref.attrs.get("grid_type", "cartesian")),
+            equation=ref.attrs.get("equation"),
+        )
+
+    # -- low-level reading (per-process handles) ----------------------------------------------------------------
+    def _file(self, fi: int) -> h5py.File:
+        pid = os.getpid()
+        if self._pid != pid:  # new DataLoader worker: never share HDF5 handles across fork
+            self._handles, self._cache, self._pid = {}, {}, pid
+        h = self._handles.get(fi)
+        if h is None:
+            h = h5py.File(self.files[fi].path, "r")
+            self._handles[fi] = h
+        return h
+
+    def _dataset(self, fi: int, info) -> Any:
+        f = self._file(fi)
+        ds = f[TENSOR_GROUPS[info.order]][info.name]
+        if self.cache_small and os.path.getsize(self.files[fi].path) < CACHE_BYTES:
+            key = (fi, info.name)
+            arr = self._cache.get(key)
+            if arr is None:
+                arr = ds[...]
+                self._cache[key] = arr
+            return arr
+        return ds
+
+    def _read_field(self, fi: int, ti: int, info, times: np.ndarray | None) -> np.ndarray:
+        """-> (T, k, *space) for time-varying fields, (k, *space) otherwise; k = n_dims ** order."""
+        ds = self._dataset(fi, info)
+        idx: tuple = (ti,) if info.sample_varying else ()
+        if info.time_varying:
+            idx += (_time_index(times),)
+        a = np.asarray(ds[idx])
+        if info.time_varying and isinstance(idx[-1], np.ndarray) and not np.array_equal(idx[-1], times):
+            a = a[np.searchsorted(idx[-1], times)]  # duplicates / unsorted requests
+        # tile axes a field does not vary along (The Well's dim_varying), then move components to the front
+        lead = 1 if info.time_varying else 0
+        res = self.files[0].resolution
+        shape = list(a.shape[:lead])
+        j = lead
+        for n, varying in zip(res, info.dim_varying):
+            shape.append(a.shape[j] if varying else 1)
+            j += 1 if varying else 0
+        a = a.reshape(shape + [self.n_spatial_dims] * info.order)
+        a = np.broadcast_to(a, tuple(shape[:lead]) + tuple(res) + (self.n_spatial_dims,) * info.order)
+        k = self.n_spatial_dims**info.order
+        a = a.reshape(a.shape[: lead + self.n_spatial_dims] + (k,))
+        return np.moveaxis(a, -1, lead)
+
+    def read(self, trajectory: int, times: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Read snapshots ``times`` (indices into the stored time axis) of trajectory ``trajectory``.
+
+        Returns ``fields (T, C, *space)`` (normalised if the dataset normalises), ``time (T,)``, and when present
+        ``constant_fields (C_const, *space)``, ``scalars (S,)``, ``time_scalars (T, S_t)``; plus ``grid``.
+        This is the one read path every view uses.
+        """
+        fi, ti = self.trajectories[trajectory]
+        times = np.asarray(times, dtype=np.int64)
+        if times.ndim != 1 or (times.size and (times.min() < 0 or times.max() >= self.n_steps)):
+            raise IndexError(f"time indices {times.tolist()} outside 0..{self.n_steps - 1}")
+        out: dict[str, torch.Tensor] = {}
+        fields = np.concatenate([self._read_field(fi, ti, info, times) for info in self._var], axis=1)
+        out["fields"] = torch.from_numpy(np.ascontiguousarray(fields, dtype=np.float32))
+        if self.normalizer is not None:
+            out["fields"] = self.normalizer.normalize(out["fields"], self.n_spatial_dims)
+        if self._const:
+            const = np.concatenate([self._read_field(fi, ti, info, None) for info in self._const], axis=0)
+            out["constant_fields"] = torch.from_numpy(np.ascontiguousarray(const, dtype=np.float32))
+            if self.const_normalizer is not None:
+                out["constant_fields"] = self.const_normalizer.normalize(out["constant_fields"], self.n_spatial_dims)
+        f = self._file(fi)
+        if self._const_scalars:
+            vals = []
+            for name in self._const_scalars:
+                ds = f["scalars"][name]
+                vals.append(float(np.asarray(ds[ti] if ds.attrs["sample_varying"] else ds[()]).reshape(-1)[0]))
+            out["scalars"] = torch.tensor(vals, dtype=torch.float32)
+        if self._var_scalars:
+            cols = []
+            for name in self._var_scalars:
+                ds = f["scalars"][name]
+                arr = np.asarray(ds[ti] if ds.attrs["sample_varying"] else ds[...]).reshape(-1)
+                cols.append(arr[times])
+            out["time_scalars"] = torch.from_numpy(np.stack(cols, -1).astype(np.float32))
+        out["time"] = torch.tensor(np.asarray(self.files[fi].time)[times], dtype=torch.float32)
+        out["grid"] = self.grid
+        return out
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """Coordinates ``(n_dims, *space)`` (meshgrid, ij indexing)."""
+        if self._grid is None:
+            axes = [torch.tensor(c, dtype=torch.float32) for c in self.files[0].coords]
+            self._grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), 0)
+        return self._grid
+
+    # -- windows ----------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.trajectories) * self.windows_per_trajectory
+
+    def window(self, index: int) -> tuple[int, int]:
+        """Window ``index`` -> (trajectory, start time index)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        return index // self.windows_per_trajectory, index % self.windows_per_trajectory
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if index < 0:
+            index += len(self)
+        traj, start = self.window(index)
+        n_in, n_out, s = self.n_steps_input, self.n_steps_output, self.dt_stride
+        times = start + s * np.arange(n_in + n_out)
+        data = self.read(traj, times)
+        sample = {
+            "input_fields": data["fields"][:n_in],
+            "output_fields": data["fields"][n_in:],
+            "input_time": data["time"][:n_in],
+            "output_time": data["time"][n_in:],
+            "grid": data["grid"],
+            "trajectory": torch.tensor(traj),
+            "start": torch.tensor(start),
+        }
+        if "constant_fields" in data:
+            sample["constant_fields"] = data["constant_fields"]
+        if "scalars" in data:
+            sample["scalars"] = data["scalars"]
+        if "time_scalars" in data:
+            sample["input_scalars"] = data["time_scalars"][:n_in]
+            sample["output_scalars"] = data["time_scalars"][n_in:]
+        return sample
+
+    # -- normalisation ------------------------------------------------------------------------------------------
+    def normalize(self, fields: torch.Tensor) -> torch.Tensor:
+        """Physical -> normalised, for ``fields (..., C, *space)``; identity without normalisation."""
+        return fields if self.normalizer is None else self.normalizer.normalize(fields, self.n_spatial_dims)
+
+    def denormalize(self, fields: torch.Tensor) -> torch.Tensor:
+        """Normalised -> physical units, for ``fields (..., C, *space)`` (model outputs); identity without it."""
+        return fields if self.normalizer is None else self.normalizer.denormalize(fields, self.n_spatial_dims)
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            h.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handles"], state["_cache"], state["_pid"] = {}, {}, None
+        return state
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return (f"TrajectoryDataset({m.dataset_name!r}, {len(self.files)} file(s), {len(self.trajectories)} trajectories, "
+                f"{len(self)} windows, channels {list(m.field_names)}, resolution {m.resolution})")
+
+
+def _time_index(times: np.ndarray) -> slice | np.ndarray:
+    """A slice when the times are evenly spaced and increasing (fast HDF5 hyperslab), else sorted unique indices."""
+    if len(times) == 1:
+        return slice(int(times[0]), int(times[0]) + 1)
+    step = int(times[1] - times[0])
+    if step > 0 and np.all(np.diff(times) == step):
+        return slice(int(times[0]), int(times[-1]) + 1, step)
+    return np.unique(times)
