@@ -230,6 +230,12 @@ class TrajectoryDataset(Dataset):
         times = np.asarray(times, dtype=np.int64)
         if times.ndim != 1 or (times.size and (times.min() < 0 or times.max() >= self.n_steps)):
             raise IndexError(f"time indices {times.tolist()} outside 0..{self.n_steps - 1}")
+        try:
+            return self._read(fi, ti, times)
+        except (OSError, KeyError, RuntimeError) as e:  # h5py's errors for damaged data blocks
+            raise FormatError(f"{self.files[fi].path}: cannot read trajectory {ti} (truncated or damaged file?): {e}") from None
+
+    def _read(self, fi: int, ti: int, times: np.ndarray) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         fields = np.concatenate([self._read_field(fi, ti, info, times) for info in self._var], axis=1)
         out["fields"] = torch.from_numpy(np.ascontiguousarray(fields, dtype=np.float32))
