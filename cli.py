@@ -1,0 +1,152 @@
+"""The ``pdeforge`` command line.
+
+Each subcommand imports what it needs inside its handler, so ``pdeforge --help`` answers at once (torch and
+neuraloperator, which pulls wandb, cost seconds to import).
+
+    pdeforge inspect PATH                    what a file / folder / dataset root holds, or why it is invalid
+    pdeforge convert pdebench SRC OUT        a PDEBench file into pdeforge's format (The Well's layout)
+    pdeforge generate PRESET --out ROOT      reference data from the solvers (``--list`` shows the presets)
+    pdeforge plot PATH                       look at a trajectory (space-time image in 1D, snapshots in 2D)
+    pdeforge evaluate RUN_DIR                recompute a training run's metrics from its saved weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .datasets import FormatError, validate
+
+    try:
+        infos = validate(args.path, check_values=not args.fast)
+    except (FormatError, FileNotFoundError) as e:
+        print(f"invalid: {e}", file=sys.stderr)
+        return 1
+    for info in infos:
+        print(describe_file(info))
+    root = Path(args.path)
+    if (root / "stats.yaml").is_file():
+        print(f"statistics: {root / 'stats.yaml'} (fitted on the train split)")
+    return 0
+
+
+def describe_file(info) -> str:
+    """A human summary of one validated file (`FileInfo`)."""
+    import numpy as np
+
+    lines = [f"{info.path}", f"  dataset    {info.dataset_name}  ({info.n_trajectories} trajectories x {info.n_steps} snapshots)"]
+    for d, c, bc in zip(info.spatial_dims, info.coords, info.boundary_conditions):
+        c = np.asarray(c)
+        lines.append(f"  grid {d:<5} {len(c)} points in [{c[0]:.6g}, {c[-1]:.6g}], {bc}")
+    t = np.asarray(info.time)
+    lines.append(f"  time       {len(t)} snapshots in [{t[0]:.6g}, {t[-1]:.6g}], dt = {info.dt:.6g}")
+    for fi in info.fields:
+        kind = ("scalar", "vector", "tensor")[fi.order] + (" field" if fi.time_varying else " field (time-invariant)")
+        lines.append(f"  field      {fi.name:<16} {str(fi.shape):<26} {kind}")
+    for name, sv, tv in info.scalars:
+        lines.append(f"  scalar     {name:<16} {'per trajectory' if sv else 'constant'}{', time-varying' if tv else ''}")
+    if info.parameters:
+        lines.append("  parameters " + ", ".join(f"{k}={v}" for k, v in info.parameters.items()))
+    prov = {k: v for k, v in info.attrs.items() if k.startswith("pdeforge") or k in ("equation", "equation_params", "solver", "scheme", "dt_internal", "seed", "source_file", "source_format", "preset")}
+    for k, v in prov.items():
+        lines.append(f"  provenance {k} = {v}")
+    return "\n".join(lines)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .datasets import FormatError
+    from .datasets._pdebench import convert_pdebench
+
+    try:
+        out = convert_pdebench(args.src, args.out, seed=args.seed, max_trajectories=args.max_trajectories)
+    except (FormatError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .solvers import generate as gen
+
+    return gen.main(args)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plots import plot_file
+
+    out = plot_file(args.path, trajectory=args.trajectory, out=args.out, field=args.field)
+    print(f"wrote {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, data=args.data, split=args.split)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pdeforge", description="pdeforge: PDE reference data, datasets and surrogate models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("inspect", help="show what a file, folder or dataset root holds, or why it is invalid")
+    s.add_argument("path", help="an .hdf5 file, a folder of them, or a dataset root (ROOT/data/{train,valid,test})")
+    s.add_argument("--fast", action="store_true", help="skip the scan for NaN/Inf values")
+    s.set_defaults(func=_inspect)
+
+    s = sub.add_parser("convert", help="convert other formats into pdeforge's (The Well's layout)")
+    csub = s.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    c = csub.add_parser("pdebench", help="a PDEBench .hdf5/.h5 file (any of its four layouts)")
+    c.add_argument("src", help="PDEBench file")
+    c.add_argument("out", help="dataset root folder (split into train/valid/test) or a single .hdf5 file")
+    c.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split (default 0)")
+    c.add_argument("--max-trajectories", type=int, default=None, help="convert only the first N trajectories")
+    c.set_defaults(func=_convert)
+
+    s = sub.add_parser("generate", help="generate reference data with the classical solvers (--list: presets)")
+    s.add_argument("preset", nargs="?", help="preset name (see --list)")
+    s.add_argument("--list", action="store_true", help="list presets with PDE, parameters, grid and time steps")
+    s.add_argument("--out", help="dataset root to write (ROOT/data/{train,valid,test}, ROOT/stats.yaml)")
+    s.add_argument("--n-trajectories", type=int, default=None, help="total trajectories (default: the preset's)")
+    s.add_argument("--resolution", type=int, default=None, help="grid points per axis (default: the preset's)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same numbers, any sharding)")
+    s.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    s.add_argument("--batch-size", type=int, default=None, help="trajectories solved together (default: the preset's)")
+    s.add_argument("--shard", default=None, help="i/n: write only shard i of n (automatic under torchrun)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=_generate)
+
+    s = sub.add_parser("plot", help="plot one trajectory of a file (1D: space-time image, 2D: snapshots)")
+    s.add_argument("path", help="an .hdf5 file")
+    s.add_argument("--trajectory", type=int, default=0, help="trajectory index (default 0)")
+    s.add_argument("--field", default=None, help="channel name to plot (default: all, one row each)")
+    s.add_argument("--out", default=None, help="output .png or .gif (default: next to the file)")
+    s.set_defaults(func=_plot)
+
+    s = sub.add_parser("evaluate", help="recompute a run's metrics from its saved weights")
+    s.add_argument("run_dir", help="run folder written by train.py")
+    s.add_argument("--data", default=None, help="dataset root (default: the one the run was trained on)")
+    s.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    s.set_defaults(func=_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The wheel holds one top-level package, `pdeforge` (never a top-level `datasets` that would clobber HF's)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_has_only_the_pdeforge_package(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wheel,) = tmp_path.glob("pdeforge-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"pdeforge"}, top
+    for module in ("pdeforge/datasets/__init__.py", "pdeforge/cli.py", "pdeforge/solvers/__init__.py", "pdeforge/operators/__init__.py"):
+        assert module in names, module
+    assert not any(n.startswith("pdeforge/tests/") or n.startswith("pdeforge/.venv") for n in names)
+
+
+def test_cli_help_answers_at_once_without_torch() -> None:
+    code = "import sys, pdeforge.cli as c; c.build_parser(); assert 'torch' not in sys.modules and 'neuralop' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "pdeforge.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "inspect" in out.stdout and "generate" in out.stdout
