@@ -1,0 +1,206 @@
+"""Hugging Face folder I/O for scOT checkpoints and the fine-tuning helpers.
+
+Layout (what `transformers`' `save_pretrained` writes for Poseidon, e.g. camlab-ethz/Poseidon-T):
+    config.json                         the `ScOTConfig` keys
+    model.safetensors                   tensors under their original key names, or
+    model.safetensors.index.json (+ shards), or
+    pytorch_model.bin                   a pickled state dict, read with torch.load(weights_only=True) only.
+`model.safetensors` is preferred when several are present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ._config import ScOTConfig
+from ._layers import ConditionalLayerNorm
+from ._model import ScOT
+
+SAFETENSORS_NAME = "model.safetensors"
+SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
+PYTORCH_NAME = "pytorch_model.bin"
+CONFIG_NAME = "config.json"
+
+# Prefixes of the tensors whose shapes depend on the channel counts (re-initialised when these change).
+CHANNEL_DEPENDENT_PREFIXES = ("embeddings.patch_embeddings.projection.", "patch_recovery.")
+
+
+def _few(keys: Iterable[str], n: int = 5) -> str:
+    keys = list(keys)
+    more = f" ... (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _load_bin(path: Path) -> dict[str, Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as err:
+        raise ValueError(
+            f"{path} is not a plain tensor state dict: refusing to unpickle it (torch.load weights_only=True "
+            f"failed: {str(err).splitlines()[0][:200]}). Convert it to model.safetensors in a trusted environment."
+        ) from err
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a mapping of names to tensors")
+    return obj
+
+
+def read_state_dict(folder: str | Path) -> dict[str, Tensor]:
+    """The tensors of a Hugging Face model folder (see the module docstring for the accepted files)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no model folder at {folder}")
+    if (folder / SAFETENSORS_NAME).is_file():
+        return load_file(folder / SAFETENSORS_NAME)
+    if (folder / SAFETENSORS_INDEX_NAME).is_file():
+        with open(folder / SAFETENSORS_INDEX_NAME) as f:
+            weight_map: dict[str, str] = json.load(f)["weight_map"]
+        state: dict[str, Tensor] = {}
+        for shard in sorted(set(weight_map.values())):
+            if not (folder / shard).is_file():
+                raise FileNotFoundError(f"{folder / SAFETENSORS_INDEX_NAME} names the shard {shard}, which is missing")
+            state.update(load_file(folder / shard))
+        return state
+    if (folder / PYTORCH_NAME).is_file():
+        return _load_bin(folder / PYTORCH_NAME)
+    raise FileNotFoundError(
+        f"{folder} has no weights: expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME} or {PYTORCH_NAME} "
+        f"(found {_few(sorted(p.name for p in folder.iterdir()))})"
+    )
+
+
+def check_state_dict(model: nn.Module, state: dict[str, Tensor],
+                     allow_shape_change: Callable[[str], bool] = lambda key: False) -> list[str]:
+    """Compare a checkpoint with a model: raise on missing or unexpected keys (listing a few) and on shape
+    mismatches (naming key, expected, found) unless `allow_shape_change(key)`. Returns the keys whose shapes
+    differ but are allowed to."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise KeyError(
+            f"checkpoint does not match the model ({len(missing)} missing, {len(unexpected)} unexpected keys); "
+            f"missing: [{_few(missing)}]; unexpected: [{_few(unexpected)}]. Does config.json describe these weights?"
+        )
+    changed = []
+    for key, value in own.items():
+        if value.shape != state[key].shape:
+            if not allow_shape_change(key):
+                raise ValueError(
+                    f"shape mismatch for {key}: the model expects {tuple(value.shape)}, the checkpoint has "
+                    f"{tuple(state[key].shape)}"
+                )
+            changed.append(key)
+    return changed
+
+
+def load_pretrained(path: str | Path, *, num_channels: int | None = None, num_out_channels: int | None = None,
+                    **config_changes: Any) -> ScOT:
+    """Build a `ScOT` from a Hugging Face folder with the original key names.
+
+    Args:
+        path: folder with `config.json` and the weights.
+        num_channels, num_out_channels: new channel counts for fine-tuning. The tensors whose shapes change
+            as a result (only `embeddings.patch_embeddings.projection.weight` for new inputs;
+            `patch_recovery.projection.weight/bias` and `patch_recovery.mixup.weight` for new outputs) keep the
+            fresh initialisation, N(0, initializer_range) weights and zero biases; every other tensor, the
+            embedding bias included, is the checkpoint's. If the output channels change and the stored
+            `channel_slice_list_normalized_loss` no longer fits, it becomes [0, num_out_channels] unless given.
+        config_changes: other `ScOTConfig` fields to set (e.g. dropouts, `channel_slice_list_normalized_loss`).
+
+    Raises:
+        FileNotFoundError: no folder, no config.json or no weights file.
+        KeyError / ValueError: missing or unexpected keys, shape mismatches, a pickle that is not a state dict.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no model folder at {folder}")
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{folder} has no {CONFIG_NAME}")
+    stored = ScOTConfig.from_json(folder / CONFIG_NAME)
+    changes = dict(config_changes)
+    if num_channels is not None:
+        changes["num_channels"] = num_channels
+    if num_out_channels is not None:
+        changes["num_out_channels"] = num_out_channels
+        csl = stored.channel_slice_list_normalized_loss
+        if "channel_slice_list_normalized_loss" not in changes and csl is not None and csl[-1] != num_out_channels:
+            changes["channel_slice_list_normalized_loss"] = (0, num_out_channels)
+    config = stored.replace(**changes) if changes else stored
+    state = read_state_dict(folder)
+    model = ScOT(config)
+    reinit = check_state_dict(
+        model, state,
+        allow_shape_change=lambda key: key.startswith(CHANNEL_DEPENDENT_PREFIXES)
+        and (config.num_channels != stored.num_channels or config.num_out_channels != stored.num_out_channels),
+    )
+    keep = {k: v for k, v in state.items() if k not in reinit}
+    with torch.no_grad():
+        own = model.state_dict()
+        for key, value in keep.items():
+            own[key].copy_(value)
+    return model
+
+
+def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_pretrained(model: ScOT, path: str | Path, *, safe_serialization: bool = True) -> Path:
+    """Write `config.json` and the weights (`model.safetensors`, or `pytorch_model.bin` when
+    `safe_serialization` is False) into the folder `path`, each through a temporary file and a rename so a
+    crash never leaves a half-written file under the final name. Returns the folder."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if safe_serialization:
+        _atomic_write(folder / SAFETENSORS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    else:
+        _atomic_write(folder / PYTORCH_NAME, lambda tmp: torch.save(state, tmp))
+
+    def write_config(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(model.config.to_json())
+
+    _atomic_write(folder / CONFIG_NAME, write_config)
+    return folder
+
+
+def finetune_parameter_groups(model: ScOT, lr: float = 5e-5, lr_embedding_recovery: float = 5e-4,
+                              lr_time_embedding: float = 5e-4) -> list[dict[str, Any]]:
+    """The three parameter groups Poseidon fine-tunes with (its `Trainer.create_optimizer`):
+
+    - "backbone": everything else, at `lr`;
+    - "embedding_recovery": every parameter under `embeddings` (its conditional norm included) or
+      `patch_recovery`, at `lr_embedding_recovery`;
+    - "time_embedding": the Linear(1, C) maps of the other time-conditioned layer norms, at `lr_time_embedding`.
+
+    The groups partition `model.parameters()`; pass them to an optimizer (`torch.optim.AdamW(groups)`); each
+    dict has "name", "params" and "lr". (Poseidon also exempts norms and biases from weight decay; set
+    "weight_decay" per group if you need that.)
+    """
+    outer = {id(p) for m in (model.embeddings, model.patch_recovery) for p in m.parameters()}
+    time = {id(p) for m in model.modules() if isinstance(m, ConditionalLayerNorm) for p in m.parameters()} - outer
+    groups: dict[str, list[nn.Parameter]] = {"backbone": [], "embedding_recovery": [], "time_embedding": []}
+    for p in model.parameters():
+        key = "embedding_recovery" if id(p) in outer else "time_embedding" if id(p) in time else "backbone"
+        groups[key].append(p)
+    lrs = {"backbone": lr, "embedding_recovery": lr_embedding_recovery, "time_embedding": lr_time_embedding}
+    return [{"name": name, "params": params, "lr": lrs[name]} for name, params in groups.items()]
