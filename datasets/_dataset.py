@@ -126,7 +126,8 @@ class TrajectoryDataset(Dataset):
         self.metadata = self._build_metadata()
         self._pid: int | None = None
         self._handles: dict[int, h5py.File] = {}
-        self._cache: dict[tuple[int, str], np.ndarray] = {}
+        self._cache: dict[tuple[int, str], Any] = {}
+        self._sizes: dict[int, int] = {}
         self._grid: torch.Tensor | None = None
 
     # -- metadata -------------------------------------------------------------------------------------------
@@ -185,16 +186,16 @@ class TrajectoryDataset(Dataset):
         return h
 
     def _dataset(self, fi: int, info) -> Any:
+        """The h5py dataset (kept open: its chunk cache survives between reads), or its array for small files."""
         f = self._file(fi)
-        ds = f[TENSOR_GROUPS[info.order]][info.name]
-        if self.cache_small and os.path.getsize(self.files[fi].path) < CACHE_BYTES:
-            key = (fi, info.name)
-            arr = self._cache.get(key)
-            if arr is None:
-                arr = ds[...]
-                self._cache[key] = arr
-            return arr
-        return ds
+        key = (fi, info.name)
+        obj = self._cache.get(key)
+        if obj is None:
+            obj = f[TENSOR_GROUPS[info.order]][info.name]
+            if self.cache_small and self._sizes.setdefault(fi, os.path.getsize(self.files[fi].path)) < CACHE_BYTES:
+                obj = obj[...]
+            self._cache[key] = obj
+        return obj
 
     def _read_field(self, fi: int, ti: int, info, times: np.ndarray | None) -> np.ndarray:
         """-> (T, k, *space) for time-varying fields, (k, *space) otherwise; k = n_dims ** order."""
@@ -319,7 +320,7 @@ class TrajectoryDataset(Dataset):
     def close(self) -> None:
         for h in self._handles.values():
             h.close()
-        self._handles = {}
+        self._handles, self._cache = {}, {}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
