@@ -1,1 +1,81 @@
-"""pdeforge.solvers."""
+"""pdeforge.solvers: batched, differentiable Fourier-spectral ETDRK reference solvers on periodic grids.
+
+    from pdeforge.solvers import Grid, ETDRK, rollout, Burgers, RandomFourierSeries
+    grid = Grid(256, length=2 * math.pi)
+    u0 = RandomFourierSeries(max_wavenumber=5)(grid, batch=8, generator=torch.Generator().manual_seed(0))
+    traj = rollout(ETDRK(Burgers(nu=0.01), grid, dt=0.01), u0, n_steps=100)   # (8, 101, 1, 256)
+
+Every equation states its linear part as data and its nonlinear term against a derivative provider, so the
+same class gives the spectral solver and the PINN residual (``equation.residual(u_t, u, D)``).
+"""
+
+from ._catalogue import EQUATIONS, EquationConfig
+from ._derivatives import AbstractDerivatives, NonLocalTermError, SpectralDerivatives
+from ._equations import (
+    AbstractEquation,
+    Advection,
+    AdvectionDiffusion,
+    AllenCahn,
+    Burgers,
+    Diffusion,
+    FisherKPP,
+    GrayScott,
+    KdV,
+    KolmogorovForcing,
+    KuramotoSivashinsky,
+    LinearTerm,
+    NavierStokes2D,
+    SwiftHohenberg,
+    Wave,
+)
+from ._etdrk import ETDRK, TABLEAUS, ETDRKTableau, phi_functions, rollout
+from ._grid import Grid
+from ._ic import (
+    AbstractInitialCondition,
+    ChannelAffine,
+    DiffusedNoise,
+    GaussianBlobs,
+    GaussianRandomField,
+    LogNormalVorticity,
+    Normalization,
+    RandomDiscontinuities,
+    RandomFourierSeries,
+)
+
+__all__ = [
+    "EQUATIONS",
+    "TABLEAUS",
+    "AbstractDerivatives",
+    "AbstractEquation",
+    "AbstractInitialCondition",
+    "Advection",
+    "AdvectionDiffusion",
+    "AllenCahn",
+    "Burgers",
+    "ChannelAffine",
+    "DiffusedNoise",
+    "Diffusion",
+    "ETDRK",
+    "ETDRKTableau",
+    "EquationConfig",
+    "FisherKPP",
+    "GaussianBlobs",
+    "GaussianRandomField",
+    "GrayScott",
+    "Grid",
+    "KdV",
+    "KolmogorovForcing",
+    "KuramotoSivashinsky",
+    "LinearTerm",
+    "LogNormalVorticity",
+    "NavierStokes2D",
+    "NonLocalTermError",
+    "Normalization",
+    "RandomDiscontinuities",
+    "RandomFourierSeries",
+    "SpectralDerivatives",
+    "SwiftHohenberg",
+    "Wave",
+    "phi_functions",
+    "rollout",
+]
