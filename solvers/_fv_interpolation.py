@@ -20,7 +20,7 @@ At each of these four flux locations two face values are needed: ``q_jd``, the *
 ``u_j`` interpolated there, and ``a_jd``, the *advecting* velocity ``u_d`` interpolated there. An
 interpolation module is any ``nn.Module`` whose ``forward(velocity) -> FaceValues`` takes the current
 staggered velocity ``(B, 2, N, N)`` and returns both, as tensors ``(B, 2, 2, N, N)`` indexed
-``[b, j, d, y, x]`` (``j``: advected component, ``d``: flux direction, 0 = x, 1 = y).
+``[b, j, d, x, y]`` (``j``: advected component, ``d``: flux direction, 0 = x, 1 = y).
 
 This mirrors the learned interpolation of Kochkov et al. (2021, PNAS, "Machine learning-accelerated
 computational fluid dynamics") and the temporal-stencil model of Sun et al. (2023, ICML, "A neural PDE
@@ -45,7 +45,7 @@ _AXES = (X_AXIS, Y_AXIS)  # flux direction d = 0 (x), 1 (y) -> tensor axis
 
 
 class FaceValues(NamedTuple):
-    """Face values at the four flux locations, each ``(B, 2, 2, N, N)`` indexed ``[b, j, d, y, x]``."""
+    """Face values at the four flux locations, each ``(B, 2, 2, N, N)`` indexed ``[b, j, d, x, y]``."""
 
     advected: Tensor
     advecting: Tensor
@@ -74,13 +74,14 @@ def linear_advected(velocity: Tensor) -> Tensor:
 def stencil_patches(field: Tensor, size: int = 4) -> Tensor:
     """Periodic ``size x size`` neighbourhoods of every point: ``(B, N, N) -> (B, size, size, N, N)``.
 
-    ``out[b, p, q, y, x] = field[b, y + p - size/2 + 1, x + q - size/2 + 1]``: for ``size = 4`` the offsets
-    ``-1, 0, 1, 2`` along each axis, i.e. the 4x4 points around the face half a cell forward of ``(y, x)``.
+    ``out[b, p, q, i, j] = field[b, i + p - size/2 + 1, j + q - size/2 + 1]`` (``i`` along x, ``j`` along y):
+    for ``size = 4`` the offsets
+    ``-1, 0, 1, 2`` along each axis, i.e. the 4x4 points around the face half a cell forward of ``(i, j)``.
     A learned module contracts these with predicted weights (one stencil per flux location and kind).
     """
     half = size // 2
     shifts = range(half - 1, -half - 1, -1)  # roll by s brings f[k - s] to position k
-    out = [[torch.roll(field, shifts=(sy, sx), dims=(Y_AXIS, X_AXIS)) for sx in shifts] for sy in shifts]
+    out = [[torch.roll(field, shifts=(sx, sy), dims=(X_AXIS, Y_AXIS)) for sy in shifts] for sx in shifts]
     return torch.stack([torch.stack(r, dim=1) for r in out], dim=1)
 
 

@@ -1,11 +1,12 @@
 """Periodic MAC (staggered) grid and its discrete operators, shared by the finite-volume NS solver.
 
 Layout (the convention of every ``_fv_*`` module and of :mod:`pdeforge.solvers.fv`): a velocity is a tensor
-``(B, 2, N, N)``; axis -1 is x (index ``i``), axis -2 is y (index ``j``); the periodic domain is
-``[0, L)^2`` with ``h = L / N``. Like jax-cfd's offsets ``(1, 0.5)`` and ``(0.5, 1)``:
+``(B, 2, N, N)``; axis -2 is x (index ``i``), axis -1 is y (index ``j``), as in the spectral ``Grid`` and
+jax-cfd; the periodic domain is ``[0, L)^2`` with ``h = L / N``. Like jax-cfd's offsets ``(1, 0.5)`` and
+``(0.5, 1)``:
 
-- channel 0, ``u``, lives on x-faces: ``u[..., j, i]`` at ``((i + 1) h, (j + 1/2) h)``;
-- channel 1, ``v``, lives on y-faces: ``v[..., j, i]`` at ``((i + 1/2) h, (j + 1) h)``;
+- channel 0, ``u``, lives on x-faces: ``u[..., i, j]`` at ``((i + 1) h, (j + 1/2) h)``;
+- channel 1, ``v``, lives on y-faces: ``v[..., i, j]`` at ``((i + 1/2) h, (j + 1) h)``;
 - pressure and divergence live at cell centres ``((i + 1/2) h, (j + 1/2) h)``;
 - vorticity lives at cell corners ``((i + 1) h, (j + 1) h)``.
 
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-X_AXIS = -1
-Y_AXIS = -2
+X_AXIS = -2
+Y_AXIS = -1
 
 
 @dataclass(frozen=True)
@@ -44,21 +45,21 @@ class StaggeredGrid:
 
     def coordinates(self, offset: tuple[float, float], dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
-        """``(x, y)`` each ``(N, N)`` at ``((i + offset[0]) h, (j + offset[1]) h)``, indexed ``[j, i]``."""
+        """``(x, y)`` each ``(N, N)`` at ``((i + offset[0]) h, (j + offset[1]) h)``, indexed ``[i, j]``."""
         idx = torch.arange(self.n, dtype=torch.float64, device=device)
         x = (idx + offset[0]) * self.h
         y = (idx + offset[1]) * self.h
-        yy, xx = torch.meshgrid(y, x, indexing="ij")
+        xx, yy = torch.meshgrid(x, y, indexing="ij")
         return xx.to(dtype), yy.to(dtype)
 
     def laplacian_symbol(self, dtype: torch.dtype = torch.float64,
                          device: torch.device | str | None = None) -> Tensor:
         """Symbol of the 5-point Laplacian on the ``rfft2`` frequencies, shape ``(N, N // 2 + 1)``, <= 0."""
-        my = torch.fft.fftfreq(self.n, d=1.0 / self.n, dtype=torch.float64, device=device)
-        mx = torch.fft.rfftfreq(self.n, d=1.0 / self.n, dtype=torch.float64, device=device)
-        sy = torch.sin(math.pi * my / self.n) ** 2
+        mx = torch.fft.fftfreq(self.n, d=1.0 / self.n, dtype=torch.float64, device=device)
+        my = torch.fft.rfftfreq(self.n, d=1.0 / self.n, dtype=torch.float64, device=device)
         sx = torch.sin(math.pi * mx / self.n) ** 2
-        return (-(4.0 / self.h**2) * (sy[:, None] + sx[None, :])).to(dtype)
+        sy = torch.sin(math.pi * my / self.n) ** 2
+        return (-(4.0 / self.h**2) * (sx[:, None] + sy[None, :])).to(dtype)
 
 
 def check_velocity(velocity: Tensor, grid: StaggeredGrid, name: str = "velocity") -> None:
@@ -152,10 +153,10 @@ def downsample_staggered(velocity: Tensor, factor: int) -> Tensor:
                          f"expected a square grid with a side divisible by the factor")
     m, f = n // factor, factor
     b = velocity.shape[0]
-    # Split each axis into (coarse index, offset inside the block): [b, c, J, fj, I, fi].
+    # Split each axis into (coarse index, offset inside the block): [b, c, I, fi, J, fj].
     blocks = velocity.reshape(b, 2, m, f, m, f)
-    u = blocks[:, 0, :, :, :, f - 1].mean(dim=2)   # last fine x-face of the block, mean over y
-    v = blocks[:, 1, :, f - 1, :, :].mean(dim=-1)  # last fine y-face of the block, mean over x
+    u = blocks[:, 0, :, f - 1, :, :].mean(dim=-1)  # last fine x-face of the block, mean over y
+    v = blocks[:, 1, :, :, :, f - 1].mean(dim=2)   # last fine y-face of the block, mean over x
     return torch.stack([u, v], dim=1)
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "GaussianRandomField",
+    "NeumannGaussianRandomField",
     "ThresholdCoefficient",
     "LogNormalCoefficient",
     "solve_darcy",
@@ -42,7 +42,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class GaussianRandomField:
+class NeumannGaussianRandomField:
     """``psi ~ N(0, tau^{2 alpha - 2} (-Laplace + tau^2)^{-alpha})`` on ``[0, 1]^2``, zero Neumann conditions.
 
     Karhunen-Loeve sum over cosine eigenfunctions ``phi_k = c_k1 c_k2 cos(pi k1 x) cos(pi k2 y)`` (``c_0 = 1``,
@@ -75,7 +75,7 @@ class ThresholdCoefficient:
 
     high: float = 12.0
     low: float = 3.0
-    field: GaussianRandomField = field(default_factory=GaussianRandomField)
+    field: NeumannGaussianRandomField = field(default_factory=NeumannGaussianRandomField)
 
     def sample(self, n: int, resolution: int, generator: torch.Generator | None = None) -> Tensor:
         """``(n, 1, s, s)`` float64 coefficients."""
@@ -88,7 +88,7 @@ class LogNormalCoefficient:
     """Log-normal ``a = exp(scale * psi)``."""
 
     scale: float = 1.0
-    field: GaussianRandomField = field(default_factory=GaussianRandomField)
+    field: NeumannGaussianRandomField = field(default_factory=NeumannGaussianRandomField)
 
     def sample(self, n: int, resolution: int, generator: torch.Generator | None = None) -> Tensor:
         """``(n, 1, s, s)`` float64 coefficients."""

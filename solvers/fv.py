@@ -7,15 +7,16 @@ Solves, on ``[0, L)^2`` (default ``L = 2 pi``) with density 1,
 the base solver of the learned-interpolation model (Kochkov et al. 2021) and of temporal stencil modelling
 (Sun et al. 2023), following the finite-volume path of google/jax-cfd:
 
-- velocity ``(B, 2, N, N)``: channel 0 = ``u`` on x-faces, 1 = ``v`` on y-faces; axis -1 is x, axis -2 is y
-  (layout in :mod:`pdeforge.solvers._fv_ops`);
+- velocity ``(B, 2, N, N)``: channel 0 = ``u`` on x-faces, 1 = ``v`` on y-faces; axis -2 is x, axis -1 is y,
+  as the spectral ``Grid`` (layout in :mod:`pdeforge.solvers._fv_ops`);
 - advection in flux form with face values from a pluggable interpolation module (``LinearInterpolation``,
   ``VanLeerInterpolation``, or a learned one; see :mod:`pdeforge.solvers._fv_interpolation` for the seam);
 - viscosity explicit (5-point Laplacian inside the RK stages) or implicit: the exact solution of the discrete
   diffusion ``exp(nu t L_h)`` applied by FFT in a Strang splitting around the explicit step;
 - pressure projection by an FFT Poisson solve with the symbol of the MAC ``div grad``, so the projected
   field is discretely divergence-free to round-off;
-- forcing: Kolmogorov ``f = (A sin(k y), 0)`` and linear drag ``-alpha u``;
+- forcing: Kolmogorov ``f = (A sin(k y), 0)`` (the spectral solvers' ``KolmogorovForcing``, angular ``k``)
+  and linear drag ``-alpha u``;
 - explicit Runge-Kutta with a projection after every stage (``ButcherTableau``; SSP-RK3 by default).
 
 Everything is batched, runs on any device and dtype of the input, and is differentiable through a rollout.
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ._equations import KolmogorovForcing
 from ._fv_interpolation import (
     AbstractInterpolation,
     FaceValues,
@@ -57,7 +59,6 @@ __all__ = [
     "FORWARD_EULER",
     "HEUN_RK2",
     "SSP_RK3",
-    "KolmogorovForcing",
     "FlowParameters",
     "StaggeredNavierStokes2D",
     "AbstractInterpolation",
@@ -102,16 +103,10 @@ SSP_RK3 = ButcherTableau(  # Shu & Osher (1988), strong-stability preserving: ke
 
 
 @dataclass(frozen=True)
-class KolmogorovForcing:
-    """Body force ``f = (amplitude * sin(wavenumber * 2 pi y / L), 0)`` (jax-cfd's ``kolmogorov_forcing``)."""
-
-    wavenumber: int = 4
-    amplitude: float = 1.0
-
-
-@dataclass(frozen=True)
 class FlowParameters:
-    """Physics: kinematic viscosity ``nu`` (= 1 / Re for unit forcing on ``2 pi``), drag ``alpha``, forcing."""
+    """Physics: kinematic viscosity ``nu`` (= 1 / Re for unit forcing on ``2 pi``), drag ``alpha``, forcing
+    (``KolmogorovForcing`` of :mod:`pdeforge.solvers`: ``(amplitude sin(wavenumber y), 0)``, angular wavenumber,
+    as jax-cfd's ``kolmogorov_forcing``)."""
 
     viscosity: float
     drag: float = 0.0
@@ -157,7 +152,7 @@ class StaggeredNavierStokes2D(nn.Module):
         if f is None:
             return None
         _, y = self.grid.coordinates((1.0, 0.5), dtype=torch.float64, device=like.device)
-        fu = f.amplitude * torch.sin(2 * math.pi * f.wavenumber * y / self.grid.length)
+        fu = f.amplitude * torch.sin(f.wavenumber * y)
         return torch.stack([fu, torch.zeros_like(fu)])[None].to(like.dtype)
 
     def explicit_terms(self, velocity: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pdeforge.solvers.darcy import (
-    GaussianRandomField,
+    NeumannGaussianRandomField,
     LogNormalCoefficient,
     ThresholdCoefficient,
     darcy_samples,
@@ -102,7 +102,7 @@ def test_coefficients_and_samples():
     a2, u2 = darcy_samples(4, 29, torch.Generator().manual_seed(0))
     assert torch.equal(a, a2) and torch.equal(u, u2)
     # fixed n_modes: a seed gives the same field at two resolutions (nodes of 17 are every 2nd node of 33)
-    grf = GaussianRandomField(n_modes=16)
+    grf = NeumannGaussianRandomField(n_modes=16)
     f33 = grf.sample(2, 33, torch.Generator().manual_seed(7))
     f17 = grf.sample(2, 17, torch.Generator().manual_seed(7))
     assert torch.allclose(f33[:, ::2, ::2], f17, atol=1e-12)
@@ -123,7 +123,7 @@ def test_bad_input_errors():
 def test_resolution_421_one_sample_consistent_with_211():
     """The FNO resolution works; with a fixed-mode GRF the 421 solution sampled on the 211 nodes is close to
     the 211 solution of the same coefficient field (threshold jumps limit this to ~O(h))."""
-    coef = ThresholdCoefficient(field=GaussianRandomField(n_modes=32))
+    coef = ThresholdCoefficient(field=NeumannGaussianRandomField(n_modes=32))
     a421 = coef.sample(1, 421, torch.Generator().manual_seed(3))
     a211 = coef.sample(1, 211, torch.Generator().manual_seed(3))
     assert torch.equal(a421[..., ::2, ::2], a211)
