@@ -9,7 +9,6 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from pdeforge.datasets import FormatError, TrajectoryDataset, load_stats, to_xarray, validate
 from pdeforge.datasets._pdebench import convert_pdebench, parameters_from_name, split_assignment
@@ -229,6 +228,39 @@ def test_max_trajectories_and_single_split(tmp_path):
     ds = TrajectoryDataset(tmp_path / "root", 1, T - 1, split="train")
     assert len(ds) == 4
     assert np.array_equal(ds[3]["output_fields"][:, 0].numpy(), src["u"][3, 1:])
+
+
+def test_several_files_into_one_dataset_keep_their_parameters(tmp_path):
+    """All 1D advection speeds in one root: same dataset_name, ``beta`` per file reaches the samples' scalars."""
+    root, sources = tmp_path / "advection", {}
+    for k, beta in enumerate((0.1, 0.4)):
+        name = f"1D_Advection_Sols_beta{beta}.hdf5"
+        sources[beta] = write_tensor(tmp_path / name, np.random.default_rng(20 + k), attrs=False)["u"]
+        convert_pdebench(tmp_path / name, root, split=None, dataset_name="advection", progress=False)
+    ds = TrajectoryDataset(root, 1, 1, split="train")
+    assert len(ds.files) == 2 and ds.metadata.scalar_names == ("beta",)
+    last = ds[len(ds) - 1]  # files in sorted order: beta0.4 second
+    assert last["scalars"].item() == pytest.approx(0.4)
+    assert np.array_equal(last["output_fields"][0, 0].numpy(), sources[0.4][N - 1, T - 1])
+    stats = load_stats(root / "stats.yaml")  # fitted on both files
+    both = np.concatenate([sources[0.1], sources[0.4]]).astype(np.float64)
+    assert stats["std"]["u"] == pytest.approx(float(both.std()), rel=1e-5)
+
+
+def test_boundary_conditions_from_names_and_override(tmp_path):
+    name = "1D_CFD_Shock_Eta1e-08_Zeta1e-08_trans_Train.hdf5"
+    write_cfd(tmp_path / name, np.random.default_rng(11), n_dims=1)
+    convert_pdebench(tmp_path / name, tmp_path / "a.hdf5", split=None, progress=False)
+    assert validate(tmp_path / "a.hdf5")[0].boundary_conditions == ("open",)
+    convert_pdebench(tmp_path / name, tmp_path / "b.hdf5", split=None, progress=False, boundary_conditions="wall")
+    assert validate(tmp_path / "b.hdf5")[0].boundary_conditions == ("wall",)
+    name = "2D_mystery_NA_NA.h5"
+    data = write_seed_groups(tmp_path / name, np.random.default_rng(12))
+    with pytest.warns(UserWarning, match="assuming 'open'"):
+        convert_pdebench(tmp_path / name, tmp_path / "c.hdf5", split=None, progress=False)
+    ds = TrajectoryDataset(tmp_path / "c.hdf5", 1, 1)
+    assert ds.metadata.field_names == ("u0", "u1") and ds.metadata.boundary_conditions == ("open", "open")
+    assert np.array_equal(ds[0]["input_fields"][0, 1].numpy(), data[0, 0, ..., 1])
 
 
 def test_split_assignment_counts_and_seed():
