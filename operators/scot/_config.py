@@ -175,17 +175,17 @@ class ScOTConfig:
     # -------------------------------------------------------------- presets
     @classmethod
     def poseidon_T(cls, **overrides: Any) -> ScOTConfig:
-        """Poseidon-T (20.8M parameters): embed 48, depths [4,4,4,4], on 128x128 with 4 -> 4 channels."""
+        """Poseidon-T (20,774,444 parameters): embed 48, depths [4,4,4,4], on 128x128 with 4 -> 4 channels."""
         return cls._poseidon(embed_dim=48, depths=(4, 4, 4, 4), **overrides)
 
     @classmethod
     def poseidon_B(cls, **overrides: Any) -> ScOTConfig:
-        """Poseidon-B (~158M parameters): embed 96, depths [8,8,8,8] (poseidon `scOT/train.py` MODEL_MAP)."""
+        """Poseidon-B (157,729,988 parameters): embed 96, depths [8,8,8,8] (poseidon `scOT/train.py` MODEL_MAP)."""
         return cls._poseidon(embed_dim=96, depths=(8, 8, 8, 8), **overrides)
 
     @classmethod
     def poseidon_L(cls, **overrides: Any) -> ScOTConfig:
-        """Poseidon-L (~629M parameters): embed 192, depths [8,8,8,8] (poseidon `scOT/train.py` MODEL_MAP)."""
+        """Poseidon-L (628,575,524 parameters): embed 192, depths [8,8,8,8] (poseidon `scOT/train.py` MODEL_MAP)."""
         return cls._poseidon(embed_dim=192, depths=(8, 8, 8, 8), **overrides)
 
     @classmethod
@@ -200,7 +200,7 @@ class ScOTConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> ScOTConfig:
-        """A CPU-sized scOT (~0.36M parameters): 32x32, patch 2, embed 8, depths [2,2,2,2], window 4.
+        """A CPU-sized scOT (363,480 parameters): 32x32, patch 2, embed 8, depths [2,2,2,2], window 4.
 
         Defaults to 4 -> 4 channels with a plain (absolute) loss; override as needed.
         """
