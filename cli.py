@@ -59,15 +59,17 @@ def describe_file(info) -> str:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .datasets import FormatError
-    from .datasets._pdebench import convert_pdebench
+    from .datasets import FormatError, convert_pdebench
 
     try:
-        out = convert_pdebench(args.src, args.out, seed=args.seed, max_trajectories=args.max_trajectories)
-    except (FormatError, FileNotFoundError, ValueError) as e:
+        paths = convert_pdebench(args.src, args.out, split=None if args.no_split else (0.8, 0.1, 0.1), seed=args.seed,
+                                 max_trajectories=args.max_trajectories, progress=not args.no_progress,
+                                 overwrite=args.overwrite)
+    except (FormatError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {out}")
+    for p in paths:
+        print(f"wrote {p}")
     return 0
 
 
@@ -109,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("out", help="dataset root folder (split into train/valid/test) or a single .hdf5 file")
     c.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split (default 0)")
     c.add_argument("--max-trajectories", type=int, default=None, help="convert only the first N trajectories")
+    c.add_argument("--no-split", action="store_true", help="put every trajectory in train (default: 80/10/10 split)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_convert)
 
     s = sub.add_parser("generate", help="generate reference data with the classical solvers (--list: presets)")

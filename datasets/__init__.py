@@ -10,6 +10,7 @@ A dataset is a folder ``ROOT/data/{train,valid,test}/*.hdf5`` plus ``ROOT/stats.
 from ._dataset import TrajectoryDataset
 from ._format import FormatError, validate
 from ._metadata import DatasetMetadata
+from ._pdebench import convert_pdebench
 from ._stats import Normalizer, compute_stats, load_stats, write_stats
 from ._writer import FieldSpec, Schema, TrajectoryWriter
 from ._xarray import to_xarray
@@ -21,6 +22,7 @@ __all__ = [
     "FormatError",
     "validate",
     "to_xarray",
+    "convert_pdebench",
     "FieldSpec",
     "Schema",
     "Normalizer",

@@ -32,7 +32,8 @@ class TrajectoryDataset(Dataset):
     Arguments:
         path: an ``.hdf5`` file, a folder of ``.hdf5``/``.h5`` files, or a dataset root (with ``split``).
         n_steps_input, n_steps_output, dt_stride: window shape; a trajectory of T snapshots gives
-            ``T - dt_stride * (n_steps_input + n_steps_output - 1)`` windows.
+            ``T - dt_stride * (n_steps_input + n_steps_output - 1)`` windows. ``n_steps_input=0`` is the operator
+            view of steady data (e.g. Darcy: ``constant_fields`` a -> ``output_fields`` u, one snapshot).
         split: ``"train" | "valid" | "test"`` when ``path`` is a dataset root (``ROOT/data/<split>/*.hdf5``).
         fields: keep only these fields (core names, e.g. ``("u", "velocity")``); default all.
         normalization: ``None | "zscore" | "rms"``, with statistics from ``stats`` (a path or a dict; default the
@@ -64,9 +65,9 @@ class TrajectoryDataset(Dataset):
         cache_small: bool = True,
     ) -> None:
         super().__init__()
-        for name, v in (("n_steps_input", n_steps_input), ("n_steps_output", n_steps_output), ("dt_stride", dt_stride)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} should be a positive int, got {v!r}")
+        for name, v, low in (("n_steps_input", n_steps_input, 0), ("n_steps_output", n_steps_output, 1), ("dt_stride", dt_stride, 1)):
+            if not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} should be an int >= {low}, got {v!r}")
         self.root = Path(path)
         self.split = split
         self.files: list[FileInfo] = [read_file_info(p) for p in list_data_files(path, split)]

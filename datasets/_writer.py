@@ -108,7 +108,7 @@ class Schema:
         t = np.asarray(self.time, dtype=np.float64)
         if t.ndim != 1 or t.size < 1:
             raise ValueError(f"Schema.time should be a 1D array of snapshot times, got shape {t.shape}")
-        if t.size > 1 and not np.allclose(np.diff(t), t[1] - t[0], rtol=1e-6, atol=0):
+        if t.size > 1 and not np.allclose(np.diff(t), t[1] - t[0], rtol=1e-4, atol=1e-6 * abs(t[1] - t[0])):
             raise ValueError("Schema.time should have a constant dt (The Well's layout), got varying steps")
         for b in self.bcs:
             if b not in BC_TYPES:
