@@ -10,6 +10,7 @@ Public API::
     same = build_from_spec(model.model_spec)       # JSON-able spec -> same architecture
 
 Importing this package does not import ``neuralop`` (slow); that happens when an FNO/TFNO/UNO is built.
+scOT (Poseidon) lives in ``pdeforge.operators.scot``; ``ScOT`` and ``ScOTConfig`` are re-exported here lazily.
 """
 
 from ._build import MODELS, FieldOperator, InputLayout, build_from_spec, build_model, config_from_dict, config_to_dict
@@ -30,4 +31,15 @@ __all__ = [
     "NeuralOperatorNet",
     "UNetConfig",
     "UNetConvNeXt",
+    "ScOT",
+    "ScOTConfig",
 ]
+
+
+def __getattr__(name: str):
+    # scOT is a separate family with its own subpackage; import it on first use only.
+    if name in ("ScOT", "ScOTConfig"):
+        from . import scot
+
+        return getattr(scot, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

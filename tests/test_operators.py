@@ -261,23 +261,32 @@ def test_default_configs_build_from_metadata():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_tiny_model_learns_a_smoothing_map(name):
-    """60 Adam steps on u -> (u(x-h) + 2u(x) + u(x+h)) / 4 (periodic) cut the training loss at least 5x."""
+    """30 Adam steps on u -> (u(x-h) + 2u(x) + u(x+h)) / 4 (periodic) cut the relative loss at least 10x (measured:
+    24x to 100x)."""
     torch.manual_seed(0)
     n = 32
     x = torch.arange(n) / n
     g = torch.Generator().manual_seed(0)
     k = torch.arange(1, 5)
-    coef = torch.randn(64, 2, 4, generator=g) / k
-    u = (coef[:, 0, :, None] * torch.sin(2 * math.pi * k[:, None] * x)).sum(-2)  # (64, n)
-    u = (u + (coef[:, 1, :, None] * torch.cos(2 * math.pi * k[:, None] * x)).sum(-2))[:, None, None]  # (64, 1, 1, n)
+    coef = torch.randn(16, 2, 4, generator=g) / k
+    u = (coef[:, 0, :, None] * torch.sin(2 * math.pi * k[:, None] * x)).sum(-2)  # (16, n)
+    u = (u + (coef[:, 1, :, None] * torch.cos(2 * math.pi * k[:, None] * x)).sum(-2))[:, None, None]  # (16, 1, 1, n)
     target = (torch.roll(u, 1, -1) + 2 * u + torch.roll(u, -1, -1)) / 4
     model = build_model(TINY[name], _meta(1, fields=("u",), resolution=(n,)), n_steps_input=1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(60):
+    for _ in range(30):
         opt.zero_grad()
         loss = (model(u) - target).pow(2).mean() / target.pow(2).mean()
         loss.backward()
         opt.step()
         losses.append(float(loss))
-    assert min(losses[-5:]) < 0.2 * losses[0], f"{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    assert min(losses[-5:]) < 0.1 * losses[0], f"{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+def test_package_import_is_light_and_reexports_scot():
+    import subprocess
+    import sys
+
+    code = "import sys, pdeforge.operators as o; assert 'neuralop' not in sys.modules; from pdeforge.operators.scot import ScOT; assert o.ScOT is ScOT"
+    subprocess.run([sys.executable, "-c", code], check=True)
