@@ -20,9 +20,10 @@ def spectral_resample(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Resample the last two axes of a periodic field to `size` by Fourier zero padding / truncation.
 
     u_hat = FFT(u) / (H W); keep the modes |k| below the smaller grid's Nyquist limit (the mode -N/2 of an even
-    grid N included), place them on the new grid, u' = Re(IFFT(u_hat') * H' W'). Point values are preserved
-    in amplitude (norm="forward"), a band-limited field is reproduced exactly, and for even sizes this equals
-    Poseidon's `_upsample` / `_downsample`.
+    grid N included), place them on the new grid, u' = Re(IFFT(u_hat') H' W'). Amplitudes are preserved
+    (norm="forward"): a field band-limited below the smaller grid's Nyquist frequency is reproduced exactly;
+    a component exactly at the target Nyquist frequency is halved when truncating (only its -N/2 coefficient
+    is kept). For even sizes this is Poseidon's `_upsample` / `_downsample` (the original breaks on odd ones).
 
     Args:
         x: (..., H, W) real tensor.
