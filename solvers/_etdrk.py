@@ -106,7 +106,7 @@ def phi_functions(z: Tensor, max_k: int, diagonal: bool, n_contour: int = 64) ->
     eye = torch.eye(n, dtype=torch.complex128)
     out = [torch.linalg.matrix_exp(z)]
     w = (z[..., None, :, :] + r[:, None, None] * eye).contiguous()  # (..., M, C, C)
-    p = torch.linalg.matrix_exp(w)
+    p = torch.exp(r)[:, None, None] * out[0][..., None, :, :]  # exp(z + r I) = e^r exp(z): r I commutes
     for k in range(1, max_k + 1):
         p = torch.linalg.solve(w, p - eye / math.factorial(k - 1))
         out.append(p.mean(-3))
@@ -158,7 +158,7 @@ class ETDRK:
         # every (k, c) the tableau needs, then each coefficient times h
         needed = {(k, c) for coefs in (*self.tableau.a, self.tableau.b) for co in coefs for (_, k, c) in co}
         phis: dict[tuple[int, float], Tensor] = {}
-        for c in sorted({c for _, c in needed} | {1.0}):
+        for c in sorted({c for _, c in needed} | set(self.tableau.c) | {1.0}):
             values = phi_functions(c * z, max((k for k, cc in needed if cc == c), default=0), self.diagonal, n_contour)
             phis.update({(k, c): v for k, v in enumerate(values)})
 
@@ -169,7 +169,7 @@ class ETDRK:
 
         self._coefficients64 = {
             "E": self._layout(phis[(0, 1.0)]),
-            "E_c": [None if c == 0 else self._layout(phi_functions(c * z, 0, self.diagonal)[0]) for c in self.tableau.c],
+            "E_c": [None if c == 0 else self._layout(phis[(0, c)]) for c in self.tableau.c],
             "a": [[combine(co) for co in row] for row in self.tableau.a],
             "b": [combine(co) for co in self.tableau.b],
             "b_sum": combine(tuple(t for co in self.tableau.b for t in co)),
