@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -76,7 +77,9 @@ class NeuralOperatorNet(nn.Module):
         # Module.double() leaves them complex64: after either, give complex weights the complex dtype that matches
         # the real parameters, from the values they had before the cast.
         before = {name: p.data for name, p in self.named_parameters() if p.is_complex()}
-        super()._apply(fn, recurse)
+        with warnings.catch_warnings():  # the lost imaginary parts are restored below
+            warnings.filterwarnings("ignore", message="Casting complex values to real")
+            super()._apply(fn, recurse)
         real = [p for p in self.parameters() if p.is_floating_point()]
         if not before or not real:
             return self
