@@ -242,10 +242,7 @@ class SwinBlock(nn.Module):
             y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
         if self.shift > 0:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        mask = self.attn_mask
-        if mask is not None and mask.shape[0] != (hp // win) * (wp // win):
-            mask = shifted_window_mask(hp, wp, win, self.shift).to(x.device)
-        y = window_merge(self.attention(window_partition(y, win), mask), win, hp, wp)
+        y = window_merge(self.attention(window_partition(y, win), self.attn_mask), win, hp, wp)
         if self.shift > 0:
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
         y = y[:, :h, :w, :].reshape(b, h * w, c)

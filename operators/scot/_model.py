@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from ._config import ScOTConfig
 from ._layers import (
     FIXED_NORM_EPS,
-    ConditionalLayerNorm,
     ConvNeXtBlock,
     PatchMerging,
     PatchUnmerging,
@@ -288,7 +287,3 @@ class ScOT(nn.Module):
 
         return save_pretrained(self, path, safe_serialization=safe_serialization)
 
-
-def conditional_norm_modules(model: nn.Module) -> list[ConditionalLayerNorm]:
-    """All time-conditioned layer norms of a model."""
-    return [m for m in model.modules() if isinstance(m, ConditionalLayerNorm)]
