@@ -125,7 +125,7 @@ def test_phi_functions_contour_matches_closed_form():
     # near 0, where the closed forms cancel catastrophically: Taylor 1 + z/2, 1/2 + z/6, 1/6 + z/24
     z0 = z[3]
     small = phi[1][3, 0], phi[2][3, 0], phi[3][3, 0]
-    assert all(abs(v - t) < 1e-14 for v, t in zip(small, (1 + z0 / 2, 0.5 + z0 / 6, 1 / 6 + z0 / 24)))
+    assert all(abs(v - t) < 1e-12 for v, t in zip(small, (1 + z0 / 2, 0.5 + z0 / 6, 1 / 6 + z0 / 24)))
     # the matrix path agrees with the scalar one on diagonal matrices
     mats = torch.diag_embed(z.reshape(3, 2))
     phim = phi_functions(mats, 3, diagonal=False)
