@@ -163,16 +163,17 @@ def downsample_staggered(velocity: Tensor, factor: int) -> Tensor:
 def energy_spectrum(velocity: Tensor, grid: StaggeredGrid) -> Tensor:
     """Radially binned kinetic-energy spectrum ``E(k)``, ``k = 0 .. N/2``, summed over shells.
 
-    Computed from the cell-centred velocity; normalised so that ``sum_k E(k) = mean(|u|^2) / 2`` (Parseval),
-    with shell ``k`` holding the integer wavenumbers ``k - 1/2 <= |m| < k + 1/2``.
+    Each component is transformed on its own staggered grid (the half-cell offset only changes phases, and
+    averaging to cell centres would damp high ``k`` by ``cos^2(k h / 2)``). Shell ``k`` holds the integer
+    wavenumbers ``k - 1/2 <= |m| < k + 1/2``; the corner modes ``|m| > N/2 + 1/2`` are dropped, so
+    ``sum_k E(k) <= mean(u^2 + v^2) / 2`` with equality up to those corners (Parseval).
 
     Returns:
         ``(B, N // 2 + 1)`` in the dtype of the input.
     """
     check_velocity(velocity, grid)
     n = grid.n
-    uc = to_cell_centres(velocity)
-    uh = torch.fft.fft2(uc, norm="forward")
+    uh = torch.fft.fft2(velocity, norm="forward")
     density = 0.5 * (uh.abs() ** 2).sum(dim=1)  # (B, N, N)
     m = torch.fft.fftfreq(n, d=1.0 / n, device=velocity.device, dtype=torch.float64)
     kmag = torch.sqrt(m[:, None] ** 2 + m[None, :] ** 2)

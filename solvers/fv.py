@@ -144,16 +144,29 @@ class StaggeredNavierStokes2D(nn.Module):
         self.interpolation = interpolation if interpolation is not None else VanLeerInterpolation()
         self.tableau = tableau
         self.implicit_viscosity = implicit_viscosity
+        self._constants: dict[tuple, Tensor] = {}  # forcing and Poisson symbol per (name, dtype, device)
+
+    def _constant(self, name: str, like: Tensor) -> Tensor:
+        """Fields that depend only on the grid, computed once in float64 and cast to ``like``'s dtype/device."""
+        key = (name, like.dtype, like.device)
+        if key not in self._constants:
+            if name == "forcing":
+                f = self.flow.forcing
+                _, y = self.grid.coordinates((1.0, 0.5), dtype=torch.float64, device=like.device)
+                fu = f.amplitude * torch.sin(f.wavenumber * y)
+                value = torch.stack([fu, torch.zeros_like(fu)])[None]
+            else:  # "inverse_symbol": 1 / symbol of D G, with the free mean pressure mode set to 0
+                symbol = self.grid.laplacian_symbol(device=like.device)
+                symbol[0, 0] = 1.0
+                value = 1.0 / symbol
+                value[0, 0] = 0.0
+            self._constants[key] = value.to(like.dtype)
+        return self._constants[key]
 
     # -- pieces ---------------------------------------------------------------------------------------
     def forcing(self, like: Tensor) -> Tensor | None:
         """The body force ``(1, 2, N, N)`` on the faces, in the dtype/device of ``like`` (None if unforced)."""
-        f = self.flow.forcing
-        if f is None:
-            return None
-        _, y = self.grid.coordinates((1.0, 0.5), dtype=torch.float64, device=like.device)
-        fu = f.amplitude * torch.sin(f.wavenumber * y)
-        return torch.stack([fu, torch.zeros_like(fu)])[None].to(like.dtype)
+        return None if self.flow.forcing is None else self._constant("forcing", like)
 
     def explicit_terms(self, velocity: Tensor) -> Tensor:
         """``-(u . grad) u [+ nu L_h u] - alpha u + f`` before projection, ``(B, 2, N, N)``."""
@@ -170,10 +183,8 @@ class StaggeredNavierStokes2D(nn.Module):
         """Leray projection ``u - G (D G)^{-1} D u`` by FFT; the result has ``|D u| ~ 1e-15 |u| / h``."""
         check_velocity(velocity, self.grid)
         h = self.grid.h
-        symbol = self.grid.laplacian_symbol(device=velocity.device)
-        symbol[0, 0] = 1.0  # the mean pressure is free: its mode of div is 0 anyway
         div_hat = torch.fft.rfft2(divergence(velocity, h))
-        p = torch.fft.irfft2(div_hat / symbol.to(velocity.dtype), s=velocity.shape[-2:])
+        p = torch.fft.irfft2(div_hat * self._constant("inverse_symbol", velocity), s=velocity.shape[-2:])
         return velocity - gradient(p, h)
 
     def diffuse(self, velocity: Tensor, time: float) -> Tensor:
