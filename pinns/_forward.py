@@ -1,0 +1,157 @@
+"""The forward PINN: a solution network trained on the residual of a shared equation, its initial and boundary conditions.
+
+Loss (Raissi, Perdikaris & Karniadakis 2019), every term a mean of squares over its points, weighted by an
+:class:`~pdeforge.pinns.AbstractWeighting`::
+
+    L = l_r mean |u_t - (L u + N(u) + f)|^2  +  l_0 mean |u(x, t0) - u0(x)|^2  +  l_b mean |B u - g|^2
+
+The residual term can be causal (:class:`~pdeforge.pinns.CausalWeights`); hard constraints drop the initial or
+boundary terms (:class:`~pdeforge.pinns.Problem`). Residual points are fixed, resampled every
+``resample_every`` Adam steps, or adapted by RAR / RAD (:class:`SamplingConfig`). L-BFGS uses the last
+point set and frozen weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ._autograd import pde_residual
+from ._domain import Problem, boundary_points, boundary_residual
+from ._networks import NetworkConfig, PINNNet
+from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
+from ._sampling import rad, rar, sample_domain, sample_initial
+from ._weighting import AbstractWeighting, CausalWeights, FixedWeights
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Collocation points.
+
+    Attributes:
+        method: ``"uniform" | "lhs" | "sobol" | "grid"``.
+        n_residual, n_initial, n_boundary: points per term (``n_boundary`` per end of each soft-boundary dimension).
+        resample_every: draw fresh residual points every this many Adam steps (0: keep them).
+        adaptive: ``None | "rar" | "rad"``; every ``adaptive_every`` steps from ``n_candidates`` candidates,
+            RAR adds the ``rar_k`` worst, RAD redraws with ``p ∝ |r|^rad_k / mean + rad_c``.
+    """
+
+    method: str = "sobol"
+    n_residual: int = 4096
+    n_initial: int = 256
+    n_boundary: int = 128
+    resample_every: int = 0
+    adaptive: str | None = None
+    adaptive_every: int = 1000
+    n_candidates: int = 20000
+    rar_k: int = 100
+    rad_k: float = 1.0
+    rad_c: float = 1.0
+
+
+class PINN(nn.Module):
+    """A forward PINN for ``problem``.
+
+    Arguments:
+        problem: equation, domain, initial and boundary conditions.
+        network: architecture of the solution net (:class:`NetworkConfig`).
+        sampling: collocation points (:class:`SamplingConfig`).
+        weighting: loss balancing (default fixed weights 1).
+        causal: causal residual weighting, or ``None``.
+        seed: weights and points.
+        dtype: ``torch.float64`` (default) or ``torch.float32``.
+    """
+
+    def __init__(self, problem: Problem, network: NetworkConfig = NetworkConfig(), sampling: SamplingConfig = SamplingConfig(),
+                 weighting: AbstractWeighting | None = None, causal: CausalWeights | None = None, seed: int = 0,
+                 dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        self.problem, self.sampling, self.causal, self.dtype = problem, sampling, causal, dtype
+        self.weighting = weighting if weighting is not None else FixedWeights()
+        self.net = PINNNet(problem, network, seed).to(dtype)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.points = sample_domain(problem.domain, sampling.n_residual, sampling.method, self.generator, dtype)
+        self.initial_points = sample_initial(problem.domain, sampling.n_initial, sampling.method, self.generator, dtype)
+        self.boundary_sets = [
+            (bc, *boundary_points(problem.domain, bc.dim, sampling.n_boundary, self.generator, dtype))
+            for bc in problem.soft_boundary()
+        ]
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """``u (N, C)`` at ``x (N, d)``, ``t (N, 1)``."""
+        return self.net(x, t)
+
+    def residual(self, x: Tensor, t: Tensor) -> Tensor:
+        """The equation's residual ``(N, C)`` at the points (through ``equation.residual``)."""
+        return pde_residual(self.problem.equation, self.net, x, t)[0]
+
+    # -- loss ---------------------------------------------------------------------------------------------------
+    def terms(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """``(means, values)``: the loss terms ``L_i`` and their per-point values ``(n, C)``."""
+        values: dict[str, Tensor] = {}
+        x, t = self.points
+        values["residual"] = self.residual(x, t)
+        if not self.problem.hard_initial:
+            x0, t0 = self.initial_points
+            values["initial"] = self.net(x0, t0) - self.problem.initial(x0).to(self.dtype)
+        if self.boundary_sets:
+            values["boundary"] = torch.cat([boundary_residual(bc, self.net, xb, tb, sb) for bc, xb, tb, sb in self.boundary_sets])
+        means = {}
+        for name, v in values.items():
+            sq = self.weighting.pointwise(name, (v**2).sum(dim=1))
+            if name == "residual" and self.causal is not None:
+                means[name] = self.causal.loss(sq, t, self.problem.domain.t_span)
+            else:
+                means[name] = sq.mean()
+        return means, values
+
+    def objective(self, step: int | None) -> tuple[Tensor, dict]:
+        """The weighted loss at Adam step ``step`` (``None`` during L-BFGS: no resampling, frozen weights)."""
+        if step is not None:
+            self._adapt_points(step)
+        means, values = self.terms()
+        if step is not None:
+            self.weighting.update(step, means, values, [p for p in self.net.parameters() if p.requires_grad])
+        loss = self.weighting.combine(means)
+        record = {f"loss_{k}": float(v.detach()) for k, v in means.items()}
+        record.update({f"weight_{k}": float(w) for k, w in self.weighting.weights.items()})
+        if self.causal is not None and self.causal.last_weights is not None:
+            record["causal_min_weight"] = float(self.causal.last_weights.min())
+        return loss, record
+
+    def _adapt_points(self, step: int) -> None:
+        s = self.sampling
+        if step == 0:
+            return
+        if s.resample_every and step % s.resample_every == 0:
+            self.points = sample_domain(self.problem.domain, s.n_residual, s.method, self.generator, self.dtype)
+        if s.adaptive and step % s.adaptive_every == 0:
+            cand = sample_domain(self.problem.domain, s.n_candidates, "uniform", self.generator, self.dtype)
+            r = self.residual(*cand).detach()
+            if s.adaptive == "rar":
+                self.points = rar(self.points, cand, r, s.rar_k)
+            elif s.adaptive == "rad":
+                self.points = rad(cand, r, s.n_residual, s.rad_k, s.rad_c, self.generator)
+            else:
+                raise ValueError(f"unknown adaptive sampling {s.adaptive!r}; choose 'rar' or 'rad'")
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
+        """Adam then (if ``optim.lbfgs_iters``) L-BFGS; returns the L-BFGS report."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        adam(self.objective, params, optim, log, self.weighting.after_backward)
+        if optim.lbfgs_iters:
+            return lbfgs(self.objective, params, optim, log)
+        return None
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, t: Tensor, batch: int = 65536) -> Tensor:
+        """``u (N, C)`` at many points, in batches."""
+        return torch.cat([self.net(x[i : i + batch].to(self.dtype), t[i : i + batch].to(self.dtype))
+                          for i in range(0, x.shape[0], batch)])
+
+
+__all__ = ["SamplingConfig", "PINN"]

@@ -1,0 +1,173 @@
+"""Loss balancing for PINNs: ``L = sum_i lambda_i L_i`` over the terms (``residual``, ``initial``, ``boundary``, ``data``).
+
+* :class:`FixedWeights`: constant ``lambda_i``.
+* :class:`GradNormWeights`: learning-rate annealing (Wang, Teng & Perdikaris, SIAM J. Sci. Comput. 2021), in the
+  gradient-norm form of Wang et al. 2023 ("An expert's guide to training PINNs"): every ``every`` steps
+  ``hat lambda_i = sum_j ||grad L_j|| / ||grad L_i||`` and ``lambda <- alpha lambda + (1 - alpha) hat lambda``.
+* :class:`NTKWeights`: neural-tangent-kernel weights (Wang, Yu & Perdikaris, J. Comput. Phys. 2022):
+  ``hat lambda_i = sum_j m_j / m_i`` with ``m_i`` the mean NTK diagonal ``||d r_n / d theta||^2`` over a few
+  points of term ``i``, same moving average.
+* :class:`SelfAdaptiveWeights` (McClenny & Braga-Neto 2023): one trainable weight ``s_n`` per point of a fixed
+  point set, the term becomes ``mean(s_n^2 r_n^2)``; the network minimises, the weights ascend (``maximize``).
+* :class:`CausalWeights` (Wang, Sankaran & Perdikaris 2024, "Respecting causality"): the residual loss over
+  ``M`` time chunks ``L_r = (1/M) sum_i w_i L_i`` with ``w_i = exp(-epsilon sum_{k<i} L_k)`` (no gradient):
+  later times count only once earlier ones are resolved.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+
+class AbstractWeighting(ABC):
+    """Weights ``lambda_i`` of the loss terms; ``update`` may change them during training.
+
+    ``combine`` and ``pointwise`` are final; strategies differ only in ``update`` (and self-adaptive weights in
+    the per-point factors they hold).
+    """
+
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        self.weights: dict[str, float] = dict(weights or {})
+
+    def pointwise(self, name: str, sq: Tensor) -> Tensor:
+        """Per-point squared errors ``(n,)`` as they enter the term's mean (self-adaptive weights scale them)."""
+        return sq
+
+    def combine(self, means: dict[str, Tensor]) -> Tensor:
+        """``sum_i lambda_i L_i`` (missing weights are 1)."""
+        return sum(self.weights.get(name, 1.0) * value for name, value in means.items())
+
+    @abstractmethod
+    def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
+        """Adapt the weights at optimiser step ``step``.
+
+        Arguments:
+            means: the terms ``L_i`` (scalars, in the graph).
+            values: per-point values ``(n, C)`` of each term (residuals, misfits), in the graph.
+            params: the trainable network parameters.
+        """
+
+    def after_backward(self) -> None:
+        """Called after ``loss.backward()`` (self-adaptive weights take their ascent step here)."""
+
+
+class FixedWeights(AbstractWeighting):
+    """Constant weights."""
+
+    def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
+        return None
+
+
+def _grad_norm(y: Tensor, params: list[Tensor]) -> float:
+    gs = torch.autograd.grad(y, params, retain_graph=True, allow_unused=True)
+    return float(torch.sqrt(sum((g.detach() ** 2).sum() for g in gs if g is not None)))
+
+
+class _MovingAverage(AbstractWeighting):
+    def __init__(self, every: int = 100, alpha: float = 0.9, weights: dict[str, float] | None = None) -> None:
+        super().__init__(weights)
+        if every < 1 or not 0 <= alpha < 1:
+            raise ValueError(f"need every >= 1 and 0 <= alpha < 1, got every={every}, alpha={alpha}")
+        self.every, self.alpha = every, alpha
+
+    def _blend(self, hat: dict[str, float]) -> None:
+        for name, value in hat.items():
+            old = self.weights.get(name)
+            self.weights[name] = value if old is None else self.alpha * old + (1 - self.alpha) * value
+
+
+class GradNormWeights(_MovingAverage):
+    """Learning-rate annealing by gradient norms (see the module docstring); ``every`` steps, average ``alpha``."""
+
+    def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
+        if step % self.every:
+            return
+        norms = {name: max(_grad_norm(m, params), 1e-30) for name, m in means.items()}
+        total = sum(norms.values())
+        self._blend({name: total / n for name, n in norms.items()})
+
+
+class NTKWeights(_MovingAverage):
+    """NTK-trace weights from ``n_points`` per term (see the module docstring)."""
+
+    def __init__(self, every: int = 100, alpha: float = 0.9, n_points: int = 16,
+                 weights: dict[str, float] | None = None) -> None:
+        super().__init__(every, alpha, weights)
+        self.n_points = n_points
+
+    def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
+        if step % self.every:
+            return
+        traces = {}
+        for name, v in values.items():
+            rows = v.reshape(v.shape[0], -1).sum(dim=1)
+            idx = torch.linspace(0, rows.shape[0] - 1, min(self.n_points, rows.shape[0])).long()
+            traces[name] = max(sum(_grad_norm(rows[i], params) ** 2 for i in idx) / len(idx), 1e-30)
+        total = sum(traces.values())
+        self._blend({name: total / tr for name, tr in traces.items()})
+
+
+class SelfAdaptiveWeights(AbstractWeighting):
+    """Per-point trainable weights ``s_n`` for fixed point sets, ``L_i = mean(s_n^2 r_n^2)``, ``s`` ascends.
+
+    Arguments:
+        sizes: number of points of each adaptive term, e.g. ``{"residual": 8000, "initial": 256}``; the points
+            must stay fixed (no resampling) for these terms.
+        lr: learning rate of the ascent (Adam, ``maximize=True``).
+    """
+
+    def __init__(self, sizes: dict[str, int], lr: float = 5e-3, init: float = 1.0,
+                 weights: dict[str, float] | None = None, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__(weights)
+        self.masks = {name: torch.full((n,), float(init), dtype=dtype, requires_grad=True) for name, n in sizes.items()}
+        self.optimizer = torch.optim.Adam(list(self.masks.values()), lr=lr, maximize=True)
+
+    def pointwise(self, name: str, sq: Tensor) -> Tensor:
+        if name not in self.masks:
+            return sq
+        s = self.masks[name]
+        if s.shape[0] != sq.shape[0]:
+            raise ValueError(f"self-adaptive weights for {name!r} hold {s.shape[0]} points, got {sq.shape[0]}: "
+                             "these terms need a fixed point set (no resampling)")
+        return s.to(sq.dtype) ** 2 * sq
+
+    def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
+        self.optimizer.zero_grad(set_to_none=False)
+
+    def after_backward(self) -> None:
+        self.optimizer.step()
+
+
+class CausalWeights:
+    """Causal residual loss over ``n_chunks`` time slabs with tolerance ``epsilon`` (see the module docstring)."""
+
+    def __init__(self, n_chunks: int = 32, epsilon: float = 1.0) -> None:
+        if n_chunks < 2 or epsilon < 0:
+            raise ValueError(f"need n_chunks >= 2 and epsilon >= 0, got {n_chunks}, {epsilon}")
+        self.n_chunks, self.epsilon = n_chunks, epsilon
+        self.last_weights: Tensor | None = None
+
+    def loss(self, sq: Tensor, t: Tensor, t_span: tuple[float, float]) -> Tensor:
+        """``(1/M) sum_i w_i L_i`` from per-point squared residuals ``sq (n,)`` at times ``t (n, 1)``."""
+        t0, t1 = t_span
+        chunk = ((t.detach().reshape(-1) - t0) / (t1 - t0) * self.n_chunks).long().clamp(0, self.n_chunks - 1)
+        sums = torch.zeros(self.n_chunks, dtype=sq.dtype, device=sq.device).index_add(0, chunk, sq)
+        counts = torch.bincount(chunk, minlength=self.n_chunks).to(sq.dtype).clamp_min(1)
+        per_chunk = sums / counts
+        before = torch.cumsum(per_chunk.detach(), 0) - per_chunk.detach()
+        w = torch.exp(-self.epsilon * before)
+        self.last_weights = w
+        return (w * per_chunk).mean()
+
+
+__all__ = [
+    "AbstractWeighting",
+    "FixedWeights",
+    "GradNormWeights",
+    "NTKWeights",
+    "SelfAdaptiveWeights",
+    "CausalWeights",
+]
