@@ -9,6 +9,7 @@ and ``D.coords()`` (the coordinates, for forcings). The spectral solver implemen
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -66,38 +67,54 @@ class SpectralDerivatives(AbstractDerivatives):
         self._symbols: dict[tuple, Tensor] = {}
         self._bound: Tensor | None = None
         self._bound_hat: Tensor | None = None
+        self._dims = tuple(range(-grid.ndim, 0))
 
     # -- spectral helpers -------------------------------------------------------------------------------
     def symbol(self, alpha: tuple[int, ...], inverse_laplacian: bool, dtype: torch.dtype, device) -> Tensor:
         """``(i k)^alpha`` (divided by ``-|k|^2``, 0 at ``k = 0``, if ``inverse_laplacian``), masked if dealiasing."""
         if len(alpha) != self.grid.ndim or any(a < 0 for a in alpha):
             raise ValueError(f"alpha must hold {self.grid.ndim} non-negative orders, got {alpha!r}")
-        key = (tuple(alpha), inverse_laplacian, dtype, torch.device(device))
+        key = (alpha, inverse_laplacian, dtype, device)
         if key not in self._symbols:
             self._symbols[key] = derivative_symbol(self.grid, alpha, inverse_laplacian, self.dealias).to(
                 dtype=dtype, device=device
             )
         return self._symbols[key]
 
-    def bind(self, u_hat: Tensor) -> Tensor:
-        """Remember the spectrum ``u_hat`` (``(B, C, *grid.spectral_shape)``) and return its physical field.
+    def bind(self, u_hat: Tensor, values: bool = True) -> Tensor:
+        """Remember the spectrum ``u_hat`` (``(B, C, *grid.spectral_shape)``) and return a handle to it.
 
-        The returned tensor is the dealiased field when ``dealias`` is on; passing it back to ``D`` reuses
-        ``u_hat``.
+        The handle is the physical field (dealiased when ``dealias`` is on) if ``values``, else an empty
+        tensor, for terms that use only derivatives of the state (one inverse FFT saved). Passing the handle
+        back to ``D`` reuses ``u_hat``.
         """
-        if self.dealias:
-            u_hat = u_hat * self.symbol((0,) * self.grid.ndim, False, u_hat.dtype, u_hat.device)
         self._bound_hat = u_hat
-        self._bound = torch.fft.irfftn(u_hat, s=self.grid.shape, dim=self._dims)
+        if not values:
+            self._bound = u_hat.real.new_empty(0)
+        else:
+            if self.dealias:
+                u_hat = u_hat * self.symbol((0,) * self.grid.ndim, False, u_hat.dtype, u_hat.device)
+            self._bound = torch.fft.irfftn(u_hat, s=self.grid.shape, dim=self._dims)
         return self._bound
+
+    def probe(self, term: Callable[[Tensor, AbstractDerivatives], Tensor | None], channels: int) -> tuple[bool, bool]:
+        """Call ``term(u, self)`` once on a bound zero state and report ``(returns None, reads u's values)``.
+
+        "Reads values" means any torch operation on ``u`` other than differentiating it through ``self``;
+        a term that does not (vorticity convection) is later given an empty handle instead of ``u``.
+        """
+        _ValueProbe.touched = False
+        self._bound_hat = torch.zeros(1, channels, *self.grid.spectral_shape, dtype=torch.complex128)
+        self._bound = torch.zeros(1, channels, *self.grid.shape, dtype=torch.float64).as_subclass(_ValueProbe)
+        try:
+            out = term(self._bound, self)
+        finally:
+            self.release()
+        return out is None, _ValueProbe.touched
 
     def release(self) -> None:
         """Forget the bound spectrum."""
         self._bound = self._bound_hat = None
-
-    @property
-    def _dims(self) -> tuple[int, ...]:
-        return tuple(range(-self.grid.ndim, 0))
 
     def _apply(self, u: Tensor, alpha: tuple[int, ...], inverse_laplacian: bool) -> Tensor:
         if u is self._bound:
@@ -120,6 +137,17 @@ class SpectralDerivatives(AbstractDerivatives):
         dtype = self._bound.dtype if self._bound is not None else torch.float64
         device = self._bound.device if self._bound is not None else "cpu"
         return tuple(x[None, None] for x in self.grid.mesh(dtype, device))
+
+
+class _ValueProbe(Tensor):
+    """A tensor that records whether any torch function touched it (see ``SpectralDerivatives.probe``)."""
+
+    touched = False
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.touched = True
+        return super().__torch_function__(func, types, args, kwargs or {})
 
 
 def derivative_symbol(grid: Grid, alpha: tuple[int, ...], inverse_laplacian: bool = False, dealias: bool = False) -> Tensor:

@@ -1,0 +1,166 @@
+"""Benchmark the spectral ETDRK solvers: cost per step against an FFT lower bound, and against exponax.
+
+    python benchmarks/solvers.py            # both jobs, float32, ETDRK4
+    python benchmarks/solvers.py --quick    # fewer repetitions
+    python benchmarks/solvers.py --threads 2
+
+Both libraries get the same number of CPU threads (default 1: on a loaded machine a preempted OpenMP worker
+stalls every multi-threaded FFT by a scheduler tick, ~10 ms, which swamps what is measured).
+
+(a) For each job, one step is timed against the FFTs the step performs (counted by wrapping torch.fft while a
+    step runs, each kind timed alone on the same shapes): ratio = step time / (sum count x FFT time).
+(b) If ``exponax`` (JAX) imports, the same jobs run there too (jit-compiled, vmapped over the batch; compile
+    time excluded), with the agreement of the two trajectories and the time ratio.
+
+Jobs: 1D Kuramoto-Sivashinsky, N = 256, L = 32 pi, batch 50, 500 steps, dt 0.1; 2D Navier-Stokes vorticity
+128^2 on [0, 2 pi)^2, batch 16, 200 steps, dt 0.01, nu 1e-3 (exponax's vorticity has the opposite sign: it
+is given -w and its answer negated). Timings depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from pdeforge.solvers import ETDRK, Grid, KuramotoSivashinsky, LogNormalVorticity, NavierStokes2D, RandomFourierSeries, rollout
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    equation: object
+    grid: Grid
+    batch: int
+    n_steps: int
+    dt: float
+
+
+JOBS = (
+    Job("KS 1D N=256 B=50 500 steps dt=0.1", KuramotoSivashinsky(), Grid(256, 32 * math.pi), 50, 500, 0.1),
+    Job("NS 2D 128^2 B=16 200 steps dt=0.01 nu=1e-3", NavierStokes2D(nu=1e-3), Grid((128, 128)), 16, 200, 0.01),
+)
+
+
+def initial_state(job: Job) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    if isinstance(job.equation, NavierStokes2D):
+        # keep |m| <= N/6 at first: exponax masks the factors of the product to |m| <= 41 (on 128 points) but
+        # not the product, pdeforge masks both to |m| <= 42 (N/3); with content above N/6 the comparison
+        # would measure the two dealiasing choices rather than the two time steppers
+        w = LogNormalVorticity(peak_wavenumber=4.0)(job.grid, job.batch, gen)
+        keep = job.grid.dealias_mask(fraction=1 / 3)
+        return torch.fft.irfft2(torch.fft.rfft2(w) * keep, s=job.grid.shape).float()
+    return RandomFourierSeries(max_wavenumber=6)(job.grid, job.batch, gen, dtype=torch.float32)
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def count_ffts(stepper: ETDRK, u_hat: torch.Tensor) -> dict[str, int]:
+    """How many rfftn / irfftn one spectral step performs (torch.fft wrapped while it runs)."""
+    counts = {"rfftn": 0, "irfftn": 0}
+    originals = {name: getattr(torch.fft, name) for name in counts}
+
+    def wrap(name):
+        def counted(*args, **kwargs):
+            counts[name] += 1
+            return originals[name](*args, **kwargs)
+
+        return counted
+
+    try:
+        for name in counts:
+            setattr(torch.fft, name, wrap(name))
+        stepper.step_spectral(u_hat)
+    finally:
+        for name, fn in originals.items():
+            setattr(torch.fft, name, fn)
+    return counts
+
+
+def fft_bound(job: Job, repeats: int) -> None:
+    stepper = ETDRK(job.equation, job.grid, job.dt, order=4)
+    u0 = initial_state(job)
+    u_hat = stepper.to_spectral(u0)
+    dims = tuple(range(-job.grid.ndim, 0))
+    counts = count_ffts(stepper, u_hat)
+    t_r = best_time(lambda: torch.fft.rfftn(u0, dim=dims), repeats * 5)
+    t_i = best_time(lambda: torch.fft.irfftn(u_hat, s=job.grid.shape, dim=dims), repeats * 5)
+    bound = counts["rfftn"] * t_r + counts["irfftn"] * t_i
+    t_step = best_time(lambda: stepper.step_spectral(u_hat), repeats * 5)
+    print(
+        f"  (a) one ETDRK4 step {t_step * 1e3:8.3f} ms | FFTs per step: {counts['rfftn']} rfftn x {t_r * 1e3:.3f} ms"
+        f" + {counts['irfftn']} irfftn x {t_i * 1e3:.3f} ms = bound {bound * 1e3:.3f} ms | ratio {t_step / bound:.2f}"
+    )
+
+
+def exponax_job(job: Job, u0: torch.Tensor, repeats: int):
+    """The same job in exponax, or None if it is not installed. Returns (trajectory (B, T+1, C, *S), seconds)."""
+    try:
+        import exponax as ex
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+    except ImportError:
+        return None
+    length, n = job.grid.length[0], job.grid.shape[0]
+    if isinstance(job.equation, NavierStokes2D):
+        stepper = ex.stepper.NavierStokesVorticity(2, length, n, job.dt, diffusivity=job.equation.nu, order=4)
+        sign = -1.0  # exponax's vorticity is u_y - v_x
+    else:
+        stepper = ex.stepper.KuramotoSivashinskyConservative(1, length, n, job.dt, order=4)
+        sign = 1.0
+    run = jax.jit(jax.vmap(ex.rollout(stepper, job.n_steps, include_init=True)))
+    x0 = jnp.asarray(sign * u0.numpy())
+    seconds = best_time(lambda: run(x0).block_until_ready(), repeats)
+    return torch.from_numpy(np.array(sign * run(x0))), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one timing repetition instead of three")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and for XLA")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} "
+        f"intra_op_parallelism_threads={args.threads}",
+    )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32, ETDRK4; best of {repeats}")
+    for job in JOBS:
+        print(job.name)
+        fft_bound(job, repeats)
+        stepper = ETDRK(job.equation, job.grid, job.dt, order=4)
+        u0 = initial_state(job)
+        ours = rollout(stepper, u0, job.n_steps)
+        t_ours = best_time(lambda: rollout(stepper, u0, job.n_steps), repeats)
+        print(f"  (b) pdeforge rollout {t_ours:7.3f} s ({t_ours / job.n_steps * 1e3:.3f} ms/step)")
+        theirs = exponax_job(job, u0, repeats)
+        if theirs is None:
+            print("      exponax not importable: comparison skipped (pip install jax jaxlib exponax)")
+            continue
+        traj, t_theirs = theirs
+        diff = (ours - traj).flatten(2).norm(dim=-1) / traj.flatten(2).norm(dim=-1).clamp_min(1e-30)
+        print(
+            f"      exponax rollout  {t_theirs:7.3f} s | pdeforge / exponax time {t_ours / t_theirs:.2f} | "
+            f"relative L2 difference after 1 step {diff[:, 1].max():.1e}, 10 steps {diff[:, 10].max():.1e}, "
+            f"final {diff[:, -1].max():.1e}"
+        )
+
+
+if __name__ == "__main__":
+    main()
