@@ -14,10 +14,21 @@ The residual of every PINN here is ``equation.residual(u_t, u, D)`` with an auto
 from ._autograd import AutogradDerivatives, pde_residual
 from ._domain import Dirichlet, Domain, Neumann, OutputTransform, Problem
 from ._forward import PINN, SamplingConfig
+from ._hidden import HiddenTermPINN, formula, polynomial_library, stlsq
+from ._inverse import (
+    InverseCoefficients,
+    InversePINN,
+    Observations,
+    dataset_domain,
+    observations_from_fields,
+    sample_observations,
+)
+from ._lagrangian import LagrangianPINN, advection_velocity
 from ._networks import MLP, FourierFeatures, InputEmbedding, NetworkConfig, PINNNet, RWFLinear
 from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
 from ._problems import PROBLEMS, NamedProblem
 from ._reference import TrigInterpolant, spectral_reference
+from ._run import load, run
 from ._sampling import SAMPLERS, rad, rar, sample_domain, sample_initial
 from ._weighting import (
     AbstractWeighting,
@@ -29,6 +40,18 @@ from ._weighting import (
 )
 
 __all__ = [
+    "advection_velocity",
+    "LagrangianPINN",
+    "sample_observations",
+    "observations_from_fields",
+    "dataset_domain",
+    "Observations",
+    "InversePINN",
+    "InverseCoefficients",
+    "stlsq",
+    "polynomial_library",
+    "formula",
+    "HiddenTermPINN",
     "AbstractWeighting",
     "AutogradDerivatives",
     "CausalWeights",
@@ -63,4 +86,6 @@ __all__ = [
     "sample_domain",
     "sample_initial",
     "spectral_reference",
+    "run",
+    "load",
 ]

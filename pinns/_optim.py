@@ -87,7 +87,7 @@ def adam(objective: Objective, params: list[Tensor], config: OptimConfig, log: C
             after_backward()
         opt.step()
         sched.step()
-        loss_value = float(loss)
+        loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"Adam: non-finite loss {loss_value} at step {step}; lower the learning rate")
         if log is not None and (step % config.log_every == 0 or step == config.adam_iters - 1):
@@ -112,7 +112,7 @@ def lbfgs(objective: Objective, params: list[Tensor], config: OptimConfig,
         if not torch.isfinite(loss):
             raise _NonFinite(float(loss))
         loss.backward()
-        last.update(record, loss=float(loss))
+        last.update(record, loss=float(loss.detach()))
         return loss
 
     state = opt.state[opt._params[0]]
@@ -120,7 +120,7 @@ def lbfgs(objective: Objective, params: list[Tensor], config: OptimConfig,
     reason, loss_value = "max iterations", math.nan
     while done < config.lbfgs_iters:
         n = min(config.chunk, config.lbfgs_iters - done)
-        group["max_iter"], group["max_eval"] = n, n * 5 // 4 + 1
+        group["max_iter"], group["max_eval"] = n, 2 * n + 1
         it0, ev0 = state.get("n_iter", 0), state.get("func_evals", 0)
         backup = [p.detach().clone() for p in params]
         try:
@@ -143,8 +143,8 @@ def lbfgs(objective: Objective, params: list[Tensor], config: OptimConfig,
         if log is not None:
             log({"phase": "lbfgs", "step": done, "loss": loss_value, "evaluations": evals, "reason": reason,
                  "time": time.perf_counter() - start, **{k: v for k, v in last.items() if k != "loss"}})
-        if reason != "max iterations":
-            break
+        if reason not in ("max iterations", "max function evaluations"):
+            break  # a chunk that spent its evaluations goes on with the next chunk; the iteration budget bounds it
     return LBFGSReport(reason, done, evals, loss_value)
 
 

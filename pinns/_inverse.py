@@ -1,0 +1,154 @@
+"""Inverse problems: unknown equation coefficients learned from sparse noisy observations (Raissi et al. 2019, sec. 4).
+
+The coefficients are log-parameterised scalars ``theta = exp(s)`` (positive, scale-free steps); each training
+step rebuilds the equation with ``dataclasses.replace(equation, nu=exp(s))`` and evaluates
+``equation.residual`` on it, so the inverse PINN uses the same residual code as the forward one. Loss::
+
+    L = mean |u(x_i, t_i) - u_i^obs|^2 / mean |u^obs|^2  +  l_r mean |u_t - (L_theta u + N_theta(u))|^2
+
+Observations are random points of one trajectory of a :class:`~pdeforge.datasets.TrajectoryDataset` with
+relative Gaussian noise ``u_obs = u + noise * std(u) * eps`` (the convention of Raissi et al.: ``noise = 0.01``
+is 1% of the standard deviation of the observed values), seeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..datasets import TrajectoryDataset
+from ..solvers import AbstractEquation
+from ._autograd import pde_residual
+from ._domain import Domain, Problem
+from ._networks import NetworkConfig, PINNNet
+from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
+from ._sampling import sample_domain
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Point observations: ``x (n, d)``, ``t (n, 1)``, noisy ``u (n, C)`` and the clean values ``u_clean``."""
+
+    x: Tensor
+    t: Tensor
+    u: Tensor
+    u_clean: Tensor
+
+
+def observations_from_fields(fields: Tensor, times: Tensor, coords: Sequence[Tensor], n_points: int,
+                             noise: float = 0.01, seed: int = 0, dtype: torch.dtype = torch.float64) -> Observations:
+    """``n_points`` distinct random samples of ``fields (T, C, *space)`` at ``times (T,)`` on the axes ``coords``.
+
+    Noise: ``u + noise * std(u) * N(0, 1)`` per channel (``std`` over the drawn points), seeded by ``seed``.
+    """
+    if fields.ndim != 2 + len(coords) or fields.shape[0] != times.shape[0]:
+        raise ValueError(f"expected fields (T, C, *space) with T = {times.shape[0]} and {len(coords)} spatial axes, got {tuple(fields.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    n_total = fields.shape[0] * math.prod(fields.shape[2:])
+    if not 0 < n_points <= n_total:
+        raise ValueError(f"n_points must be in 1..{n_total} (the trajectory's space-time points), got {n_points}")
+    flat = torch.randperm(n_total, generator=gen)[:n_points]
+    idx = torch.unravel_index(flat, (fields.shape[0], *fields.shape[2:]))
+    ti, xi = idx[0], idx[1:]
+    u = torch.stack([fields[(ti, c, *xi)] for c in range(fields.shape[1])], dim=1).to(dtype)
+    x = torch.stack([torch.as_tensor(c, dtype=dtype)[i] for c, i in zip(coords, xi)], dim=1)
+    t = times.to(dtype)[ti][:, None]
+    noisy = u + noise * u.std(dim=0, keepdim=True) * torch.randn(u.shape, generator=gen, dtype=dtype)
+    return Observations(x, t, noisy, u)
+
+
+def sample_observations(dataset: TrajectoryDataset, trajectory: int, n_points: int, noise: float = 0.01, seed: int = 0,
+                        time_indices: Sequence[int] | None = None, dtype: torch.dtype = torch.float64) -> Observations:
+    """Random noisy point observations of trajectory ``trajectory`` of ``dataset`` (all stored times by default)."""
+    if not 0 <= trajectory < len(dataset.trajectories):
+        raise IndexError(f"trajectory {trajectory} outside 0..{len(dataset.trajectories) - 1}")
+    times = list(range(dataset.n_steps)) if time_indices is None else list(time_indices)
+    sample = dataset.read(trajectory, times)
+    return observations_from_fields(sample["fields"], sample["time"], _axes(sample["grid"]), n_points, noise, seed, dtype)
+
+
+def dataset_domain(dataset: TrajectoryDataset, time_indices: Sequence[int] | None = None) -> Domain:
+    """The periodic box of a spectral-solver dataset (``[0, N dx)`` per axis) over its (selected) time span."""
+    times = dataset.read(0, list(range(dataset.n_steps)) if time_indices is None else list(time_indices))["time"]
+    axes = _axes(dataset.grid)
+    lower = tuple(float(a[0]) for a in axes)
+    upper = tuple(float(a[0] + (a[1] - a[0]) * a.shape[0]) for a in axes)
+    return Domain(lower, upper, (float(times.min()), float(times.max())), (True,) * len(axes))
+
+
+def _axes(grid: Tensor) -> list[Tensor]:
+    """The 1D coordinate axes (float64) of a meshgrid ``(n_dims, *space)`` (ij indexing)."""
+    n = grid.shape[0]
+    return [grid[d][(0,) * d + (slice(None),) + (0,) * (n - 1 - d)].double() for d in range(n)]
+
+
+class InverseCoefficients(nn.Module):
+    """Unknown scalar coefficients of ``equation``, ``theta = exp(s)``, starting from ``initial`` guesses.
+
+    ``equation()`` returns the equation with the current values (tensors, differentiable).
+    """
+
+    def __init__(self, equation: AbstractEquation, initial: dict[str, float]) -> None:
+        super().__init__()
+        names = {f.name for f in dataclasses.fields(equation)}
+        for name, value in initial.items():
+            if name not in names:
+                raise ValueError(f"{type(equation).__name__} has no coefficient {name!r}; it has {sorted(names)}")
+            if not value > 0:
+                raise ValueError(f"log-parameterised coefficient {name!r} needs a positive initial guess, got {value}")
+        self.base = equation
+        self.log = nn.ParameterDict({k: nn.Parameter(torch.tensor(math.log(v), dtype=torch.float64)) for k, v in initial.items()})
+
+    def equation(self) -> AbstractEquation:
+        return dataclasses.replace(self.base, **{k: torch.exp(s) for k, s in self.log.items()})
+
+    def values(self) -> dict[str, float]:
+        return {k: float(torch.exp(s)) for k, s in self.log.items()}
+
+
+class InversePINN(nn.Module):
+    """Solution network plus :class:`InverseCoefficients`, fitted to :class:`Observations` and the residual.
+
+    Arguments:
+        equation: the equation with placeholder values for the unknowns.
+        initial: initial guesses of the unknown coefficients, e.g. ``{"nu": 0.05}``.
+        domain: the space-time box (e.g. :func:`dataset_domain`).
+        observations: the data.
+        n_residual: residual points (Sobol, fixed); residual_weight: ``l_r``.
+    """
+
+    def __init__(self, equation: AbstractEquation, initial: dict[str, float], domain: Domain, observations: Observations,
+                 network: NetworkConfig = NetworkConfig(width=50, depth=4), n_residual: int = 4096,
+                 residual_weight: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        zeros = lambda x: torch.zeros(x.shape[0], len(equation.channels), dtype=x.dtype)  # noqa: E731 (unused IC)
+        self.problem = Problem(equation, domain, zeros)
+        self.net = PINNNet(self.problem, network, seed).double()
+        self.coefficients = InverseCoefficients(equation, initial)
+        self.observations = observations
+        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1))
+        self.residual_weight = residual_weight
+        self._scale = float((observations.u**2).mean())
+
+    def objective(self, step: int | None) -> tuple[Tensor, dict]:
+        obs = self.observations
+        data = ((self.net(obs.x, obs.t) - obs.u) ** 2).mean() / self._scale
+        r, _ = pde_residual(self.coefficients.equation(), self.net, *self.points)
+        res = (r**2).mean()
+        record = {"loss_data": float(data.detach()), "loss_residual": float(res.detach()),
+                  **{f"coef_{k}": v for k, v in self.coefficients.values().items()}}
+        return data + self.residual_weight * res, record
+
+    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
+        params = list(self.net.parameters()) + list(self.coefficients.parameters())
+        adam(self.objective, params, optim, log)
+        return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
+
+
+__all__ = ["Observations", "observations_from_fields", "sample_observations", "dataset_domain",
+           "InverseCoefficients", "InversePINN"]

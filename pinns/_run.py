@@ -1,0 +1,215 @@
+"""``run(config, run_dir)``: train a PINN on a named problem from a config dict and write the run folder.
+
+Config (``configs/pinn_*.yaml``; every section optional but ``family`` and ``problem``)::
+
+    family: pinn
+    problem: burgers            # a key of PROBLEMS: burgers | allen_cahn | advection
+    mode: forward               # forward | lagrangian (Mojgani et al. 2023)
+    seed: 0
+    dtype: float64              # float64 | float32
+    network:  {width: 100, depth: 5, harmonics: 1, fourier_features: 0, fourier_sigma: 1.0, rwf: false}
+    sampling: {method: sobol, n_residual: 8000, n_initial: 256, n_boundary: 128, resample_every: 0,
+               adaptive: null, adaptive_every: 1000, n_candidates: 20000, rar_k: 100, rad_k: 1.0, rad_c: 1.0}
+    weighting: {method: fixed, weights: {}, every: 100, alpha: 0.9, lr: 0.005}   # fixed | gradnorm | ntk | self_adaptive
+    causal: null                # or {n_chunks: 32, epsilon: 1.0}
+    optim:    {adam_iters: 1000, lr: 0.001, decay_rate: 0.9, decay_every: 1000, lbfgs_iters: 0, chunk: 500, log_every: 100}
+    eval:     {nx: 256, nt: 101}
+
+The run folder (each file written to a temporary name, then renamed):
+
+* ``config.yaml`` (the config as run), ``model.safetensors`` + ``model.json`` (what :func:`load` needs),
+* ``metrics.json``: ``{"test": {"rel_l2", "rmse", "max_error"}, "lbfgs": {reason, iterations, ...},
+  "wall_time_s", ...}``; ``rel_l2`` is the relative L2 error over the whole space-time evaluation grid
+  (PINNacle's L2RE) against the problem's reference;
+* ``train_log.jsonl`` (one record per logged step), ``solution.png`` (prediction / reference / error heat
+  maps), ``loss_terms.png`` (each loss term against the step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..metrics import max_error, rel_l2, rmse
+from ._forward import PINN, SamplingConfig
+from ._lagrangian import LagrangianPINN
+from ._networks import NetworkConfig
+from ._optim import OptimConfig
+from ._problems import PROBLEMS
+from ._weighting import CausalWeights, FixedWeights, GradNormWeights, NTKWeights, SelfAdaptiveWeights
+
+MODES = ("forward", "lagrangian")
+WEIGHTINGS = ("fixed", "gradnorm", "ntk", "self_adaptive")
+
+
+def _section(config: dict, name: str, cls) -> Any:
+    values = dict(config.get(name) or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def _weighting(config: dict, sampling: SamplingConfig, hard_initial: bool):
+    spec = dict(config.get("weighting") or {})
+    method = spec.pop("method", "fixed")
+    weights = spec.pop("weights", None)
+    if method == "fixed":
+        return FixedWeights(weights)
+    if method == "gradnorm":
+        return GradNormWeights(weights=weights, **spec)
+    if method == "ntk":
+        return NTKWeights(weights=weights, **spec)
+    if method == "self_adaptive":
+        if sampling.resample_every or sampling.adaptive:
+            raise ValueError("self_adaptive weights need fixed residual points: set resample_every: 0, adaptive: null")
+        sizes = {"residual": sampling.n_residual}
+        if not hard_initial:
+            sizes["initial"] = sampling.n_initial
+        return SelfAdaptiveWeights(sizes, weights=weights, **spec)
+    raise ValueError(f"unknown weighting method {method!r}; choose one of {WEIGHTINGS}")
+
+
+def build(config: dict) -> tuple[torch.nn.Module, Any]:
+    """The (untrained) model and the named problem of a config."""
+    if config.get("family", "pinn") != "pinn":
+        raise ValueError(f"pdeforge.pinns.run handles family: pinn, got {config.get('family')!r}")
+    name = config.get("problem")
+    if name not in PROBLEMS:
+        raise ValueError(f"config 'problem' must be one of {sorted(PROBLEMS)}, got {name!r}")
+    mode = config.get("mode", "forward")
+    if mode not in MODES:
+        raise ValueError(f"config 'mode' must be one of {MODES}, got {mode!r}")
+    dtype = {"float64": torch.float64, "float32": torch.float32}[config.get("dtype", "float64")]
+    named = PROBLEMS[name]()
+    network = _section(config, "network", NetworkConfig)
+    sampling = _section(config, "sampling", SamplingConfig)
+    seed = int(config.get("seed", 0))
+    if mode == "lagrangian":
+        model = LagrangianPINN(named.problem, network, sampling.n_residual, sampling.n_initial, seed)
+    else:
+        causal = CausalWeights(**config["causal"]) if config.get("causal") else None
+        model = PINN(named.problem, network, sampling, _weighting(config, sampling, named.problem.hard_initial),
+                     causal, seed, dtype)
+    return model, named
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_atomic(path, lambda p: p.write_text(text))
+
+
+def evaluate(model: torch.nn.Module, named, nx: int = 256, nt: int = 101) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Errors against the reference on an ``nx x nt`` grid: ``(metrics, prediction (nt, C, nx), reference)``."""
+    x, t, ref = named.reference(nx, nt)
+    X = x.repeat(len(t))[:, None]
+    T = t.repeat_interleave(len(x))[:, None]
+    pred = model.predict(X, T).detach().reshape(len(t), len(x), -1).permute(0, 2, 1).to(torch.float64)
+    # space-time as one 2D "field" per channel: global relative errors (PINNacle's L2RE)
+    p, r = pred.permute(1, 0, 2)[None], ref.permute(1, 0, 2)[None]
+    metrics = {"rel_l2": float(rel_l2(p, r, 2)), "rmse": float(rmse(p, r, 2)), "max_error": float(max_error(p, r, 2))}
+    return metrics, pred, ref
+
+
+def _plots(run_dir: Path, named, pred: torch.Tensor, ref: torch.Tensor, log: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dom = named.problem.domain
+    extent = (dom.t_span[0], dom.t_span[1], dom.lower[0], dom.upper[0])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, data, title in zip(axes, (pred[:, 0], ref[:, 0], (pred - ref)[:, 0].abs()), ("PINN", "reference", "|error|")):
+        im = ax.imshow(data.T.numpy(), origin="lower", aspect="auto", extent=extent, cmap="viridis" if title == "|error|" else "RdBu_r")
+        ax.set(title=title, xlabel="t", ylabel="x")
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    _write_atomic(run_dir / "solution.png", lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    offset = 0
+    for phase in ("adam", "lbfgs"):
+        recs = [r for r in log if r.get("phase") == phase]
+        for key in sorted({k for r in recs for k in r if k.startswith("loss_")}):
+            steps = [offset + r["step"] for r in recs if key in r]
+            ax.semilogy(steps, [r[key] for r in recs if key in r], label=f"{key[5:]} ({phase})")
+        if recs and phase == "adam":
+            offset = recs[-1]["step"] + 1
+    ax.set(xlabel="iteration (Adam, then L-BFGS)", ylabel="loss term")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _write_atomic(run_dir / "loss_terms.png", lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+
+
+def run(config: dict, run_dir: str | os.PathLike) -> dict:
+    """Train the PINN a config describes, write the run folder ``run_dir``, return the metrics dict."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(int(config.get("seed", 0)))
+    model, named = build(config)
+    optim = _section(config, "optim", OptimConfig)
+    _write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    log: list[dict] = []
+    partial = run_dir / "train_log.jsonl.partial"
+    with open(partial, "w") as fh:
+        def record(entry: dict) -> None:
+            log.append(entry)
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+
+        start = time.perf_counter()
+        report = model.fit(optim, record)
+        wall = time.perf_counter() - start
+    os.replace(partial, run_dir / "train_log.jsonl")
+
+    ev = dict(config.get("eval") or {})
+    test, pred, ref = evaluate(model, named, int(ev.get("nx", 256)), int(ev.get("nt", 101)))
+    metrics = {"test": test, "wall_time_s": wall, "problem": config["problem"], "mode": config.get("mode", "forward"),
+               "final_loss": log[-1]["loss"] if log else None}
+    if report is not None:
+        metrics["lbfgs"] = dataclasses.asdict(report)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _write_atomic(run_dir / "model.safetensors", lambda p: save_file(state, str(p)))
+    _write_text(run_dir / "model.json", json.dumps({"config": config, "state_keys": sorted(state)}, indent=1))
+    _plots(run_dir, named, pred, ref, log)
+    _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    return metrics
+
+
+def load(run_dir: str | os.PathLike) -> torch.nn.Module:
+    """Rebuild the trained model of a run folder (``model.json`` + ``model.safetensors``)."""
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    spec = json.loads((run_dir / "model.json").read_text())
+    model, _ = build(spec["config"])
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    return model
+
+
+__all__ = ["run", "load", "build", "evaluate", "MODES", "WEIGHTINGS"]
