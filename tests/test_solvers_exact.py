@@ -197,3 +197,16 @@ def test_fisher_kpp_ablowitz_zeppetella_wave():
     measured = (front(traj[-1]) - front(traj[0])) / t_final
     assert abs(measured - speed) < 2e-3 * speed  # interpolation error of the crossing, not the solver
 
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_kdv_soliton_convergence_every_order(order):
+    """Against the exact soliton (dispersive, imaginary symbol): every order converges at its rate."""
+    grid = Grid(256, 40.0)
+    (x,) = grid.coords()
+    dts = {1: (0.0025, 0.00125), 2: (0.01, 0.005), 3: (0.0125, 0.00625), 4: (0.025, 0.0125)}[order]
+    errors = []
+    for dt in dts:
+        u = rollout(ETDRK(KdV(), grid, dt=dt, order=order), _soliton(x, 0.0)[None, None], round(4 / dt))[0, -1, 0]
+        errors.append((u - _soliton(x, 4.0)).abs().max().item())
+    assert abs(math.log2(errors[0] / errors[1]) - order) < 0.3, errors
