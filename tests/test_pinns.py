@@ -1,0 +1,228 @@
+"""PINNs on the shared equations: residual consistency with the solver, derivatives, constraints, samplers, run folder."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from pdeforge.pinns import (
+    PROBLEMS,
+    AutogradDerivatives,
+    Dirichlet,
+    Domain,
+    NetworkConfig,
+    Neumann,
+    PINNNet,
+    Problem,
+    TrigInterpolant,
+    load,
+    pde_residual,
+    rad,
+    rar,
+    run,
+    sample_domain,
+)
+from pdeforge.pinns._domain import boundary_residual
+from pdeforge.solvers import (
+    EQUATIONS,
+    ETDRK,
+    Burgers,
+    Diffusion,
+    Grid,
+    KdV,
+    KuramotoSivashinsky,
+    NavierStokes2D,
+    NonLocalTermError,
+    SpectralDerivatives,
+    rollout,
+)
+
+
+def _interpolant(cfg, refine: int):
+    """The solver's own solution around t = 3h as a differentiable function (7 snapshots, h = dt / 4)."""
+    grid = Grid(tuple(refine * n for n in cfg.grid.shape), cfg.grid.length)
+    u0 = cfg.initial_condition(grid, 1, torch.Generator().manual_seed(0), dtype=torch.float64)
+    h, sub = cfg.dt / 4, 4
+    traj = rollout(ETDRK(cfg.equation, grid, h / sub), u0, 6 * sub, save_every=sub)[0]
+    return TrigInterpolant(traj, torch.arange(7, dtype=torch.float64) * h, grid, tol=1e-13), grid, h
+
+
+@pytest.mark.parametrize("cfg", EQUATIONS, ids=[type(c.equation).__name__ for c in EQUATIONS])
+def test_solver_solution_has_small_pinn_residual(cfg):
+    """The spectral solution, interpolated exactly, satisfies the autograd residual of the same equation."""
+    refine = 2 if cfg.grid.ndim == 2 else 1  # the 2D catalogue grids are coarse for cubic terms: refine
+    f, grid, h = _interpolant(cfg, refine)
+    gen = torch.Generator().manual_seed(0)
+    n = 200 if grid.ndim == 1 else 40  # 2D: thousands of modes, keep the nested autograd cheap
+    x = torch.rand(n, grid.ndim, generator=gen, dtype=torch.float64) * torch.tensor(grid.length)
+    t = torch.full((n, 1), 3 * h, dtype=torch.float64)
+    if isinstance(cfg.equation, NavierStokes2D):
+        with pytest.raises(NonLocalTermError, match="inverse Laplacian"):
+            pde_residual(cfg.equation, f, x, t)
+        return
+    r, _ = pde_residual(cfg.equation, f, x, t)
+    u_t = (f(x, t + 1e-5) - f(x, t - 1e-5)) / 2e-5
+    assert (r.norm() / u_t.norm()).item() < 1e-4
+    # and the check can fail: the same field run 20% too fast in time leaves a residual 0.2 |u_t|
+    fast = lambda x, t: f(x, 3 * h + 1.2 * (t - 3 * h))  # noqa: E731
+    r_fast, _ = pde_residual(cfg.equation, fast, x, t)
+    assert (r_fast.norm() / u_t.norm()).item() == pytest.approx(0.2, rel=1e-3)
+
+
+@pytest.mark.parametrize("alpha", [(1,), (2,), (3,), (4,)])
+def test_autograd_equals_spectral_derivatives_at_grid_points(alpha):
+    """On a trigonometric polynomial both providers are exact: they agree to round-off at the grid points."""
+    grid = Grid(32, 2 * math.pi)
+    xg = grid.coords()[0]
+    u = (torch.sin(xg) + 0.3 * torch.cos(3 * xg) + 0.1 * torch.sin(5 * xg))[None, None]
+    spectral = SpectralDerivatives(grid)(u, alpha)[0, 0]
+    f = TrigInterpolant(torch.cat([u, u, u], 0), torch.tensor([0.0, 1.0, 2.0]), grid)
+    x = xg[:, None].clone().requires_grad_(True)
+    t = torch.zeros_like(x)
+    field = f(x, t)
+    for forward in (None, 3):
+        D = AutogradDerivatives((x,), field=field, function=lambda xx: f(xx, t), forward_from_order=forward)
+        assert torch.allclose(D(field, alpha)[:, 0], spectral, atol=1e-9)
+
+
+@pytest.mark.parametrize("equation", [KdV(), KuramotoSivashinsky()], ids=["KdV", "KS"])
+def test_forward_mode_matches_reverse_mode(equation):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+    fn = lambda x, t: net(torch.cat([x, t], 1))  # noqa: E731
+    x = torch.rand(64, 1, dtype=torch.float64)
+    t = torch.rand(64, 1, dtype=torch.float64)
+    r_fwd, _ = pde_residual(equation, fn, x, t, forward_from_order=3)
+    r_rev, _ = pde_residual(equation, fn, x, t, forward_from_order=None)
+    assert torch.allclose(r_fwd, r_rev, atol=1e-12, rtol=1e-10)
+    g_fwd = torch.autograd.grad(r_fwd.pow(2).mean(), net[0].weight)[0]
+    g_rev = torch.autograd.grad(r_rev.pow(2).mean(), net[0].weight)[0]
+    assert torch.allclose(g_fwd, g_rev, atol=1e-12, rtol=1e-9)
+
+
+def test_residual_of_exact_heat_solution_is_zero():
+    f = lambda x, t: torch.exp(-0.1 * t) * torch.sin(x)  # noqa: E731  u_t = 0.1 u_xx
+    x = torch.rand(50, 1, dtype=torch.float64) * 6
+    t = torch.rand(50, 1, dtype=torch.float64)
+    assert pde_residual(Diffusion(nu=0.1), f, x, t)[0].abs().max() < 1e-14
+    assert pde_residual(Diffusion(nu=0.2), f, x, t)[0].abs().max() > 1e-3
+
+
+def test_bad_points_are_refused_with_a_hint():
+    with pytest.raises(ValueError, match=r"t \(N, 1\)"):
+        pde_residual(Diffusion(), lambda x, t: x, torch.zeros(5, 1), torch.zeros(5))
+    with pytest.raises(ValueError, match="use t\\[:, None\\]"):
+        PINNNet(PROBLEMS["advection"]().problem)(torch.zeros(5, 1, dtype=torch.float64), torch.zeros(5))
+
+
+def test_periodic_embedding_is_exactly_periodic():
+    problem = PROBLEMS["advection"]().problem
+    net = PINNNet(problem, NetworkConfig(width=16, depth=2, harmonics=3)).double()
+    x = torch.rand(20, 1, dtype=torch.float64) * 2 * math.pi
+    t = torch.rand(20, 1, dtype=torch.float64)
+    assert torch.allclose(net(x, t), net(x + 2 * math.pi, t), atol=1e-12)
+    assert not torch.allclose(net(x, t), net(x + 1.0, t), atol=1e-3)
+
+
+def test_hard_initial_and_dirichlet_conditions_hold_exactly():
+    problem = PROBLEMS["burgers"]().problem
+    net = PINNNet(problem, NetworkConfig(width=16, depth=2)).double()
+    x = torch.linspace(-1, 1, 33, dtype=torch.float64)[:, None]
+    assert torch.allclose(net(x, torch.zeros_like(x)), -torch.sin(math.pi * x), atol=1e-14)
+    t = torch.rand(10, 1, dtype=torch.float64)
+    ends = torch.cat([-torch.ones(5, 1), torch.ones(5, 1)]).double()
+    assert net(ends, t).abs().max() < 1e-14
+    assert net(torch.zeros(10, 1, dtype=torch.float64), t).abs().max() > 1e-6  # not trivially zero
+
+
+def test_hard_neumann_and_soft_boundary_residuals():
+    dom = Domain((0.0,), (1.0,), (0.0, 1.0), (False,))
+    problem = Problem(Diffusion(nu=0.1), dom, lambda x: torch.cos(math.pi * x), boundary=(Neumann(0, hard=True),))
+    net = PINNNet(problem, NetworkConfig(width=16, depth=2)).double()
+    t = torch.rand(6, 1, dtype=torch.float64)
+    x = torch.cat([torch.zeros(3, 1), torch.ones(3, 1)]).double()
+    sign = torch.cat([-torch.ones(3, 1), torch.ones(3, 1)]).double()
+    assert boundary_residual(Neumann(0), net, x, t, sign).abs().max() < 1e-13
+    # soft residuals of a known function: u = x^2 + t has u(1) = 1 + t and du/dn = -0 at 0, +2 at 1
+    fn = lambda x, t: x**2 + t  # noqa: E731
+    r = boundary_residual(Dirichlet(0, lambda x, t: 1 + t), fn, x, t, sign)
+    assert torch.allclose(r[3:], torch.zeros(3, 1, dtype=torch.float64)) and torch.allclose(r[:3], -1 - 0 * t[:3])
+    r = boundary_residual(Neumann(0, value=2.0), fn, x, t, sign)
+    assert torch.allclose(r[3:], torch.zeros(3, 1, dtype=torch.float64), atol=1e-14)
+    assert torch.allclose(r[:3], torch.full((3, 1), -2.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="periodic"):
+        Problem(Diffusion(), Domain((0.0,), (1.0,), (0.0, 1.0), (True,)), lambda x: x, boundary=(Dirichlet(0),))
+    with pytest.raises(ValueError, match="need a Dirichlet or Neumann"):
+        Problem(Diffusion(), dom, lambda x: x)
+
+
+@pytest.mark.parametrize("method", ["uniform", "lhs", "sobol", "grid"])
+def test_samplers_fill_the_box(method):
+    dom = Domain((-1.0, 0.0), (1.0, 2.0), (0.0, 3.0), (False, True))
+    x, t = sample_domain(dom, 4096, method, torch.Generator().manual_seed(0))
+    assert x.shape[1] == 2 and t.shape == (x.shape[0], 1)
+    assert x[:, 0].min() >= -1 and x[:, 0].max() <= 1 and x[:, 1].min() >= 0 and x[:, 1].max() <= 2
+    assert t.min() >= 0 and t.max() <= 3
+    means = torch.tensor([x[:, 0].mean(), x[:, 1].mean() - 1, t.mean() - 1.5])
+    assert means.abs().max() < (0.05 if method == "uniform" else 0.01)
+
+
+def test_lhs_puts_one_point_per_stratum_and_sobol_beats_uniform():
+    dom = Domain((0.0,), (1.0,), (0.0, 1.0), (False,))
+    x, t = sample_domain(dom, 100, "lhs", torch.Generator().manual_seed(3))
+    for c in (x[:, 0], t[:, 0]):
+        assert sorted((c * 100).floor().long().tolist()) == list(range(100))
+    # Sobol points integrate x * t over the unit square (1/4) far better than uniform ones
+    err = {m: abs(float((lambda p: (p[0][:, 0] * p[1][:, 0]).mean())(sample_domain(dom, 1024, m, torch.Generator().manual_seed(1)))) - 0.25)
+           for m in ("uniform", "sobol")}
+    assert err["sobol"] < 2e-3 and err["sobol"] < err["uniform"] / 3
+
+
+def test_burgers_reference_is_odd_and_vanishes_at_the_walls():
+    x, t, u = PROBLEMS["burgers"]().reference(256, 11)
+    assert u.shape == (11, 1, 256) and x[0] == -1
+    assert u[:, 0, 0].abs().max() < 1e-12  # u(-1, t) = u(1, t) = 0 by symmetry
+    assert torch.allclose(u[:, 0, 1:], -u[:, 0, 1:].flip(-1), atol=1e-10)
+    # the shock at x = 0 steepens: Raissi's data have u_x(0, 1) ~ -150 (here by a centred difference on the grid)
+    slope = (u[-1, 0, 129] - u[-1, 0, 127]) / (x[129] - x[127])
+    assert -170 < slope < -60
+
+
+def test_rar_and_rad_pick_high_residual_points():
+    dom = Domain((0.0,), (2.0,), (0.0, 1.0), (False,))
+    cand = sample_domain(dom, 5000, "uniform", torch.Generator().manual_seed(0))
+    bump = torch.exp(-((cand[0] - 1.5) ** 2) / 0.001)  # residual concentrated at x = 1.5
+    base = sample_domain(dom, 100, "sobol")
+    x, t = rar(base, cand, bump, 50)
+    assert x.shape[0] == 150 and torch.equal(x[:100], base[0])
+    assert (x[100:] - 1.5).abs().max() < 0.05
+    xr, _ = rad(cand, bump, 500, k=1.0, c=0.1, generator=torch.Generator().manual_seed(0))
+    near = ((xr - 1.5).abs() < 0.1).double().mean()
+    assert near > 0.5  # uniform sampling would put 10% there
+
+
+def test_run_writes_a_complete_run_folder(tmp_path):
+    config = {"family": "pinn", "problem": "advection", "mode": "lagrangian", "seed": 0,
+              "network": {"width": 20, "depth": 2}, "sampling": {"n_residual": 500, "n_initial": 64},
+              "optim": {"adam_iters": 100, "lbfgs_iters": 50, "log_every": 20}, "eval": {"nx": 64, "nt": 21}}
+    metrics = run(config, tmp_path)
+    assert metrics["test"]["rel_l2"] < 0.05  # the Lagrangian PINN learns c = 30 advection in seconds
+    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl",
+                 "solution.png", "loss_terms.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test"]["rel_l2"] == pytest.approx(metrics["test"]["rel_l2"])
+    assert saved["lbfgs"]["iterations"] == 50 and saved["lbfgs"]["reason"] == "max iterations"
+    lines = (tmp_path / "train_log.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["phase"] == "adam" and json.loads(lines[-1])["phase"] == "lbfgs"
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.partial"))
+    model = load(tmp_path)
+    x, t = torch.rand(8, 1, dtype=torch.float64) * 6, torch.rand(8, 1, dtype=torch.float64)
+    from pdeforge.pinns._run import build
+
+    fresh, _ = build(config)
+    assert not torch.allclose(model.predict(x, t), fresh.predict(x, t))
+    with pytest.raises(ValueError, match="one of"):
+        run({**config, "problem": "nope"}, tmp_path / "bad")
+    with pytest.raises(ValueError, match="unknown key"):
+        run({**config, "optim": {"adam_iter": 3}}, tmp_path / "bad")
