@@ -108,7 +108,7 @@ class InverseCoefficients(nn.Module):
         return dataclasses.replace(self.base, **{k: torch.exp(s) for k, s in self.log.items()})
 
     def values(self) -> dict[str, float]:
-        return {k: float(torch.exp(s)) for k, s in self.log.items()}
+        return {k: float(torch.exp(s.detach())) for k, s in self.log.items()}
 
 
 class InversePINN(nn.Module):

@@ -110,7 +110,7 @@ def lbfgs(objective: Objective, params: list[Tensor], config: OptimConfig,
         opt.zero_grad(set_to_none=False)
         loss, record = objective(None)
         if not torch.isfinite(loss):
-            raise _NonFinite(float(loss))
+            raise _NonFinite(float(loss.detach()))
         loss.backward()
         last.update(record, loss=float(loss.detach()))
         return loss
@@ -137,6 +137,12 @@ def lbfgs(objective: Objective, params: list[Tensor], config: OptimConfig,
         done, evals = done + it, evals + ev
         final = objective(None)[0]
         loss_value = float(final.detach())
+        if not math.isfinite(loss_value):
+            with torch.no_grad():
+                for p, b in zip(params, backup):
+                    p.copy_(b)
+            reason = "non-finite loss"
+            break
         grads = torch.autograd.grad(final, params, allow_unused=True)
         gmax = max(float(g.abs().max()) for g in grads if g is not None)
         reason = _why(state, group, it, n, ev, config, loss_value, gmax)

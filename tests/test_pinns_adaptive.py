@@ -1,0 +1,252 @@
+"""The adaptive and learning parts of pdeforge.pinns do their job: weights, causality, L-BFGS reports, inverse, hidden term."""
+
+import math
+
+import pytest
+import torch
+
+from pdeforge.pinns import (
+    PINN,
+    PROBLEMS,
+    CausalWeights,
+    Domain,
+    GradNormWeights,
+    HiddenTermPINN,
+    InverseCoefficients,
+    InversePINN,
+    LagrangianPINN,
+    NetworkConfig,
+    NTKWeights,
+    OptimConfig,
+    SamplingConfig,
+    SelfAdaptiveWeights,
+    dataset_domain,
+    lbfgs,
+    observations_from_fields,
+    polynomial_library,
+    sample_observations,
+    spectral_reference,
+    stlsq,
+)
+from pdeforge.solvers import Burgers, Diffusion, FisherKPP, Grid
+
+SMALL = NetworkConfig(width=16, depth=2)
+
+
+def _burgers_pinn(weighting, **sampling):
+    problem = PROBLEMS["burgers"]().problem
+    return PINN(problem, SMALL, SamplingConfig(n_residual=256, n_initial=64, **sampling), weighting=weighting)
+
+
+def _soft_advection_pinn(weighting, causal=None):
+    return PINN(PROBLEMS["advection"](1.0).problem, SMALL, SamplingConfig(n_residual=256, n_initial=64),
+                weighting=weighting, causal=causal)
+
+
+def test_gradnorm_weights_move_to_the_gradient_norm_ratio():
+    w = GradNormWeights(every=1, alpha=0.0)
+    pinn = _soft_advection_pinn(w)
+    means, values = pinn.terms()
+    params = list(pinn.net.parameters())
+    norms = {k: torch.sqrt(sum(g.pow(2).sum() for g in torch.autograd.grad(m, params, retain_graph=True, allow_unused=True)
+                               if g is not None)) for k, m in means.items()}
+    w.update(0, means, values, params)
+    total = sum(norms.values())
+    for k in means:
+        assert w.weights[k] == pytest.approx(float(total / norms[k]), rel=1e-10)
+    assert w.weights["residual"] != pytest.approx(w.weights["initial"], rel=1e-2)
+    # the moving average keeps alpha of the old weight
+    w2 = GradNormWeights(every=1, alpha=0.5, weights={"residual": 1.0, "initial": 1.0})
+    w2.update(0, means, values, params)
+    assert w2.weights["initial"] == pytest.approx(0.5 + 0.5 * float(total / norms["initial"]), rel=1e-10)
+
+
+def test_ntk_weights_balance_the_kernel_traces():
+    w = NTKWeights(every=1, alpha=0.0, n_points=4)
+    pinn = _soft_advection_pinn(w)
+    means, values = pinn.terms()
+    w.update(0, means, values, list(pinn.net.parameters()))
+    assert set(w.weights) == {"residual", "initial"}
+    # sum_j m_j / m_i: the harmonic relation 1 / w_r + 1 / w_0 = 1 holds exactly
+    assert 1 / w.weights["residual"] + 1 / w.weights["initial"] == pytest.approx(1.0, rel=1e-12)
+    assert abs(w.weights["residual"] - w.weights["initial"]) > 0.1
+
+
+def test_self_adaptive_weights_grow_where_the_residual_is_large():
+    pinn = _burgers_pinn(None)
+    sa = SelfAdaptiveWeights({"residual": 256}, lr=0.05)
+    pinn.weighting = sa
+    r0 = pinn.residual(*pinn.points).detach().abs()[:, 0]
+    pinn.fit(OptimConfig(adam_iters=20, lr=1e-3))
+    s = sa.masks["residual"].detach()
+    assert (s > 1).all() and s.max() > 1.5
+    big, small = r0.argsort()[-20:], r0.argsort()[:20]
+    assert s[big].mean() > s[small].mean()
+
+
+def test_causal_weights_open_up_in_time_order():
+    cw = CausalWeights(n_chunks=4, epsilon=1.0)
+    t = torch.tensor([[0.1], [0.3], [0.6], [0.9]], dtype=torch.float64)
+    sq = torch.tensor([2.0, 1.0, 1.0, 1.0], dtype=torch.float64, requires_grad=True)
+    loss = cw.loss(sq, t, (0.0, 1.0))
+    w = cw.last_weights
+    assert torch.allclose(w, torch.exp(-torch.tensor([0.0, 2.0, 3.0, 4.0], dtype=torch.float64)))
+    assert loss.item() == pytest.approx(float((w * sq.detach()).mean()))
+    # weights carry no gradient: d loss / d sq_i = w_i / 4
+    (g,) = torch.autograd.grad(loss, sq)
+    assert torch.allclose(g, w / 4)
+    # resolving the first chunk opens the later ones
+    cw.loss(torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64), t, (0.0, 1.0))
+    assert torch.allclose(cw.last_weights, torch.exp(-torch.tensor([0.0, 0.0, 1.0, 2.0], dtype=torch.float64)))
+
+
+def test_causal_training_raises_the_weight_of_late_times():
+    cw = CausalWeights(n_chunks=8, epsilon=5.0)
+    pinn = _soft_advection_pinn(None, causal=cw)
+    records = []
+    pinn.fit(OptimConfig(adam_iters=150, lr=3e-3, log_every=10), records.append)
+    first, last = records[0]["causal_min_weight"], records[-1]["causal_min_weight"]
+    assert last > 2 * first
+
+
+def test_rar_in_training_adds_points():
+    pinn = _burgers_pinn(None, adaptive="rar", adaptive_every=5, n_candidates=2000, rar_k=10)
+    pinn.fit(OptimConfig(adam_iters=11))
+    assert pinn.points[0].shape[0] == 256 + 20
+
+
+def _quadratic(target):
+    p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor([1.0, 10.0], dtype=torch.float64)
+
+    def objective(step):
+        return (scale * (p - target) ** 2).sum(), {}
+
+    return p, objective
+
+
+def test_lbfgs_says_why_it_stopped():
+    target = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    p, objective = _quadratic(target)
+    rep = lbfgs(objective, [p], OptimConfig(lbfgs_iters=2, tolerance_grad=0.0, tolerance_change=0.0))
+    assert rep.reason == "max iterations" and rep.iterations == 2
+    p, objective = _quadratic(target)
+    rep = lbfgs(objective, [p], OptimConfig(lbfgs_iters=100, tolerance_grad=1e-6))
+    assert rep.reason == "gradient tolerance reached" and 0 < rep.iterations < 20
+    assert torch.allclose(p.detach(), target, atol=1e-6)
+    assert "gradient tolerance reached after" in str(rep)
+    rep = lbfgs(objective, [p], OptimConfig(lbfgs_iters=100, tolerance_grad=1e-6))  # already at the minimum
+    assert rep.reason == "gradient tolerance reached" and rep.iterations == 0
+
+    q = torch.tensor([3.0], dtype=torch.float64, requires_grad=True)
+    calls = []
+
+    def blows_up(step):
+        calls.append(1)
+        return (q**4).sum() if len(calls) < 6 else (q**4).sum() * float("nan"), {}
+
+    rep = lbfgs(blows_up, [q], OptimConfig(lbfgs_iters=50))
+    assert rep.reason == "non-finite loss" and torch.isfinite(q).all()
+
+    # float32 at its round-off floor: the loss stops changing / the step vanishes; the reason says which
+    r = torch.tensor([0.3, 0.7], dtype=torch.float32, requires_grad=True)
+    rep = lbfgs(lambda s: (((r - 0.1) ** 2).sum() + 1.0, {}), [r],
+                OptimConfig(lbfgs_iters=100, tolerance_grad=0.0, tolerance_change=1e-7))
+    assert rep.reason in ("loss change below tolerance_change", "line search failed: step below tolerance_change",
+                          "line search failed: not a descent direction") and rep.iterations < 100
+
+
+def test_gradients_reach_the_inverse_coefficients():
+    coeffs = InverseCoefficients(Burgers(nu=1.0), {"nu": 0.05})
+    assert coeffs.values()["nu"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="no coefficient"):
+        InverseCoefficients(Burgers(), {"mu": 1.0})
+    grid = Grid(32, 2 * math.pi)
+    x = grid.coords()[0]
+    times = torch.linspace(0, 1, 11, dtype=torch.float64)
+    fields = torch.exp(-0.1 * times)[:, None, None] * torch.sin(x)[None, None]  # heat solution, nu = 0.1
+    obs = observations_from_fields(fields, times, [x], 200, noise=0.0)
+    dom = Domain((0.0,), (2 * math.pi,), (0.0, 1.0), (True,))
+    model = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=128)
+    loss, _ = model.objective(None)
+    (g,) = torch.autograd.grad(loss, model.coefficients.log["nu"])
+    s = model.coefficients.log["nu"].data  # central finite difference in the log parameter
+    s += 1e-6
+    up = model.objective(None)[0].detach()
+    s -= 2e-6
+    down = model.objective(None)[0].detach()
+    s += 1e-6
+    assert g.abs() > 0 and float(g) == pytest.approx(float(up - down) / 2e-6, rel=1e-5)
+
+
+def test_inverse_diffusion_coefficient_short_run():
+    grid = Grid(32, 2 * math.pi)
+    x = grid.coords()[0]
+    times = torch.linspace(0, 1, 11, dtype=torch.float64)
+    fields = torch.exp(-0.1 * times)[:, None, None] * torch.sin(x)[None, None]
+    obs = observations_from_fields(fields, times, [x], 200, noise=0.01, seed=0)
+    dom = Domain((0.0,), (2 * math.pi,), (0.0, 1.0), (True,))
+    model = InversePINN(Diffusion(nu=1.0), {"nu": 0.5}, dom, obs, SMALL, n_residual=256)
+    model.fit(OptimConfig(adam_iters=200, lr=1e-2, lbfgs_iters=200))
+    assert model.coefficients.values()["nu"] == pytest.approx(0.1, rel=0.05)
+
+
+def test_observations_from_a_generated_dataset(tmp_path):
+    from pdeforge.datasets import TrajectoryDataset
+    from pdeforge.solvers.generate import generate
+
+    generate("burgers_1d", tmp_path, n_trajectories=10, resolution=32, seed=0, progress=False)
+    ds = TrajectoryDataset(tmp_path, split="test")
+    obs = sample_observations(ds, 0, 100, noise=0.01, seed=5, time_indices=range(5))
+    again = sample_observations(ds, 0, 100, noise=0.01, seed=5, time_indices=range(5))
+    assert torch.equal(obs.u, again.u) and obs.x.shape == (100, 1) and obs.t.max() <= 0.2 + 1e-6
+    sample = ds.read(0, list(range(5)))
+    dx = 2 * math.pi / 32
+    ti = torch.round(obs.t[:, 0] / 0.05).long()
+    xi = torch.round(obs.x[:, 0] / dx).long()
+    assert torch.allclose(obs.u_clean[:, 0], sample["fields"][ti, 0, xi].double())
+    noise = (obs.u - obs.u_clean) / obs.u_clean.std()
+    assert 0.007 < float(noise.std()) < 0.013
+    dom = dataset_domain(ds, range(5))
+    assert dom.upper[0] == pytest.approx(2 * math.pi) and dom.t_span == pytest.approx((0.0, 0.2))
+
+
+def test_stlsq_recovers_a_sparse_polynomial():
+    u = torch.linspace(0.05, 0.95, 200, dtype=torch.float64)
+    theta, names = polynomial_library(u, 4)
+    y = 0.7 * u - 0.7 * u**2 + 1e-4 * torch.randn(200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    xi = stlsq(theta, y, threshold=0.05)
+    nonzero = {n: float(c) for n, c in zip(names, xi) if c != 0}
+    assert set(nonzero) == {"u", "u^2"}
+    assert nonzero["u"] == pytest.approx(0.7, rel=1e-2) and nonzero["u^2"] == pytest.approx(-0.7, rel=1e-2)
+    plain = torch.linalg.lstsq(theta, y[:, None]).solution[:, 0]
+    assert (plain.abs() > 1e-3).sum() > 2  # without thresholding the fit is not sparse
+
+
+def test_hidden_term_network_learns_the_reaction():
+    grid = Grid(64, 2 * math.pi)
+    x = grid.coords()[0]
+    times, traj = spectral_reference(FisherKPP(nu=0.05, r=1.0), grid, (0.5 + 0.45 * torch.sin(x))[None], 0.02, 3.0, 0.2)
+    obs = observations_from_fields(traj, times, [x], 500, noise=0.01, seed=0)
+    model = HiddenTermPINN(Diffusion(nu=0.05), Domain((0.0,), (2 * math.pi,), (0.0, 3.0), (True,)), obs,
+                           NetworkConfig(width=24, depth=3), NetworkConfig(width=16, depth=2), n_residual=500)
+    model.fit(OptimConfig(adam_iters=300, lr=3e-3, lbfgs_iters=300))
+    u = torch.linspace(0.2, 0.9, 50, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        err = (model.hidden(u) - u * (1 - u)).norm() / (u * (1 - u)).norm()
+    assert err < 0.15
+
+
+def test_lagrangian_pinn_beats_the_plain_pinn_on_fast_advection():
+    named = PROBLEMS["advection"]()
+    x, t, ref = named.reference(64, 21)
+    X, T = x.repeat(len(t))[:, None], t.repeat_interleave(len(x))[:, None]
+    ref = ref[:, 0].reshape(-1, 1)
+    lag = LagrangianPINN(named.problem, SMALL, n_residual=400, n_initial=64)
+    lag.fit(OptimConfig(adam_iters=150, lbfgs_iters=50))
+    plain = PINN(named.problem, SMALL, SamplingConfig(n_residual=400, n_initial=64))
+    plain.fit(OptimConfig(adam_iters=150, lbfgs_iters=50))
+    e_lag = float((lag.predict(X, T) - ref).norm() / ref.norm())
+    e_plain = float((plain.predict(X, T) - ref).norm() / ref.norm())
+    assert e_lag < 0.05 and e_plain > 0.5
+    assert lag.velocity == (30.0,)
