@@ -5,11 +5,15 @@ An equation writes its nonlinear term once against ``D(u, alpha)`` (see
 evaluated at ``N`` collocation points, with respect to the coordinate tensors ``x_1 .. x_d`` (each ``(N, 1)``)
 it was computed from:
 
-* orders 1 and 2 by reverse mode (``torch.autograd.grad`` with ``create_graph=True``), lower orders cached so
-  that ``u_xx`` reuses ``u_x``;
-* orders ``>= forward_from_order`` (default 3: ``u_xxx`` of KdV, ``u_xxxx`` of Kuramoto-Sivashinsky and
+* by reverse mode (``torch.autograd.grad`` with ``create_graph=True``), lower orders cached so that
+  ``u_xxx`` reuses ``u_xx`` and ``u_x``;
+* optionally, orders ``>= forward_from_order`` (``u_xxx`` of KdV, ``u_xxxx`` of Kuramoto-Sivashinsky and
   Swift-Hohenberg) by nested forward-mode ``torch.func.jvp`` of the point-wise field function along the
-  coordinate directions, when the field (or one of its channel columns) comes from that function.
+  coordinate directions, when the field (or one of its channel columns) comes from that function. Both give
+  the same values and parameter gradients (tested). Measured on CPU (2000 points, tanh MLP 64x2, float64,
+  residual + backward): KdV 0.34 s forward vs 0.05 s reverse, Kuramoto-Sivashinsky 0.22 s vs 0.06 s -- nested
+  jvp recomputes every lower order and pays the functorch overhead, while cached reverse mode reuses them --
+  so the default is reverse mode (``forward_from_order=None``); try ``3`` on accelerators.
 
 ``pde_residual(equation, fn, x, t)`` is the one entry point every PINN in this package uses: it evaluates
 ``u = fn(x, t)``, ``u_t`` by autograd and returns ``equation.residual(u_t, u, D)``, the same method the spectral
@@ -50,7 +54,7 @@ class AutogradDerivatives(AbstractDerivatives):
         coords: ``(x_1, ..., x_d)``, each ``(N, 1)`` with ``requires_grad``; the fields were computed from them.
         field: the field ``u = function(coords)`` (``(N, C)``), enabling forward mode for it and its columns.
         function: ``coords -> (N, C)``, point-wise; needed for forward mode.
-        forward_from_order: use nested ``torch.func.jvp`` for ``|alpha| >=`` this (``None``: never).
+        forward_from_order: use nested ``torch.func.jvp`` for ``|alpha| >=`` this (``None``: never, the default).
     """
 
     def __init__(
@@ -58,7 +62,7 @@ class AutogradDerivatives(AbstractDerivatives):
         coords: tuple[Tensor, ...],
         field: Tensor | None = None,
         function: Callable[..., Tensor] | None = None,
-        forward_from_order: int | None = 3,
+        forward_from_order: int | None = None,
     ) -> None:
         for i, x in enumerate(coords):
             if x.ndim != 2 or x.shape[1] != 1:
@@ -138,7 +142,7 @@ def _directional(g: Callable[..., Tensor], d: int) -> Callable[..., Tensor]:
 
 
 def pde_residual(
-    equation: AbstractEquation, fn: FieldFunction, x: Tensor, t: Tensor, forward_from_order: int | None = 3
+    equation: AbstractEquation, fn: FieldFunction, x: Tensor, t: Tensor, forward_from_order: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """The residual ``u_t - (L u + N(u) + f)`` of ``equation`` for the field ``u = fn(x, t)`` at points.
 

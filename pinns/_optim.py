@@ -5,7 +5,8 @@ L-BFGS runs in chunks of ``chunk`` iterations and each return is explained from 
 order ``torch`` tests its conditions:
 
 * ``"max iterations"``: the iteration budget is spent;
-* ``"max function evaluations"``: the line searches used ``max_eval`` closure calls;
+* ``"max function evaluations"``: the line searches used the ``2 chunk + 1`` closure calls of a chunk (the
+  next chunk goes on; only the iteration budget ends the run);
 * ``"gradient tolerance reached"``: ``max |grad| <= tolerance_grad`` (possibly before the first iteration);
 * ``"line search failed: not a descent direction"``: ``grad . d > -tolerance_change`` (the quasi-Newton
   direction went uphill or flat, typically round-off at a float32 minimum);

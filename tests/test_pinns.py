@@ -13,6 +13,7 @@ from pdeforge.pinns import (
     Domain,
     NetworkConfig,
     Neumann,
+    OptimConfig,
     PINNNet,
     Problem,
     TrigInterpolant,
@@ -226,3 +227,38 @@ def test_run_writes_a_complete_run_folder(tmp_path):
         run({**config, "problem": "nope"}, tmp_path / "bad")
     with pytest.raises(ValueError, match="unknown key"):
         run({**config, "optim": {"adam_iter": 3}}, tmp_path / "bad")
+
+
+def test_network_parts_compute_what_they_say():
+    from pdeforge.pinns import FourierFeatures, RWFLinear
+
+    gen = torch.Generator().manual_seed(0)
+    lin = RWFLinear(3, 4, mu=0.5, sigma=0.1, generator=gen).double()
+    z = torch.randn(5, 3, dtype=torch.float64)
+    w = torch.exp(lin.s) * lin.v
+    assert torch.allclose(lin(z), z @ w.T + lin.bias)
+    assert 0.3 < float(lin.s.detach().mean()) < 0.7  # s ~ N(0.5, 0.1)
+    ff = FourierFeatures(2, 3, sigma=2.0, generator=gen).double()
+    z = torch.randn(4, 2, dtype=torch.float64)
+    proj = 2 * math.pi * z @ ff.B.double()
+    assert torch.allclose(ff(z), torch.cat([torch.cos(proj), torch.sin(proj)], 1))
+    assert 1.0 < float(ff.B.std()) < 3.5
+
+
+@pytest.mark.parametrize("weighting", ["fixed", "gradnorm", "ntk", "self_adaptive"])
+def test_every_weighting_and_network_option_trains(weighting, tmp_path):
+    from pdeforge.pinns._run import build
+
+    config = {"family": "pinn", "problem": "advection", "seed": 1,
+              "network": {"width": 16, "depth": 2, "harmonics": 2, "fourier_features": 8, "rwf": True},
+              "sampling": {"n_residual": 256, "n_initial": 64, "method": "lhs"},
+              "weighting": {"method": weighting, **({"every": 10} if weighting in ("gradnorm", "ntk") else {})},
+              "causal": {"n_chunks": 4, "epsilon": 1.0}}
+    model, _ = build(config)
+    records = []
+    model.fit(OptimConfig(adam_iters=150, lr=3e-3, log_every=149), records.append)
+    first, last = records[0], records[-1]
+    total = lambda r: r["loss_initial"] + r["loss_residual"]  # noqa: E731 (unweighted)
+    assert total(last) < 0.5 * total(first)
+    if weighting in ("gradnorm", "ntk"):
+        assert last["weight_initial"] != pytest.approx(1.0, abs=1e-3)
