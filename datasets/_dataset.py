@@ -87,7 +87,7 @@ class TrajectoryDataset(Dataset):
         self.trajectories: list[tuple[int, int]] = trajs
         self.n_steps = ref.n_steps
         if full_trajectory:
-            n_steps_output = (self.n_steps - n_steps_input * dt_stride) // dt_stride
+            n_steps_output = (self.n_steps - 1) // dt_stride + 1 - n_steps_input  # frames 0, s, 2s, ... <= T - 1
             if n_steps_output < 1:
                 raise ValueError(f"{ref.path}: {self.n_steps} snapshots are too few for full-trajectory mode with n_steps_input={n_steps_input}, dt_stride={dt_stride}")
             self.windows_per_trajectory = 1

@@ -49,15 +49,27 @@ class NeuralOperatorNet(nn.Module):
         layer_scalings: grid rescaling of each layer (UNO), to check the grids the inner layers see.
     """
 
-    def __init__(self, net: nn.Module, block_names: tuple[str, ...], layer_scalings: tuple[float, ...] = ()) -> None:
+    def __init__(self, net: nn.Module, block_names: tuple[str, ...], layer_scalings: tuple[float, ...] = (),
+                 periodic: tuple[bool, ...] = ()) -> None:
         super().__init__()
         self.net = net
         self._block_names = block_names
         self._layer_scalings = layer_scalings
+        self._periodic = tuple(periodic)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (B, C_in, *space) -> (B, C_out, *space)."""
-        _check_grid(tuple(x.shape[2:]), self._layer_scalings)
+        """x: (B, C_in, *space) -> (B, C_out, *space).
+
+        On a non-periodic axis of odd size (not the last) the grid is extended by one replicated point and the output
+        cropped back, which keeps the installed neuraloperator's SpectralConv on even sizes (see `_check_grid`).
+        """
+        space = tuple(x.shape[2:])
+        pad = _even_padding(space, self._periodic) if not self._layer_scalings else ()
+        if any(pad):
+            widths = [w for p in reversed(pad) for w in (0, p)]
+            y = self.net(nn.functional.pad(x, widths, mode="replicate"))
+            return y[(Ellipsis, *(slice(0, s) for s in space))]
+        _check_grid(space, self._layer_scalings)
         return self.net(x)
 
     def state_dict(self, *args, **kwargs):  # type: ignore[override]
@@ -123,6 +135,13 @@ def _check_grid(space: tuple[int, ...], layer_scalings: tuple[float, ...] = ()) 
         )
 
 
+def _even_padding(space: tuple[int, ...], periodic: tuple[bool, ...]) -> tuple[int, ...]:
+    """One extra point on each non-periodic, odd, non-last axis while the installed SpectralConv needs even sizes."""
+    if len(space) < 2 or not periodic or not any(s % 2 for s in space[:-1]) or odd_grids_supported():
+        return ()
+    return tuple(int(s % 2 == 1 and not p and i < len(space) - 1) for i, (s, p) in enumerate(zip(space, periodic)))
+
+
 def _per_axis(n_modes: int | tuple[int, ...], n_spatial_dims: int, what: str) -> tuple[int, ...]:
     modes = (n_modes,) * n_spatial_dims if isinstance(n_modes, int) else tuple(n_modes)
     if len(modes) != n_spatial_dims or any(int(m) < 1 for m in modes):
@@ -137,10 +156,11 @@ def _check_dims(resolution: tuple[int, ...], what: str) -> int:
     return n
 
 
-def _fno_kwargs(config: "FNOConfig | TFNOConfig", resolution: tuple[int, ...]) -> dict:
+def _fno_kwargs(config: "FNOConfig | TFNOConfig", resolution: tuple[int, ...], periodic: tuple[bool, ...] = ()) -> dict:
     """neuraloperator keyword arguments shared by FNO and TFNO."""
     n = _check_dims(resolution, type(config).__name__)
-    _check_grid(tuple(resolution))
+    pad = _even_padding(tuple(resolution), tuple(periodic)) or (0,) * n
+    _check_grid(tuple(r + p for r, p in zip(resolution, pad)))
     return dict(
         n_modes=_per_axis(config.n_modes, n, f"{type(config).__name__}.n_modes"),
         hidden_channels=config.hidden_channels,
@@ -183,8 +203,8 @@ class FNOConfig:
         """
         from neuralop.models import FNO
 
-        net = FNO(in_channels=in_channels, out_channels=out_channels, **_fno_kwargs(self, resolution))
-        return NeuralOperatorNet(net, _fno_blocks(self.n_layers))
+        net = FNO(in_channels=in_channels, out_channels=out_channels, **_fno_kwargs(self, resolution, periodic))
+        return NeuralOperatorNet(net, _fno_blocks(self.n_layers), periodic=tuple(periodic))
 
 
 @dataclass(frozen=True)
@@ -216,9 +236,9 @@ class TFNOConfig:
             out_channels=out_channels,
             factorization=self.factorization,
             rank=self.rank,
-            **_fno_kwargs(self, resolution),
+            **_fno_kwargs(self, resolution, periodic),
         )
-        return NeuralOperatorNet(net, _fno_blocks(self.n_layers))
+        return NeuralOperatorNet(net, _fno_blocks(self.n_layers), periodic=tuple(periodic))
 
 
 @dataclass(frozen=True)

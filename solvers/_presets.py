@@ -371,8 +371,8 @@ def _extra_presets() -> dict[str, AbstractPreset]:
 
     return {
         "kolmogorov_fv_2d": FVNavierStokesPreset(
-            name="kolmogorov_fv_2d", summary="Kolmogorov flow by the FV solver: DNS 256^2 (Re 500), stored face-averaged at 32^2",
-            config=fv.KolmogorovFVPreset(), resolution=32, n_trajectories=20),
+            name="kolmogorov_fv_2d", summary="Kolmogorov flow by the FV solver: DNS 128^2 (Re 500), stored face-averaged at 32^2 (set dns_resolution=256 on a GPU)",
+            config=fv.KolmogorovFVPreset(dns_resolution=128, warmup_time=20.0), resolution=32, n_trajectories=20),
         "taylor_green_fv_2d": FVNavierStokesPreset(
             name="taylor_green_fv_2d", summary="decaying Taylor-Green vortices (random wavenumber, amplitude, shift) by the FV solver",
             config=fv.TaylorGreenFVPreset(), resolution=32, n_trajectories=20),

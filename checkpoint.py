@@ -1,0 +1,96 @@
+"""Safe checkpoints: weights in safetensors, training state via ``torch.load(weights_only=True)``, atomic writes.
+
+Nothing here unpickles arbitrary objects: a downloaded checkpoint can carry code in a pickle, and
+``weights_only=True`` refuses anything but tensors and plain containers. A refused file gets a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+__all__ = ["atomic_write_text", "save_weights", "load_weights", "save_state", "load_state", "UnsafeCheckpointError", "load_any_weights"]
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint holds more than tensors and plain containers (a pickle payload) and was refused."""
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> None:
+    """Write tensors to ``path`` (safetensors; shared storage is cloned; JSON metadata in the header)."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no weights file (expected model.safetensors written by train.py)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Training state (optimizer, scheduler, RNG, counters) with ``torch.save``; must hold only tensors and plain types."""
+    _atomic(Path(path), lambda tmp: torch.save(dict(state), tmp))
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``: refuses pickled objects with `UnsafeCheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training state file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers, which "
+            f"could run code when unpickled (torch.load(weights_only=True) said: {str(e).splitlines()[0]}). "
+            f"Only load checkpoints you trust; pdeforge writes weights as safetensors."
+        ) from None
+
+
+def load_any_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Weights from a run folder, a ``.safetensors`` file, or a ``.pt/.bin/.pth`` state dict (weights_only)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (p / name).is_file():
+                return load_any_weights(p / name)
+        raise FileNotFoundError(f"{p}: no model.safetensors or pytorch_model.bin in this folder")
+    if p.suffix == ".safetensors":
+        return load_weights(p)
+    state = load_state(p)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{p}: expected a state dict of tensors, found {type(state).__name__}")
+    return state

@@ -1,0 +1,177 @@
+"""Plots people would rather look at than read: trajectories, training curves, predictions, rollout errors.
+
+All functions write a PNG (or GIF) and return its path; matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["plot_file", "plot_trajectory", "plot_losses", "plot_prediction", "plot_rollout_error"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, out)
+    _plt().close(fig)
+    return out
+
+
+def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.ndarray], names: Sequence[str], out: Path,
+                    title: str = "", n_snapshots: int = 6) -> Path:
+    """``fields (T, C, *space)``: 1D -> a space-time image per channel; 2D -> a row of snapshots per channel.
+
+    A ``.gif`` output animates 2D fields over time instead.
+    """
+    plt = _plt()
+    n_dims = fields.ndim - 2
+    C = fields.shape[1]
+    if n_dims == 1:
+        fig, axes = plt.subplots(1, C, figsize=(5 * C, 4), squeeze=False)
+        for c in range(C):
+            ax = axes[0, c]
+            x = coords[0]
+            im = ax.imshow(fields[:, c], aspect="auto", origin="lower", cmap="RdBu_r",
+                           extent=(x[0], x[-1], time[0], time[-1] if len(time) > 1 else time[0] + 1))
+            ax.set_xlabel("x"), ax.set_ylabel("t"), ax.set_title(names[c])
+            fig.colorbar(im, ax=ax)
+    elif n_dims == 2:
+        if out.suffix == ".gif":
+            return _gif(fields, time, names, out, title)
+        idx = np.unique(np.linspace(0, fields.shape[0] - 1, min(n_snapshots, fields.shape[0])).round().astype(int))
+        fig, axes = plt.subplots(C, len(idx), figsize=(2.6 * len(idx) + 1, 2.6 * C), squeeze=False)
+        for c in range(C):
+            lo, hi = np.nanmin(fields[:, c]), np.nanmax(fields[:, c])
+            for j, t in enumerate(idx):
+                ax = axes[c, j]
+                im = ax.imshow(fields[t, c].T, origin="lower", cmap="RdBu_r", vmin=lo, vmax=hi)
+                ax.set_xticks([]), ax.set_yticks([])
+                ax.set_title(f"{names[c]}  t={time[t]:.3g}", fontsize=9)
+            fig.colorbar(im, ax=list(axes[c]), shrink=0.8)
+    else:
+        raise ValueError(f"plotting supports 1D and 2D fields, got {n_dims}D (shape {fields.shape})")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out)
+
+
+def _gif(fields: np.ndarray, time: np.ndarray, names: Sequence[str], out: Path, title: str) -> Path:
+    plt = _plt()
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    C = fields.shape[1]
+    fig, axes = plt.subplots(1, C, figsize=(3.2 * C, 3.2), squeeze=False)
+    ims = []
+    for c in range(C):
+        im = axes[0, c].imshow(fields[0, c].T, origin="lower", cmap="RdBu_r", vmin=np.nanmin(fields[:, c]), vmax=np.nanmax(fields[:, c]))
+        axes[0, c].set_xticks([]), axes[0, c].set_yticks([])
+        fig.colorbar(im, ax=axes[0, c], shrink=0.8)
+        ims.append(im)
+
+    def update(t):
+        for c, im in enumerate(ims):
+            im.set_data(fields[t, c].T)
+            axes[0, c].set_title(f"{names[c]}  t={time[t]:.3g}", fontsize=9)
+        return ims
+
+    anim = FuncAnimation(fig, update, frames=fields.shape[0])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    anim.save(out, writer=PillowWriter(fps=6))
+    plt.close(fig)
+    return out
+
+
+def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLike | None = None, field: str | None = None) -> Path:
+    """``pdeforge plot``: one trajectory of a file, with field names, time stamps and colour bars."""
+    from .datasets import TrajectoryDataset
+
+    ds = TrajectoryDataset(path, n_steps_input=0, n_steps_output=1, cache_small=False)
+    if not 0 <= trajectory < len(ds.trajectories):
+        raise IndexError(f"{path}: trajectory {trajectory} out of range (file has {len(ds.trajectories)})")
+    data = ds.read(trajectory, range(ds.n_steps))
+    names = list(ds.metadata.field_names)
+    fields = data["fields"].numpy()
+    if field is not None:
+        if field not in names:
+            raise ValueError(f"{path}: no channel {field!r}; channels are {names}")
+        fields, names = fields[:, [names.index(field)]], [field]
+    if "constant_fields" in data and field is None:
+        const = data["constant_fields"].numpy()[None].repeat(fields.shape[0], 0)
+        fields = np.concatenate([const, fields], axis=1)
+        names = list(ds.metadata.constant_field_names) + names
+    coords = [np.asarray(c) for c in ds.files[0].coords]
+    target = Path(out) if out else Path(path).with_suffix(f".traj{trajectory}.png")
+    return plot_trajectory(fields, data["time"].numpy(), coords, names, target, title=f"{ds.metadata.dataset_name}  trajectory {trajectory}")
+
+
+def plot_losses(log: Sequence[dict], out: Path) -> Path:
+    """Training loss per step and validation rel L2 per evaluation, log scale."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    train = [(r["step"], r["loss"]) for r in log if "loss" in r]
+    valid = [(r["step"], r["valid_rel_l2"]) for r in log if "valid_rel_l2" in r]
+    if train:
+        ax.plot(*zip(*train), lw=0.8, label="train loss")
+    if valid:
+        ax.plot(*zip(*valid), "o-", label="valid rel L2")
+    ax.set_yscale("log"), ax.set_xlabel("step"), ax.legend(), ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_prediction(inp: np.ndarray | None, truth: np.ndarray, pred: np.ndarray, names: Sequence[str], out: Path) -> Path:
+    """One sample: input, truth, prediction, error. Arrays ``(C, *space)`` (first output frame)."""
+    plt = _plt()
+    C, n_dims = truth.shape[0], truth.ndim - 1
+    cols = [("input", inp), ("truth", truth), ("prediction", pred), ("error", pred - truth)]
+    cols = [(t, a) for t, a in cols if a is not None]
+    if n_dims == 1:
+        fig, axes = plt.subplots(C, 2, figsize=(10, 3 * C), squeeze=False)
+        for c in range(C):
+            ax = axes[c, 0]
+            if inp is not None and c < inp.shape[0]:
+                ax.plot(inp[c], color="0.6", label="input")
+            ax.plot(truth[c], "k", label="truth"), ax.plot(pred[c], "r--", label="prediction")
+            ax.set_title(names[c]), ax.legend(fontsize=8)
+            axes[c, 1].plot(pred[c] - truth[c], "r"), axes[c, 1].set_title(f"{names[c]} error")
+    else:
+        fig, axes = plt.subplots(C, len(cols), figsize=(3 * len(cols), 3 * C), squeeze=False)
+        for c in range(C):
+            for j, (title, a) in enumerate(cols):
+                if c >= a.shape[0]:
+                    axes[c, j].axis("off")
+                    continue
+                im = axes[c, j].imshow(a[c].T, origin="lower", cmap="RdBu_r")
+                axes[c, j].set_title(f"{names[c]} {title}", fontsize=9), axes[c, j].set_xticks([]), axes[c, j].set_yticks([])
+                fig.colorbar(im, ax=axes[c, j], shrink=0.8)
+    return _save(fig, out)
+
+
+def plot_rollout_error(curves: dict, dt: float, out: Path) -> Path:
+    """Per-step rollout rel L2 (and correlation) against time."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    err = curves.get("rel_l2_per_step", [])
+    t = dt * (1 + np.arange(len(err)))
+    ax.plot(t, err, "o-", ms=3, label="rel L2")
+    ax.set_xlabel("time"), ax.set_ylabel("rel L2"), ax.grid(alpha=0.3)
+    if "correlation_per_step" in curves:
+        ax2 = ax.twinx()
+        ax2.plot(t, curves["correlation_per_step"], "g.-", ms=3, label="correlation")
+        ax2.set_ylabel("correlation", color="g"), ax2.set_ylim(-0.05, 1.05)
+    ax.set_title("autoregressive rollout on test trajectories")
+    return _save(fig, out)

@@ -1,0 +1,188 @@
+"""train.py end to end at tiny sizes: default job, every config, resume after SIGKILL, DDP, safe checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pdeforge.checkpoint import UnsafeCheckpointError, load_state, load_weights
+from pdeforge.solvers.generate import PRESETS, generate, with_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = str(REPO / "train.py")
+
+
+def _main(argv: list[str]) -> dict:
+    from pdeforge import train
+
+    return train.main(argv)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    made = {}
+    for name, over, n, res in (
+        ("burgers_1d", dict(n_snapshots=9), 20, 32),
+        ("navier_stokes_2d", dict(n_snapshots=8), 10, 16),
+        ("heat_2d", dict(n_snapshots=8), 10, 16),
+        ("kolmogorov_2d", dict(n_snapshots=8, warmup=0.5), 10, 16),
+    ):
+        generate(with_overrides(PRESETS[name], **over), root / name, n_trajectories=n, resolution=res, progress=False)
+        made[name] = root / name
+    generate(PRESETS["darcy_2d"], root / "darcy_2d", n_trajectories=60, resolution=15, progress=False)
+    made["darcy_2d"] = root / "darcy_2d"
+    return made
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "train_log.jsonl").read_text().splitlines() if '"loss"' in line]
+
+
+def test_default_job_reduced(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    out = _main(["--preset-trajectories", "12", "--preset-resolution", "32", "--epochs", "3", "--batch-size", "8",
+                 "--run-dir", str(run), "--progress", "false"])
+    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl", "loss.png", "prediction.png"):
+        assert (run / name).is_file(), name
+    m = json.loads((run / "metrics.json").read_text())
+    assert set(m) >= {"valid", "test"} and m["test"]["rel_l2"] == pytest.approx(out["test"]["rel_l2"])
+    assert 0 < m["test"]["rel_l2"] < 1.0 and m["test"]["n_samples"] > 0
+    cached = list((tmp_path / "cache" / "datasets").iterdir())
+    assert len(cached) == 1 and (cached[0] / "stats.yaml").is_file()  # the generated data are cached
+    first, last = losses(run)[0], losses(run)[-1]
+    assert last < 0.7 * first
+    # `pdeforge evaluate` recomputes the same numbers from the saved weights
+    r = subprocess.run([sys.executable, "-m", "pdeforge.cli", "evaluate", str(run)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)
+    assert again["test"]["rel_l2"] == pytest.approx(m["test"]["rel_l2"], rel=1e-5)
+
+
+CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith(("pinn_", "tsm_", "li_", "noda_", "scot_")))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_runs_tiny_with_loss_going_down(tmp_path: Path, data: dict, config: str) -> None:
+    spec = yaml.safe_load((REPO / "configs" / config).read_text())
+    run = tmp_path / "run"
+    argv = [str(REPO / "configs" / config), "--data", str(data[spec["preset"]]), "--epochs", "200", "--max-steps", "150", "--batch-size", "4",
+            "--run-dir", str(run), "--progress", "false", "--rollout-steps", "3"]
+    if spec["model"] == "unet":
+        argv += ["--model-args", json.dumps({"init_features": 8, "n_stages": 2})]
+    elif spec["model"] in ("fno", "tfno"):
+        argv += ["--model-args", json.dumps({**spec["model_args"], "n_modes": 6, "hidden_channels": 16})]
+    elif spec["model"] == "uno":
+        argv += ["--model-args", json.dumps({"hidden_channels": 8, "layer_channels": [8, 8], "layer_modes": [4, 4], "layer_scalings": [0.5, 2.0]})]
+    out = _main(argv)
+    ls = losses(run)
+    assert min(ls[-3:]) < 0.85 * ls[0], ls
+    assert 0 < out["test"]["rel_l2"] < 2.0
+    if spec["task"] == "next_step":
+        assert len(out["rollout"]["rel_l2_per_step"]) == 3
+        assert (run / "rollout_error.png").is_file()
+
+
+def _state_epoch(run: Path) -> int:
+    try:
+        return load_state(run / "checkpoint" / "state.pt")["counters"]["epoch"]
+    except Exception:
+        return -1
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, data: dict) -> None:
+    base = [sys.executable, TRAIN, "--data", str(data["burgers_1d"]), "--epochs", "6", "--batch-size", "4",
+            "--model-args", json.dumps({"n_modes": 8, "hidden_channels": 16, "n_layers": 2}), "--progress", "false",
+            "--deterministic", "true", "--task", "next_step", "--dt-stride", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ref = tmp_path / "ref"
+    r = subprocess.run(base + ["--run-dir", str(ref)], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(base + ["--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    while _state_epoch(killed) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert 2 <= _state_epoch(killed) < 6, "the run should be killed part-way"
+    r = subprocess.run([sys.executable, TRAIN, "--resume", str(killed), "--progress", "false"], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_weights(ref / "model.safetensors"), load_weights(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (ref, killed))
+    assert ma["test"] == mb["test"] and ma["rollout"] == mb["rollout"] and ma["best_epoch"] == mb["best_epoch"]
+
+
+def test_ddp_two_processes_equal_one_process_with_combined_batch(tmp_path: Path, data: dict) -> None:
+    common = ["--data", str(data["burgers_1d"]), "--epochs", "1", "--max-steps", "3", "--progress", "false", "--dt-stride", "2",
+              "--model-args", json.dumps({"n_modes": 8, "hidden_channels": 16, "n_layers": 2}), "--grad-clip", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = tmp_path / "one"
+    r = subprocess.run([sys.executable, TRAIN, *common, "--batch-size", "8", "--run-dir", str(one)], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = tmp_path / "two"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TRAIN, *common,
+                        "--batch-size", "4", "--run-dir", str(two)], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_weights(one / "checkpoint" / "last.safetensors"), load_weights(two / "checkpoint" / "last.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    moved = sum(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved < 1e-3
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/pdeforge_pwned",))
+
+
+def test_pickle_checkpoint_with_payload_is_refused(tmp_path: Path, data: dict) -> None:
+    bad = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.zeros(1)}, "x": Payload()}, bad)
+    if os.path.exists("/tmp/pdeforge_pwned"):
+        os.remove("/tmp/pdeforge_pwned")
+    with pytest.raises(UnsafeCheckpointError, match="refused to load"):
+        load_state(bad)
+    assert not os.path.exists("/tmp/pdeforge_pwned")
+    r = subprocess.run([sys.executable, TRAIN, "--data", str(data["burgers_1d"]), "--init-from", str(bad), "--epochs", "1", "--dt-stride", "2",
+                        "--run-dir", str(tmp_path / "run"), "--progress", "false"], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "refused to load" in r.stderr
+    assert not os.path.exists("/tmp/pdeforge_pwned")
+
+
+def test_fine_tune_reinitialises_only_changed_shapes(tmp_path: Path, data: dict) -> None:
+    src = tmp_path / "src"
+    _main(["--data", str(data["heat_2d"]), "--task", "next_step", "--dt-stride", "1", "--epochs", "1", "--batch-size", "4",
+           "--model-args", json.dumps({"n_modes": 6, "hidden_channels": 16, "n_layers": 2}), "--run-dir", str(src), "--progress", "false"])
+    dst = tmp_path / "dst"
+    out = _main(["--data", str(data["navier_stokes_2d"]), "--task", "next_step", "--dt-stride", "1", "--n-steps-input", "2",
+                 "--epochs", "1", "--batch-size", "4", "--model-args", json.dumps({"n_modes": 6, "hidden_channels": 16, "n_layers": 2}),
+                 "--init-from", str(src), "--lr-groups", json.dumps({"net.net.lifting": 1e-3}), "--run-dir", str(dst), "--progress", "false"])
+    assert out["test"]["rel_l2"] > 0
+    a = load_weights(src / "model.safetensors")
+    b = load_weights(dst / "checkpoint" / "last.safetensors")
+    from pdeforge import train as m
+    from pdeforge.operators import FNOConfig, build_model
+    from pdeforge.datasets import TrajectoryDataset
+
+    meta = TrajectoryDataset(data["navier_stokes_2d"], split="train").metadata
+    model = build_model(FNOConfig(n_modes=6, hidden_channels=16, n_layers=2), meta, n_steps_input=2, use_grid=True)
+    report = m.init_from(model, a, reinit=[])
+    changed = [k for k in a if k in model.state_dict() and a[k].shape != model.state_dict()[k].shape]
+    assert changed and set(changed) <= set(report["reinitialised"])  # the lifting sees 2 frames now
+    kept = [k for k in a if k not in report["reinitialised"]]
+    assert kept and all(torch.equal(model.state_dict()[k], a[k]) for k in kept)
+    assert b.keys() == a.keys()
