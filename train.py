@@ -440,14 +440,45 @@ def _read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1].endswith((".yaml", ".yml")):
-        family = (yaml.safe_load(Path(sys.argv[1]).read_text()) or {}).get("family")
-        if family == "pinn":  # PINNs write the same run folder through their own loop
-            from pdeforge.pinns import run as run_pinn
+# Model families with their own training loop (PINNs, temporal stencils, assimilation, scOT) take a YAML config with
+# `family: <name>` and write the same run folder; written out here, no registry.
+FAMILIES = {
+    "pinn": "pdeforge.pinns",
+    "tsm": "pdeforge.operators.tsm",
+    "noda": "pdeforge.operators.noda",
+    "scot": "pdeforge.operators.scot.training",
+}
 
-            spec = yaml.safe_load(Path(sys.argv[1]).read_text())
-            out = Path(spec.get("run_dir") or Path("runs") / spec.get("name", Path(sys.argv[1]).stem))
-            print(json.dumps(run_pinn(spec, out), indent=1))
-            sys.exit(0)
-    main()
+
+def run_family(argv: list[str]) -> dict | None:
+    """If ``argv[0]`` is a YAML config with ``family: <name>``, run that family's loop; else return None.
+
+    Options after the file override its keys (``--steps 100``, ``--run-dir runs/x``; values parsed as JSON when they
+    can be). The family's ``run(spec, run_dir) -> metrics`` writes the run folder.
+    """
+    if not argv or not argv[0].endswith((".yaml", ".yml")):
+        return None
+    spec = yaml.safe_load(Path(argv[0]).read_text()) or {}
+    family = spec.get("family")
+    if family is None:
+        return None
+    if family not in FAMILIES:
+        raise SystemExit(f"{argv[0]}: family {family!r} unknown; one of {sorted(FAMILIES)} (or no family: the operator loop)")
+    rest = argv[1:]
+    if len(rest) % 2 or not all(k.startswith("--") for k in rest[::2]):
+        raise SystemExit(f"options after {argv[0]} must be --key value pairs, got {rest}")
+    for key, value in zip(rest[::2], rest[1::2]):
+        try:
+            spec[key[2:].replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            spec[key[2:].replace("-", "_")] = value
+    import importlib
+
+    module = importlib.import_module(FAMILIES[family])
+    run_dir = Path(spec.get("run_dir") or Path("runs") / spec.get("name", Path(argv[0]).stem))
+    return module.run(spec, run_dir)
+
+
+if __name__ == "__main__":
+    if run_family(sys.argv[1:]) is None:
+        main()
