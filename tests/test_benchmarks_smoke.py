@@ -1,0 +1,70 @@
+"""Smoke runs of benchmarks/training.py and the data pieces of benchmarks/accuracy.py, with value checks (< 30 s)."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    return _load("accuracy")
+
+
+@pytest.fixture(scope="module")
+def training():
+    return _load("training")
+
+
+def test_paper_grf_has_the_papers_covariance(accuracy):
+    """Sample variance of u0 at a point = sum_{k >= 1} 2 lambda_k, lambda_k = 625 ((2 pi k)^2 + 25)^-2; zero mean."""
+    setting = accuracy.BurgersSetting()
+    s = 64
+    u0 = accuracy.paper_grf(4000, s, setting, torch.Generator().manual_seed(0))
+    assert u0.shape == (4000, 1, s) and u0.dtype == torch.float64
+    expected = sum(2 * 625.0 * ((2 * math.pi * k) ** 2 + 25.0) ** -2 for k in range(1, s // 2))
+    assert expected == pytest.approx(0.3523, abs=1e-3)
+    assert float(u0.var(dim=0).mean()) == pytest.approx(expected, rel=0.03)
+    assert float(u0.mean(dim=-1).abs().max()) < 1e-12  # zero mean mode, sample by sample
+    # covariance at lag 1/4: sum 2 lambda_k cos(pi k / 2)
+    lag = sum(2 * 625.0 * ((2 * math.pi * k) ** 2 + 25.0) ** -2 * math.cos(math.pi * k / 2) for k in range(1, s // 2))
+    assert float((u0 * torch.roll(u0, s // 4, -1)).mean()) == pytest.approx(lag, abs=0.01)
+
+
+def test_burgers_solve_decays_a_small_mode_exactly(accuracy):
+    """Linear regime (amplitude 1e-6): u(1) = exp(-nu (2 pi)^2) u0 for u0 = eps sin(2 pi x)."""
+    setting = accuracy.BurgersSetting(dt=1e-2)
+    x = torch.arange(64, dtype=torch.float64) / 64
+    u0 = 1e-6 * torch.sin(2 * math.pi * x)[None, None]
+    u1 = accuracy.solve_burgers(u0, setting)
+    exact = math.exp(-0.1 * (2 * math.pi) ** 2) * u0
+    assert float((u1 - exact).norm() / exact.norm()) < 1e-5
+
+
+def test_training_benchmark_compares_the_same_model_and_steps(training, tmp_path):
+    args = {"n_modes": 4, "hidden_channels": 8, "n_layers": 2}
+    r = training.throughput(tmp_path, 16, args, batch_size=16, epochs=2, rounds=1)
+    assert r["params_ours"] == r["params_theirs"]  # the same FNO on both sides
+    assert r["steps_per_epoch"] == 20 and r["windows"] == 320
+    assert r["file_mib"] < 64  # the dataset layer caches it
+    assert 0 < r["ours"] < math.inf and 0 < r["theirs"] < math.inf
+    assert r["ratio"] == pytest.approx(r["ours"] / r["theirs"])
+    assert all(0.0 <= f < 1.0 for f in r["cached_data_time_fraction"])
+    # the memory windows are the same normalised numbers train.py reads
+    ds = training.TrajectoryDataset(tmp_path / "cached", n_steps_input=1, n_steps_output=1, split="train", normalization="zscore")
+    mem = training.memory_windows(tmp_path / "cached", "train")
+    torch.testing.assert_close(mem[37]["y"], ds[37]["output_fields"][0], rtol=0, atol=0)
+    assert abs(float(mem.x.mean())) < 0.2 and float(mem.x.std()) == pytest.approx(1.0, rel=0.2)
