@@ -1,0 +1,212 @@
+"""Constrained 4x4 interpolation stencils and the learned face-value module of LI / TSM.
+
+A stencil interpolates a staggered field ``f`` to a target point ``t`` (offset from the patch's anchor point,
+in cells) from the ``4 x 4`` neighbourhood with offsets ``o_p, o_q in {-1, 0, 1, 2}`` (the layout of
+:func:`pdeforge.solvers.fv.stencil_patches`):
+
+    f(t) ~ sum_{p,q} w_pq f(o_p, o_q).
+
+A stencil of accuracy ``order`` ``p`` is exact on every polynomial of total degree ``< p``:
+
+    sum_{p,q} w_pq (o_p - t_x)^a (o_q - t_y)^b = [a = b = 0]      for all a + b < order,
+
+a linear system ``A w = b`` with ``n_c = order (order + 1) / 2`` rows. Its solutions are the affine set
+``w = w_0 + K z`` with ``K`` (``16 x (16 - n_c)``) an orthonormal basis of the null space of ``A`` and
+``w_0`` the *base stencil*: linear interpolation between the two points around ``t`` (exact up to order 2),
+projected onto the constraints when ``order > 2``. A network predicts the free logits ``z``; ``z = 0`` gives
+``w_0`` exactly. For ``order = 1`` (Kochkov et al. 2021, "Machine learning-accelerated computational fluid
+dynamics", PNAS) the only constraint is ``sum w = 1`` and each stencil has 15 logits; the 8 stencils per cell
+(advected ``u_j`` and advecting ``u_d`` at the four flux locations ``(j, d)``) take 120 logits.
+
+The advected values are wrapped in a TVD limiter (jax-cfd's ``apply_tvd_limiter`` with van Leer's limiter):
+``q = q_up + phi(r) (q_learned - q_up)`` with ``phi(r) = 2 r / (1 + r)`` for ``r > 0``, else 0, and
+``r = (q_U - q_UU) / (q_D - q_U)`` chosen by the sign of the advecting velocity. With ``z = 0`` the learned
+value is linear interpolation and the module reproduces the solver's ``VanLeerInterpolation`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from ..solvers.fv import AbstractInterpolation, FaceValues, stencil_patches
+
+STENCIL_SIZE = 4
+STENCIL_OFFSETS = (-1.0, 0.0, 1.0, 2.0)  # stencil_patches(field, 4) offsets along each axis
+X_TARGET = (0.5, 0.0)  # half a cell forward along x from the anchor point
+Y_TARGET = (0.0, 0.5)  # half a cell forward along y
+
+
+@dataclass(frozen=True)
+class PolynomialStencil:
+    """A ``4 x 4`` interpolation stencil exact on polynomials of total degree ``< order`` at ``target``.
+
+    Attributes:
+        target: ``(t_x, t_y)`` offset of the interpolation point from the anchor, in cells.
+        order: accuracy order (1: constants, i.e. ``sum w = 1``; 2: affine fields; 3: quadratics ...).
+    """
+
+    target: tuple[float, float]
+    order: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.order <= 4:
+            raise ValueError(f"PolynomialStencil order must be in 1..4 for a 4x4 stencil, got {self.order}")
+
+    @property
+    def exponents(self) -> tuple[tuple[int, int], ...]:
+        """The monomials ``(a, b)`` with ``a + b < order`` the stencil reproduces exactly."""
+        return tuple((a, s - a) for s in range(self.order) for a in range(s + 1))
+
+    def constraints(self) -> tuple[Tensor, Tensor]:
+        """``(A, b)``: ``A`` ``(n_c, 16)`` (float64), ``b`` ``(n_c,)``; weights flattened as ``p * 4 + q``."""
+        o = torch.tensor(STENCIL_OFFSETS, dtype=torch.float64)
+        dx, dy = o - self.target[0], o - self.target[1]
+        rows = [(dx[:, None] ** a * dy[None, :] ** b).reshape(-1) for a, b in self.exponents]
+        rhs = torch.tensor([1.0 if a == b == 0 else 0.0 for a, b in self.exponents], dtype=torch.float64)
+        return torch.stack(rows), rhs
+
+    @cached_property
+    def _affine(self) -> tuple[Tensor, Tensor]:
+        a, b = self.constraints()
+        # preferred stencil: linear interpolation between the two neighbours of the target along its axis
+        pref = torch.zeros(4, 4, dtype=torch.float64)
+        if self.target[0] != 0.0:
+            pref[1, 1] = pref[2, 1] = 0.5
+        else:
+            pref[1, 1] = pref[1, 2] = 0.5
+        pref = pref.reshape(-1)
+        base = pref + torch.linalg.pinv(a) @ (b - a @ pref)
+        _, s, vh = torch.linalg.svd(a)
+        rank = int((s > 1e-10 * s[0]).sum())
+        return base, vh[rank:].T.contiguous()
+
+    @property
+    def base(self) -> Tensor:
+        """The base stencil ``w_0`` ``(16,)`` float64 (the weights at zero logits)."""
+        return self._affine[0]
+
+    @property
+    def null_space(self) -> Tensor:
+        """Orthonormal null-space basis ``K`` ``(16, n_logits)`` float64."""
+        return self._affine[1]
+
+    @property
+    def n_logits(self) -> int:
+        return STENCIL_SIZE**2 - len(self.exponents)
+
+    def weights(self, logits: Tensor) -> Tensor:
+        """``w_0 + K z``: logits ``(..., n_logits)`` -> weights ``(..., 16)`` (last axis)."""
+        return self.base.to(logits) + logits @ self.null_space.to(logits).T
+
+
+def _stencils(order: int) -> tuple[PolynomialStencil, PolynomialStencil]:
+    return PolynomialStencil(X_TARGET, order), PolynomialStencil(Y_TARGET, order)
+
+
+def logits_per_cell(order: int = 1) -> int:
+    """Number of logits per cell for the 8 stencils (120 for ``order = 1``)."""
+    return 8 * PolynomialStencil(X_TARGET, order).n_logits
+
+
+def stencil_weights(logits: Tensor, order: int = 1) -> Tensor:
+    """All 8 stencils of every cell from the logits.
+
+    Args:
+        logits: ``(B, 8 * n_logits, N, N)``, grouped as ``[kind, j, d, logit]`` with kind 0 = advected ``u_j``,
+            1 = advecting ``u_d`` at flux location ``(j, d)``.
+    Returns:
+        weights ``(B, 2, 2, 2, 16, N, N)`` indexed ``[b, kind, j, d, p * 4 + q, x, y]``; each stencil satisfies
+        the constraints of its :class:`PolynomialStencil` (target along ``d`` for advected values, along ``j``
+        for the advecting velocity).
+    """
+    b, c, n1, n2 = logits.shape
+    sx, sy = _stencils(order)
+    nl = sx.n_logits
+    if c != 8 * nl:
+        raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
+    z = logits.reshape(b, 2, 2, 2, nl, n1, n2)
+    # target axis per (kind, j, d): advected -> d, advecting -> j
+    out = torch.empty(b, 2, 2, 2, 16, n1, n2, dtype=logits.dtype, device=logits.device)
+    for kind in range(2):
+        for j in range(2):
+            for d in range(2):
+                st = (sx, sy)[d if kind == 0 else j]
+                k = st.null_space.to(logits)
+                w = torch.einsum("kl,blxy->bkxy", k, z[:, kind, j, d])
+                out[:, kind, j, d] = w + st.base.to(logits)[None, :, None, None]
+    return out
+
+
+def _van_leer_phi(s_up: Tensor, s_down: Tensor) -> Tensor:
+    """Van Leer limiter ``phi(r) = 2 r / (1 + r)`` (0 for ``r <= 0``) at ``r = s_up / s_down``, NaN-free."""
+    positive = s_up * s_down > 0
+    denom = torch.where(positive, s_up + s_down, torch.ones_like(s_up))
+    return torch.where(positive, 2 * s_up / denom, torch.zeros_like(s_up))
+
+
+def tvd_limit(q: Tensor, high: Tensor, a: Tensor, axis: int) -> Tensor:
+    """Blend first-order upwind and a high-order face value of ``q`` at the face forward along ``axis``.
+
+    ``q``, ``high``, ``a`` (advecting velocity at the face): ``(B, N, N)``. Returns
+    ``q_U + phi(r) (high - q_U)`` with ``r = (q_U - q_UU) / (q_D - q_U)`` upwind by the sign of ``a``.
+    """
+    q_m1, q_p1, q_p2 = torch.roll(q, 1, axis), torch.roll(q, -1, axis), torch.roll(q, -2, axis)
+    pos = a >= 0
+    up = torch.where(pos, q, q_p1)
+    phi = torch.where(pos, _van_leer_phi(q - q_m1, q_p1 - q), _van_leer_phi(q_p1 - q_p2, q - q_p1))
+    return up + phi * (high - up)
+
+
+def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter: bool = True) -> FaceValues:
+    """Face values of the learned interpolation: ``velocity (B, 2, N, N)``, ``logits (B, 8 n_logits, N, N)``.
+
+    Equal to contracting :func:`stencil_weights` with the 4x4 patches, computed as
+    ``w_0 . P + z . (K^T P)`` so that all 8 stencils take a few batched operations.
+    """
+    b, c, n1, n2 = logits.shape
+    sx, sy = _stencils(order)
+    nl = sx.n_logits
+    if c != 8 * nl:
+        raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
+    z = logits.reshape(b, 2, 2, 2, nl, n1, n2)
+    k = torch.stack([sx.null_space, sy.null_space]).to(logits)  # (t, 16, nl), t = target axis
+    w0 = torch.stack([sx.base, sy.base]).to(logits)  # (t, 16)
+    patches = torch.stack([stencil_patches(velocity[:, f]).flatten(1, 2) for f in range(2)], dim=1)  # (B,f,16,N,N)
+    q = torch.einsum("tkl,bfkxy->btflxy", k, patches)  # (B, t, f, nl, N, N)
+    q0 = torch.einsum("tk,bfkxy->btfxy", w0, patches)  # (B, t, f, N, N)
+    # advected u_j at (j, d): target axis d, field j -> index [t=d, f=j]; advecting u_d: [t=j, f=d]
+    advected = q0.transpose(1, 2) + (z[:, 0] * q.transpose(1, 2)).sum(3)
+    advecting = q0 + (z[:, 1] * q).sum(3)
+    if limiter:
+        axes = (-2, -1)
+        advected = torch.stack([torch.stack([
+            tvd_limit(velocity[:, j], advected[:, j, d], advecting[:, j, d], axes[d]) for d in range(2)], 1)
+            for j in range(2)], 1)
+    return FaceValues(advected, advecting)
+
+
+class StencilInterpolation(AbstractInterpolation):
+    """Learned face values from logits: a ``logits_fn(velocity) -> (B, 8 n_logits, N, N)`` (LI: a CNN on the
+    current stage velocity) or, when ``logits_fn`` is None, the tensor last stored in ``self.logits`` (TSM: the
+    logits of the current step of a temporal bundle, set by the rollout before each solver step)."""
+
+    def __init__(self, logits_fn: torch.nn.Module | None = None, order: int = 1, limiter: bool = True) -> None:
+        super().__init__()
+        self.logits_fn = logits_fn
+        self.order = order
+        self.limiter = limiter
+        self.logits: Tensor | None = None
+
+    def forward(self, velocity: Tensor) -> FaceValues:
+        logits = self.logits_fn(velocity) if self.logits_fn is not None else self.logits
+        if logits is None:
+            raise RuntimeError("StencilInterpolation without logits_fn needs .logits set before the solver step")
+        return faces_from_logits(velocity, logits, self.order, self.limiter)
+
+
+__all__ = ["PolynomialStencil", "StencilInterpolation", "faces_from_logits", "logits_per_cell",
+           "stencil_weights", "tvd_limit", "STENCIL_OFFSETS"]

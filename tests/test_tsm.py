@@ -1,0 +1,203 @@
+"""Temporal stencil modelling / learned interpolation: constrained stencils, HiPPO-LagT, gradients, run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import eval_laguerre
+
+from pdeforge.operators.tsm import (
+    CNNConfig,
+    HippoEncoder,
+    PolynomialStencil,
+    TemporalStencilModel,
+    TSMConfig,
+    faces_from_logits,
+    lagt_kernel,
+    lagt_recurrence,
+    load_model,
+    logits_per_cell,
+    run,
+    stencil_weights,
+)
+from pdeforge.solvers import fv
+
+FLOW = fv.FlowParameters(viscosity=1 / 200, drag=0.1, forcing=fv.KolmogorovFVPreset().forcing)
+
+
+def _velocity(n: int = 16, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    grid = fv.StaggeredGrid(n)
+    return fv.random_divergence_free_velocity(grid, batch, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------------ stencils
+def test_logit_count_matches_the_papers():
+    assert logits_per_cell(1) == 120  # 8 stencils x 15 free logits (Kochkov et al. 2021)
+    assert PolynomialStencil((0.5, 0.0), 2).n_logits == 13
+
+
+def test_zero_logits_give_the_base_stencils_and_the_van_leer_scheme():
+    v = _velocity()
+    zero = torch.zeros(2, 120, 16, 16, dtype=torch.float64)
+    w = stencil_weights(zero)
+    linear = torch.zeros(16, dtype=torch.float64)
+    linear[[5, 9]] = 0.5  # offsets (0, 0) and (1, 0) along x
+    assert torch.equal(w[0, 0, 0, 0, :, 3, 4], linear)  # advected u at (u, x)
+    assert torch.equal(w[0, 1, 0, 1, :, 3, 4], linear)  # advecting v at the (u, y) corner: along x
+    faces = faces_from_logits(v, zero, limiter=False)
+    assert torch.allclose(faces.advected, fv.linear_advected(v), atol=1e-15, rtol=0)
+    assert torch.allclose(faces.advecting, fv.linear_advecting_velocity(v), atol=1e-15, rtol=0)
+    limited = faces_from_logits(v, zero)
+    ref = fv.VanLeerInterpolation()(v)
+    assert torch.allclose(limited.advected, ref.advected, atol=1e-14, rtol=0)
+    assert torch.equal(limited.advecting, ref.advecting)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("target", [(0.5, 0.0), (0.0, 0.5)])
+def test_every_stencil_satisfies_its_constraints(order, target):
+    st = PolynomialStencil(target, order)
+    z = 3.0 * torch.randn(50, st.n_logits, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    w = st.weights(z)  # (50, 16)
+    a, b = st.constraints()
+    assert torch.allclose(w @ a.T, b.expand(50, -1), atol=1e-12, rtol=0)
+    assert torch.allclose(w.sum(-1), torch.ones(50, dtype=torch.float64), atol=1e-12)
+    # not more: a random stencil is not exact on the first monomial of the next degree
+    o = torch.tensor([-1.0, 0.0, 1.0, 2.0], dtype=torch.float64)
+    nxt = ((o - target[0])[:, None] ** order * torch.ones(4, dtype=torch.float64)[None]).reshape(-1)
+    assert (w @ nxt).abs().max() > 1e-3
+
+
+def test_learned_faces_are_exact_on_affine_fields_at_order_2():
+    n = 16
+    idx = torch.arange(n, dtype=torch.float64)
+    x, y = torch.meshgrid(idx, idx, indexing="ij")
+    field = torch.stack([0.3 + 1.2 * x - 0.7 * y, -0.4 + 0.5 * x + 0.9 * y])[None]  # (1, 2, N, N), index units
+    logits = torch.randn(1, logits_per_cell(2), n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    faces = faces_from_logits(field, logits, order=2, limiter=False)
+    inner = (slice(2, n - 3), slice(2, n - 3))  # away from the periodic wrap of the non-periodic test field
+
+    def exact(c, tx, ty):
+        return (field[0, c] + (tx * (1.2, 0.5)[c] + ty * (-0.7, 0.9)[c]))[inner]
+
+    for j in range(2):
+        for d in range(2):
+            tq = (0.5, 0.0) if d == 0 else (0.0, 0.5)
+            assert torch.allclose(faces.advected[0, j, d][inner], exact(j, *tq), atol=1e-11)
+            ta = (0.5, 0.0) if j == 0 else (0.0, 0.5)
+            assert torch.allclose(faces.advecting[0, j, d][inner], exact(d, *ta), atol=1e-11)
+
+
+def test_bad_logits_shape_is_refused():
+    with pytest.raises(ValueError, match=r"expected logits \(B, 120, N, N\)"):
+        faces_from_logits(_velocity(), torch.zeros(2, 100, 16, 16, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------------------------------ HiPPO
+def _closed_form(f, n: int, t_end: float) -> np.ndarray:
+    """c_n(T) = int_0^T f(s) L_n(T - s) exp(-(T - s) / 2) ds by 200-point Gauss-Legendre."""
+    x, wq = np.polynomial.legendre.leggauss(200)
+    s, wq = (x + 1) / 2 * t_end, wq * t_end / 2
+    return np.array([np.sum(wq * f(s) * eval_laguerre(k, t_end - s) * np.exp(-(t_end - s) / 2)) for k in range(n)])
+
+
+def test_lagt_recurrence_converges_to_the_closed_form_projection():
+    n, t_end = 8, 6.0
+    f = lambda s: np.sin(1.3 * s) + 0.5 * np.cos(0.4 * s) + 0.2  # noqa: E731
+    exact = _closed_form(f, n, t_end)
+    errors = []
+    for dt in (4e-3, 2e-3):
+        k = int(round(t_end / dt))
+        c = lagt_recurrence(torch.tensor(f(dt * np.arange(1, k + 1))), n, dt)[-1].numpy()
+        errors.append(np.abs(c - exact).max() / np.abs(exact).max())
+    assert errors[1] < 1e-3
+    assert 1.8 < errors[0] / errors[1] < 2.2  # first order: the input is held over each step
+
+
+def test_lagt_kernel_and_encoder_equal_the_recurrence():
+    n, h = 6, 10
+    sig = torch.randn(h, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    c = lagt_recurrence(sig, n)[-1]
+    assert torch.allclose(lagt_kernel(n, h) @ sig, c, atol=1e-12)
+    frames = torch.zeros(1, h, 2, 4, 4, dtype=torch.float64)
+    frames[0, :, 1, 2, 3] = 2.0 * sig
+    enc = HippoEncoder(n, h, scale=2.0).double()
+    feats = enc(frames)  # (1, 2 n, 4, 4), channel c * n + i
+    assert torch.allclose(feats[0, n:, 2, 3], c.to(feats), atol=1e-6)
+    assert feats[0, :n].abs().max() == 0 and feats[0, n:, 0, 0].abs().max() == 0
+
+
+# ------------------------------------------------------------------------------------------------ models
+def _model(variant: str, encoder: str = "hippo", n: int = 8) -> TemporalStencilModel:
+    cfg = TSMConfig(variant, encoder, history=4, hippo_order=4, bundle=2, cnn=CNNConfig(layers=2, channels=4))
+    return TemporalStencilModel(cfg, fv.StaggeredGrid(n), FLOW, dt=0.05).double()
+
+
+def test_untrained_models_equal_the_coarse_solver():
+    frames = _velocity(8, 2)[:, None].repeat(1, 4, 1, 1, 1)
+    coarse = _model("coarse").rollout(frames, 5)
+    for variant, encoder in (("li", "hippo"), ("tsm", "hippo"), ("tsm", "frames")):
+        pred = _model(variant, encoder).rollout(frames, 5)  # last layer starts at zero: base scheme
+        assert torch.allclose(pred, coarse, atol=1e-13, rtol=0), variant
+    assert (coarse[:, -1] - frames[:, -1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("variant", ["li", "tsm"])
+def test_gradients_reach_the_cnn_through_an_unrolled_rollout(variant):
+    torch.manual_seed(0)
+    model = _model(variant)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    frames = _velocity(8, 1)[:, None].repeat(1, 4, 1, 1, 1)
+    target = _velocity(8, 1, seed=5)
+    loss = lambda: ((model.rollout(frames, 3)[:, -1] - target) ** 2).mean()  # noqa: E731
+    loss().backward()
+    first = model.net[0].weight
+    assert first.grad is not None and first.grad.abs().max() > 0
+    # the gradient is the derivative: central difference along a random direction of the first layer
+    direction = torch.randn_like(first)
+    eps = 1e-5
+    with torch.no_grad():
+        first.add_(eps * direction)
+        up = loss()
+        first.sub_(2 * eps * direction)
+        down = loss()
+        first.add_(eps * direction)
+    fd = (up - down) / (2 * eps)
+    assert torch.allclose((first.grad * direction).sum(), fd, rtol=1e-5, atol=1e-12)
+
+
+def test_rollout_refuses_too_short_history():
+    with pytest.raises(ValueError, match=r"expected frames \(B, >= 4, 2, N, N\)"):
+        _model("tsm").rollout(_velocity(8, 1)[:, None], 2)
+
+
+def test_run_writes_a_rebuildable_run_folder(tmp_path):
+    preset = fv.KolmogorovFVPreset(dns_resolution=16, warmup_time=0.5, frame_interval=0.05, n_frames=24)
+    traj = fv.kolmogorov_fv_trajectories(3, 8, preset, torch.Generator().manual_seed(0))
+    torch.save({"velocity": traj, "frame_interval": 0.05}, tmp_path / "data.pt")
+    spec = {"family": "tsm", "variant": "tsm", "data_cache": str(tmp_path / "data.pt"), "resolution": 8,
+            "n_train": 2, "n_test": 1, "stride": 1, "frame_interval": 0.05, "history": 4, "hippo_order": 4,
+            "bundle": 2, "layers": 2, "channels": 4, "steps": 3, "batch_size": 2, "unroll": 2, "log_every": 1}
+    metrics = run(spec, tmp_path / "run")
+    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl",
+                 "correlation_vs_time.png", "vorticity_snapshots.png"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["duration_mean"] == metrics["duration_mean"]
+    assert len(metrics["correlation_curve"]) == 24 - 4 and 0 <= metrics["duration_mean"] <= 20 * 0.05
+    assert metrics["correlation_curve"][0] > 0.9  # one step from the reference is still close to it
+    model = load_model(tmp_path / "run")
+    frames = traj[2:, :4].float()
+    with torch.no_grad():
+        again = model.rollout(frames, 20)
+    from pdeforge.operators.tsm import vorticity_rollout
+    from pdeforge.metrics import correlation
+    corr = correlation(vorticity_rollout(again, model.solver.grid), vorticity_rollout(traj[2:, 4:].float(),
+                       model.solver.grid), 2, reduction="none")[0, :, 0]
+    assert np.allclose(corr.numpy(), metrics["correlation_curve"], atol=1e-5)
+    with pytest.raises(ValueError, match="unknown tsm spec keys"):
+        run({**spec, "hipo_order": 3}, tmp_path / "bad")
