@@ -20,8 +20,14 @@ def test_wheel_has_only_the_pdeforge_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"pdeforge"}, top
-    for module in ("pdeforge/datasets/__init__.py", "pdeforge/cli.py", "pdeforge/solvers/__init__.py", "pdeforge/operators/__init__.py"):
+    for module in ("pdeforge/datasets/__init__.py", "pdeforge/cli.py", "pdeforge/train.py", "pdeforge/metrics.py"):
         assert module in names, module
+    # every package folder of the source tree ships (a subpackage missing from pyproject's list would not)
+    for init in REPO.rglob("__init__.py"):
+        rel = init.relative_to(REPO)
+        if rel.parts[0] in ("tests", "benchmarks", "build", ".venv") or any(p.startswith(".") for p in rel.parts):
+            continue
+        assert f"pdeforge/{rel.as_posix()}" in names, f"{rel} is not in the wheel: list its package in pyproject.toml"
     assert not any(n.startswith("pdeforge/tests/") or n.startswith("pdeforge/.venv") for n in names)
 
 
