@@ -1,0 +1,176 @@
+"""Foundation-model benchmark at CPU scale: scOT pretrained on two Navier-Stokes initial-condition families and
+fine-tuned on new physics (forced Kolmogorov flow with drag) against scOT from scratch and an FNO.
+
+    python benchmarks/foundation.py                       # ~25 min on one CPU thread; writes runs/foundation/
+    python benchmarks/foundation.py --ns 8 16 32 64 --pretrain-steps 1500 --steps 600   # the fuller study
+
+Prints, for every N (training trajectories of the new physics), the median relative L1 error (%) of
+u(t=0) -> u(t=2) on the test trajectories (Poseidon's metric), and Poseidon's gains (Herde et al. 2024, Sec. 3):
+    AG(N) = E_baseline(N) / E_pretrained(N)                          (accuracy gain at equal N)
+    EG(N) = N_baseline / N,  E_baseline(N_baseline) = E_pretrained(N) (efficiency gain at equal error),
+with N_baseline from a power law E(N) = c N^-a fitted to the baseline's errors (model-based, as Poseidon). Also:
+all-pairs vs next-step-only training on the same trajectories, and the error at lead times never seen in training
+(odd snapshots; training saw the even ones) against its neighbours. Plot: foundation.png in the output folder.
+Every run is a run folder; existing ones (with metrics.json) are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from pdeforge.operators.scot import ScOT
+from pdeforge.operators.scot._train_data import lead_time_errors, median_error, open_split, resolve_data
+from pdeforge.operators.scot.training import run as scot_run
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _spec(name: str, **changes) -> dict:
+    spec = yaml.safe_load((CONFIGS / name).read_text())
+    spec.update(changes, progress=False)
+    return spec
+
+
+def _cached(run_dir: Path, make) -> dict:
+    if (run_dir / "metrics.json").is_file():
+        return json.loads((run_dir / "metrics.json").read_text())
+    return make()
+
+
+def fno_error(root: Path, n: int, steps: int, out: Path, lead_snapshots: int) -> float:
+    """Train an FNO with `pdeforge.train.main` on u(t) -> u(t + lead) windows of the first n trajectories (same
+    number of optimiser steps as scOT) and return its median relative L1 (%) of u(0) -> u(lead) on test."""
+    from pdeforge.evaluate import load_run
+    from pdeforge.train import main as train_main
+    from pdeforge.datasets import TrajectoryDataset
+
+    run_dir = out / f"fno_n{n}"
+    if not (run_dir / "model.json").is_file():
+        windows = n * (26 - lead_snapshots)
+        per_epoch = max(1, windows // 16)
+        train_main(["--data", str(root), "--task", "operator", "--dt-stride", str(lead_snapshots),
+                    "--max-train-trajectories", str(n), "--model", "fno",
+                    "--model-args", json.dumps({"n_modes": 12, "hidden_channels": 32, "n_layers": 4}),
+                    "--batch-size", "16", "--lr", "3e-3", "--epochs", "100000", "--max-steps", str(steps),
+                    "--eval-every", str(max(1, steps // (4 * per_epoch))), "--run-dir", str(run_dir),
+                    "--progress", "false"])
+    model, info = load_run(run_dir)
+    ds = TrajectoryDataset(root, 1, 1, lead_snapshots, split="test", normalization="zscore", stats=info["stats"])
+    samples = [ds[t * ds.windows_per_trajectory] for t in range(len(ds.trajectories))]  # start 0 of each
+    batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+    with torch.no_grad():
+        model.eval()
+        pred = ds.denormalize(model.forward_batch(batch)[:, 0])
+    return median_error(pred, ds.denormalize(batch["output_fields"][:, 0]), ds.metadata.field_names)
+
+
+def power_law(ns: list[int], errs: list[float]) -> tuple[float, float]:
+    """(c, a) of E = c N^-a, least squares in log-log."""
+    slope, icpt = np.polyfit(np.log(ns), np.log(errs), 1)
+    return float(np.exp(icpt)), float(-slope)
+
+
+def efficiency_gain(ns: list[int], base: list[float], pre: list[float]) -> list[float]:
+    c, a = power_law(ns, base)
+    if a <= 0:
+        return [float("nan")] * len(ns)
+    return [float((e / c) ** (-1.0 / a) / n) for n, e in zip(ns, pre)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/foundation")
+    ap.add_argument("--ns", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--pretrain-steps", type=int, default=900)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--compare-n", type=int, default=16, help="N of the all-pairs vs next-step comparison")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+
+    pre_dir = out / "pretrain"
+    pre = _cached(pre_dir, lambda: scot_run(_spec("scot_pretrain.yaml", steps=args.pretrain_steps, eval_every=300), pre_dir))
+    print(f"pretrained on NS (two IC families): test median rel L1 {pre['test_median_rel_l1']:.2f}%  [{time.perf_counter() - t0:.0f} s]")
+
+    ft = yaml.safe_load((CONFIGS / "scot_finetune.yaml").read_text())
+    root = resolve_data(ft["data"][0], ft["trajectories"], ft["resolution"], 0)
+    lead = (ft["n_snapshots"] - 1) * ft["stride"]
+    rows = {"pretrained": [], "scratch": [], "fno": []}
+    for n in args.ns:
+        common = dict(max_train_trajectories=n, steps=args.steps, eval_every=max(1, args.steps // 3))
+        d = out / f"finetune_n{n}"
+        rows["pretrained"].append(_cached(d, lambda: scot_run(_spec("scot_finetune.yaml", init_from=str(pre_dir), **common), d))["test_median_rel_l1"])
+        d = out / f"scratch_n{n}"
+        rows["scratch"].append(_cached(d, lambda: scot_run(_spec("scot_finetune.yaml", init_from="", lr=2e-3, **common), d))["test_median_rel_l1"])
+        rows["fno"].append(fno_error(root, n, args.steps, out, lead))
+        print(f"N = {n:3d}: pretrained+fine-tuned {rows['pretrained'][-1]:6.2f}%  scratch {rows['scratch'][-1]:6.2f}%  "
+              f"FNO {rows['fno'][-1]:6.2f}%  [{time.perf_counter() - t0:.0f} s]")
+
+    # all-pairs vs next-step-only, same trajectories, same steps, from scratch
+    nc = args.compare_n
+    common = dict(max_train_trajectories=nc, steps=args.steps, eval_every=max(1, args.steps // 3), init_from="", lr=2e-3)
+    d = out / f"scratch_n{nc}"
+    allp = _cached(d, lambda: scot_run(_spec("scot_finetune.yaml", **common), d))["test_median_rel_l1"]
+    d = out / f"nextstep_n{nc}"
+    nxt = _cached(d, lambda: scot_run(_spec("scot_finetune.yaml", pairing="next", **common), d))["test_median_rel_l1"]
+
+    # lead times not seen in training: odd snapshots, the model saw the even ones
+    model = ScOT.from_pretrained(out / f"finetune_n{args.ns[-1]}")
+    test = open_split(root, "test", "zscore")
+    times = np.asarray(test.files[0].time)
+    leads = lead_time_errors(model, test, list(range(1, lead + 1)), float(times[lead] - times[0]), test.metadata.field_names)
+
+    res = {"ns": args.ns, **rows, "pretrain": pre,
+           "AG_vs_scratch": [s / p for s, p in zip(rows["scratch"], rows["pretrained"])],
+           "AG_vs_fno": [f / p for f, p in zip(rows["fno"], rows["pretrained"])],
+           "EG_vs_scratch": efficiency_gain(args.ns, rows["scratch"], rows["pretrained"]),
+           "EG_vs_fno": efficiency_gain(args.ns, rows["fno"], rows["pretrained"]),
+           "all_pairs_vs_next_step": {"n": nc, "all_pairs": allp, "next_step_rollout": nxt},
+           "lead_time_errors": {str(k): v for k, v in leads.items()}, "seconds": time.perf_counter() - t0}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "foundation.json").write_text(json.dumps(res, indent=1))
+
+    print("\nmedian relative L1 (%) of u(0) -> u(2) on Kolmogorov flow (unseen physics), test trajectories")
+    print(f"{'N':>4} {'pretrained':>11} {'scratch':>9} {'FNO':>8} {'AG/scratch':>11} {'AG/FNO':>8} {'EG/scratch':>11} {'EG/FNO':>8}")
+    for k, n in enumerate(args.ns):
+        print(f"{n:4d} {rows['pretrained'][k]:11.2f} {rows['scratch'][k]:9.2f} {rows['fno'][k]:8.2f} "
+              f"{res['AG_vs_scratch'][k]:11.2f} {res['AG_vs_fno'][k]:8.2f} {res['EG_vs_scratch'][k]:11.2f} {res['EG_vs_fno'][k]:8.2f}")
+    print(f"all pairs vs next-step only (N = {nc}, scratch, same steps): {allp:.2f}% vs {nxt:.2f}% (rollout to t = 2)"
+          f" -> {'all pairs better' if allp < nxt else 'next-step better'}")
+    print("lead-time query (fine-tuned model, N = %d); training saw the even snapshots only:" % args.ns[-1])
+    for k, (lt, e) in leads.items():
+        print(f"  snapshot {k:2d}  lead {lt:.2f}  {'unseen' if k % ft['stride'] else 'seen  '}  {e:6.2f}%")
+    for k in range(1, lead, ft["stride"]):
+        lo, hi = sorted((leads[k - 1][1] if k > 1 else 0.0, leads[k + 1][1]))
+        print(f"  unseen snapshot {k}: {leads[k][1]:.2f}% {'within' if lo <= leads[k][1] <= hi else 'OUTSIDE'} [{lo:.2f}, {hi:.2f}]")
+    _plot(res, out / "foundation.png")
+    print(f"[{time.perf_counter() - t0:.0f} s] {out / 'foundation.json'}, {out / 'foundation.png'}")
+
+
+def _plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for key, label in (("pretrained", "scOT pretrained + fine-tuned"), ("scratch", "scOT from scratch"), ("fno", "FNO")):
+        ax.plot(res["ns"], res[key], "o-", label=label)
+    ax.set_xscale("log", base=2), ax.set_yscale("log")
+    ax.set_xlabel("training trajectories N"), ax.set_ylabel("median relative L1 (%)")
+    ax.legend(), ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
