@@ -55,6 +55,12 @@ def _scaled(config: dict, scale: float) -> dict:
     return config
 
 
+def _progress(entry: dict) -> None:
+    if entry["phase"] == "lbfgs" or entry["step"] % 1000 == 0:
+        extra = {k: v for k, v in entry.items() if k.startswith(("loss_", "coef_")) or k == "reason"}
+        print(f"    {entry['phase']} {entry['step']}: loss {entry['loss']:.3e} {extra}", flush=True)
+
+
 def _report(name: str, value: str, ok: bool, start: float) -> None:
     print(f"{name:<12} {value:<70} {'PASS' if ok else 'MISS'}  wall {time.perf_counter() - start:8.1f} s", flush=True)
 
@@ -100,7 +106,7 @@ def inverse(scale: float, out: Path) -> None:
     obs = sample_observations(ds, 0, 1000, noise=0.01, seed=0, time_indices=times)
     model = InversePINN(Burgers(nu=1.0), {"nu": 0.05}, dataset_domain(ds, times), obs,
                         NetworkConfig(width=50, depth=4, harmonics=5), n_residual=4000)
-    report = model.fit(OptimConfig(adam_iters=int(3000 * scale), lbfgs_iters=int(5000 * scale)))
+    report = model.fit(OptimConfig(adam_iters=int(3000 * scale), lbfgs_iters=int(5000 * scale)), _progress)
     nu = model.coefficients.values()["nu"]
     err = abs(nu - 0.01) / 0.01
     _report("inverse", f"nu = {nu:.5f} (true 0.01), error {100 * err:.2f}% (<= 1%); {report}", err <= 0.01, start)
@@ -116,7 +122,7 @@ def hidden(scale: float, out: Path) -> None:
 
     model = HiddenTermPINN(Diffusion(nu=0.05), Domain((0.0,), (2 * math.pi,), (0.0, 3.0), (True,)), obs,
                            NetworkConfig(width=32, depth=3), n_residual=1000)
-    model.fit(OptimConfig(adam_iters=int(1000 * scale), lbfgs_iters=int(3000 * scale)))
+    model.fit(OptimConfig(adam_iters=int(1000 * scale), lbfgs_iters=int(3000 * scale)), _progress)
     coef, names = model.discover(degree=3, threshold=0.05)
     terms = {n: float(c) for n, c in zip(names, coef) if c != 0}
     ok = set(terms) == {"u", "u^2"} and abs(terms["u"] - 1) <= 0.05 and abs(terms["u^2"] + 1) <= 0.05

@@ -66,7 +66,7 @@ def _grad_norm(y: Tensor, params: list[Tensor]) -> float:
     return float(torch.sqrt(sum((g.detach() ** 2).sum() for g in gs if g is not None)))
 
 
-class _MovingAverage(AbstractWeighting):
+class _AbstractMovingAverage(AbstractWeighting):
     def __init__(self, every: int = 100, alpha: float = 0.9, weights: dict[str, float] | None = None) -> None:
         super().__init__(weights)
         if every < 1 or not 0 <= alpha < 1:
@@ -79,7 +79,7 @@ class _MovingAverage(AbstractWeighting):
             self.weights[name] = value if old is None else self.alpha * old + (1 - self.alpha) * value
 
 
-class GradNormWeights(_MovingAverage):
+class GradNormWeights(_AbstractMovingAverage):
     """Learning-rate annealing by gradient norms (see the module docstring); ``every`` steps, average ``alpha``."""
 
     def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
@@ -90,7 +90,7 @@ class GradNormWeights(_MovingAverage):
         self._blend({name: total / n for name, n in norms.items()})
 
 
-class NTKWeights(_MovingAverage):
+class NTKWeights(_AbstractMovingAverage):
     """NTK-trace weights from ``n_points`` per term (see the module docstring)."""
 
     def __init__(self, every: int = 100, alpha: float = 0.9, n_points: int = 16,
