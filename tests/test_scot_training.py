@@ -1,0 +1,207 @@
+"""scOT training: the all-pairs view (pairs, lead times, padding and masking, mixtures), the masked loss, and a tiny
+pretrain -> save_pretrained -> fine-tune round trip through train.py's family dispatch."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter, write_stats
+from pdeforge.datasets._allpairs import AllPairsDataset, AllPairsMixture, channel_union
+from pdeforge.operators.scot import ScOT, read_state_dict, scot_loss
+from pdeforge.operators.scot._train_data import channel_groups, masked_scot_loss, selection
+from pdeforge.operators.scot.training import ScOTRunConfig, build_model
+
+
+def write_root(root: Path, fields: tuple[FieldSpec, ...], make, n_t: int = 7, n: int = 16,
+               counts=(("train", 6), ("valid", 2), ("test", 2))) -> Path:
+    """A dataset root whose trajectory b of a split has values make(b, t (T,), n_channels) -> (T, C, n, n)."""
+    x = 2 * math.pi * np.arange(n) / n
+    schema = Schema("synthetic", coords={"x": x, "y": x}, time=0.1 * np.arange(n_t), fields=fields,
+                    boundary_conditions="periodic")
+    n_ch = sum(2**f.order for f in fields)
+    offset = 0
+    for split, count in counts:
+        with TrajectoryWriter(root / "data" / split / f"{split}.hdf5", schema, count) as w:
+            w.write_channels(np.stack([make(offset + b, np.arange(n_t), n_ch) for b in range(count)]).astype(np.float32))
+        offset += count
+    write_stats(root)
+    return root
+
+
+def labelled(b: int, t: np.ndarray, n_ch: int) -> np.ndarray:
+    """Constant fields carrying their labels: 100 trajectory + time index + channel / 4."""
+    vals = 100.0 * b + t[:, None] + np.arange(n_ch)[None, :] / 4
+    return np.broadcast_to(vals[:, :, None, None], (len(t), n_ch, 16, 16)).copy()
+
+
+def waves(b: int, t: np.ndarray, n_ch: int) -> np.ndarray:
+    """Advected, diffusing Fourier modes with per-trajectory amplitudes and phases (a linear evolution)."""
+    rng = np.random.default_rng(b)
+    x = 2 * math.pi * np.arange(16) / 16
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    out = np.zeros((len(t), n_ch, 16, 16))
+    for c in range(n_ch):
+        for kx, ky in ((1, 0), (0, 1), (1, 1), (2, 1)):
+            amp, phase = rng.normal(), rng.uniform(0, 2 * math.pi)
+            for k, tk in enumerate(0.1 * t):
+                out[k, c] += amp * math.exp(-0.2 * (kx**2 + ky**2) * tk) * np.cos(kx * (X - (1 + c) * tk) + ky * Y + phase)
+    return out
+
+
+@pytest.fixture(scope="module")
+def labelled_ds(tmp_path_factory) -> TrajectoryDataset:
+    root = write_root(tmp_path_factory.mktemp("lab"), (FieldSpec("u"), FieldSpec("velocity", order=1)), labelled)
+    return TrajectoryDataset(root, split="train")
+
+
+# -- the view -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("snapshots", [None, [0, 2, 4, 6], [1, 2, 5]])
+def test_all_pairs_count_values_and_lead_times(labelled_ds, snapshots):
+    view = AllPairsDataset(labelled_ds, snapshots)
+    sel = list(range(7)) if snapshots is None else snapshots
+    n = len(sel)
+    assert len(view) == 6 * n * (n + 1) // 2  # sum over trajectories of n (n + 1) / 2
+    span = 0.1 * (sel[-1] - sel[0])
+    seen = set()
+    for k in range(len(view)):
+        s = view[k]
+        traj, i, j = int(s["trajectory"]), int(s["input_index"]), int(s["output_index"])
+        assert i <= j and i in sel and j in sel
+        seen.add((traj, i, j))
+        # fields are the stored snapshots: 100 b + t + c / 4 (b = trajectory, t = time index, c = channel)
+        want_in = 100.0 * traj + i + torch.arange(3) / 4
+        assert torch.allclose(s["input_fields"][:, 3, 5], want_in)
+        assert torch.allclose(s["output_fields"][:, 0, 0], want_in + (j - i))
+        assert s["lead_time"].item() == pytest.approx(0.1 * (j - i) / span, rel=1e-6)
+        assert 0.0 <= s["lead_time"].item() <= 1.0 + 1e-7
+        assert s["channel_mask"].tolist() == [True, True, True]
+    assert seen == {(b, i, j) for b in range(6) for a, i in enumerate(sel) for j in sel[a:]}
+
+
+def test_pairings_stride_and_span(labelled_ds):
+    nxt = AllPairsDataset(labelled_ds, stride=3, pairing="next")  # snapshots 0, 3, 6
+    assert nxt.snapshots.tolist() == [0, 3, 6] and len(nxt) == 6 * 2
+    assert [(int(nxt[k]["input_index"]), int(nxt[k]["output_index"])) for k in range(2)] == [(0, 3), (3, 6)]
+    assert nxt[1]["lead_time"].item() == pytest.approx(0.5)
+    first = AllPairsDataset(labelled_ds, [0, 1, 4], pairing="from_first", span=0.6)
+    assert [first[k]["lead_time"].item() for k in range(2)] == pytest.approx([1 / 6, 4 / 6], rel=1e-6)
+    assert selection(26, 2, 6) == [0, 2, 4, 6, 8, 10]
+    with pytest.raises(ValueError, match="increase"):
+        AllPairsDataset(labelled_ds, [3, 1])
+    with pytest.raises(ValueError, match="pairing"):
+        AllPairsDataset(labelled_ds, pairing="every")
+
+
+def test_channel_padding_masking_and_mixture(tmp_path, labelled_ds):
+    other = TrajectoryDataset(write_root(tmp_path / "b", (FieldSpec("rho"), FieldSpec("u")), labelled), split="train")
+    layout = channel_union([other.metadata, labelled_ds.metadata])
+    assert layout == ("rho", "u", "velocity_x", "velocity_y")
+    assert channel_groups(layout) == [0, 1, 2, 4]
+    a = AllPairsDataset(labelled_ds, [0, 6], channels=layout)
+    b = AllPairsDataset(other, [0, 3, 6], channels=layout)
+    s = a[1]  # trajectory 0, pair (0, 6)
+    assert s["channel_mask"].tolist() == [False, True, True, True]
+    assert torch.all(s["input_fields"][0] == 0)  # rho padded with zeros
+    assert torch.allclose(s["input_fields"][1:, 0, 0], torch.tensor([0.0, 0.25, 0.5]))  # u, velocity at their slots
+    t = b[0]
+    assert t["channel_mask"].tolist() == [True, True, False, False]
+    assert torch.allclose(t["input_fields"][:, 0, 0], torch.tensor([0.0, 0.25, 0.0, 0.0]))
+    mix = AllPairsMixture([a, b])
+    assert len(mix) == 6 * 3 + 6 * 6
+    assert int(mix[0]["dataset"]) == 0 and int(mix[18]["dataset"]) == 1
+    assert torch.equal(mix[18]["input_fields"], b[0]["input_fields"])
+    with pytest.raises(ValueError, match="lacks the dataset's channel"):
+        AllPairsDataset(labelled_ds, channels=("rho", "u"))
+    with pytest.raises(ValueError, match="channel layouts differ"):
+        AllPairsMixture([AllPairsDataset(labelled_ds), b])
+
+
+def test_masked_loss_matches_scot_loss_and_ignores_padded_channels():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(4, 4, 8, 8, generator=g, dtype=torch.float64)
+    target = torch.randn(4, 4, 8, 8, generator=g, dtype=torch.float64)
+    groups = [0, 1, 3, 4]
+    full = torch.ones(4, 4, dtype=torch.bool)
+    assert masked_scot_loss(pred, target, full, groups).item() == pytest.approx(scot_loss(pred, target, groups).item(), rel=1e-12)
+    mask = full.clone()
+    mask[:2, 3] = False  # samples 0, 1 lack the last channel (Poseidon's pressure of incompressible data)
+    loss = masked_scot_loss(pred, target, mask, groups)
+    changed = pred.clone()
+    changed[:2, 3] += 1e3  # whatever the model predicts on a padded channel does not count
+    assert masked_scot_loss(changed, target, mask, groups).item() == pytest.approx(loss.item(), rel=1e-12)
+    last = (pred[2:, 3] - target[2:, 3]).abs().mean() / (target[2:, 3].abs().mean() + 1e-10)
+    want = (scot_loss(pred[:, :3], target[:, :3], [0, 1, 3]) * 2 + last) / 3
+    assert loss.item() == pytest.approx(want.item(), rel=1e-12)
+    mask[:, 3] = False  # a group masked in the whole batch is skipped
+    assert masked_scot_loss(pred, target, mask, groups).item() == pytest.approx(
+        scot_loss(pred[:, :3], target[:, :3], [0, 1, 3]).item(), rel=1e-12)
+
+
+# -- pretrain -> save_pretrained -> fine-tune --------------------------------------------------------------------
+@torch.no_grad()
+def train_loss(model: ScOT, roots: list[Path], max_trajectories: int | None = None) -> float:
+    """The masked relative L1 loss over every training pair (stride 2, 4 snapshots), in one batch."""
+    views = [AllPairsDataset(TrajectoryDataset(r, split="train", normalization="zscore", max_trajectories=max_trajectories),
+                             [0, 2, 4, 6]) for r in roots]
+    samples = [s for v in views for s in (v[k] for k in range(len(v)))]
+    batch = {k: torch.stack([s[k] for s in samples]) for k in ("input_fields", "output_fields", "lead_time", "channel_mask")}
+    groups = channel_groups(views[0].channels)
+    model.eval()
+    return masked_scot_loss(model(batch["input_fields"], batch["lead_time"]), batch["output_fields"],
+                            batch["channel_mask"], groups).item()
+
+
+def test_pretrain_save_finetune_round_trip(tmp_path):
+    from pdeforge.train import run_family
+
+    pre_a = write_root(tmp_path / "pa", (FieldSpec("vorticity"),), waves)
+    pre_b = write_root(tmp_path / "pb", (FieldSpec("vorticity"),), lambda b, t, c: waves(b + 50, t, c) * 0.5)
+    new = write_root(tmp_path / "new", (FieldSpec("velocity", order=1),), lambda b, t, c: waves(b + 100, t, c))
+    small = {"learn_residual": True, "depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0],
+             "image_size": 16, "patch_size": 2, "window_size": 4}
+    base = {"family": "scot", "stride": 2, "n_snapshots": 4, "batch_size": 8, "lr": 1e-2, "eval_every": 20,
+            "model": small, "warmup": 0.0}
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text(yaml.safe_dump({**base, "data": [str(pre_a), str(pre_b)], "steps": 40}))
+    pre_dir = tmp_path / "runs" / "pre"
+    res = run_family([str(cfg), "--run_dir", str(pre_dir)])
+    for name in ("config.json", "model.safetensors", "config.yaml", "model.json", "metrics.json", "train_log.jsonl"):
+        assert (pre_dir / name).is_file(), name
+    assert res["train_pairs"] == 2 * 6 * 10  # two datasets x 6 trajectories x 4 (4 + 1) / 2 pairs
+    model = ScOT.from_pretrained(pre_dir)  # the run folder is a Hugging Face scOT folder
+    assert model.config.num_channels == 1 and model.config.learn_residual
+    torch.manual_seed(0)
+    initial = ScOT(model.config)
+    before, after = train_loss(initial, [pre_a, pre_b]), train_loss(model, [pre_a, pre_b])
+    assert after < 0.8 * before, (before, after)
+
+    # fine-tune on a 2-channel field: exactly the channel-dependent tensors are re-initialised
+    spec = {**base, "data": [str(new)], "init_from": str(pre_dir), "max_train_trajectories": 4}
+    run_cfg = ScOTRunConfig.from_spec(spec)
+    fresh, reinit = build_model(run_cfg, 2, [0, 2])
+    assert sorted(reinit) == ["embeddings.patch_embeddings.projection.weight", "patch_recovery.mixup.weight",
+                              "patch_recovery.projection.bias", "patch_recovery.projection.weight"]
+    stored = read_state_dict(pre_dir)
+    own = fresh.state_dict()
+    assert all(torch.equal(own[k], stored[k]) for k in own if k not in reinit)
+    assert fresh.config.channel_slice_list_normalized_loss == (0, 2)
+
+    cfg2 = tmp_path / "ft.yaml"
+    cfg2.write_text(yaml.safe_dump({**spec, "steps": 40, "lr": 1e-3, "lr_embedding_recovery": 1e-2,
+                                    "lr_time_embedding": 1e-2}))
+    ft_dir = tmp_path / "runs" / "ft"
+    out = run_family([str(cfg2), "--run_dir", str(ft_dir)])
+    assert sorted(out["reinitialised"]) == sorted(reinit)
+    assert out["train_trajectories"] == 4 and out["train_pairs"] == 4 * 10
+    tuned = ScOT.from_pretrained(ft_dir)
+    assert tuned.config.num_channels == 2
+    before, after = train_loss(fresh, [new], 4), train_loss(tuned, [new], 4)
+    assert after < 0.8 * before, (before, after)
+    assert 0 < out["test_median_rel_l1"] < 100
