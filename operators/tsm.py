@@ -50,7 +50,7 @@ __all__ = [
     "TSMRunConfig", "TSMConfig", "CNNConfig", "TemporalStencilModel", "PolynomialStencil", "StencilInterpolation",
     "faces_from_logits", "stencil_weights", "logits_per_cell", "HippoEncoder", "FrameStackEncoder", "lagt_transition",
     "bilinear", "lagt_kernel", "lagt_recurrence", "periodic_cnn", "load_data", "vorticity_rollout", "evaluate_model",
-    "train_model", "load_model", "run",
+    "train_model", "build_model", "load_model", "run",
 ]
 
 
@@ -67,7 +67,7 @@ class TSMRunConfig:
     layers: int = 4               # CNN depth
     channels: int = 32            # CNN width
     # data
-    data_cache: str = "data/tsm/kolmogorov_fv_32.pt"
+    data_cache: str = "runs/tsm_data/kolmogorov_fv_32.pt"
     dns_resolution: int = 128
     reynolds: float = 500.0
     warmup_time: float = 20.0
@@ -167,6 +167,8 @@ def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, l
         win = torch.stack([train[i, s:s + h + u] for i, s in zip(idx.tolist(), start.tolist())])
         pred = model.rollout(win[:, :h], u)
         loss = ((pred - win[:, h:]) ** 2).mean() / var
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: the unrolled loss is {loss.item()}: lower lr or unroll")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
