@@ -1,0 +1,230 @@
+"""The NODA recursion: a residual neural-operator prediction step corrected by a learned gain when measurements arrive.
+
+Singh, Sandino-Vargas, Khan, Lopez-Lopez, Hayes, Kovachki, Kim: "Semilinear neural operators: a unified recursive
+framework for prediction and data assimilation" (ICLR 2024). For ``z_t = L z + N(z)`` observed as
+``y_k = C z_k + eta_k``::
+
+    prediction   z_k^f = z_{k-1}^a + F(z_{k-1}^a)                        (F: an FNO, one step of the flow)
+    correction   z_k^a = z_k^f + K(z_k^f) [ m * (y_k - E(z_k^f)) ]       only when a measurement arrives (a_k = 1)
+                 z_k^a = z_k^f                                           otherwise
+
+``m`` is the observation mask (the selection ``C``), ``E`` the measurement operator (identity when ``C`` selects
+grid values, or a learned pointwise map initialised at the identity) and ``K`` the gain: :class:`GatedGain` mixes
+the innovation itself with a dense field spread from it by a small FNO through a sigmoid gate, ``K d = g * d +
+(1 - g) * S(d, m, z^f)``; :class:`IdentityGain` is ``K = I`` (then ``z^a = y`` with full noiseless observations).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from ._build import FieldOperator, build_model, config_to_dict
+from ._neuralop import FNOConfig
+
+if TYPE_CHECKING:
+    from ..datasets import DatasetMetadata
+
+__all__ = ["GainConfig", "NODAConfig", "AbstractGain", "IdentityGain", "GatedGain", "AbstractMeasurement",
+           "IdentityMeasurement", "LearnedMeasurement", "NODA", "build_noda", "GAINS", "MEASUREMENTS"]
+
+GAINS = ("gated", "identity")
+MEASUREMENTS = ("identity", "learned")
+
+
+@dataclass(frozen=True)
+class GainConfig:
+    """The gain ``K``.
+
+    Attributes:
+        kind: ``"gated"`` (learned, :class:`GatedGain`) or ``"identity"`` (``K = I``).
+        n_modes, hidden_channels, n_layers: size of the gated gain's spreading FNO.
+    """
+
+    kind: str = "gated"
+    n_modes: int = 16
+    hidden_channels: int = 16
+    n_layers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in GAINS:
+            raise ValueError(f"gain kind should be one of {GAINS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class NODAConfig:
+    """A NODA model: prediction FNO, gain, measurement operator (``"identity"`` or ``"learned"``)."""
+
+    predictor: FNOConfig = FNOConfig(n_modes=16, hidden_channels=32, n_layers=4)
+    gain: GainConfig = GainConfig()
+    measurement: str = "identity"
+
+    def __post_init__(self) -> None:
+        if self.measurement not in MEASUREMENTS:
+            raise ValueError(f"measurement should be one of {MEASUREMENTS}, got {self.measurement!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predictor": config_to_dict(self.predictor), "gain": dataclasses.asdict(self.gain), "measurement": self.measurement}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NODAConfig":
+        pred = dict(d.get("predictor") or {})
+        if isinstance(pred.get("n_modes"), list):
+            pred["n_modes"] = tuple(pred["n_modes"])
+        return cls(predictor=FNOConfig(**pred), gain=GainConfig(**(d.get("gain") or {})), measurement=d.get("measurement", "identity"))
+
+
+# ------------------------------------------------------------------------------------------------ gains
+class AbstractGain(nn.Module, abc.ABC):
+    """``(z^f, d, m) -> K(z^f) d``: the state correction from the innovation ``d = m * (y - E(z^f))``."""
+
+    @abc.abstractmethod
+    def forward(self, forecast: Tensor, innovation: Tensor, mask: Tensor) -> Tensor:
+        """forecast, innovation: (B, C, *space); mask: (B or 1, 1, *space) -> correction (B, C, *space)."""
+
+
+class IdentityGain(AbstractGain):
+    """``K = I``: the correction is the innovation itself."""
+
+    def forward(self, forecast: Tensor, innovation: Tensor, mask: Tensor) -> Tensor:
+        return innovation
+
+
+class GatedGain(AbstractGain):
+    """``K d = g * d + (1 - g) * S``, ``[g_logit, S] = FNO([z^f, d, m])``, ``g = sigmoid(g_logit)`` per point/channel.
+
+    The gate weighs the measured innovation against a dense correction ``S`` the FNO spreads from the sparse
+    innovation to unobserved points (and uses to denoise observed ones).
+    """
+
+    def __init__(self, n_fields: int, config: GainConfig, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> None:
+        super().__init__()
+        self.n_fields = n_fields
+        fno = FNOConfig(n_modes=config.n_modes, hidden_channels=config.hidden_channels, n_layers=config.n_layers)
+        self.net = fno.build(2 * n_fields + 1, 2 * n_fields, tuple(resolution), tuple(periodic))
+
+    def forward(self, forecast: Tensor, innovation: Tensor, mask: Tensor) -> Tensor:
+        m = mask.expand(forecast.shape[0], 1, *forecast.shape[2:]).to(forecast.dtype)
+        h = self.net(torch.cat([forecast, innovation, m], dim=1))
+        gate = torch.sigmoid(h[:, : self.n_fields])
+        return gate * innovation + (1 - gate) * h[:, self.n_fields:]
+
+
+# ------------------------------------------------------------------------------------------ measurement
+class AbstractMeasurement(nn.Module, abc.ABC):
+    """``E``: state ``(B, C, *space)`` -> predicted measurement ``(B, C, *space)`` (masked by the caller)."""
+
+    @abc.abstractmethod
+    def forward(self, state: Tensor) -> Tensor: ...
+
+
+class IdentityMeasurement(AbstractMeasurement):
+    """``E(z) = z``: the measurements are (noisy) grid values of the state."""
+
+    def forward(self, state: Tensor) -> Tensor:
+        return state
+
+
+class LearnedMeasurement(AbstractMeasurement):
+    """``E(z) = z + W z + b`` pointwise over channels, ``W = 0, b = 0`` at initialisation (starts as the identity)."""
+
+    def __init__(self, n_fields: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_fields, n_fields))
+        self.bias = nn.Parameter(torch.zeros(n_fields))
+
+    def forward(self, state: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (state.ndim - 2)
+        return state + torch.einsum("dc,bc...->bd...", self.weight, state) + self.bias.reshape(shape)
+
+
+# ------------------------------------------------------------------------------------------------ model
+class NODA(nn.Module):
+    """The NODA recursion (module docstring) around a :class:`FieldOperator` prediction step.
+
+    Args:
+        predictor: a one-frame-in, one-frame-out :class:`FieldOperator`; the step is ``z + predictor(z)``.
+        gain: an :class:`AbstractGain`.
+        measurement: an :class:`AbstractMeasurement`.
+    """
+
+    def __init__(self, predictor: FieldOperator, gain: AbstractGain, measurement: AbstractMeasurement, spec: dict | None = None) -> None:
+        super().__init__()
+        lay = predictor.layout
+        if (lay.n_steps_input, lay.n_steps_output) != (1, 1) or lay.n_scalars or lay.n_constant_fields or lay.use_grid:
+            raise ValueError(f"NODA's predictor maps one frame to one frame with no extra channels, got layout {lay}")
+        self.predictor = predictor
+        self.gain = gain
+        self.measurement = measurement
+        self.n_fields = lay.n_fields
+        self.n_spatial_dims = lay.n_spatial_dims
+        self.model_spec = spec or {}
+
+    def predict(self, state: Tensor) -> Tensor:
+        """``z^f = z + F(z)``; state: (B, C, *space)."""
+        return state + self.predictor(state[:, None])[:, 0]
+
+    def correct(self, forecast: Tensor, observation: Tensor, mask: Tensor) -> Tensor:
+        """``z^a = z^f + K(z^f) [m * (y - E(z^f))]``; forecast, observation: (B, C, *space), mask: (B or 1, 1, *space)."""
+        innovation = mask * (observation - self.measurement(forecast))
+        return forecast + self.gain(forecast, innovation, mask)
+
+    def step(self, state: Tensor, observation: Tensor | None = None, mask: Tensor | None = None,
+             arrived: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One prediction (+ correction where ``arrived``): returns ``(z^f, z^a)``, each (B, C, *space).
+
+        observation: (B, C, *space); mask: (B or 1, 1, *space); arrived: (B,) bool. Samples whose measurement did
+        not arrive keep ``z^a = z^f`` exactly; with no observation at all only the prediction runs.
+        """
+        forecast = self.predict(state)
+        if observation is None or arrived is None or not bool(arrived.any()):
+            return forecast, forecast
+        corrected = self.correct(forecast, observation, mask)
+        sel = arrived.reshape(-1, *(1,) * (forecast.ndim - 1))
+        return forecast, torch.where(sel, corrected, forecast)
+
+    def forward(self, state: Tensor, n_steps: int, observations: Tensor | None = None, mask: Tensor | None = None,
+                arrived: Tensor | None = None) -> dict[str, Tensor]:
+        """Unroll ``n_steps`` steps from ``state (B, C, *space)``.
+
+        observations: (B, n_steps, C, *space) for steps 1..n_steps; mask: (B or 1, 1, *space); arrived:
+        (B, n_steps) bool. Returns ``forecast`` and ``analysis``, each (B, n_steps, C, *space).
+        """
+        n = self.n_spatial_dims
+        if state.ndim != n + 2 or state.shape[1] != self.n_fields:
+            raise ValueError(f"state: expected (B, C={self.n_fields}, *space) with {n} spatial axes, got {tuple(state.shape)}; "
+                             "a single frame needs a batch axis: u[None]")
+        if observations is not None:
+            want = (state.shape[0], n_steps, *state.shape[1:])
+            if tuple(observations.shape) != want or arrived is None or mask is None or tuple(arrived.shape) != want[:2]:
+                raise ValueError(f"observations: expected {want} with arrived {want[:2]} and a mask (B or 1, 1, *space); got "
+                                 f"{tuple(observations.shape)}, arrived {None if arrived is None else tuple(arrived.shape)}, mask "
+                                 f"{None if mask is None else tuple(mask.shape)}")
+        forecasts, analyses = [], []
+        for k in range(n_steps):
+            if observations is None:
+                f, a = self.step(state)
+            else:
+                f, a = self.step(state, observations[:, k], mask, arrived[:, k])
+            forecasts.append(f)
+            analyses.append(a)
+            state = a
+        return {"forecast": torch.stack(forecasts, 1), "analysis": torch.stack(analyses, 1)}
+
+
+def build_noda(config: NODAConfig, metadata: "DatasetMetadata") -> NODA:
+    """A :class:`NODA` sized from the dataset's metadata (fields, resolution, boundary conditions)."""
+    predictor = build_model(config.predictor, metadata, n_steps_input=1, n_steps_output=1, use_grid=False,
+                            use_scalars=False, use_constant_fields=False)
+    res = tuple(int(s) for s in metadata.resolution)
+    periodic = tuple(bc == "periodic" for bc in metadata.boundary_conditions)
+    C = metadata.n_fields
+    gain: AbstractGain = IdentityGain() if config.gain.kind == "identity" else GatedGain(C, config.gain, res, periodic)
+    measurement: AbstractMeasurement = IdentityMeasurement() if config.measurement == "identity" else LearnedMeasurement(C)
+    spec = {"config": config.to_dict(), "metadata": metadata.to_dict()}
+    return NODA(predictor, gain, measurement, spec)

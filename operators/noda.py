@@ -1,0 +1,294 @@
+"""NODA: prediction with data assimilation by a semilinear neural operator (Singh et al., ICLR 2024).
+
+    python train.py configs/noda_ks.yaml                     # KS 1D: NODA + a plain FNO of the same size
+    python train.py configs/noda_ks.yaml --train '{"steps": 50}' --run-dir runs/noda_smoke
+
+The model (:mod:`pdeforge.operators._noda_model`) is ``z^f = z + F(z)``, ``z^a = z^f + K(z^f)[m (y - E z^f)]``
+when a measurement arrives. Training unrolls the recursion: from a true frame, ``warmup`` assimilated steps without
+gradient bring the state to the errors it will carry in use, then ``unroll`` steps are differentiated, with the loss
+
+    sum_k ( |z_k^a - z_k|^2 + |z_k^f - z_k|^2 ) / |z_k|^2  +  misfit_weight * |m (E z_k^f - y_k)|^2 / |m y_k|^2
+
+(the misfit only at steps where a measurement arrived). Each training window draws its own ``alpha`` from
+``[0, alpha_max]`` (0 with probability 1/4), so one model serves every arrival rate. Evaluation rolls out whole test
+trajectories from their first frame, for each ``alpha`` in ``eval.alphas``, against a plain FNO (same size, trained
+one step at a time) rolled out on its own.
+
+Public API::
+
+    from pdeforge.operators.noda import NODA, NODAConfig, GainConfig, build_noda, run, load, rollout_errors
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+
+from ..checkpoint import atomic_write_text, load_weights, save_weights
+from ..datasets import DatasetMetadata, TrajectoryDataset
+from ..datasets._observations import ObservationConfig, ObservationView, draw_observations
+from ..metrics import rel_l2
+from ._build import FieldOperator, build_from_spec, build_model
+from ._neuralop import FNOConfig
+from ._noda_model import (GAINS, MEASUREMENTS, NODA, AbstractGain, AbstractMeasurement, GatedGain, GainConfig, IdentityGain,
+                          IdentityMeasurement, LearnedMeasurement, NODAConfig, build_noda)
+
+__all__ = ["NODA", "NODAConfig", "GainConfig", "AbstractGain", "GatedGain", "IdentityGain", "AbstractMeasurement",
+           "IdentityMeasurement", "LearnedMeasurement", "GAINS", "MEASUREMENTS", "build_noda", "train_noda",
+           "train_baseline", "rollout_errors", "run", "load"]
+
+TRAIN_DEFAULTS = dict(steps=1500, batch_size=16, lr=1e-3, warmup=4, unroll=8, alpha_max=0.5, misfit_weight=0.1)
+BASELINE_DEFAULTS = dict(steps=1500, batch_size=32, lr=1e-3)
+EVAL_DEFAULTS = dict(alphas=[0.0, 0.1, 0.25, 0.5], horizon=None, seed=12345, long_fraction=0.25)
+
+
+def _frames(ds: TrajectoryDataset) -> Tensor:
+    """All trajectories of ``ds`` in memory: (N, T, C, *space), frames ``dt_stride`` apart."""
+    frames = np.arange(0, ds.n_steps, ds.dt_stride)
+    return torch.stack([ds.read(i, frames)["fields"] for i in range(len(ds.trajectories))])
+
+
+def _window_batch(data: Tensor, length: int, batch_size: int, gen: torch.Generator) -> Tensor:
+    """Random windows of ``length`` frames: (B, length, C, *space)."""
+    n, T = data.shape[:2]
+    if T < length:
+        raise ValueError(f"trajectories have {T} frames, too few for warmup + unroll + 1 = {length}")
+    traj = torch.randint(n, (batch_size,), generator=gen)
+    start = torch.randint(T - length + 1, (batch_size,), generator=gen)
+    return torch.stack([data[i, s:s + length] for i, s in zip(traj.tolist(), start.tolist())])
+
+
+def _draw_batch(windows: Tensor, obs: ObservationConfig, alphas: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Measurements of each window (its own alpha): observations (B, T, C, *S), masks (B, 1, *S), arrived (B, T)."""
+    drawn = [draw_observations(w, ObservationConfig(alpha=float(a), mask=obs.mask, fraction=obs.fraction, noise=obs.noise), rng)
+             for w, a in zip(windows, alphas)]
+    return (torch.stack([d["observations"] for d in drawn]), torch.stack([d["mask"] for d in drawn]),
+            torch.stack([d["arrived"] for d in drawn]))
+
+
+def _rel_sq(pred: Tensor, target: Tensor) -> Tensor:
+    dims = tuple(range(2, pred.ndim))
+    return (((pred - target) ** 2).sum(dims) / (target**2).sum(dims).clamp_min(1e-12)).mean()
+
+
+def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log, seed: int = 0) -> None:
+    """Unrolled training of ``model`` on trajectories ``data (N, T, C, *space)``; ``cfg`` as ``TRAIN_DEFAULTS``."""
+    cfg = {**TRAIN_DEFAULTS, **cfg}
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng([seed, 1])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg["steps"]))
+    W, U = int(cfg["warmup"]), int(cfg["unroll"])
+    for it in range(int(cfg["steps"])):
+        win = _window_batch(data, W + U + 1, int(cfg["batch_size"]), gen)
+        alphas = rng.uniform(0, cfg["alpha_max"], len(win)) * (rng.random(len(win)) >= 0.25)
+        y, m, a = _draw_batch(win, obs, alphas, rng)
+        state = win[:, 0]
+        if W:
+            with torch.no_grad():
+                state = model(state, W, y[:, 1:W + 1], m, a[:, 1:W + 1])["analysis"][:, -1]
+        out = model(state, U, y[:, W + 1:], m, a[:, W + 1:])
+        truth = win[:, W + 1:]
+        loss = _rel_sq(out["analysis"], truth) + _rel_sq(out["forecast"], truth)
+        arr = a[:, W + 1:]
+        if cfg["misfit_weight"] and bool(arr.any()):
+            f, yy = out["forecast"][arr], y[:, W + 1:][arr]
+            mm = m[:, None].expand(-1, U, *m.shape[1:])[arr]
+            misfit = ((mm * (model.measurement(f) - yy)) ** 2).sum() / (yy**2).sum().clamp_min(1e-12)
+            loss = loss + cfg["misfit_weight"] * misfit
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if it % 25 == 0 or it == cfg["steps"] - 1:
+            log({"model": "noda", "step": it, "loss": float(loss)})
+
+
+def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int = 0) -> None:
+    """A plain FNO ``z_{k+1} = F(z_k)`` trained one step at a time (teacher forcing) on ``data (N, T, C, *space)``."""
+    cfg = {**BASELINE_DEFAULTS, **cfg}
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg["steps"]))
+    for it in range(int(cfg["steps"])):
+        win = _window_batch(data, 2, int(cfg["batch_size"]), gen)
+        loss = _rel_sq(model(win[:, :1])[:, 0][:, None], win[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if it % 25 == 0 or it == cfg["steps"] - 1:
+            log({"model": "fno", "step": it, "loss": float(loss)})
+
+
+@torch.no_grad()
+def rollout_errors(model: NODA, view: ObservationView, horizon: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Rel L2 of the analysis state per step, averaged over the view's trajectories: (horizon,); plus trajectory 0's
+    truth, forecast and analysis, each (horizon + 1, C, *space) (frame 0 is the initial state).
+
+    All trajectories roll out as one batch from their first frame, each with its own measurements and sensors."""
+    samples = [view[i] for i in range(len(view))]
+    T = samples[0]["fields"].shape[0] - 1 if horizon is None else int(horizon)
+    truth = torch.stack([s["fields"][: T + 1] for s in samples])
+    obs = torch.stack([s["observations"][1:T + 1] for s in samples])
+    mask = torch.stack([s["mask"] for s in samples])
+    arrived = torch.stack([s["arrived"][1:T + 1] for s in samples])
+    out = model(truth[:, 0], T, obs, mask, arrived)
+    err = rel_l2(out["analysis"], truth[:, 1:], model.n_spatial_dims, reduction="none").mean(-1).mean(0)
+    first = {"truth": truth[0], "forecast": torch.cat([truth[0, :1], out["forecast"][0]]),
+             "analysis": torch.cat([truth[0, :1], out["analysis"][0]])}
+    return err, first
+
+
+@torch.no_grad()
+def _baseline_errors(model: FieldOperator, data: Tensor, horizon: int, n_dims: int) -> Tensor:
+    state, preds = data[:, 0], []
+    for _ in range(horizon):
+        state = model(state[:, None])[:, 0]
+        preds.append(state)
+    pred = torch.stack(preds, 1)
+    return rel_l2(pred, data[:, 1:horizon + 1], n_dims, reduction="none").mean(-1).mean(0)
+
+
+def _dataset(spec: dict, split: str) -> TrajectoryDataset:
+    return TrajectoryDataset(spec["data"], 1, 1, int(spec.get("dt_stride", 1)), split=split,
+                             max_trajectories=spec.get("max_trajectories") if split == "train" else None)
+
+
+def run(spec: dict, run_dir: str | os.PathLike) -> dict:
+    """Train NODA (and the plain FNO baseline) as ``spec`` says, evaluate, write the run folder, return the metrics.
+
+    spec keys: ``data`` (dataset root), ``threads`` (torch CPU threads; default untouched), ``dt_stride``, ``max_trajectories``, ``seed``, ``model`` (FNOConfig fields
+    of the prediction step), ``gain`` (GainConfig fields), ``measurement``, ``observations`` (mask, fraction,
+    noise), ``train`` (``TRAIN_DEFAULTS``), ``baseline`` (``BASELINE_DEFAULTS``; ``false`` to skip), ``eval``
+    (``EVAL_DEFAULTS``; horizon None = whole test trajectories). Writes ``config.yaml``, ``metrics.json``,
+    ``model.safetensors`` + ``model.json`` (rebuild with :func:`load`), ``baseline.safetensors`` + spec,
+    ``train_log.jsonl``, ``error_vs_time.png``, ``snapshot.png``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if "data" not in spec:
+        raise ValueError("spec needs 'data': a dataset root written by `pdeforge generate` (ROOT/data/{train,valid,test})")
+    seed = int(spec.get("seed", 0))
+    torch.manual_seed(seed)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(spec, sort_keys=False))
+    train_ds, test_ds = _dataset(spec, "train"), _dataset(spec, "test")
+    meta = train_ds.metadata
+    pred_cfg = dict(spec.get("model") or {})
+    if isinstance(pred_cfg.get("n_modes"), list):
+        pred_cfg["n_modes"] = tuple(pred_cfg["n_modes"])
+    config = NODAConfig(predictor=FNOConfig(**pred_cfg), gain=GainConfig(**(spec.get("gain") or {})),
+                        measurement=spec.get("measurement", "identity"))
+    obs_opts = dict(spec.get("observations") or {})
+    obs = ObservationConfig(alpha=0.0, **{k: v for k, v in obs_opts.items() if k != "alpha"})
+    data = _frames(train_ds)
+    log_path = run_dir / "train_log.jsonl.partial"
+    timings = {}
+    with open(log_path, "w") as fh:
+        def log(entry: dict) -> None:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+
+        model = build_noda(config, meta)
+        t0 = time.perf_counter()
+        train_noda(model, data, obs, dict(spec.get("train") or {}), log, seed)
+        timings["noda_train_s"] = time.perf_counter() - t0
+        baseline = None
+        if spec.get("baseline", {}) is not False:
+            baseline = build_model(config.predictor, meta, 1, 1, use_grid=False, use_scalars=False, use_constant_fields=False)
+            t0 = time.perf_counter()
+            train_baseline(baseline, data, dict(spec.get("baseline") or {}), log, seed)
+            timings["fno_train_s"] = time.perf_counter() - t0
+    os.replace(log_path, run_dir / "train_log.jsonl")
+
+    ev = {**EVAL_DEFAULTS, **(spec.get("eval") or {})}
+    model.eval()
+    curves, snaps = {}, {}
+    for alpha in ev["alphas"]:
+        view = ObservationView(test_ds, config=ObservationConfig(alpha=float(alpha), mask=obs.mask, fraction=obs.fraction,
+                                                                 noise=obs.noise, seed=int(ev["seed"])))
+        err, first = rollout_errors(model, view, ev["horizon"])
+        curves[f"noda_alpha_{alpha:g}"] = err
+        snaps[float(alpha)] = first
+    horizon = len(next(iter(curves.values())))
+    if baseline is not None:
+        baseline.eval()
+        curves["fno"] = _baseline_errors(baseline, _frames(test_ds), horizon, meta.n_spatial_dims)
+    tail = max(1, int(math.ceil(ev["long_fraction"] * horizon)))
+    table = {name: {"long_horizon_rel_l2": float(c[-tail:].mean()), "final_rel_l2": float(c[-1]), "max_rel_l2": float(c.max()),
+                    "first_step_rel_l2": float(c[0])} for name, c in curves.items()}
+    metrics = {"table": table, "horizon_steps": horizon, "dt": meta.dt, "long_horizon_steps": tail,
+               "curves": {k: [float(x) for x in v] for k, v in curves.items()}, "observations": obs_opts,
+               "n_train_trajectories": int(data.shape[0]), "n_test_trajectories": len(test_ds.trajectories), **timings}
+
+    save_weights(run_dir / "model.safetensors", model.state_dict())
+    atomic_write_text(run_dir / "model.json", json.dumps(model.model_spec, indent=1))
+    if baseline is not None:
+        save_weights(run_dir / "baseline.safetensors", baseline.state_dict())
+        atomic_write_text(run_dir / "baseline.json", json.dumps(baseline.model_spec, indent=1))
+    _plots(run_dir, curves, snaps, meta)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    return metrics
+
+
+def load(run_dir: str | os.PathLike) -> NODA:
+    """The trained NODA of a run folder (``model.json`` + ``model.safetensors``)."""
+    run_dir = Path(run_dir)
+    spec = json.loads((run_dir / "model.json").read_text())
+    model = build_noda(NODAConfig.from_dict(spec["config"]), DatasetMetadata.from_dict(spec["metadata"]))
+    model.load_state_dict(load_weights(run_dir / "model.safetensors"))
+    return model
+
+
+def load_baseline(run_dir: str | os.PathLike) -> FieldOperator:
+    """The plain FNO baseline of a run folder."""
+    run_dir = Path(run_dir)
+    model = build_from_spec(json.loads((run_dir / "baseline.json").read_text()))
+    model.load_state_dict(load_weights(run_dir / "baseline.safetensors"))
+    return model
+
+
+def _plots(run_dir: Path, curves: dict[str, Tensor], snaps: dict[float, dict], meta: DatasetMetadata) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, c in curves.items():
+        t = meta.dt * (1 + np.arange(len(c)))
+        ax.plot(t, c.numpy(), "k--" if name == "fno" else "-", label=name.replace("noda_alpha_", "NODA alpha="))
+    ax.set_xlabel("time"), ax.set_ylabel("rel L2"), ax.set_yscale("log"), ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    ax.set_title("rollout error on test trajectories")
+    fig.tight_layout(), fig.savefig(run_dir / "error_vs_time.png", dpi=110), plt.close(fig)
+
+    alpha = max(snaps)
+    s = snaps[alpha]
+    panels = [("truth", s["truth"]), ("forecast (alpha=0)", snaps[min(snaps)]["analysis"]), (f"assimilated (alpha={alpha:g})", s["analysis"])]
+    if meta.n_spatial_dims == 1:  # space-time diagrams of channel 0
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
+        lim = float(s["truth"][:, 0].abs().max())
+        for ax, (title, a) in zip(axes, panels):
+            ax.imshow(a[:, 0].numpy(), aspect="auto", origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                      extent=(0, meta.domain_lengths[0], 0, meta.dt * (a.shape[0] - 1)))
+            ax.set_title(title), ax.set_xlabel("x")
+        axes[0].set_ylabel("time")
+    else:  # last frame of channel 0
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+        lim = float(s["truth"][-1, 0].abs().max())
+        for ax, (title, a) in zip(axes, panels):
+            ax.imshow(a[-1, 0].numpy().T, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(f"{title}, t={meta.dt * (a.shape[0] - 1):g}", fontsize=9), ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout(), fig.savefig(run_dir / "snapshot.png", dpi=110), plt.close(fig)

@@ -1,0 +1,188 @@
+"""NODA (semilinear neural operator with data assimilation) and the observation view."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pdeforge.datasets import DatasetMetadata, TrajectoryDataset, TrajectoryWriter
+from pdeforge.datasets._observations import ObservationConfig, ObservationView, draw_observations
+from pdeforge.operators import FNOConfig
+from pdeforge.operators.noda import NODA, GainConfig, GatedGain, IdentityGain, NODAConfig, build_noda, load, run
+
+
+def _meta(n: int = 32, ndim: int = 1, channels: int = 1) -> DatasetMetadata:
+    dims = ("x", "y")[:ndim]
+    return DatasetMetadata(dataset_name="toy", field_names=tuple(f"u{c}" for c in range(channels)), constant_field_names=(),
+                           scalar_names=(), spatial_dims=dims, resolution=(n,) * ndim, domain_lengths=(2 * math.pi,) * ndim,
+                           dt=0.1, boundary_conditions=("periodic",) * ndim)
+
+
+def _model(gain: str = "gated", measurement: str = "identity", **meta) -> NODA:
+    torch.manual_seed(0)
+    cfg = NODAConfig(predictor=FNOConfig(n_modes=6, hidden_channels=8, n_layers=2), gain=GainConfig(kind=gain, n_modes=6, hidden_channels=8),
+                     measurement=measurement)
+    return build_noda(cfg, _meta(**meta)).double()
+
+
+def _write_toy(root, n_traj: int = 6, n_steps: int = 12, n: int = 32) -> None:
+    """Advected sine waves of random phase/amplitude: u(x, t) = a sin(k (x - c t) + phi), train/test splits."""
+    x = 2 * math.pi * np.arange(n) / n
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n_traj), ("test", 2)):
+        a = rng.uniform(0.5, 1.5, (count, 1, 1))
+        phi = rng.uniform(0, 2 * math.pi, (count, 1, 1))
+        t = 0.1 * np.arange(n_steps)[None, :, None]
+        u = a * np.sin(x[None, None] - 1.0 * t + phi) + 0.3 * a * np.cos(2 * (x[None, None] - 1.0 * t) + phi)
+        path = root / "data" / split / "toy.hdf5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from pdeforge.datasets import FieldSpec, Schema
+
+        schema = Schema(dataset_name="toy", coords={"x": x}, time=0.1 * np.arange(n_steps), fields=(FieldSpec("u"),))
+        w = TrajectoryWriter(path, schema, count)
+        w.write_channels(torch.from_numpy(u[:, :, None]).float())
+        w.close()
+
+
+# ------------------------------------------------------------------------------------------- observations
+def test_draw_observations_statistics_and_determinism():
+    fields = torch.randn(4000, 2, 64, dtype=torch.float64) * torch.tensor([1.0, 3.0], dtype=torch.float64)[None, :, None]
+    cfg = ObservationConfig(alpha=0.3, mask="random", fraction=0.25, noise=0.1)
+    a = draw_observations(fields, cfg, np.random.default_rng([0, 7]))
+    b = draw_observations(fields, cfg, np.random.default_rng([0, 7]))
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    c = draw_observations(fields, cfg, np.random.default_rng([1, 7]))
+    assert not torch.equal(a["arrived"], c["arrived"])
+    assert not a["arrived"][0]
+    assert abs(a["arrived"].double().mean().item() - 0.3) < 0.03  # Bernoulli(0.3) over 4000 steps: std 0.007
+    assert int(a["mask"].sum()) == 16  # 25% of 64 points
+    # noise: observed minus truth at observed points and arrived steps, std relative to each channel's rms
+    sel = a["arrived"][:, None, None] & a["mask"].bool()[None]
+    for ch, rms in ((0, 1.0), (1, 3.0)):
+        d = (a["observations"] - fields)[:, ch][sel[:, 0]]
+        assert abs(d.std().item() / (0.1 * rms) - 1) < 0.05
+    # nothing where not observed or not arrived
+    assert float(a["observations"][~a["arrived"]].abs().max()) == 0.0
+    assert float((a["observations"] * (1 - a["mask"])).abs().max()) == 0.0
+
+
+def test_regular_mask_spacing_2d():
+    cfg = ObservationConfig(alpha=1.0, mask="regular", fraction=0.25)
+    m = draw_observations(torch.ones(3, 1, 8, 8), cfg, np.random.default_rng(0))["mask"][0]
+    assert int(m.sum()) == 16  # stride 2 on each axis
+    rows, cols = torch.nonzero(m.sum(1)).flatten(), torch.nonzero(m.sum(0)).flatten()
+    assert torch.equal(torch.diff(rows), torch.full((3,), 2)) and torch.equal(torch.diff(cols), torch.full((3,), 2))
+
+
+def test_observation_view_deterministic_and_bad_input(tmp_path):
+    _write_toy(tmp_path)
+    ds = TrajectoryDataset(tmp_path, 1, 1, split="train")
+    v1 = ObservationView(ds, alpha=0.5, mask="random", fraction=0.5, noise=0.05, seed=3)
+    v2 = ObservationView(ds, alpha=0.5, mask="random", fraction=0.5, noise=0.05, seed=3)
+    s1, s2, s1b = v1[2], v2[2], v1[2]
+    for k in s1:
+        assert torch.equal(s1[k], s2[k]) and torch.equal(s1[k], s1b[k])
+    assert torch.equal(s1["fields"], ds.read(2, range(12))["fields"])  # truth straight from the read path
+    assert not torch.equal(v1[1]["mask"], s1["mask"])  # each trajectory its own sensors
+    assert not torch.equal(ObservationView(ds, alpha=0.5, fraction=0.5, noise=0.05, seed=4)[2]["observations"], s1["observations"])
+    with pytest.raises(ValueError, match="alpha"):
+        ObservationView(ds, alpha=1.5)
+    with pytest.raises(ValueError, match="mask should be one of"):
+        ObservationView(ds, mask="grid")
+
+
+# ------------------------------------------------------------------------------------------------- model
+def test_alpha_zero_is_exactly_the_prediction_step():
+    model = _model()
+    z0 = torch.randn(3, 1, 32, dtype=torch.float64)
+    obs = torch.randn(3, 5, 1, 32, dtype=torch.float64)
+    never = torch.zeros(3, 5, dtype=torch.bool)
+    out = model(z0, 5, obs, torch.ones(1, 1, 32, dtype=torch.float64), never)
+    with torch.no_grad():
+        z, ref = z0, []
+        for _ in range(5):
+            z = z + model.predictor.net(z)  # the residual FNO step, by hand
+            ref.append(z)
+    ref = torch.stack(ref, 1)
+    assert torch.equal(out["analysis"], out["forecast"])
+    assert torch.equal(out["analysis"], ref)
+    assert torch.equal(model(z0, 5)["analysis"], out["analysis"])  # no observations at all: same numbers
+    # the gain must matter when measurements do arrive (else the test above proves nothing)
+    some = never.clone()
+    some[:, 2] = True
+    with torch.no_grad():
+        assimilated = model(z0, 5, obs, torch.ones(1, 1, 32, dtype=torch.float64), some)["analysis"]
+    assert torch.equal(assimilated[:, :2], ref[:, :2]) and float((assimilated[:, 2:] - ref[:, 2:]).abs().max()) > 1e-3
+
+
+def test_identity_gain_full_noiseless_observation_gives_measurement(tmp_path):
+    model = _model(gain="identity", ndim=2, n=16)
+    fields = torch.randn(6, 1, 16, 16, dtype=torch.float64)
+    d = draw_observations(fields, ObservationConfig(alpha=1.0, mask="random", fraction=1.0, noise=0.0), np.random.default_rng(0))
+    assert torch.equal(d["observations"][1:], fields[1:])
+    out = model(fields[:1], 5, d["observations"][None, 1:], d["mask"][None], d["arrived"][None, 1:])
+    assert torch.allclose(out["analysis"][0], fields[1:], rtol=0, atol=1e-12)
+    assert float((out["forecast"][0] - fields[1:]).abs().max()) > 1e-2  # the prediction alone is not the truth
+    # sparse: only the observed points take the measurement, the others keep the forecast
+    m = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    m[..., ::2, ::2] = 1
+    f, a = model.step(fields[:1], fields[1:2], m, torch.tensor([True]))
+    assert torch.allclose(a * m, fields[1:2] * m, atol=1e-12) and torch.equal(a * (1 - m), f * (1 - m))
+
+
+def test_gated_gain_and_learned_measurement_shapes_values():
+    model = _model(measurement="learned", channels=2)
+    assert isinstance(model.gain, GatedGain)
+    z = torch.randn(2, 2, 32, dtype=torch.float64)
+    assert torch.equal(model.measurement(z), z)  # learned E starts at the identity
+    corr = model.gain(z, torch.zeros_like(z), torch.ones(1, 1, 32, dtype=torch.float64))
+    assert corr.shape == z.shape and torch.isfinite(corr).all()
+    assert isinstance(_model(gain="identity").gain, IdentityGain)
+    with pytest.raises(ValueError, match=r"expected \(B, C=1, \*space\)"):
+        _model()(torch.randn(32, dtype=torch.float64), 2)
+
+
+def test_gradients_flow_through_the_unrolled_recursion():
+    model = _model(measurement="learned")
+    z0 = torch.randn(2, 1, 32, dtype=torch.float64)
+    obs = torch.randn(2, 4, 1, 32, dtype=torch.float64)
+    arrived = torch.tensor([[False, True, False, False], [True, False, False, True]])
+    out = model(z0, 4, obs, torch.ones(1, 1, 32, dtype=torch.float64), arrived)
+    out["analysis"][:, -1].pow(2).sum().backward()  # loss on the last step only
+    for name, mod in {"predictor": model.predictor, "gain": model.gain, "measurement": model.measurement}.items():
+        g = sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)
+        assert g > 0, f"no gradient reaches the {name} through the recursion"
+    # every predictor block is used (the_well's FNO wrapper once dropped its blocks' output)
+    for bname, block in model.predictor.blocks().items():
+        assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in block.parameters()), bname
+
+
+def test_run_writes_folder_and_learns(tmp_path):
+    _write_toy(tmp_path / "data_root", n_traj=8, n_steps=12)
+    spec = {"family": "noda", "data": str(tmp_path / "data_root"), "seed": 0,
+            "model": {"n_modes": 6, "hidden_channels": 8, "n_layers": 2}, "gain": {"n_modes": 6, "hidden_channels": 8},
+            "observations": {"mask": "regular", "fraction": 0.5, "noise": 0.0},
+            "train": {"steps": 60, "batch_size": 8, "lr": 3e-3, "warmup": 1, "unroll": 3},
+            "baseline": {"steps": 60, "batch_size": 8, "lr": 3e-3}, "eval": {"alphas": [0.0, 1.0], "horizon": 8}}
+    metrics = run(spec, tmp_path / "run")
+    for f in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl", "error_vs_time.png", "snapshot.png",
+              "baseline.safetensors"):
+        assert (tmp_path / "run" / f).is_file(), f
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    noda_loss = [r["loss"] for r in log if r["model"] == "noda"]
+    assert noda_loss[-1] < 0.5 * noda_loss[0]
+    t = metrics["table"]
+    assert set(t) == {"noda_alpha_0", "noda_alpha_1", "fno"} and metrics["horizon_steps"] == 8
+    assert t["noda_alpha_1"]["long_horizon_rel_l2"] < t["noda_alpha_0"]["long_horizon_rel_l2"]
+    # reloading gives the same numbers
+    model = load(tmp_path / "run")
+    ds = TrajectoryDataset(tmp_path / "data_root", 1, 1, split="test")
+    from pdeforge.operators.noda import rollout_errors
+
+    err, _ = rollout_errors(model, ObservationView(ds, alpha=0.0, mask="regular", fraction=0.5, seed=12345), 8)
+    assert abs(float(err[-2:].mean()) - t["noda_alpha_0"]["long_horizon_rel_l2"]) < 1e-5
