@@ -205,3 +205,29 @@ def test_pretrain_save_finetune_round_trip(tmp_path):
     before, after = train_loss(fresh, [new], 4), train_loss(tuned, [new], 4)
     assert after < 0.8 * before, (before, after)
     assert 0 < out["test_median_rel_l1"] < 100
+
+
+def test_evaluation_with_an_identity_model(tmp_path):
+    """A scOT whose recovery is zeroed and that learns the residual returns its input: the final-time error (direct
+    and by rollout) and the lead-time errors are then the persistence errors, computed here independently."""
+    from pdeforge.operators.scot import ScOTConfig, relative_l1
+    from pdeforge.operators.scot._train_data import final_time_error, lead_time_errors
+
+    root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
+    ds = TrajectoryDataset(root, split="test", normalization="zscore")
+    model = ScOT(ScOTConfig.tiny(num_channels=1, num_out_channels=1, image_size=16, learn_residual=True))
+    with torch.no_grad():
+        for p in model.patch_recovery.parameters():
+            p.zero_()
+    raw = TrajectoryDataset(root, split="test")
+    frames = torch.stack([raw.read(t, list(range(7)))["fields"] for t in range(2)])  # (2, 7, 1, 16, 16) physical
+
+    def persistence(k: int) -> float:
+        return float(torch.quantile(relative_l1(frames[:, 0].double(), frames[:, k].double()), 0.5, interpolation="midpoint"))
+
+    assert final_time_error(model, ds, [0, 2, 4, 6], ("vorticity",), "all") == pytest.approx(persistence(6), rel=1e-4)
+    assert final_time_error(model, ds, [0, 2, 4, 6], ("vorticity",), "next") == pytest.approx(persistence(6), rel=1e-4)
+    errs = lead_time_errors(model, ds, [1, 3, 6], 0.6, ("vorticity",))
+    assert [lead for lead, _ in errs.values()] == pytest.approx([1 / 6, 0.5, 1.0], rel=1e-6)  # times stored in float32
+    assert [e for _, e in errs.values()] == pytest.approx([persistence(1), persistence(3), persistence(6)], rel=1e-4)
+    assert persistence(1) < persistence(3) < persistence(6)

@@ -166,12 +166,10 @@ def final_time_error(model: ScOT, ds: TrajectoryDataset, snapshots: Sequence[int
                      pairing: str) -> float:
     """Median relative L1 (%) of u(t_first) -> u(t_last) over the trajectories of ``ds``: directly at lead 1, or by
     rollout over the selection for a model trained on ``pairing="next"``."""
-    view = AllPairsDataset(ds, snapshots, pairing="from_first" if pairing != "next" else "next", channels=channels)
     if pairing == "next":
-        out = rollout_final(model, view)
+        out = rollout_final(model, AllPairsDataset(ds, snapshots, pairing="next", channels=channels))
     else:
-        view = AllPairsDataset(ds, [snapshots[0], snapshots[-1]], pairing="from_first", channels=channels)
-        out = predict_pairs(model, view)
+        out = predict_pairs(model, AllPairsDataset(ds, [snapshots[0], snapshots[-1]], pairing="from_first", channels=channels))
     return median_error(out["pred"], out["target"], ds.metadata.field_names)
 
 

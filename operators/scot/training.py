@@ -164,8 +164,7 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved_spec = {k: v for k, v in dataclasses.asdict(cfg).items()}
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(saved_spec, sort_keys=False))
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     print(f"scot run {run_dir}: {n_params:,} parameters, channels {list(channels)}, {len(mixture)} train pairs "
           f"({cfg.pairing}) from {sum(len(d.trajectories) for d in train)} trajectories of {len(roots)} dataset(s)"
           + (f"; init from {cfg.init_from}, re-initialised {reinit}" if cfg.init_from else ""))
@@ -232,9 +231,11 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def _plot(log: list[dict], out: Path) -> None:
-    from ... import plots
+    import matplotlib
 
-    plt = plots._plt()
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     train = [(r["step"], r["loss"]) for r in log if "loss" in r]
     valid = [(r["step"], r["valid_median_rel_l1"] / 100) for r in log if "valid_median_rel_l1" in r]
@@ -243,4 +244,6 @@ def _plot(log: list[dict], out: Path) -> None:
     if valid:
         ax.plot(*zip(*valid), "o-", label="valid median relative L1")
     ax.set_yscale("log"), ax.set_xlabel("step"), ax.legend(), ax.grid(alpha=0.3)
-    plots._save(fig, out)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
