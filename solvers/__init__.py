@@ -7,6 +7,10 @@
 
 Every equation states its linear part as data and its nonlinear term against a derivative provider, so the
 same class gives the spectral solver and the PINN residual (``equation.residual(u_t, u, D)``).
+
+Beyond periodic spectral problems: :mod:`pdeforge.solvers.fv` (staggered finite-volume Navier-Stokes with a
+pluggable face interpolation) and :mod:`pdeforge.solvers.darcy` (steady Darcy flow). Data generation:
+:mod:`pdeforge.solvers.generate` (``pdeforge generate``; presets in ``_presets.py``).
 """
 
 from ._catalogue import EQUATIONS, EquationConfig
