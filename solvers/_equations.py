@@ -4,7 +4,8 @@ Every equation is written ``u_t = sum_terms c D^alpha u[in] + N(u, D) + f(x)``:
 
 * the linear part is data, a tuple of :class:`LinearTerm` (coefficient, derivative multi-index, channel
   coupling); the spectral solver turns it into the Fourier symbol, a PINN into autograd derivatives;
-* the nonlinear term ``nonlinear_term(u, D)`` is written once against a derivative provider
+* the nonlinear term is conservation-form data, a tuple of :class:`FluxTerm` (``c D^alpha flux(u)``), plus
+  ``nonlinear_term(u, D)`` written once against a derivative provider
   (:class:`~pdeforge.solvers.AbstractDerivatives`): FFTs with 2/3 dealiasing in the solver, autograd in a PINN;
 * ``source_term(coords)`` is a time-independent forcing ``f(x)`` (or ``None``).
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor
@@ -32,6 +33,27 @@ class LinearTerm:
     alpha: tuple[int, ...]
     out_channel: int = 0
     in_channel: int = 0
+
+
+@dataclass(frozen=True)
+class FluxTerm:
+    """``coefficient * D^alpha flux(u)`` added to the time derivative of ``u[out_channel]``: a nonlinear term in
+    conservation form, e.g. Burgers' ``-u u_x = -1/2 (u^2)_x`` is ``FluxTerm(-0.5, (1,), square)``.
+
+    ``flux`` maps the state ``(B, C, *space)`` (or ``(N, C)`` at points) point-wise to one channel. The spectral
+    solver evaluates it with one inverse and one forward FFT per stage (the derivative is a symbol in Fourier space);
+    a PINN differentiates ``flux(u)`` by autograd. Conservation form also keeps the mean exactly.
+    """
+
+    coefficient: float
+    alpha: tuple[int, ...]
+    flux: Callable[[Tensor], Tensor]
+    out_channel: int = 0
+
+
+def square(u: Tensor) -> Tensor:
+    """``u[0]^2`` (keeps the channel axis)."""
+    return u[:, :1] ** 2
 
 
 def unit(ndim: int, d: int, order: int) -> tuple[int, ...]:
@@ -78,6 +100,10 @@ class AbstractEquation(ABC):
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         """The linear part ``L u`` as data, for ``ndim`` spatial dimensions."""
 
+    def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
+        """The conservation-form part of ``N(u)`` as data (default none); ``nonlinear_term`` is the rest."""
+        return ()
+
     @abstractmethod
     def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> Tensor | None:
         """``N(u)`` in physical space, same shape as ``u``; ``None`` if the PDE is linear."""
@@ -114,12 +140,22 @@ class AbstractEquation(ABC):
             out[t.out_channel] = out[t.out_channel] + t.coefficient * (D(ui, t.alpha) if any(t.alpha) else ui)
         return torch.cat(out, dim=1)
 
+    def fluxes(self, u: Tensor, D: AbstractDerivatives) -> Tensor | None:
+        """The flux terms ``sum c D^alpha flux(u)`` in physical space via ``D`` (``None`` if there are none)."""
+        terms = self.flux_terms(len(D.coords()))
+        if not terms:
+            return None
+        out = [torch.zeros_like(u[:, :1]) for _ in self.channels]
+        for t in terms:
+            out[t.out_channel] = out[t.out_channel] + t.coefficient * D(t.flux(u), t.alpha)
+        return torch.cat(out, dim=1)
+
     def rhs(self, u: Tensor, D: AbstractDerivatives) -> Tensor:
-        """``L u + N(u) + f`` in physical space."""
+        """``L u + N(u) + f`` in physical space (``N`` = flux terms + ``nonlinear_term``)."""
         out = self.linear(u, D)
-        n = self.nonlinear_term(u, D)
-        if n is not None:
-            out = out + n
+        for n in (self.fluxes(u, D), self.nonlinear_term(u, D)):
+            if n is not None:
+                out = out + n
         f = self.source_term(D.coords())
         return out if f is None else out + f
 
@@ -226,8 +262,11 @@ class Burgers(AbstractEquation):
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         return laplacian_terms(self.nu, ndim)
 
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> Tensor:
-        return -u * D(u, (1,))
+    def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
+        return (FluxTerm(-0.5, (1,), square),)  # -u u_x = -(u^2 / 2)_x
+
+    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,8 +285,11 @@ class KdV(AbstractEquation):
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         return (LinearTerm(-self.dispersion, (3,)),) + laplacian_terms(self.nu, ndim)
 
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> Tensor:
-        return -self.nonlinear * u * D(u, (1,))
+    def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
+        return (FluxTerm(-0.5 * self.nonlinear, (1,), square),)  # -a u u_x = -(a u^2 / 2)_x
+
+    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,8 +302,11 @@ class KuramotoSivashinsky(AbstractEquation):
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         return (LinearTerm(-1.0, (2,)), LinearTerm(-1.0, (4,)))
 
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> Tensor:
-        return -u * D(u, (1,))
+    def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
+        return (FluxTerm(-0.5, (1,), square),)  # -u u_x = -(u^2 / 2)_x
+
+    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------

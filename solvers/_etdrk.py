@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._derivatives import SpectralDerivatives, linear_symbol
+from ._derivatives import SpectralDerivatives, derivative_symbol, linear_symbol
 from ._equations import AbstractEquation
 from ._grid import Grid
 
@@ -153,7 +153,11 @@ class ETDRK:
         if f is not None:
             f = torch.broadcast_to(f, (1, self.channels, *grid.shape))
             self._source_hat = torch.fft.rfftn(f, dim=self._dims) * grid.dealias_mask()
-        self.linear, self._reads_values = self.derivatives.probe(equation.nonlinear_term, self.channels)
+        no_term, self._reads_values = self.derivatives.probe(equation.nonlinear_term, self.channels)
+        # flux terms c D^alpha flux(u): the symbol c (ik)^alpha applied in Fourier space, one FFT pair per stage
+        self._fluxes = [(t.out_channel, t.flux, t.coefficient * derivative_symbol(grid, t.alpha))
+                        for t in equation.flux_terms(grid.ndim)]
+        self.linear = no_term and not self._fluxes
         self._mask = grid.dealias_mask().to(torch.complex128)
 
         # every (k, c) the tableau needs, then each coefficient times h
@@ -176,6 +180,7 @@ class ETDRK:
             "b": [combine(co) for co in self.tableau.b],
             "b_sum": combine(tuple(t for co in self.tableau.b for t in co)),
             "source": self._source_hat,
+            "fluxes": [(c, f, sym) for c, f, sym in self._fluxes],
         }
         self._cache: dict[tuple, dict] = {}
 
@@ -192,6 +197,8 @@ class ETDRK:
             def cast(x):
                 if x is None:
                     return None
+                if isinstance(x, tuple):  # (channel, flux function, symbol)
+                    return (x[0], x[1], cast(x[2]))
                 if isinstance(x, list):
                     return [cast(y) for y in x]
                 return x.to(device=device, dtype=torch.bool if x.dtype == torch.bool else cdtype)
@@ -212,12 +219,20 @@ class ETDRK:
 
     def _nonlinear_hat(self, u_hat: Tensor, co: dict) -> Tensor | None:
         n_hat = co["source"]
-        if not self.linear:
-            u = self.derivatives.bind(u_hat, values=self._reads_values)
-            n = self.equation.nonlinear_term(u, self.derivatives)
-            self.derivatives.release()
-            n_hat_nl = torch.fft.rfftn(n, dim=self._dims)  # the 2/3 mask is folded into a_ij and b_i
-            n_hat = n_hat_nl if n_hat is None else n_hat_nl + n_hat
+        if self.linear:
+            return n_hat
+        u = self.derivatives.bind(u_hat, values=self._reads_values or bool(self._fluxes))
+        n = self.equation.nonlinear_term(u, self.derivatives)
+        parts = [] if n is None else [torch.fft.rfftn(n, dim=self._dims)]  # the 2/3 mask is folded into a_ij, b_i
+        if self._fluxes:
+            per: list[Tensor | None] = [None] * self.channels
+            for channel, flux, sym in co["fluxes"]:
+                term = sym * torch.fft.rfftn(flux(u), dim=self._dims)
+                per[channel] = term if per[channel] is None else per[channel] + term
+            parts.append(torch.cat([torch.zeros_like(u_hat[:, :1]) if p is None else p for p in per], dim=1))
+        self.derivatives.release()
+        for p in parts:
+            n_hat = p if n_hat is None else n_hat + p
         return n_hat
 
     def step_spectral(self, u_hat: Tensor) -> Tensor:
