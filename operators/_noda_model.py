@@ -10,8 +10,10 @@ framework for prediction and data assimilation" (ICLR 2024). For ``z_t = L z + N
 
 ``m`` is the observation mask (the selection ``C``), ``E`` the measurement operator (identity when ``C`` selects
 grid values, or a learned pointwise map initialised at the identity) and ``K`` the gain: :class:`GatedGain` mixes
-the innovation itself with a dense field spread from it by a small FNO through a sigmoid gate, ``K d = g * d +
-(1 - g) * S(d, m, z^f)``; :class:`IdentityGain` is ``K = I`` (then ``z^a = y`` with full noiseless observations).
+the innovation itself with a dense field through a sigmoid gate, ``K d = g * d + (1 - g) * (I d + S(z^f, d, I d, m))``,
+where ``I d = (G * d) / (G * m)`` spreads the sparse innovation to every point by normalised convolution with a
+Gaussian ``G`` (width: a learned multiple of the mean sensor spacing; periodic, through the FFT) and ``S`` is a small
+FNO's correction of it; :class:`IdentityGain` is ``K = I`` (then ``z^a = y`` with full noiseless observations).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ._neuralop import FNOConfig
 if TYPE_CHECKING:
     from ..datasets import DatasetMetadata
 
-__all__ = ["GainConfig", "NODAConfig", "AbstractGain", "IdentityGain", "GatedGain", "AbstractMeasurement",
+__all__ = ["spread_innovation", "GainConfig", "NODAConfig", "AbstractGain", "IdentityGain", "GatedGain", "AbstractMeasurement",
            "IdentityMeasurement", "LearnedMeasurement", "NODA", "build_noda", "GAINS", "MEASUREMENTS"]
 
 GAINS = ("gated", "identity")
@@ -95,24 +97,49 @@ class IdentityGain(AbstractGain):
         return innovation
 
 
-class GatedGain(AbstractGain):
-    """``K d = g * d + (1 - g) * S``, ``[g_logit, S] = FNO([z^f, d, m])``, ``g = sigmoid(g_logit)`` per point/channel.
+def spread_innovation(innovation: Tensor, mask: Tensor, width: Tensor | float = 1.0) -> Tensor:
+    """Normalised convolution ``(G * d) / (G * m)`` of a sparse field, periodic (FFT), Gaussian ``G``.
 
-    The gate weighs the measured innovation against a dense correction ``S`` the FNO spreads from the sparse
-    innovation to unobserved points (and uses to denoise observed ones).
+    ``G`` has standard deviation ``width`` times the mean sensor spacing ``mean(m) ** (-1/d)`` (grid units), so it
+    adapts to the mask's density. Where the mask is 1 everywhere the result is ``d`` smoothed over one grid point.
+    innovation: (B, C, *space); mask: (B or 1, 1, *space) -> (B, C, *space).
+    """
+    n = innovation.ndim - 2
+    space = innovation.shape[2:]
+    axes = tuple(range(2, innovation.ndim))
+    m = mask.to(innovation.dtype)
+    density = m.flatten(1).mean(1).clamp_min(1.0 / m[0].numel())  # (B or 1,)
+    sigma = width * density ** (-1.0 / n)
+    freqs = [torch.fft.fftfreq(s, dtype=innovation.dtype, device=innovation.device) for s in space[:-1]]
+    freqs.append(torch.fft.rfftfreq(space[-1], dtype=innovation.dtype, device=innovation.device))
+    k2 = sum((2 * torch.pi * f) ** 2 for f in torch.meshgrid(*freqs, indexing="ij"))
+    G = torch.exp(-0.5 * sigma.reshape(-1, 1, *(1,) * n) ** 2 * k2)  # (B or 1, 1, *freq)
+    num = torch.fft.irfftn(torch.fft.rfftn(innovation, dim=axes) * G, s=space, dim=axes)
+    den = torch.fft.irfftn(torch.fft.rfftn(m, dim=axes) * G, s=space, dim=axes)
+    return num / den.clamp_min(0.1 * float(density.min()))
+
+
+class GatedGain(AbstractGain):
+    """``K d = g * d + (1 - g) * (I d + S)``, ``[g_logit, S] = FNO([z^f, d, I d, m])``, ``g = sigmoid(g_logit)``.
+
+    ``I d`` is :func:`spread_innovation` with a learned width (initially one sensor spacing); the gate weighs the
+    measured innovation against the dense correction at each point and channel, the FNO corrects the spread field
+    (and denoises observed points).
     """
 
     def __init__(self, n_fields: int, config: GainConfig, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> None:
         super().__init__()
         self.n_fields = n_fields
         fno = FNOConfig(n_modes=config.n_modes, hidden_channels=config.hidden_channels, n_layers=config.n_layers)
-        self.net = fno.build(2 * n_fields + 1, 2 * n_fields, tuple(resolution), tuple(periodic))
+        self.net = fno.build(3 * n_fields + 1, 2 * n_fields, tuple(resolution), tuple(periodic))
+        self.log_width = nn.Parameter(torch.zeros(()))
 
     def forward(self, forecast: Tensor, innovation: Tensor, mask: Tensor) -> Tensor:
         m = mask.expand(forecast.shape[0], 1, *forecast.shape[2:]).to(forecast.dtype)
-        h = self.net(torch.cat([forecast, innovation, m], dim=1))
+        spread = spread_innovation(innovation, m, self.log_width.exp())
+        h = self.net(torch.cat([forecast, innovation, spread, m], dim=1))
         gate = torch.sigmoid(h[:, : self.n_fields])
-        return gate * innovation + (1 - gate) * h[:, self.n_fields:]
+        return gate * innovation + (1 - gate) * (spread + h[:, self.n_fields:])
 
 
 # ------------------------------------------------------------------------------------------ measurement

@@ -10,7 +10,10 @@ gradient bring the state to the errors it will carry in use, then ``unroll`` ste
     sum_k ( |z_k^a - z_k|^2 + |z_k^f - z_k|^2 ) / |z_k|^2  +  misfit_weight * |m (E z_k^f - y_k)|^2 / |m y_k|^2
 
 (the misfit only at steps where a measurement arrived). Each training window draws its own ``alpha`` from
-``[0, alpha_max]`` (0 with probability 1/4), so one model serves every arrival rate. Evaluation rolls out whole test
+``[0, alpha_max]`` (0 with probability 1/4), so one model serves every arrival rate. A window with measurements
+starts from ``z_0 + lam (z' - z_0)``, ``z'`` a random frame of a random trajectory and ``lam ~ U[0, perturb]``: started
+from the truth, the state is never far off during training, and the gain learns to distrust the measurements (their
+noise is all the innovation it sees); in use the forecast drifts, and the gain must pull a distant state back. Evaluation rolls out whole test
 trajectories from their first frame, for each ``alpha`` in ``eval.alphas``, against a plain FNO (same size, trained
 one step at a time) rolled out on its own.
 
@@ -40,13 +43,13 @@ from ..metrics import rel_l2
 from ._build import FieldOperator, build_from_spec, build_model
 from ._neuralop import FNOConfig
 from ._noda_model import (GAINS, MEASUREMENTS, NODA, AbstractGain, AbstractMeasurement, GatedGain, GainConfig, IdentityGain,
-                          IdentityMeasurement, LearnedMeasurement, NODAConfig, build_noda)
+                          IdentityMeasurement, LearnedMeasurement, NODAConfig, build_noda, spread_innovation)
 
 __all__ = ["NODA", "NODAConfig", "GainConfig", "AbstractGain", "GatedGain", "IdentityGain", "AbstractMeasurement",
-           "IdentityMeasurement", "LearnedMeasurement", "GAINS", "MEASUREMENTS", "build_noda", "train_noda",
+           "IdentityMeasurement", "LearnedMeasurement", "spread_innovation", "GAINS", "MEASUREMENTS", "build_noda", "train_noda",
            "train_baseline", "rollout_errors", "run", "load"]
 
-TRAIN_DEFAULTS = dict(steps=1500, batch_size=16, lr=1e-3, warmup=4, unroll=8, alpha_max=0.5, misfit_weight=0.1)
+TRAIN_DEFAULTS = dict(steps=1500, batch_size=16, lr=1e-3, warmup=4, unroll=8, alpha_max=0.5, misfit_weight=0.1, perturb=1.0)
 BASELINE_DEFAULTS = dict(steps=1500, batch_size=32, lr=1e-3)
 EVAL_DEFAULTS = dict(alphas=[0.0, 0.1, 0.25, 0.5], horizon=None, seed=12345, long_fraction=0.25)
 
@@ -93,6 +96,10 @@ def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log
         alphas = rng.uniform(0, cfg["alpha_max"], len(win)) * (rng.random(len(win)) >= 0.25)
         y, m, a = _draw_batch(win, obs, alphas, rng)
         state = win[:, 0]
+        if cfg["perturb"]:
+            other = _window_batch(data, 1, len(win), gen)[:, 0]
+            lam = torch.rand(len(win), generator=gen) * cfg["perturb"] * torch.from_numpy(alphas > 0).to(state.dtype)
+            state = state + lam.reshape(-1, *(1,) * (state.ndim - 1)) * (other - state)
         if W:
             with torch.no_grad():
                 state = model(state, W, y[:, 1:W + 1], m, a[:, 1:W + 1])["analysis"][:, -1]
@@ -111,7 +118,7 @@ def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log
         opt.step()
         sched.step()
         if it % 25 == 0 or it == cfg["steps"] - 1:
-            log({"model": "noda", "step": it, "loss": float(loss)})
+            log({"model": "noda", "step": it, "loss": float(loss.detach())})
 
 
 def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int = 0) -> None:
@@ -128,7 +135,7 @@ def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int
         opt.step()
         sched.step()
         if it % 25 == 0 or it == cfg["steps"] - 1:
-            log({"model": "fno", "step": it, "loss": float(loss)})
+            log({"model": "fno", "step": it, "loss": float(loss.detach())})
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import torch
 from pdeforge.datasets import DatasetMetadata, TrajectoryDataset, TrajectoryWriter
 from pdeforge.datasets._observations import ObservationConfig, ObservationView, draw_observations
 from pdeforge.operators import FNOConfig
-from pdeforge.operators.noda import NODA, GainConfig, GatedGain, IdentityGain, NODAConfig, build_noda, load, run
+from pdeforge.operators.noda import NODA, GainConfig, GatedGain, IdentityGain, NODAConfig, build_noda, load, run, spread_innovation
 
 
 def _meta(n: int = 32, ndim: int = 1, channels: int = 1) -> DatasetMetadata:
@@ -145,6 +145,22 @@ def test_gated_gain_and_learned_measurement_shapes_values():
     assert isinstance(_model(gain="identity").gain, IdentityGain)
     with pytest.raises(ValueError, match=r"expected \(B, C=1, \*space\)"):
         _model()(torch.randn(32, dtype=torch.float64), 2)
+
+
+def test_spread_innovation_interpolates_smooth_fields():
+    n = 128
+    x = 2 * math.pi * torch.arange(n, dtype=torch.float64) / n
+    d = (torch.sin(x) + 0.5 * torch.cos(2 * x))[None, None]
+    full = torch.ones(1, 1, n, dtype=torch.float64)
+    # full mask: a Gaussian smoothing over one grid point, exp(-(2 pi k / n)^2 / 2) per mode k
+    smooth = torch.sin(x) * math.exp(-0.5 * (2 * math.pi / n) ** 2) + 0.5 * torch.cos(2 * x) * math.exp(-0.5 * (4 * math.pi / n) ** 2)
+    assert torch.allclose(spread_innovation(d, full, 1.0), smooth[None, None], atol=1e-12)
+    m = torch.zeros(1, 1, n, dtype=torch.float64)
+    m[..., 1::4] = 1  # sensors every 4th point
+    out = spread_innovation(d * m, m, 1.0)
+    err = float((out - d).norm() / d.norm())
+    assert err < 0.05, err  # a smooth field is recovered between sensors
+    assert float((d * m - d).norm() / d.norm()) > 0.8  # the zero-filled innovation is far from it
 
 
 def test_gradients_flow_through_the_unrolled_recursion():
