@@ -1,6 +1,6 @@
 """TSM vs LI vs coarse solver at CPU scale: high-correlation duration, the HiPPO ablation, per-step latency.
 
-    python benchmarks/tsm.py                       # trains li, tsm-hippo, tsm-frames (~30-60 min on 1 CPU thread)
+    python benchmarks/tsm.py                       # trains tsm-hippo, li, tsm-frames (~25 min on 1 shared CPU thread)
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs
     python benchmarks/tsm.py --steps 100           # shorter training
 
@@ -54,7 +54,7 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/tsm_bench")
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--reuse", action="store_true", help="do not train; load the run folders under --runs")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
