@@ -27,7 +27,7 @@ value is linear interpolation and the module reproduces the solver's ``VanLeerIn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import torch
 from torch import Tensor
@@ -103,6 +103,7 @@ class PolynomialStencil:
         return self.base.to(logits) + logits @ self.null_space.to(logits).T
 
 
+@lru_cache(maxsize=None)  # the SVD of the constraints once per order, not at every solver stage
 def _stencils(order: int) -> tuple[PolynomialStencil, PolynomialStencil]:
     return PolynomialStencil(X_TARGET, order), PolynomialStencil(Y_TARGET, order)
 
