@@ -36,8 +36,8 @@ def ks_spec(data: Path) -> dict:
     spec = yaml.safe_load((ROOT / "configs" / "noda_ks.yaml").read_text())
     spec.update(data=str(data), threads=1)
     spec["model"] = {"n_modes": 16, "hidden_channels": 32, "n_layers": 4}
-    spec["train"].update(steps=800, batch_size=16, warmup=2, unroll=6, alpha_max=0.75)
-    spec["baseline"].update(steps=600, batch_size=32)
+    spec["train"].update(steps=1500, batch_size=16, warmup=2, unroll=6, alpha_max=0.75)
+    spec["baseline"].update(steps=1500, batch_size=32)
     spec["eval"].update(alphas=ALPHAS, horizon=None)
     return spec
 
@@ -47,8 +47,8 @@ def ns_spec(data: Path) -> dict:
     spec.update(name="noda_ns2d")
     spec["model"] = {"n_modes": 12, "hidden_channels": 24, "n_layers": 4}
     spec["gain"].update(n_modes=12, hidden_channels=12)
-    spec["train"].update(steps=300, batch_size=8, warmup=2, unroll=4)
-    spec["baseline"].update(steps=300, batch_size=16)
+    spec["train"].update(steps=800, batch_size=8, warmup=2, unroll=4)
+    spec["baseline"].update(steps=800, batch_size=16)
     return spec
 
 
