@@ -7,6 +7,7 @@ Public API::
 A dataset is a folder ``ROOT/data/{train,valid,test}/*.hdf5`` plus ``ROOT/stats.yaml`` (fitted on train only).
 """
 
+from ._allpairs import PAIRINGS, AllPairsDataset, AllPairsMixture, channel_union
 from ._dataset import TrajectoryDataset
 from ._format import FormatError, validate
 from ._metadata import DatasetMetadata
@@ -29,4 +30,8 @@ __all__ = [
     "compute_stats",
     "load_stats",
     "write_stats",
+    "AllPairsDataset",
+    "AllPairsMixture",
+    "channel_union",
+    "PAIRINGS",
 ]

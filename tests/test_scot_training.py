@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter, write_stats
-from pdeforge.datasets._allpairs import AllPairsDataset, AllPairsMixture, channel_union
+from pdeforge.datasets import AllPairsDataset, AllPairsMixture, channel_union
 from pdeforge.operators.scot import ScOT, read_state_dict, scot_loss
 from pdeforge.operators.scot._train_data import channel_groups, masked_scot_loss, selection
 from pdeforge.operators.scot.training import ScOTRunConfig, build_model

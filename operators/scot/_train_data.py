@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ...datasets import TrajectoryDataset, load_stats
-from ...datasets._allpairs import AllPairsDataset  # exported as pdeforge.datasets.AllPairsDataset once listed there
+from ...datasets import AllPairsDataset
 from ._loss import LOSS_EPS, median_relative_l1
 from ._model import ScOT
 

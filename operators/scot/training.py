@@ -39,7 +39,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from ...checkpoint import atomic_write_text
-from ...datasets._allpairs import AllPairsDataset, AllPairsMixture, channel_union
+from ...datasets import AllPairsDataset, AllPairsMixture, channel_union
 from ._config import ScOTConfig
 from ._io import finetune_parameter_groups, read_state_dict
 from ._model import ScOT
