@@ -11,6 +11,7 @@ from ._allpairs import PAIRINGS, AllPairsDataset, AllPairsMixture, channel_union
 from ._dataset import TrajectoryDataset
 from ._format import FormatError, validate
 from ._metadata import DatasetMetadata
+from ._observations import ObservationConfig, ObservationView, draw_observations
 from ._pdebench import convert_pdebench
 from ._stats import Normalizer, compute_stats, load_stats, write_stats
 from ._writer import FieldSpec, Schema, TrajectoryWriter
@@ -34,4 +35,7 @@ __all__ = [
     "AllPairsMixture",
     "channel_union",
     "PAIRINGS",
+    "ObservationView",
+    "ObservationConfig",
+    "draw_observations",
 ]

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..checkpoint import atomic_write_text, load_weights, save_weights
 from ..datasets import DatasetMetadata, TrajectoryDataset
-from ..datasets._observations import ObservationConfig, ObservationView, draw_observations
+from ..datasets import ObservationConfig, ObservationView, draw_observations
 from ..metrics import rel_l2
 from ._build import FieldOperator, build_from_spec, build_model
 from ._neuralop import FNOConfig

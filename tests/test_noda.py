@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pdeforge.datasets import DatasetMetadata, TrajectoryDataset, TrajectoryWriter
-from pdeforge.datasets._observations import ObservationConfig, ObservationView, draw_observations
+from pdeforge.datasets import ObservationConfig, ObservationView, draw_observations
 from pdeforge.operators import FNOConfig
 from pdeforge.operators.noda import NODA, GainConfig, GatedGain, IdentityGain, NODAConfig, build_noda, load, run, spread_innovation
 
