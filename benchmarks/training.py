@@ -5,7 +5,7 @@
 1. **Throughput (goal: ratio >= 1.0).** One 2D dataset (1 field, ``resolution^2``, 40 training trajectories of 9
    snapshots: 320 next-step windows) is written small enough (< 64 MiB) for the dataset layer to hold it in memory.
    - *train.py*: ``pdeforge.train.main([...])`` itself, unmodified, on that dataset (task ``next_step``, 1 frame in,
-     its defaults: z-score normalisation, rel-L2 loss in physical units, AdamW, grad clipping, warm-up + cosine
+     its defaults but no gradient clipping (the Trainer has none): z-score normalisation, rel-L2 loss in physical units, AdamW, warm-up + cosine
      stepped per iteration); steps and wall time are read from its ``train_log.jsonl`` (``epoch_time`` per epoch,
      validation excluded). Nothing is factored out of train.py.
    - *neuraloperator*: ``neuralop.training.Trainer`` with ``neuralop.models.FNO`` of the same ``n_modes``, width and
@@ -72,7 +72,8 @@ def run_train_py(data: Path, run_dir: Path, model_args: dict, batch_size: int, e
     argv = ["--data", str(data), "--task", "next_step", "--n-steps-input", "1", "--n-steps-output", "1", "--dt-stride", "1",
             "--model", "fno", "--model-args", json.dumps(model_args), "--epochs", str(epochs), "--batch-size",
             str(batch_size), "--run-dir", str(run_dir), "--progress", "false", "--num-workers", str(num_workers),
-            "--max-train-trajectories", str(max_train_trajectories), "--rollout-steps", "1"]
+            "--max-train-trajectories", str(max_train_trajectories), "--rollout-steps", "1",
+            "--grad-clip", "0"]  # like for like: neuraloperator's Trainer does not clip gradients
     results = main(argv)
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
     epochs_log = [r for r in log if "epoch_time" in r]
