@@ -64,7 +64,7 @@ class LBFGSReport:
 
 
 class _NonFinite(RuntimeError):
-    pass
+    """Raised inside the L-BFGS closure when the loss stops being finite (caught to report the stop reason)."""
 
 
 def disable_tf32() -> None:
