@@ -113,7 +113,8 @@ class SpectralPreset(AbstractPreset):
 
     ``warmup`` time units are solved before the first stored snapshot; snapshots are ``dt * save_every`` apart and
     ``n_snapshots`` are stored (the first is the state after warm-up). Solved in ``dtype`` (float64 by default:
-    this is reference data), stored as float32.
+    this is reference data) on a grid ``oversample`` times finer than the stored one (every ``oversample``-th point
+    is stored, as the FNO paper's data), so steep fronts are resolved where they are solved; stored as float32.
     """
 
     name: str
@@ -133,6 +134,7 @@ class SpectralPreset(AbstractPreset):
     varying: tuple[VaryingParameter, ...] = ()
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1)
     dtype: torch.dtype = torch.float64
+    oversample: int = 1
 
     @property
     def dt_save(self) -> float:
@@ -159,13 +161,14 @@ class SpectralPreset(AbstractPreset):
             "formula": _formula(type(self.equation).__doc__),
             "parameters": {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in self.equation.parameters().items()},
             "varying": {p.name: [p.low, p.high] for p in self.varying},
-            "grid": f"{'x'.join([str(resolution)] * self.ndim)} on [0, {self.length:.6g})^{self.ndim} periodic",
+            "grid": f"{'x'.join([str(resolution)] * self.ndim)} on [0, {self.length:.6g})^{self.ndim} periodic"
+                    + (f" (solved at {resolution * self.oversample}, every {self.oversample}th point stored)" if self.oversample > 1 else ""),
             "dt_internal": self.dt, "dt_snapshot": self.dt_save, "n_snapshots": self.n_snapshots, "warmup": self.warmup,
             "n_trajectories": self.n_trajectories, "solver": "pdeforge.solvers.ETDRK", "scheme": f"ETDRK{self.order}",
         }
 
     def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
-        grid = self.grid(resolution)
+        grid = self.grid(resolution * self.oversample)
         gens = [trajectory_generator(seed, j) for j in indices]
         values = [{p.name: p.draw(g) for p in self.varying} for g in gens]  # parameters first, then the IC
         u0 = torch.cat([self.initial_condition(grid, 1, g, dtype=self.dtype) for g in gens]).to(device)
@@ -174,9 +177,11 @@ class SpectralPreset(AbstractPreset):
             traj = torch.cat(trajs)
         else:
             traj = self._run(self.equation, grid, u0)
+        if self.oversample > 1:  # keep every oversample-th point: x_j = j L / N on the stored grid
+            traj = traj[(..., *[slice(None, None, self.oversample)] * self.ndim)]
         params = [{**self.equation.parameters(), **v} for v in values]
         scalars = {p.name: torch.tensor([v[p.name] for v in values]) for p in self.varying}
-        return Solved(fields=traj.cpu(), scalars=scalars, parameters=params)
+        return Solved(fields=traj.cpu().contiguous(), scalars=scalars, parameters=params)
 
     def _run(self, equation: AbstractEquation, grid: Grid, u0: Tensor) -> Tensor:
         stepper = ETDRK(equation, grid, self.dt, order=self.order)
@@ -202,13 +207,13 @@ PRESETS: dict[str, AbstractPreset] = {
         SpectralPreset(
             name="burgers_1d", summary="viscous Burgers, random Fourier initial data, shocks smoothed by nu=0.01",
             equation=Burgers(nu=0.01), ndim=1, length=TWO_PI, resolution=256, dt=0.005, save_every=10, n_snapshots=41,
-            initial_condition=RandomFourierSeries(max_wavenumber=4), n_trajectories=64,
+            initial_condition=RandomFourierSeries(max_wavenumber=4), n_trajectories=64, oversample=4,
         ),
         SpectralPreset(
             name="burgers_nu_1d", summary="Burgers with the viscosity drawn per trajectory (stored as a scalar 'nu')",
             equation=Burgers(nu=0.01), ndim=1, length=TWO_PI, resolution=256, dt=0.005, save_every=10, n_snapshots=41,
             initial_condition=RandomFourierSeries(max_wavenumber=4), varying=(VaryingParameter("nu", 0.003, 0.03),),
-            n_trajectories=64,
+            n_trajectories=64, oversample=4,
         ),
         SpectralPreset(
             name="advection_1d", summary="linear advection at speed 1 (exact propagator)",
