@@ -221,6 +221,24 @@ class TrajectoryDataset(Dataset):
         a = a.reshape(a.shape[: lead + self.n_spatial_dims] + (k,))
         return np.moveaxis(a, -1, lead)
 
+    def _read_frames(self, fi: int, ti: int, times: np.ndarray) -> np.ndarray:
+        """All time-varying channels ``(T, C, *space)`` float32, each field copied once into place."""
+        res, n = self.files[0].resolution, self.n_spatial_dims
+        frames = np.empty((len(times), self.metadata.n_fields, *res), dtype=np.float32)
+        c = 0
+        for info in self._var:
+            k = n**info.order
+            if info.sample_varying and all(info.dim_varying):  # the common layout: one slice, one copy
+                idx = _time_index(times)
+                a = np.asarray(self._dataset(fi, info)[ti, idx])
+                if isinstance(idx, np.ndarray) and not np.array_equal(idx, times):
+                    a = a[np.searchsorted(idx, times)]
+                frames[:, c : c + k] = a[:, None] if info.order == 0 else np.moveaxis(a.reshape(a.shape[: 1 + n] + (k,)), -1, 1)
+            else:
+                frames[:, c : c + k] = self._read_field(fi, ti, info, times)
+            c += k
+        return frames
+
     def read(self, trajectory: int, times: Sequence[int]) -> dict[str, torch.Tensor]:
         """Read snapshots ``times`` (indices into the stored time axis) of trajectory ``trajectory``.
 
@@ -239,8 +257,7 @@ class TrajectoryDataset(Dataset):
 
     def _read(self, fi: int, ti: int, times: np.ndarray) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
-        fields = np.concatenate([self._read_field(fi, ti, info, times) for info in self._var], axis=1)
-        out["fields"] = torch.from_numpy(np.ascontiguousarray(fields, dtype=np.float32))
+        out["fields"] = torch.from_numpy(self._read_frames(fi, ti, times))
         if self.normalizer is not None:
             out["fields"] = self.normalizer.normalize(out["fields"], self.n_spatial_dims)
         if self._const:
