@@ -10,7 +10,7 @@ stalls every multi-threaded FFT by a scheduler tick, ~10 ms, which swamps what i
 (a) For each job, one step is timed against the FFTs the step performs (counted by wrapping torch.fft while a
     step runs, each kind timed alone on the same shapes): ratio = step time / (sum count x FFT time); and
     against the minimal count of any pseudo-spectral ETDRK4 (per stage: KS in conservative form one inverse
-    and one forward FFT, where pdeforge's u u_x does two inverse; NS vorticity four inverse and one forward).
+    and one forward FFT, which pdeforge's conservation-form flux term does; NS vorticity four inverse and one forward).
 (b) If ``exponax`` (JAX) imports, the same jobs run there too (jit-compiled, vmapped over the batch; compile
     time excluded), with the agreement of the two trajectories and the time ratio.
 

@@ -11,6 +11,9 @@ Public API::
 
 Importing this package does not import ``neuralop`` (slow); that happens when an FNO/TFNO/UNO is built.
 scOT (Poseidon) lives in ``pdeforge.operators.scot``; ``ScOT`` and ``ScOTConfig`` are re-exported here lazily.
+Families with their own training loop are public modules, imported on use: ``pdeforge.operators.tsm`` (temporal
+stencils / learned interpolation inside the FV solver), ``pdeforge.operators.noda`` (prediction with data
+assimilation) and ``pdeforge.operators.scot.training`` (all-pairs pretraining and fine-tuning).
 """
 
 from ._build import MODELS, FieldOperator, InputLayout, build_from_spec, build_model, config_from_dict, config_to_dict
