@@ -229,7 +229,10 @@ class ETDRK:
             for channel, flux, sym in co["fluxes"]:
                 term = sym * torch.fft.rfftn(flux(u), dim=self._dims)
                 per[channel] = term if per[channel] is None else per[channel] + term
-            parts.append(torch.cat([torch.zeros_like(u_hat[:, :1]) if p is None else p for p in per], dim=1))
+            if self.channels == 1:
+                parts.append(per[0])
+            else:
+                parts.append(torch.cat([torch.zeros_like(u_hat[:, :1]) if p is None else p for p in per], dim=1))
         self.derivatives.release()
         for p in parts:
             n_hat = p if n_hat is None else n_hat + p
