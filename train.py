@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.data = default_data(cfg)
         if world > 1 and is_main:
             dist.barrier()
+    cfg.data = str(Path(cfg.data).resolve())  # the run folder must find its data from anywhere
     from pdeforge.datasets import load_stats
 
     stats = load_stats(Path(cfg.data) / "stats.yaml") if cfg.normalization else None
