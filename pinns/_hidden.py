@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from ..solvers import AbstractEquation
 from ._autograd import pde_residual
-from ._domain import Domain, Problem
-from ._inverse import Observations
+from ._domain import Domain
+from ._inverse import Observations, data_problem
 from ._networks import MLP, NetworkConfig, PINNNet
 from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
 from ._sampling import sample_domain
@@ -82,19 +82,16 @@ class HiddenTermPINN(nn.Module):
                  hidden: NetworkConfig = NetworkConfig(width=32, depth=3), n_residual: int = 4096,
                  residual_weight: float = 1.0, seed: int = 0) -> None:
         super().__init__()
-        zeros = lambda x: torch.zeros(x.shape[0], len(known.channels), dtype=x.dtype)  # noqa: E731 (unused IC)
         self.known = known
-        self.net = PINNNet(Problem(known, domain, zeros), network, seed).double()
+        self.net = PINNNet(data_problem(known, domain), network, seed).double()
         channels = len(known.channels)
         self.hidden = MLP(channels, channels, hidden, torch.Generator().manual_seed(seed + 2)).double()
         self.observations = observations
         self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1))
         self.residual_weight = residual_weight
-        self._scale = float((observations.u**2).mean())
 
     def objective(self, step: int | None) -> tuple[Tensor, dict]:
-        obs = self.observations
-        data = ((self.net(obs.x, obs.t) - obs.u) ** 2).mean() / self._scale
+        data = self.observations.misfit(self.net)
         r, u = pde_residual(self.known, self.net, *self.points)
         res = ((r - self.hidden(u)) ** 2).mean()
         return data + self.residual_weight * res, {"loss_data": float(data.detach()), "loss_residual": float(res.detach())}

@@ -39,6 +39,15 @@ class Observations:
     u: Tensor
     u_clean: Tensor
 
+    def misfit(self, net: nn.Module) -> Tensor:
+        """Mean squared data misfit of ``net(x, t)``, relative to the mean square of the observations."""
+        return ((net(self.x, self.t) - self.u) ** 2).mean() / (self.u**2).mean()
+
+
+def data_problem(equation: AbstractEquation, domain: Domain) -> Problem:
+    """A :class:`Problem` for fitting data: the initial condition is never used (zeros, for the interface)."""
+    return Problem(equation, domain, lambda x: torch.zeros(x.shape[0], len(equation.channels), dtype=x.dtype))
+
 
 def observations_from_fields(fields: Tensor, times: Tensor, coords: Sequence[Tensor], n_points: int,
                              noise: float = 0.01, seed: int = 0, dtype: torch.dtype = torch.float64) -> Observations:
@@ -126,18 +135,15 @@ class InversePINN(nn.Module):
                  network: NetworkConfig = NetworkConfig(width=50, depth=4), n_residual: int = 4096,
                  residual_weight: float = 1.0, seed: int = 0) -> None:
         super().__init__()
-        zeros = lambda x: torch.zeros(x.shape[0], len(equation.channels), dtype=x.dtype)  # noqa: E731 (unused IC)
-        self.problem = Problem(equation, domain, zeros)
+        self.problem = data_problem(equation, domain)
         self.net = PINNNet(self.problem, network, seed).double()
         self.coefficients = InverseCoefficients(equation, initial)
         self.observations = observations
         self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1))
         self.residual_weight = residual_weight
-        self._scale = float((observations.u**2).mean())
 
     def objective(self, step: int | None) -> tuple[Tensor, dict]:
-        obs = self.observations
-        data = ((self.net(obs.x, obs.t) - obs.u) ** 2).mean() / self._scale
+        data = self.observations.misfit(self.net)
         r, _ = pde_residual(self.coefficients.equation(), self.net, *self.points)
         res = (r**2).mean()
         record = {"loss_data": float(data.detach()), "loss_residual": float(res.detach()),
