@@ -33,7 +33,7 @@ from ._equations import (
     SwiftHohenberg,
     Wave,
 )
-from ._etdrk import ETDRK, TABLEAUS, ETDRKTableau, phi_functions, rollout
+from ._etdrk import ETDRK, ETDRK4_COX_MATTHEWS, TABLEAUS, ETDRKTableau, phi_functions, rollout
 from ._grid import Grid
 from ._ic import (
     AbstractInitialCondition,
@@ -49,6 +49,7 @@ from ._ic import (
 
 __all__ = [
     "EQUATIONS",
+    "ETDRK4_COX_MATTHEWS",
     "TABLEAUS",
     "AbstractDerivatives",
     "AbstractEquation",

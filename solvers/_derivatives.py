@@ -81,18 +81,19 @@ class SpectralDerivatives(AbstractDerivatives):
             )
         return self._symbols[key]
 
-    def bind(self, u_hat: Tensor, values: bool = True) -> Tensor:
+    def bind(self, u_hat: Tensor, values: bool = True, masked: bool = False) -> Tensor:
         """Remember the spectrum ``u_hat`` (``(B, C, *grid.spectral_shape)``) and return a handle to it.
 
         The handle is the physical field (dealiased when ``dealias`` is on) if ``values``, else an empty
         tensor, for terms that use only derivatives of the state (one inverse FFT saved). Passing the handle
-        back to ``D`` reuses ``u_hat``.
+        back to ``D`` reuses ``u_hat``. ``masked=True`` says ``u_hat`` already carries the 2/3 mask (the solver
+        folds it into its stage propagators), which saves one multiplication.
         """
         self._bound_hat = u_hat
         if not values:
             self._bound = u_hat.real.new_empty(0)
         else:
-            if self.dealias:
+            if self.dealias and not masked:
                 u_hat = u_hat * self.symbol((0,) * self.grid.ndim, False, u_hat.dtype, u_hat.device)
             self._bound = torch.fft.irfftn(u_hat, s=self.grid.shape, dim=self._dims)
         return self._bound

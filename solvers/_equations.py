@@ -53,7 +53,8 @@ class FluxTerm:
 
 def square(u: Tensor) -> Tensor:
     """``u[0]^2`` (keeps the channel axis)."""
-    return u[:, :1] ** 2
+    v = u[:, :1]
+    return v * v
 
 
 def unit(ndim: int, d: int, order: int) -> tuple[int, ...]:
@@ -439,9 +440,11 @@ class NavierStokes2D(AbstractEquation):
         return laplacian_terms(self.nu, ndim) + identity_term(-self.drag, ndim)
 
     def nonlinear_term(self, w: Tensor, D: AbstractDerivatives) -> Tensor:
-        u = -D.inverse_laplacian(w, (0, 1))
+        # u = -d_y lap^-1 w, v = d_x lap^-1 w: -(u w_x + v w_y) = (d_y lap^-1 w) w_x - (d_x lap^-1 w) w_y
+        # (two fused operations instead of five: the 2D solver spends its non-FFT time here)
+        minus_u = D.inverse_laplacian(w, (0, 1))
         v = D.inverse_laplacian(w, (1, 0))
-        return -(u * D(w, (1, 0)) + v * D(w, (0, 1)))
+        return torch.addcmul(minus_u * D(w, (1, 0)), v, D(w, (0, 1)), value=-1.0)
 
     def source_term(self, coords: tuple[Tensor, ...]) -> Tensor | None:
         return None if self.forcing is None else self.forcing.vorticity_source(coords)
