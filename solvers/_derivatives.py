@@ -67,6 +67,7 @@ class SpectralDerivatives(AbstractDerivatives):
         self._symbols: dict[tuple, Tensor] = {}
         self._bound: Tensor | None = None
         self._bound_hat: Tensor | None = None
+        self._memo: dict[tuple, Tensor] = {}  # derivatives of the bound field, computed once per bind
         self._dims = tuple(range(-grid.ndim, 0))
 
     # -- spectral helpers -------------------------------------------------------------------------------
@@ -90,6 +91,7 @@ class SpectralDerivatives(AbstractDerivatives):
         folds it into its stage propagators), which saves one multiplication.
         """
         self._bound_hat = u_hat
+        self._memo.clear()
         if not values:
             self._bound = u_hat.real.new_empty(0)
         else:
@@ -105,6 +107,7 @@ class SpectralDerivatives(AbstractDerivatives):
         a term that does not (vorticity convection) is later given an empty handle instead of ``u``.
         """
         _ValueProbe.touched = False
+        self._memo.clear()
         self._bound_hat = torch.zeros(1, channels, *self.grid.spectral_shape, dtype=torch.complex128)
         self._bound = torch.zeros(1, channels, *self.grid.shape, dtype=torch.float64).as_subclass(_ValueProbe)
         try:
@@ -116,10 +119,15 @@ class SpectralDerivatives(AbstractDerivatives):
     def release(self) -> None:
         """Forget the bound spectrum."""
         self._bound = self._bound_hat = None
+        self._memo.clear()
 
     def _apply(self, u: Tensor, alpha: tuple[int, ...], inverse_laplacian: bool) -> Tensor:
         if u is self._bound:
-            u_hat = self._bound_hat
+            key = (alpha, inverse_laplacian)
+            if key not in self._memo:
+                sym = self.symbol(alpha, inverse_laplacian, self._bound_hat.dtype, self._bound_hat.device)
+                self._memo[key] = torch.fft.irfftn(self._bound_hat * sym, s=self.grid.shape, dim=self._dims)
+            return self._memo[key]
         else:
             if tuple(u.shape[-self.grid.ndim:]) != self.grid.shape:
                 raise ValueError(f"expected a field (..., {', '.join(map(str, self.grid.shape))}), got {tuple(u.shape)}")

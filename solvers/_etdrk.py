@@ -184,17 +184,24 @@ class ETDRK:
         if f is not None:
             f = torch.broadcast_to(f, (1, self.channels, *grid.shape))
             self._source_hat = torch.fft.rfftn(f, dim=self._dims) * grid.dealias_mask()
-        no_term, self._reads_values = self.derivatives.probe(equation.nonlinear_term, self.channels)
-        # flux terms c D^alpha flux(u): the symbol c (ik)^alpha applied in Fourier space, one FFT pair per stage
-        self._fluxes = [(t.out_channel, t.flux, t.coefficient * derivative_symbol(grid, t.alpha))
-                        for t in equation.flux_terms(grid.ndim)]
+        no_term, term_reads = self.derivatives.probe(equation.nonlinear_term, self.channels)
+        # flux terms c D^alpha flux(u, D): the symbol c (ik)^alpha applied in Fourier space; terms sharing a flux
+        # function share its forward FFT (their symbols are summed)
+        flux_terms = equation.flux_terms(grid.ndim)
+        _, flux_reads = self.derivatives.probe(lambda u, D: [t.flux(u, D) for t in flux_terms], self.channels)
+        grouped: dict[tuple, Tensor] = {}
+        for t in flux_terms:
+            key = (t.out_channel, t.flux)
+            grouped[key] = grouped.get(key, 0) + t.coefficient * derivative_symbol(grid, t.alpha)
+        self._fluxes = [(c, f, sym) for (c, f), sym in grouped.items()]
+        self._reads_values = term_reads or (flux_reads and bool(flux_terms))
         self.linear = no_term and not self._fluxes
         mask = grid.dealias_mask().to(torch.complex128)
-        # one flux and nothing else (Burgers, KdV, KS): its symbol goes into a_ij and b_i, a stage is irfft-f-rfft
-        self._single_flux = (self.diagonal and self.channels == 1 and no_term and len(self._fluxes) == 1
-                             and self._source_hat is None)
         # the stages' physical values are dealiased: fold the factor mask into the stage propagators
-        self._premask = self.diagonal and (self._reads_values or bool(self._fluxes))
+        self._premask = self.diagonal and self._reads_values
+        # one flux of the values and nothing else (Burgers, KdV, KS): its symbol goes into a_ij and b_i
+        self._single_flux = (self._premask and self.channels == 1 and no_term and len(self._fluxes) == 1
+                             and self._source_hat is None)
         n_symbol = mask * (self._fluxes[0][2] if self._single_flux else 1.0)  # multiplies every N(U_j)
 
         # every (k, c) the tableau needs, then each coefficient times h
@@ -274,14 +281,14 @@ class ETDRK:
         n_hat = co["source"]
         if self.linear:
             return n_hat
-        u = self.derivatives.bind(u_hat, values=self._reads_values or bool(self._fluxes), masked=self._premask)
+        u = self.derivatives.bind(u_hat, values=self._reads_values, masked=self._premask)
         n = self.equation.nonlinear_term(u, self.derivatives)
         parts = [] if n is None else [torch.fft.rfftn(n, dim=self._dims)]
         if self._fluxes:
             per: list[Tensor | None] = [None] * self.channels
             for channel, flux, sym in co["fluxes"]:
-                term = sym * torch.fft.rfftn(flux(u), dim=self._dims)
-                per[channel] = term if per[channel] is None else per[channel] + term
+                f_hat = torch.fft.rfftn(flux(u, self.derivatives), dim=self._dims)
+                per[channel] = sym * f_hat if per[channel] is None else torch.addcmul(per[channel], sym, f_hat)
             if self.channels == 1:
                 parts.append(per[0])
             else:
@@ -324,8 +331,8 @@ class ETDRK:
     def _step_single_flux(self, u_hat: Tensor, out: Tensor, co: dict) -> Tensor:
         """``step_spectral`` for one scalar flux (Burgers, KdV, KS) with the calls inlined: these 1D jobs are
         bound by the cost of launching operations, not by arithmetic."""
-        flux, shape, dims = self._fluxes[0][1], self.grid.shape, self._dims
-        irfftn, rfftn, addcmul = torch.fft.irfftn, torch.fft.rfftn, torch.addcmul
+        flux, D, dims = self._fluxes[0][1], self.derivatives, self._dims
+        rfftn, addcmul = torch.fft.rfftn, torch.addcmul
         propagators = co["E_c"]
         propagated: list[Tensor | None] = [None] * len(propagators)
         stages: list[Tensor] = []
@@ -336,7 +343,8 @@ class ETDRK:
             for a_ij, n_j in zip(row, stages):
                 if a_ij is not None:
                     stage = addcmul(stage, a_ij, n_j)
-            stages.append(rfftn(flux(irfftn(stage, s=shape, dim=dims)), dim=dims))
+            stages.append(rfftn(flux(D.bind(stage, masked=True), D), dim=dims))
+            D.release()
         for b, idx in co["b"]:
             n = stages[idx[0]]
             for j in idx[1:]:
