@@ -4,7 +4,7 @@ Every equation is written ``u_t = sum_terms c D^alpha u[in] + N(u, D) + f(x)``:
 
 * the linear part is data, a tuple of :class:`LinearTerm` (coefficient, derivative multi-index, channel
   coupling); the spectral solver turns it into the Fourier symbol, a PINN into autograd derivatives;
-* the nonlinear term is conservation-form data, a tuple of :class:`FluxTerm` (``c D^alpha flux(u)``), plus
+* the nonlinear term is conservation-form data, a tuple of :class:`FluxTerm` (``c D^alpha flux(u, D)``), plus
   ``nonlinear_term(u, D)`` written once against a derivative provider
   (:class:`~pdeforge.solvers.AbstractDerivatives`): FFTs with 2/3 dealiasing in the solver, autograd in a PINN;
 * ``source_term(coords)`` is a time-independent forcing ``f(x)`` (or ``None``).
