@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,12 +28,31 @@ from pdeforge.operators.scot import (
     spectral_resample,
 )
 
-# The original code itself, run on this project's CPUs, differs from the stored outputs by up to 5.6e-5
-# (16 of 4096 values outside rtol 1e-4 / atol 1e-5): the tiny model with O(1) weights amplifies float32
-# rounding (a 3e-8 relative input perturbation moves the output by 6e-5), so the rounding of the machine the
-# files were made on shows. pdeforge's ScOT is bit-identical to the original on the same machine; the tests
-# use atol 2e-4 elementwise plus a mean-error bound 20x below what any wrong tensor gives.
+# The tiny model with O(1) weights amplifies float32 rounding (a 3e-8 relative input perturbation moves the output
+# by 6e-5), so the convolution kernels' accumulation order shows: with oneDNN's AVX-512 kernels (this project's
+# CPUs) the original code and pdeforge alike differ from the stored outputs by up to 6e-5; with its AVX2 kernels
+# (DNNL_MAX_CPU_ISA=AVX2, what the machine that made the files ran) by 3.4e-6. So the reference outputs are
+# checked at the issue's rtol 1e-4 / atol 1e-5 in a subprocess under AVX2 kernels, and in this process (any
+# kernels) at atol 2e-4 elementwise plus a mean-error bound 20x below what any wrong tensor gives.
 RTOL, ATOL, MEAN_ATOL = 1e-4, 2e-4, 1e-5
+
+_UNDER_REFERENCE_KERNELS = """
+import sys
+from pathlib import Path
+import torch
+from safetensors.torch import load_file, save_file
+from pdeforge.operators.scot import ScOT, scot_loss
+ref, folder, out_file = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+torch.set_num_threads(int(sys.argv[4]))
+model = ScOT.from_pretrained(folder).eval()
+io, rs, lo = (load_file(ref / f"tiny_shift_{n}.safetensors") for n in ("io", "resample_io", "loss_io"))
+with torch.no_grad():
+    out = {"output": model(io["pixel_values"], io["time"]),
+           "output_half": model(rs["pixel_values_half"], rs["time"]),
+           "output_double": model(rs["pixel_values_double"], rs["time"])}
+    out["loss"] = scot_loss(model(lo["pixel_values"], lo["time"]), lo["labels"], [0, 1, 2]).reshape(1)
+save_file({k: v.contiguous() for k, v in out.items()}, out_file)
+"""
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +148,24 @@ def test_tiny_reference_resampled_outputs(ref_dir: Path, tiny_model: ScOT) -> No
             out = tiny_model(io[f"pixel_values_{which}"], io["time"])
         assert out.shape == (2, 2, size, size)
         _close(out, io[f"output_{which}"])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tiny_reference_at_the_issue_tolerance_under_the_reference_kernels(
+    ref_dir: Path, tiny_folder: Path, tmp_path: Path, threads: int
+) -> None:
+    """Outputs, resampled outputs and loss within rtol 1e-4 / atol 1e-5 (measured max 3.4e-6) with oneDNN limited
+    to AVX2 kernels, as on the machine that made the files (a no-op on CPUs without AVX-512)."""
+    out_file = tmp_path / "out.safetensors"
+    env = dict(os.environ, DNNL_MAX_CPU_ISA="AVX2", OMP_NUM_THREADS=str(threads))
+    r = subprocess.run([sys.executable, "-c", _UNDER_REFERENCE_KERNELS, str(ref_dir), str(tiny_folder), str(out_file),
+                        str(threads)], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = load_file(out_file)
+    io, rs, lo = (load_file(ref_dir / f"tiny_shift_{n}.safetensors") for n in ("io", "resample_io", "loss_io"))
+    for name, ref in (("output", io["output"]), ("output_half", rs["output_half"]),
+                      ("output_double", rs["output_double"]), ("loss", lo["loss"].reshape(1))):
+        torch.testing.assert_close(got[name], ref, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_tiny_reference_loss(ref_dir: Path, tiny_model: ScOT) -> None:
