@@ -1,6 +1,6 @@
 """TSM vs LI vs coarse solver at CPU scale: high-correlation duration, the HiPPO ablation, per-step latency.
 
-    python benchmarks/tsm.py                       # trains tsm-hippo, li, tsm-frames (~25 min on 1 shared CPU thread)
+    python benchmarks/tsm.py                      # trains tsm-hippo, li, li-stage, tsm-frames (~30 min, 1 free thread)
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs
     python benchmarks/tsm.py --steps 100           # shorter training
 
@@ -34,7 +34,8 @@ from pdeforge.operators.tsm import (
 
 MODELS = {  # name -> spec changes on top of configs/tsm_kolmogorov.yaml's defaults
     "tsm-hippo": {"variant": "tsm", "encoder": "hippo"},
-    "li": {"variant": "li"},
+    "li": {"variant": "li", "li_calls": "step"},  # the papers' LI: one CNN call per solver step
+    "li-stage": {"variant": "li", "li_calls": "stage"},  # a stronger, 3x costlier LI: a call at each RK stage
     "tsm-frames": {"variant": "tsm", "encoder": "frames"},
 }
 
@@ -54,7 +55,7 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/tsm_bench")
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--reuse", action="store_true", help="do not train; load the run folders under --runs")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

@@ -24,6 +24,7 @@ from ._tsm_stencils import StencilInterpolation, logits_per_cell
 
 VARIANTS = ("tsm", "li", "coarse")
 ENCODERS = ("hippo", "frames")
+LI_CALLS = ("step", "stage")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,10 @@ class CNNConfig:
 @dataclass(frozen=True)
 class TSMConfig:
     """What to build. ``history`` frames in (TSM), ``hippo_order`` LagT coefficients per component, ``bundle``
-    solver steps per CNN call (TSM), stencil accuracy ``order`` (1: 15 logits per stencil, 120 per cell)."""
+    solver steps per CNN call (TSM), stencil accuracy ``order`` (1: 15 logits per stencil, 120 per cell).
+    ``li_calls``: LI's CNN reads the velocity once per solver step (``"step"``: 120 logits per cell per step, as
+    Kochkov et al. and TSM's baseline, whose solver evaluates the convection once per step) or at each of the
+    SSP-RK3 stages (``"stage"``: three calls per step)."""
 
     variant: str = "tsm"
     encoder: str = "hippo"
@@ -46,12 +50,15 @@ class TSMConfig:
     bundle: int = 4
     order: int = 1
     cnn: CNNConfig = CNNConfig()
+    li_calls: str = "step"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.li_calls not in LI_CALLS:
+            raise ValueError(f"li_calls must be one of {LI_CALLS}, got {self.li_calls!r}")
         if self.history < 1 or self.bundle < 1:
             raise ValueError(f"history and bundle must be >= 1, got {self.history} and {self.bundle}")
 
@@ -108,14 +115,16 @@ class TemporalStencilModel(nn.Module):
     def __init__(self, config: TSMConfig, grid: StaggeredGrid, flow: FlowParameters, dt: float,
                  velocity_scale: float = 1.0) -> None:
         super().__init__()
-        self.config, self.dt = config, dt
+        self.config, self.dt, self.velocity_scale = config, dt, velocity_scale
         n_out = logits_per_cell(config.order)
         if config.variant == "coarse":
             self.net, self.encoder = None, None
             interp: nn.Module = VanLeerInterpolation()
         elif config.variant == "li":
             self.net, self.encoder = periodic_cnn(2, n_out, config.cnn), None
-            interp = StencilInterpolation(_ScaledNet(self.net, velocity_scale), config.order)
+            # per stage: the interpolation calls the CNN itself; per step: rollout sets the logits once a step
+            per_stage = config.li_calls == "stage"
+            interp = StencilInterpolation(_ScaledNet(self.net, velocity_scale) if per_stage else None, config.order)
         else:
             if config.encoder == "hippo":
                 self.encoder = HippoEncoder(config.hippo_order, config.history, velocity_scale)
@@ -136,14 +145,19 @@ class TemporalStencilModel(nn.Module):
                              + (": add a time axis with v[:, None]" if frames.ndim == 4 else ""))
         v = frames[:, -1]
         out: list[Tensor] = []
+        interp = self.solver.interpolation
         if self.config.variant != "tsm":
+            per_step = self.config.variant == "li" and self.config.li_calls == "step"
             for _ in range(n_steps):
+                if per_step:
+                    interp.logits = self.net(v / self.velocity_scale)
                 v = self.solver.step(v, self.dt)
                 out.append(v)
+            if per_step:
+                interp.logits = None
             return torch.stack(out, dim=1)
         hist = list(frames[:, -need:].unbind(1))
         n_logits = logits_per_cell(self.config.order)
-        interp = self.solver.interpolation
         while len(out) < n_steps:
             logits = self.net(self.encoder(torch.stack(hist[-need:], dim=1)))
             for s in range(min(self.config.bundle, n_steps - len(out))):

@@ -65,6 +65,7 @@ class TSMRunConfig:
     history: int = 16             # frames encoded (TSM)
     hippo_order: int = 32         # LagT coefficients per velocity component
     bundle: int = 4               # solver steps per CNN call (TSM)
+    li_calls: str = "step"        # LI's CNN once per solver step (the papers) | "stage": at each SSP-RK3 stage
     order: int = 1                # stencil accuracy order
     layers: int = 4               # CNN depth
     channels: int = 32            # CNN width
@@ -96,7 +97,7 @@ class TSMRunConfig:
 
     def model_config(self) -> TSMConfig:
         return TSMConfig(self.variant, self.encoder, self.history, self.hippo_order, self.bundle, self.order,
-                         CNNConfig(self.layers, self.channels))
+                         CNNConfig(self.layers, self.channels), self.li_calls)
 
     @property
     def dt(self) -> float:
@@ -215,7 +216,7 @@ def load_model(run_dir: str | Path) -> TemporalStencilModel:
     """Rebuild a trained model from its run folder (``model.json`` + ``model.safetensors``)."""
     run_dir = Path(run_dir)
     spec = json.loads((run_dir / "model.json").read_text())
-    cfg = TSMRunConfig.from_spec(spec["run_config"])
+    cfg = TSMRunConfig.from_spec({"li_calls": "stage", **spec["run_config"]})  # runs saved before li_calls: per stage
     model = build_model(cfg, spec["velocity_scale"])
     model.load_state_dict(load_weights(run_dir / "model.safetensors"), strict=False)
     return model

@@ -131,24 +131,44 @@ def test_lagt_kernel_and_encoder_equal_the_recurrence():
 
 
 # ------------------------------------------------------------------------------------------------ models
-def _model(variant: str, encoder: str = "hippo", n: int = 8) -> TemporalStencilModel:
-    cfg = TSMConfig(variant, encoder, history=4, hippo_order=4, bundle=2, cnn=CNNConfig(layers=2, channels=4))
+def _model(variant: str, encoder: str = "hippo", n: int = 8, li_calls: str = "step") -> TemporalStencilModel:
+    cfg = TSMConfig(variant, encoder, history=4, hippo_order=4, bundle=2, cnn=CNNConfig(layers=2, channels=4),
+                    li_calls=li_calls)
     return TemporalStencilModel(cfg, fv.StaggeredGrid(n), FLOW, dt=0.05).double()
 
 
 def test_untrained_models_equal_the_coarse_solver():
     frames = _velocity(8, 2)[:, None].repeat(1, 4, 1, 1, 1)
     coarse = _model("coarse").rollout(frames, 5)
-    for variant, encoder in (("li", "hippo"), ("tsm", "hippo"), ("tsm", "frames")):
-        pred = _model(variant, encoder).rollout(frames, 5)  # last layer starts at zero: base scheme
-        assert torch.allclose(pred, coarse, atol=1e-13, rtol=0), variant
+    for variant, encoder, calls in (("li", "hippo", "step"), ("li", "hippo", "stage"), ("tsm", "hippo", "step"),
+                                    ("tsm", "frames", "step")):
+        pred = _model(variant, encoder, li_calls=calls).rollout(frames, 5)  # last layer starts at zero: base scheme
+        assert torch.allclose(pred, coarse, atol=1e-13, rtol=0), (variant, calls)
     assert (coarse[:, -1] - frames[:, -1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("variant", ["li", "tsm"])
-def test_gradients_reach_the_cnn_through_an_unrolled_rollout(variant):
+@pytest.mark.parametrize(("li_calls", "per_step"), [("step", 1), ("stage", 3)])
+def test_li_calls_its_cnn_once_per_step_or_at_each_rk_stage(li_calls, per_step):
+    model = _model("li", li_calls=li_calls)
+    calls = []
+    model.net.register_forward_hook(lambda *_: calls.append(1))
+    model.rollout(_velocity(8, 1)[:, None], 4)
+    assert len(calls) == 4 * per_step  # SSP-RK3: three stages
+    # the same weights, perturbed: per-step and per-stage logits give different (both finite) trajectories
+    other = _model("li", li_calls="step" if li_calls == "stage" else "stage")
     torch.manual_seed(0)
-    model = _model(variant)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other.net.load_state_dict(model.net.state_dict())
+    a, b = model.rollout(_velocity(8, 1)[:, None], 4), other.rollout(_velocity(8, 1)[:, None], 4)
+    assert torch.isfinite(a).all() and (a - b).abs().max() > 1e-8
+
+
+@pytest.mark.parametrize(("variant", "li_calls"), [("li", "step"), ("li", "stage"), ("tsm", "step")])
+def test_gradients_reach_the_cnn_through_an_unrolled_rollout(variant, li_calls):
+    torch.manual_seed(0)
+    model = _model(variant, li_calls=li_calls)
     with torch.no_grad():
         for p in model.net.parameters():
             p.add_(0.05 * torch.randn_like(p))
