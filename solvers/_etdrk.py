@@ -274,10 +274,12 @@ class ETDRK:
         return acc + torch.einsum("oi...,bi...->bo...", coef, v_hat)
 
     def _nonlinear_hat(self, u_hat: Tensor, co: dict) -> Tensor | None:
-        """``N(u)`` in Fourier space before the 2/3 mask (and the single flux's symbol), folded into ``a, b``."""
-        if self._single_flux:
-            u = torch.fft.irfftn(u_hat, s=self.grid.shape, dim=self._dims)
-            return torch.fft.rfftn(self._fluxes[0][1](u), dim=self._dims)
+        """``N(u)`` in Fourier space without the 2/3 mask, which is folded into ``a, b`` (for a single flux, its
+        symbol too: then this is just the transformed flux)."""
+        if self._single_flux:  # Burgers, KdV, KS: these 1D jobs are bound by the number of operations launched
+            f = self._fluxes[0][1](self.derivatives.bind(u_hat, masked=True), self.derivatives)
+            self.derivatives.release()
+            return torch.fft.rfftn(f, dim=self._dims)
         n_hat = co["source"]
         if self.linear:
             return n_hat
@@ -306,8 +308,6 @@ class ETDRK:
             return out
         if self.linear:  # N is the constant source: every stage sees the same N
             return self._accumulate(out, co["b_sum"], co["source"])
-        if self._single_flux:
-            return self._step_single_flux(u_hat, out, co)
         stages: list[Tensor] = []
         propagated: list[Tensor | None] = [None] * len(co["E_c"])  # exp(c z) u_hat, shared by equal nodes
         for slot, row in zip(co["slots"], co["a"]):
@@ -326,30 +326,6 @@ class ETDRK:
             for j in idx[1:]:
                 n = n + stages[j]
             out = self._accumulate(out, b, n)
-        return out
-
-    def _step_single_flux(self, u_hat: Tensor, out: Tensor, co: dict) -> Tensor:
-        """``step_spectral`` for one scalar flux (Burgers, KdV, KS) with the calls inlined: these 1D jobs are
-        bound by the cost of launching operations, not by arithmetic."""
-        flux, D, dims = self._fluxes[0][1], self.derivatives, self._dims
-        rfftn, addcmul = torch.fft.rfftn, torch.addcmul
-        propagators = co["E_c"]
-        propagated: list[Tensor | None] = [None] * len(propagators)
-        stages: list[Tensor] = []
-        for slot, row in zip(co["slots"], co["a"]):
-            stage = propagated[slot]
-            if stage is None:
-                stage = propagated[slot] = propagators[slot] * u_hat
-            for a_ij, n_j in zip(row, stages):
-                if a_ij is not None:
-                    stage = addcmul(stage, a_ij, n_j)
-            stages.append(rfftn(flux(D.bind(stage, masked=True), D), dim=dims))
-            D.release()
-        for b, idx in co["b"]:
-            n = stages[idx[0]]
-            for j in idx[1:]:
-                n = n + stages[j]
-            out = addcmul(out, b, n)
         return out
 
     def check_input(self, u: Tensor) -> None:
