@@ -1,6 +1,6 @@
 """Samples/s of train.py's loop against neuraloperator's ``Trainer``, and the data-stall fraction through HDF5.
 
-    python benchmarks/training.py [--resolution 64] [--batch-size 16] [--epochs 4] [--rounds 2] [--threads 1]
+    python benchmarks/training.py [--resolution 64] [--batch-size 16] [--epochs 4] [--rounds 4] [--threads 1]
 
 1. **Throughput (goal: ratio >= 1.0).** One 2D dataset (1 field, ``resolution^2``, 40 training trajectories of 9
    snapshots: 320 next-step windows) is written small enough (< 64 MiB) for the dataset layer to hold it in memory.
@@ -13,8 +13,9 @@
      parameter counts are printed and must agree), its default ``LpLoss``, AdamW + cosine per epoch, on the same
      normalised windows, read once into memory tensors, with the same batch size and ``drop_last`` (same steps).
      Its per-epoch ``epoch_train_time`` (validation excluded) is recorded.
-   Both run in this process, alternated ``rounds`` times; each side's first epoch of a run is dropped (warm-up) and
-   samples/s = batch * steps / median epoch time.
+   Both run in this process, alternated ``rounds`` times in ABBA order (so a drift of the machine's speed favours
+   neither); each side's first epoch of a run is dropped (warm-up) and samples/s = batch * steps / median epoch time.
+   The ratio of each round's adjacent pair of runs is printed too: its spread is this machine's noise.
 2. **Data stall (goal: < 5 %).** A second file of the same windows' shape, larger than the 64 MiB cache (112
    trajectories x 41 snapshots = 72 MiB, read lazily from HDF5), trained by train.py on its first 8 trajectories
    (the same 20 steps per epoch) with ``num_workers`` 0 and 2; prints train_log.jsonl's ``data_time_fraction``
@@ -136,19 +137,26 @@ def throughput(root: Path, resolution: int, model_args: dict, batch_size: int, e
     size = sum(p.stat().st_size for p in (data / "data").rglob("*.hdf5"))
     train, valid = memory_windows(data, "train"), memory_windows(data, "valid")
     ours, theirs, info = [], [], {}
-    for r in range(rounds):
-        a = run_train_py(data, root / f"run_{r}", model_args, batch_size, epochs)
-        b = run_neuralop(train, valid, model_args, batch_size, epochs, seed=r)
+    per_round = []
+    for r in range(rounds):  # ABBA order: a drift in the machine's speed does not favour either side
+        if r % 2 == 0:
+            a = run_train_py(data, root / f"run_{r}", model_args, batch_size, epochs)
+            b = run_neuralop(train, valid, model_args, batch_size, epochs, seed=r)
+        else:
+            b = run_neuralop(train, valid, model_args, batch_size, epochs, seed=r)
+            a = run_train_py(data, root / f"run_{r}", model_args, batch_size, epochs)
         if set(a["steps_per_epoch"]) != {b["steps_per_epoch"]}:
             raise RuntimeError(f"steps per epoch differ: train.py {a['steps_per_epoch']}, neuraloperator {b['steps_per_epoch']}")
         ours += [e["epoch_time"] for e in a["epochs"][1:]]
         theirs += b["times"][1:]
+        per_round.append(statistics.median(b["times"][1:]) / statistics.median([e["epoch_time"] for e in a["epochs"][1:]]))
         info = {"steps_per_epoch": b["steps_per_epoch"], "params_ours": a["n_parameters"], "params_theirs": b["n_parameters"],
                 "cached_data_time_fraction": [e["data_time_fraction"] for e in a["epochs"][1:]]}
     n = batch_size * info["steps_per_epoch"]
     ours_rate, theirs_rate = n / statistics.median(ours), n / statistics.median(theirs)
     return info | {"file_mib": size / 2**20, "windows": len(train), "ours": ours_rate, "theirs": theirs_rate,
-                   "ratio": ours_rate / theirs_rate, "epoch_times_ours": ours, "epoch_times_theirs": theirs}
+                   "ratio": ours_rate / theirs_rate, "epoch_times_ours": ours, "epoch_times_theirs": theirs,
+                   "ratio_per_round": per_round}
 
 
 def data_stall(root: Path, resolution: int, model_args: dict, batch_size: int, epochs: int, workers: tuple[int, ...]) -> dict:
@@ -170,7 +178,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=4, help="epochs per run (the first of each run is not timed)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternations of the two trainers")
+    ap.add_argument("--rounds", type=int, default=4, help="alternations of the two trainers")
     ap.add_argument("--stall-epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     ap.add_argument("--skip-stall", action="store_true")
@@ -190,6 +198,8 @@ def main() -> None:
               f"(epoch times {', '.join(f'{t:.2f}' for t in r['epoch_times_theirs'])} s)")
         print(f"  ratio train.py / Trainer = {r['ratio']:.3f}  (goal >= 1.0: {'met' if r['ratio'] >= 1.0 else 'NOT met'}); "
               f"data_time_fraction with the cached file: {max(r['cached_data_time_fraction']):.2%} (max over epochs)")
+        print(f"  ratio per round (adjacent runs, ABBA order): {', '.join(f'{x:.3f}' for x in r['ratio_per_round'])}; "
+              f"median {statistics.median(r['ratio_per_round']):.3f}")
         if not args.skip_stall:
             s = data_stall(root, args.resolution, model_args, args.batch_size, args.stall_epochs, (0, 2))
             lazy = "> 64 MiB cache: read lazily from HDF5" if s["file_mib"] > 64 else "CACHED in memory: raise --resolution"
