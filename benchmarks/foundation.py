@@ -1,14 +1,17 @@
 """Foundation-model benchmark at CPU scale: scOT pretrained on two Navier-Stokes initial-condition families and
 fine-tuned on data it has not seen, against scOT from scratch and an FNO.
 
-    python benchmarks/foundation.py                       # ~16 min on one free CPU thread; writes runs/foundation/
+    python benchmarks/foundation.py                       # ~32 min on one free CPU thread; writes runs/foundation_ns_blobs_e32/
     python benchmarks/foundation.py --downstream kolmogorov   # fine-tune on a different PDE instead
 
 Downstream data (``--downstream``): ``ns_blobs`` (default), the pretraining PDE from Gaussian vortex blobs, an
 initial-condition family absent from pretraining; or ``kolmogorov`` (forced Kolmogorov flow with drag, a different
-PDE; what ``configs/scot_finetune.yaml`` uses). At this scale (363k-parameter scOT, 2000 pretraining and 600
-fine-tuning steps) the tiny model learns little of Kolmogorov flow from 8-64 trajectories (median rel L1 62-74 %
-pretrained or not), so the pretraining effect is measured on the unseen family.
+PDE; what ``configs/scot_finetune.yaml`` uses). Every scOT here is ``ScOTConfig.tiny`` at ``--embed-dim`` 32
+(4.9M parameters; 3000 pretraining steps on 2 x 102 trajectories, 600 fine-tuning steps). The width matters: at
+embed 8 (363k parameters) neither pretraining nor fine-tuning got below persistence (u(t) = u(0), printed as the
+floor), so any "gain" was a difference between two models that had learned no dynamics. Measured (2026-11-28,
+ns_blobs, persistence 67.0 %): pretrained 67.2 / 58.7 / 57.5 / 55.4 %, scratch 72.0 / 67.5 / 65.2 / 65.2 %,
+FNO 85.0 / 70.1 / 58.1 / 43.9 % at N = 8 / 16 / 32 / 64.
 
 Prints, for every N (training trajectories of the downstream data), the median relative L1 error (%) of
 u(t=0) -> u(t=0.4) on the test trajectories (Poseidon's metric), and Poseidon's gains (Herde et al. 2024, Sec. 3):
@@ -44,10 +47,13 @@ def _spec(name: str, **changes) -> dict:
     return spec
 
 
-def _cached(run_dir: Path, make) -> dict:
-    if (run_dir / "metrics.json").is_file():
-        return json.loads((run_dir / "metrics.json").read_text())
-    return make()
+def _scot(run_dir: Path, spec: dict) -> dict:
+    """``scot_run(spec, run_dir)``, or the metrics of an earlier run in ``run_dir`` made with the same options."""
+    if (run_dir / "metrics.json").is_file() and (run_dir / "config.yaml").is_file():
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        if all(saved.get(k) == v for k, v in yaml.safe_load(yaml.safe_dump(spec)).items() if k != "progress"):
+            return json.loads((run_dir / "metrics.json").read_text())
+    return scot_run(spec, run_dir)
 
 
 def fno_error(root: Path, n: int, steps: int, out: Path, lead_snapshots: int, n_steps: int) -> float:
@@ -58,7 +64,8 @@ def fno_error(root: Path, n: int, steps: int, out: Path, lead_snapshots: int, n_
     from pdeforge.datasets import TrajectoryDataset
 
     run_dir = out / f"fno_n{n}"
-    if not (run_dir / "model.json").is_file():
+    saved = json.loads((run_dir / "model.json").read_text())["config"] if (run_dir / "model.json").is_file() else {}
+    if (saved.get("max_steps"), saved.get("max_train_trajectories"), saved.get("data")) != (steps, n, str(Path(root).resolve())):
         windows = n * (n_steps - lead_snapshots)
         batch = min(16, windows)
         per_epoch = max(1, windows // batch)
@@ -78,6 +85,18 @@ def fno_error(root: Path, n: int, steps: int, out: Path, lead_snapshots: int, n_
     return median_error(pred, ds.denormalize(batch["output_fields"][:, 0]), ds.metadata.field_names)
 
 
+def persistence_error(root: Path, lead_snapshots: int) -> float:
+    """Median relative L1 (%) of predicting u(lead) = u(0) on the test trajectories: the floor a model must beat to
+    have learned any dynamics (a scOT with ``learn_residual`` starts there)."""
+    from pdeforge.datasets import TrajectoryDataset
+
+    ds = TrajectoryDataset(root, 1, 1, lead_snapshots, split="test")
+    samples = [ds[t * ds.windows_per_trajectory] for t in range(len(ds.trajectories))]
+    x = torch.stack([s["input_fields"][0] for s in samples])
+    y = torch.stack([s["output_fields"][0] for s in samples])
+    return median_error(x, y, ds.metadata.field_names)
+
+
 def power_law(ns: list[int], errs: list[float]) -> tuple[float, float]:
     """(c, a) of E = c N^-a, least squares in log-log."""
     slope, icpt = np.polyfit(np.log(ns), np.log(errs), 1)
@@ -93,21 +112,28 @@ def efficiency_gain(ns: list[int], base: list[float], pre: list[float]) -> list[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="runs/foundation")
+    ap.add_argument("--out", default="", help="output folder (default runs/foundation_<downstream>_e<embed-dim>); a run "
+                    "folder in it is reused when it was made with the same options")
     ap.add_argument("--ns", type=int, nargs="+", default=[8, 16, 32, 64])
-    ap.add_argument("--pretrain-steps", type=int, default=2000)
+    ap.add_argument("--pretrain-steps", type=int, default=3000)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--compare-n", type=int, default=16, help="N of the all-pairs vs next-step comparison")
+    ap.add_argument("--embed-dim", type=int, default=32,
+                    help="scOT width (ScOTConfig.tiny: 8 gives 363k parameters, 32 gives 4.9M); every scOT run uses it")
+    ap.add_argument("--pretrain-trajectories", type=int, default=128, help="trajectories per pretraining source")
     ap.add_argument("--downstream", default="ns_blobs",
                     help="the fine-tuning data: ns_blobs (an initial-condition family of the pretraining PDE not in "
                          "pretraining) or kolmogorov (a different PDE, as configs/scot_finetune.yaml)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = Path(args.out or f"runs/foundation_{args.downstream}_e{args.embed_dim}")
     t0 = time.perf_counter()
 
     pre_dir = out / "pretrain"
-    pre = _cached(pre_dir, lambda: scot_run(_spec("scot_pretrain.yaml", steps=args.pretrain_steps, eval_every=300), pre_dir))
+    width = {"learn_residual": True, "embed_dim": args.embed_dim,
+             "num_heads": [max(1, args.embed_dim // 16) * 2**i for i in range(4)]}  # 16 channels per head (8: 1, 2, 4, 8)
+    pre = _scot(pre_dir, _spec("scot_pretrain.yaml", steps=args.pretrain_steps, eval_every=300, model=width,
+                               trajectories=args.pretrain_trajectories))
     print(f"pretrained on NS (two IC families): test median rel L1 {pre['test_median_rel_l1']:.2f}%  [{time.perf_counter() - t0:.0f} s]")
 
     ft = yaml.safe_load((CONFIGS / "scot_finetune.yaml").read_text())
@@ -117,13 +143,15 @@ def main() -> None:
     lead = (ft["n_snapshots"] - 1) * ft["stride"]
     test = open_split(root, "test", "zscore")
     times = np.asarray(test.files[0].time)
+    persistence = persistence_error(root, lead)
+    print(f"persistence u({times[lead]:g}) = u(0) on {ft['data'][0]}: median rel L1 {persistence:.2f}%")
     rows = {"pretrained": [], "scratch": [], "fno": []}
     for n in args.ns:
         common = dict(max_train_trajectories=n, steps=args.steps, eval_every=max(1, args.steps // 3))
         d = out / f"finetune_n{n}"
-        rows["pretrained"].append(_cached(d, lambda: scot_run(_spec("scot_finetune.yaml", data=ft["data"], init_from=str(pre_dir), **common), d))["test_median_rel_l1"])
+        rows["pretrained"].append(_scot(d, _spec("scot_finetune.yaml", data=ft["data"], init_from=str(pre_dir), **common))["test_median_rel_l1"])
         d = out / f"scratch_n{n}"
-        rows["scratch"].append(_cached(d, lambda: scot_run(_spec("scot_finetune.yaml", data=ft["data"], init_from="", lr=2e-3, **common), d))["test_median_rel_l1"])
+        rows["scratch"].append(_scot(d, _spec("scot_finetune.yaml", data=ft["data"], init_from="", lr=2e-3, model=width, **common))["test_median_rel_l1"])
         rows["fno"].append(fno_error(root, n, args.steps, out, lead, test.n_steps))
         print(f"N = {n:3d}: pretrained+fine-tuned {rows['pretrained'][-1]:6.2f}%  scratch {rows['scratch'][-1]:6.2f}%  "
               f"FNO {rows['fno'][-1]:6.2f}%  [{time.perf_counter() - t0:.0f} s]")
@@ -131,17 +159,17 @@ def main() -> None:
     # all-pairs vs next-step-only, same trajectories, same steps, from scratch
     nc = args.compare_n
     common = dict(max_train_trajectories=nc, steps=args.steps, eval_every=max(1, args.steps // 3), init_from="", lr=2e-3,
-                  data=ft["data"])
+                  data=ft["data"], model=width)
     d = out / f"scratch_n{nc}"
-    allp = _cached(d, lambda: scot_run(_spec("scot_finetune.yaml", **common), d))["test_median_rel_l1"]
+    allp = _scot(d, _spec("scot_finetune.yaml", **common))["test_median_rel_l1"]
     d = out / f"nextstep_n{nc}"
-    nxt = _cached(d, lambda: scot_run(_spec("scot_finetune.yaml", pairing="next", **common), d))["test_median_rel_l1"]
+    nxt = _scot(d, _spec("scot_finetune.yaml", pairing="next", **common))["test_median_rel_l1"]
 
     # lead times not seen in training: odd snapshots, the model saw the even ones
     model = ScOT.from_pretrained(out / f"finetune_n{args.ns[-1]}")
     leads = lead_time_errors(model, test, list(range(1, lead + 1)), float(times[lead] - times[0]), test.metadata.field_names)
 
-    res = {"ns": args.ns, **rows, "pretrain": pre,
+    res = {"ns": args.ns, **rows, "pretrain": pre, "persistence": persistence, "embed_dim": args.embed_dim,
            "AG_vs_scratch": [s / p for s, p in zip(rows["scratch"], rows["pretrained"])],
            "AG_vs_fno": [f / p for f, p in zip(rows["fno"], rows["pretrained"])],
            "EG_vs_scratch": efficiency_gain(args.ns, rows["scratch"], rows["pretrained"]),
@@ -156,6 +184,7 @@ def main() -> None:
     for k, n in enumerate(args.ns):
         print(f"{n:4d} {rows['pretrained'][k]:11.2f} {rows['scratch'][k]:9.2f} {rows['fno'][k]:8.2f} "
               f"{res['AG_vs_scratch'][k]:11.2f} {res['AG_vs_fno'][k]:8.2f} {res['EG_vs_scratch'][k]:11.2f} {res['EG_vs_fno'][k]:8.2f}")
+    print(f"persistence (u(t) = u(0)): {persistence:.2f}%; below it a model has learned dynamics")
     print(f"all pairs vs next-step only (N = {nc}, scratch, same steps): {allp:.2f}% vs {nxt:.2f}% (rollout to the final time)"
           f" -> {'all pairs better' if allp < nxt else 'next-step better'}")
     print("lead-time query (fine-tuned model, N = %d); training saw the even snapshots only:" % args.ns[-1])
@@ -177,6 +206,8 @@ def _plot(res: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for key, label in (("pretrained", "scOT pretrained + fine-tuned"), ("scratch", "scOT from scratch"), ("fno", "FNO")):
         ax.plot(res["ns"], res[key], "o-", label=label)
+    if "persistence" in res:
+        ax.axhline(res["persistence"], color="0.5", ls="--", lw=1, label="persistence u(t) = u(0)")
     ax.set_xscale("log", base=2), ax.set_yscale("log")
     ax.set_xlabel("training trajectories N"), ax.set_ylabel("median relative L1 (%)")
     ax.legend(), ax.grid(alpha=0.3, which="both")
