@@ -446,8 +446,8 @@ class NavierStokes2D(AbstractEquation):
         # u . grad w = (d_xx - d_yy)(u v) + d_xy (v^2 - u^2). The solver needs u and v (two inverse FFTs) and the
         # two products (two forward FFTs) per stage, where u w_x + v w_y needs four inverse FFTs and one forward.
         return (
-            FluxTerm(-1.0, (2, 0), _velocity_product),
-            FluxTerm(1.0, (0, 2), _velocity_product),
+            FluxTerm(1.0, (2, 0), _minus_velocity_product),  # -(d_xx - d_yy)(u v), the sign in the coefficients
+            FluxTerm(-1.0, (0, 2), _minus_velocity_product),
             FluxTerm(-1.0, (1, 1), _velocity_square_difference),
         )
 
@@ -469,10 +469,10 @@ def _minus_u_and_v(w: Tensor, D: AbstractDerivatives) -> tuple[Tensor, Tensor]:
     return D.inverse_laplacian(w, (0, 1)), D.inverse_laplacian(w, (1, 0))
 
 
-def _velocity_product(w: Tensor, D: AbstractDerivatives) -> Tensor:
-    """``u v`` of the vorticity ``w``."""
+def _minus_velocity_product(w: Tensor, D: AbstractDerivatives) -> Tensor:
+    """``-u v`` of the vorticity ``w`` (the sign goes into the flux terms' coefficients: no negation per stage)."""
     minus_u, v = _minus_u_and_v(w, D)
-    return -(minus_u * v)
+    return minus_u * v
 
 
 def _velocity_square_difference(w: Tensor, D: AbstractDerivatives) -> Tensor:
