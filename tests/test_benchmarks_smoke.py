@@ -68,3 +68,45 @@ def test_training_benchmark_compares_the_same_model_and_steps(training, tmp_path
     mem = training.memory_windows(tmp_path / "cached", "train")
     torch.testing.assert_close(mem[37]["y"], ds[37]["output_fields"][0], rtol=0, atol=0)
     assert abs(float(mem.x.mean())) < 0.2 and float(mem.x.std()) == pytest.approx(1.0, rel=0.2)
+
+
+@pytest.fixture(scope="module")
+def foundation():
+    return _load("foundation")
+
+
+def test_foundation_persistence_floor_is_the_relative_l1_of_u0(foundation, tmp_path):
+    """u(x, t) = (1 + t) u0(x): predicting u(t) = u(0) has relative L1 error t / (1 + t) at every point."""
+    import numpy as np
+
+    from pdeforge.datasets import FieldSpec, Schema, TrajectoryWriter
+
+    x = np.linspace(0, 1, 8, endpoint=False)
+    t = 0.1 * np.arange(9)
+    schema = Schema("grow", coords={"x": x, "y": x}, time=t, fields=(FieldSpec("vorticity"),), boundary_conditions="periodic")
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid", "test"):
+        with TrajectoryWriter(tmp_path / "data" / split / "fields.hdf5", schema, 3, resume=False) as w:
+            for _ in range(3):
+                u0 = rng.standard_normal((8, 8))
+                w.write_channels(((1 + t)[:, None, None] * u0)[None, :, None].astype(np.float32))
+    assert foundation.persistence_error(tmp_path, 8) == pytest.approx(100 * 0.8 / 1.8, rel=1e-5)
+    assert foundation.persistence_error(tmp_path, 2) == pytest.approx(100 * 0.2 / 1.2, rel=1e-5)
+
+
+def test_foundation_reuses_a_run_folder_only_with_the_same_options(foundation, tmp_path, monkeypatch):
+    import json
+
+    import yaml
+
+    calls = []
+    monkeypatch.setattr(foundation, "scot_run", lambda spec, run_dir: calls.append(spec) or {"test_median_rel_l1": 1.0})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"test_median_rel_l1": 42.0}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"steps": 600, "model": {"embed_dim": 32, "num_heads": [2, 4]}, "progress": True}))
+    assert foundation._scot(run, {"steps": 600, "model": {"embed_dim": 32, "num_heads": [2, 4]}, "progress": False})["test_median_rel_l1"] == 42.0
+    assert calls == []
+    assert foundation._scot(run, {"steps": 600, "model": {"embed_dim": 8, "num_heads": [2, 4]}})["test_median_rel_l1"] == 1.0
+    assert foundation._scot(run, {"steps": 300, "model": {"embed_dim": 32, "num_heads": [2, 4]}})["test_median_rel_l1"] == 1.0
+    assert len(calls) == 2
