@@ -208,3 +208,21 @@ def test_compiled_model_trains_like_eager(tmp_path: Path, data: dict) -> None:
     ref = _tiny_next_step(data["burgers_1d"], tmp_path / "eager")["test"]["rel_l2"]
     compiled = _tiny_next_step(data["burgers_1d"], tmp_path / "compiled", "--compile", "true")["test"]["rel_l2"]
     assert compiled == pytest.approx(ref, rel=1e-4)  # measured equal to 2e-8
+
+
+@pytest.mark.slow
+def test_default_job_full(tmp_path: Path) -> None:
+    """``python train.py`` with no arguments (the first Quickstart line) on a fresh cache: the issue's target is test
+    rel L2 <= 0.05 (README: 0.00828); the run folder holds the promised files."""
+    env = dict(os.environ, PDEFORGE_CACHE=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, TRAIN], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "data: " in r.stdout and "run folder: runs/default" in r.stdout
+    run = tmp_path / "runs" / "default"
+    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl", "loss.png",
+                 "prediction.png"):
+        assert (run / name).is_file(), name
+    m = json.loads((run / "metrics.json").read_text())
+    print(r.stdout[-400:])
+    assert m["test"]["rel_l2"] <= 0.05
+    assert m["test"]["n_samples"] > 0 and m["best_epoch"] >= 1
