@@ -47,12 +47,15 @@ def _spec(name: str, **changes) -> dict:
     return spec
 
 
-def _scot(run_dir: Path, spec: dict) -> dict:
-    """``scot_run(spec, run_dir)``, or the metrics of an earlier run in ``run_dir`` made with the same options."""
-    if (run_dir / "metrics.json").is_file() and (run_dir / "config.yaml").is_file():
+def _scot(run_dir: Path, spec: dict, after: Path | None = None) -> dict:
+    """``scot_run(spec, run_dir)``, or the metrics of an earlier run in ``run_dir`` made with the same options (and,
+    with ``after``, finished after the run folder ``after``: a fine-tuning run is stale once its checkpoint is redone)."""
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file() and (run_dir / "config.yaml").is_file():
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        if all(saved.get(k) == v for k, v in yaml.safe_load(yaml.safe_dump(spec)).items() if k != "progress"):
-            return json.loads((run_dir / "metrics.json").read_text())
+        same = all(saved.get(k) == v for k, v in yaml.safe_load(yaml.safe_dump(spec)).items() if k != "progress")
+        if same and (after is None or metrics.stat().st_mtime > (after / "metrics.json").stat().st_mtime):
+            return json.loads(metrics.read_text())
     return scot_run(spec, run_dir)
 
 
@@ -149,7 +152,7 @@ def main() -> None:
     for n in args.ns:
         common = dict(max_train_trajectories=n, steps=args.steps, eval_every=max(1, args.steps // 3))
         d = out / f"finetune_n{n}"
-        rows["pretrained"].append(_scot(d, _spec("scot_finetune.yaml", data=ft["data"], init_from=str(pre_dir), **common))["test_median_rel_l1"])
+        rows["pretrained"].append(_scot(d, _spec("scot_finetune.yaml", data=ft["data"], init_from=str(pre_dir), **common), after=pre_dir)["test_median_rel_l1"])
         d = out / f"scratch_n{n}"
         rows["scratch"].append(_scot(d, _spec("scot_finetune.yaml", data=ft["data"], init_from="", lr=2e-3, model=width, **common))["test_median_rel_l1"])
         rows["fno"].append(fno_error(root, n, args.steps, out, lead, test.n_steps))

@@ -110,3 +110,22 @@ def test_foundation_reuses_a_run_folder_only_with_the_same_options(foundation, t
     assert foundation._scot(run, {"steps": 600, "model": {"embed_dim": 8, "num_heads": [2, 4]}})["test_median_rel_l1"] == 1.0
     assert foundation._scot(run, {"steps": 300, "model": {"embed_dim": 32, "num_heads": [2, 4]}})["test_median_rel_l1"] == 1.0
     assert len(calls) == 2
+
+
+def test_foundation_fine_tuning_is_stale_once_the_pretrained_checkpoint_is_newer(foundation, tmp_path, monkeypatch):
+    import json
+    import os
+
+    import yaml
+
+    calls = []
+    monkeypatch.setattr(foundation, "scot_run", lambda spec, run_dir: calls.append(spec) or {"test_median_rel_l1": 1.0})
+    pre, ft = tmp_path / "pretrain", tmp_path / "finetune"
+    for d in (pre, ft):
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"test_median_rel_l1": 42.0}))
+        (d / "config.yaml").write_text(yaml.safe_dump({"steps": 600}))
+    os.utime(pre / "metrics.json", (1000, 1000)), os.utime(ft / "metrics.json", (2000, 2000))
+    assert foundation._scot(ft, {"steps": 600}, after=pre)["test_median_rel_l1"] == 42.0 and calls == []
+    os.utime(pre / "metrics.json", (3000, 3000))  # pretraining redone after the fine-tuning run
+    assert foundation._scot(ft, {"steps": 600}, after=pre)["test_median_rel_l1"] == 1.0 and len(calls) == 1
