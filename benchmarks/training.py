@@ -147,9 +147,9 @@ def throughput(root: Path, resolution: int, model_args: dict, batch_size: int, e
             a = run_train_py(data, root / f"run_{r}", model_args, batch_size, epochs)
         if set(a["steps_per_epoch"]) != {b["steps_per_epoch"]}:
             raise RuntimeError(f"steps per epoch differ: train.py {a['steps_per_epoch']}, neuraloperator {b['steps_per_epoch']}")
-        ours += [e["epoch_time"] for e in a["epochs"][1:]]
-        theirs += b["times"][1:]
-        per_round.append(statistics.median(b["times"][1:]) / statistics.median([e["epoch_time"] for e in a["epochs"][1:]]))
+        a_times, b_times = [e["epoch_time"] for e in a["epochs"][1:]], b["times"][1:]
+        ours, theirs = ours + a_times, theirs + b_times
+        per_round.append(statistics.median(b_times) / statistics.median(a_times))
         info = {"steps_per_epoch": b["steps_per_epoch"], "params_ours": a["n_parameters"], "params_theirs": b["n_parameters"],
                 "cached_data_time_fraction": [e["data_time_fraction"] for e in a["epochs"][1:]]}
     n = batch_size * info["steps_per_epoch"]

@@ -223,6 +223,5 @@ def test_default_job_full(tmp_path: Path) -> None:
                  "prediction.png"):
         assert (run / name).is_file(), name
     m = json.loads((run / "metrics.json").read_text())
-    print(r.stdout[-400:])
     assert m["test"]["rel_l2"] <= 0.05
     assert m["test"]["n_samples"] > 0 and m["best_epoch"] >= 1
