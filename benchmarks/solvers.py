@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from pdeforge.solvers import ETDRK, Grid, KuramotoSivashinsky, LogNormalVorticity, NavierStokes2D, RandomFourierSeries, rollout
 
@@ -72,26 +73,26 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+class _CountFFTs(TorchFunctionMode):
+    forward, inverse = {"fft_rfft", "fft_rfft2", "fft_rfftn"}, {"fft_irfft", "fft_irfft2", "fft_irfftn"}
+
+    def __init__(self):
+        super().__init__()
+        self.counts = {"rfftn": 0, "irfftn": 0}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.forward or name in self.inverse:
+            self.counts["rfftn" if name in self.forward else "irfftn"] += 1
+        return func(*args, **(kwargs or {}))
+
+
 def count_ffts(stepper: ETDRK, u_hat: torch.Tensor) -> dict[str, int]:
-    """How many rfftn / irfftn one spectral step performs (torch.fft wrapped while it runs)."""
-    counts = {"rfftn": 0, "irfftn": 0}
-    originals = {name: getattr(torch.fft, name) for name in counts}
-
-    def wrap(name):
-        def counted(*args, **kwargs):
-            counts[name] += 1
-            return originals[name](*args, **kwargs)
-
-        return counted
-
-    try:
-        for name in counts:
-            setattr(torch.fft, name, wrap(name))
+    """How many real-to-complex (``rfft*``) and complex-to-real (``irfft*``) transforms one spectral step runs
+    (every ``torch.fft`` call seen by a ``TorchFunctionMode``, however the solver reached it)."""
+    with _CountFFTs() as mode:
         stepper.step_spectral(u_hat)
-    finally:
-        for name, fn in originals.items():
-            setattr(torch.fft, name, fn)
-    return counts
+    return mode.counts
 
 
 def fft_bound(job: Job, repeats: int) -> None:
