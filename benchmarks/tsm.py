@@ -1,15 +1,18 @@
 """TSM vs LI vs coarse solver at CPU scale: high-correlation duration, the HiPPO ablation, per-step latency.
 
-    python benchmarks/tsm.py                      # trains tsm-hippo, li, li-stage, tsm-frames (~30 min, 1 free thread)
+    python benchmarks/tsm.py                      # trains tsm-hippo, li, li-stage, tsm-frames (1 free thread)
+    python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames --steps 3000
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs
     python benchmarks/tsm.py --steps 100           # shorter training
 
 Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 128^2 at Re 500 face-averaged to 32^2,
-solver dt 0.04, 16 train / 4 test trajectories; each model starts from frame ``history - 1`` of every test
-trajectory and runs to its end (184 steps, 7.4 time units). Prints, per model, the high-correlation duration
-(vorticity correlation > 0.8) as mean +- std over the test trajectories, and the per-step latency for one
-trajectory. Writes ``correlation_vs_time.png`` and ``vorticity_snapshots.png`` (reference, coarse, LI, TSM)
-into ``--runs``.
+solver dt 0.04, 16 train / 16 test trajectories (``--n-test``; the data file is generated once, ~17 min of DNS on
+one shared core); each model starts from frame ``history - 1`` of every test trajectory and runs to its end (184 steps,
+7.4 time units). Prints, per model, the high-correlation duration (vorticity correlation > 0.8) as mean +- std
+over the test trajectories and per trajectory, the paired differences (TSM - LI, TSM - frames, ...: mean +-
+standard error and wins, since every model starts from the same frames) and the per-step latency for one
+trajectory. Writes ``summary.json``, ``correlation_vs_time.png`` and ``vorticity_snapshots.png`` (reference,
+coarse, LI, TSM) into ``--runs``.
 """
 
 from __future__ import annotations
@@ -58,14 +61,25 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--reuse", action="store_true", help="do not train; load the run folders under --runs")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-test", type=int, default=16, help="test trajectories (after the 16 train ones)")
+    ap.add_argument("--data-cache", default="runs/tsm_data/kolmogorov_fv_32_n32.pt",
+                    help="generated once (DNS, ~10 min on one core for 32 trajectories) and reused")
+    ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
-    base = TSMRunConfig(steps=args.steps, threads=args.threads)
+    base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
+                        bundle=args.bundle)
     _, test = load_data(base)
+    unknown = set(args.models.split(",")) - set(MODELS)
+    if unknown:
+        raise SystemExit(f"--models: unknown {sorted(unknown)}; choose from {', '.join(MODELS)}")
 
     models = {}
     for name, change in MODELS.items():
+        if name not in args.models.split(","):
+            continue
         folder = runs / name
         if not (args.reuse and (folder / "model.json").exists()):
             run({**asdict(base), **change}, folder)
@@ -85,6 +99,14 @@ def main() -> None:
                          "per_trajectory": d.tolist(), "ms_per_step": ms}
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
+    print("paired over test trajectories (same initial frames): mean difference +- standard error, wins")
+    for a, b in (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse")):
+        if a in results and b in results:
+            d = results[a]["duration"] - results[b]["duration"]
+            se = float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            wins, ties = int((d > 0).sum()), int((d == 0).sum())
+            summary[f"{a} - {b}"] = {"mean": float(d.mean()), "stderr": se, "wins": wins, "ties": ties}
+            print(f"  {a} - {b}: {float(d.mean()):+.3f} +- {se:.3f}  ({wins} wins, {ties} ties of {len(d)})")
     (runs / "summary.json").write_text(json.dumps(summary, indent=1))
 
     from pdeforge.plots import _plt, _save
@@ -100,7 +122,7 @@ def main() -> None:
     _save(fig, runs / "correlation_vs_time.png")
     grid = models["coarse"].solver.grid
     steps = [int(round(t / base.dt)) - 1 for t in (1.0, 2.0, 4.0)]
-    show = ["coarse", "li", "tsm-hippo"]
+    show = [n for n in ("coarse", "li", "tsm-hippo") if n in results]
     fig, axes = plt.subplots(len(steps), 1 + len(show), figsize=(3 * (1 + len(show)), 3 * len(steps)))
     for row, k in zip(axes, steps):
         ref = vorticity_rollout(test[:1, base.history + k:base.history + k + 1], grid)[0, 0, 0]
