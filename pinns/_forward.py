@@ -120,6 +120,8 @@ class PINN(nn.Module):
         record.update({f"weight_{k}": float(w) for k, w in self.weighting.weights.items()})
         if self.causal is not None and self.causal.last_weights is not None:
             record["causal_min_weight"] = float(self.causal.last_weights.min())
+            if len(self.causal.epsilons) > 1:
+                record["causal_epsilon"] = self.causal.epsilon
         return loss, record
 
     def _adapt_points(self, step: int) -> None:
@@ -144,6 +146,8 @@ class PINN(nn.Module):
         params = [p for p in self.net.parameters() if p.requires_grad]
         adam(self.objective, params, optim, log, self.weighting.after_backward)
         if optim.lbfgs_iters:
+            if self.causal is not None:
+                self.causal.freeze()  # one fixed objective for the line searches
             return lbfgs(self.objective, params, optim, log)
         return None
 

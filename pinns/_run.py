@@ -11,7 +11,7 @@ Config (``configs/pinn_*.yaml``; every section optional but ``family`` and ``pro
     sampling: {method: sobol, n_residual: 8000, n_initial: 256, n_boundary: 128, resample_every: 0,
                adaptive: null, adaptive_every: 1000, n_candidates: 20000, rar_k: 100, rad_k: 1.0, rad_c: 1.0}
     weighting: {method: fixed, weights: {}, every: 100, alpha: 0.9, lr: 0.005}   # fixed | gradnorm | ntk | self_adaptive
-    causal: null                # or {n_chunks: 32, epsilon: 1.0}
+    causal: null                # or {n_chunks: 32, epsilon: 1.0} (a list of epsilons: annealed)
     optim:    {adam_iters: 1000, lr: 0.001, decay_rate: 0.9, decay_every: 1000, lbfgs_iters: 0, chunk: 500, log_every: 100}
     eval:     {nx: 256, nt: 101}
 

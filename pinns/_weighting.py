@@ -11,7 +11,8 @@
   point set, the term becomes ``mean(s_n^2 r_n^2)``; the network minimises, the weights ascend (``maximize``).
 * :class:`CausalWeights` (Wang, Sankaran & Perdikaris 2024, "Respecting causality"): the residual loss over
   ``M`` time chunks ``L_r = (1/M) sum_i w_i L_i`` with ``w_i = exp(-epsilon sum_{k<i} L_k)`` (no gradient):
-  later times count only once earlier ones are resolved.
+  later times count only once earlier ones are resolved; a list of tolerances is walked through as in the
+  paper (the next one once every weight exceeds 0.99).
 """
 
 from __future__ import annotations
@@ -142,13 +143,34 @@ class SelfAdaptiveWeights(AbstractWeighting):
 
 
 class CausalWeights:
-    """Causal residual loss over ``n_chunks`` time slabs with tolerance ``epsilon`` (see the module docstring)."""
+    """Causal residual loss over ``n_chunks`` time slabs with tolerance ``epsilon`` (see the module docstring).
 
-    def __init__(self, n_chunks: int = 32, epsilon: float = 1.0) -> None:
-        if n_chunks < 2 or epsilon < 0:
-            raise ValueError(f"need n_chunks >= 2 and epsilon >= 0, got {n_chunks}, {epsilon}")
-        self.n_chunks, self.epsilon = n_chunks, epsilon
+    ``epsilon`` may be a list, the paper's annealing (e.g. ``[1e-2, 1e-1, 1, 10, 100]``): training moves to the
+    next tolerance once every weight exceeds ``advance_at`` (all of time is resolved at the current one), so
+    causality keeps acting as the residuals shrink; at a fixed tolerance the weights all reach ~1 once
+    ``epsilon * sum L_k << 1`` and the loss no longer prefers early times. ``freeze()`` stops the schedule (the
+    L-BFGS phase needs one fixed objective).
+    """
+
+    def __init__(self, n_chunks: int = 32, epsilon: float | list[float] | tuple[float, ...] = 1.0,
+                 advance_at: float = 0.99) -> None:
+        epsilons = tuple(float(e) for e in epsilon) if isinstance(epsilon, (list, tuple)) else (float(epsilon),)
+        if n_chunks < 2 or not epsilons or min(epsilons) < 0:
+            raise ValueError(f"need n_chunks >= 2 and every epsilon >= 0, got {n_chunks}, {epsilon!r}")
+        if not 0 < advance_at < 1:
+            raise ValueError(f"advance_at must be in (0, 1), got {advance_at}")
+        self.n_chunks, self.epsilons, self.advance_at = n_chunks, epsilons, advance_at
+        self.level, self.frozen = 0, False
         self.last_weights: Tensor | None = None
+
+    @property
+    def epsilon(self) -> float:
+        """The tolerance in use."""
+        return self.epsilons[self.level]
+
+    def freeze(self) -> None:
+        """Keep the current tolerance from now on."""
+        self.frozen = True
 
     def loss(self, sq: Tensor, t: Tensor, t_span: tuple[float, float]) -> Tensor:
         """``(1/M) sum_i w_i L_i`` from per-point squared residuals ``sq (n,)`` at times ``t (n, 1)``."""
@@ -160,6 +182,8 @@ class CausalWeights:
         before = torch.cumsum(per_chunk.detach(), 0) - per_chunk.detach()
         w = torch.exp(-self.epsilon * before)
         self.last_weights = w
+        if not self.frozen and self.level + 1 < len(self.epsilons) and bool(w.min() > self.advance_at):
+            self.level += 1  # from the next evaluation on
         return (w * per_chunk).mean()
 
 

@@ -100,6 +100,39 @@ def test_causal_weights_open_up_in_time_order():
     assert torch.allclose(cw.last_weights, torch.exp(-torch.tensor([0.0, 0.0, 1.0, 2.0], dtype=torch.float64)))
 
 
+def test_causal_tolerance_schedule_advances_once_all_of_time_is_resolved():
+    cw = CausalWeights(n_chunks=4, epsilon=[1.0, 100.0, 1e4])
+    t = torch.tensor([[0.1], [0.3], [0.6], [0.9]], dtype=torch.float64)
+    big, small = torch.full((4,), 1.0, dtype=torch.float64), torch.full((4,), 1e-5, dtype=torch.float64)
+    cw.loss(big, t, (0.0, 1.0))
+    assert cw.epsilon == 1.0 and cw.last_weights.min() < 0.99  # not resolved: stays
+    cw.loss(small, t, (0.0, 1.0))  # min weight exp(-3e-5) > 0.99: the next call uses epsilon 100
+    assert cw.epsilon == 100.0
+    cw.loss(small, t, (0.0, 1.0))  # exp(-100 * 3e-5) = 0.997 > 0.99: on to 1e4
+    cw.loss(small, t, (0.0, 1.0))
+    assert cw.epsilon == 1e4
+    assert torch.allclose(cw.last_weights, torch.exp(-1e4 * torch.tensor([0.0, 1e-5, 2e-5, 3e-5], dtype=torch.float64)))
+    assert cw.last_weights.min() < 0.99  # the last tolerance still prefers early times
+    cw.loss(torch.zeros(4, dtype=torch.float64), t, (0.0, 1.0))
+    assert cw.epsilon == 1e4  # the end of the list
+    frozen = CausalWeights(n_chunks=4, epsilon=[1.0, 100.0])
+    frozen.freeze()
+    frozen.loss(small, t, (0.0, 1.0))
+    frozen.loss(small, t, (0.0, 1.0))
+    assert frozen.epsilon == 1.0
+    with pytest.raises(ValueError, match="epsilon"):
+        CausalWeights(epsilon=[1.0, -1.0])
+
+
+def test_lbfgs_phase_freezes_the_causal_schedule():
+    cw = CausalWeights(n_chunks=8, epsilon=[5.0, 50.0, 500.0])
+    pinn = _soft_advection_pinn(None, causal=cw)
+    records = []
+    pinn.fit(OptimConfig(adam_iters=5, lr=3e-3, lbfgs_iters=3, log_every=1), records.append)
+    assert cw.frozen
+    assert all("causal_epsilon" in r for r in records if "causal_min_weight" in r)
+
+
 def test_causal_training_raises_the_weight_of_late_times():
     cw = CausalWeights(n_chunks=8, epsilon=5.0)
     pinn = _soft_advection_pinn(None, causal=cw)
