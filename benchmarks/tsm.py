@@ -1,7 +1,7 @@
 """TSM vs LI vs coarse solver at CPU scale: high-correlation duration, the HiPPO ablation, per-step latency.
 
     python benchmarks/tsm.py                      # trains tsm-hippo, li, li-stage, tsm-frames (1 free thread)
-    python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames --steps 3000
+    python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames   # the README figures (~1 h)
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs
     python benchmarks/tsm.py --steps 100           # shorter training
 
@@ -58,11 +58,11 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/tsm_bench")
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--reuse", action="store_true", help="do not train; load the run folders under --runs")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--n-test", type=int, default=16, help="test trajectories (after the 16 train ones)")
-    ap.add_argument("--data-cache", default="runs/tsm_data/kolmogorov_fv_32_n32.pt",
+    ap.add_argument("--n-test", type=int, default=TSMRunConfig.n_test, help="test trajectories (after the train ones)")
+    ap.add_argument("--data-cache", default=TSMRunConfig.data_cache,
                     help="generated once (DNS, ~10 min on one core for 32 trajectories) and reused")
     ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")

@@ -17,9 +17,9 @@ CPU-scale protocol (defaults of :class:`TSMRunConfig`; the papers use 2048^2 DNS
 N = 32 over 32 frames and ~10^5 steps on accelerators): Kolmogorov flow (``sin(4 y)`` forcing, drag 0.1, Re 500)
 by DNS at 128^2 after 20 time units of warm-up, stored face-averaged at 32^2 every 0.02 (8 time units per
 trajectory); the solver step is ``stride`` = 2 frames, dt = 0.04 (max(|u| + |v|) ~ 5.2: CFL ~1 on the sum, stable
-with SSP-RK3 and the limiter); 16 train / 4 test trajectories; CNN 4 layers x 32 channels (last layer
+with SSP-RK3 and the limiter); 16 train / 16 test trajectories; CNN 4 layers x 32 channels (last layer
 zero-initialised, so an untrained model is exactly the coarse van Leer solver); history 16 frames, HiPPO N = 32;
-bundle 4; unroll 8; batch 4; 600 Adam steps (what this machine's shared CPU time allowed).
+bundle 4; unroll 8; batch 4; 600 Adam steps here, 3000 in ``benchmarks/tsm.py`` (README: results).
 
 Usage::
 
@@ -70,7 +70,7 @@ class TSMRunConfig:
     layers: int = 4               # CNN depth
     channels: int = 32            # CNN width
     # data
-    data_cache: str = "runs/tsm_data/kolmogorov_fv_32.pt"
+    data_cache: str = "runs/tsm_data/kolmogorov_fv_32_n32.pt"
     dns_resolution: int = 128
     reynolds: float = 500.0
     warmup_time: float = 20.0
@@ -78,7 +78,7 @@ class TSMRunConfig:
     n_frames: int = 400
     resolution: int = 32
     n_train: int = 16
-    n_test: int = 4
+    n_test: int = 16
     data_seed: int = 0
     stride: int = 2               # solver step = stride * frame_interval
     # training
