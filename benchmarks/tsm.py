@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-test", type=int, default=TSMRunConfig.n_test, help="test trajectories (after the train ones)")
     ap.add_argument("--data-cache", default=TSMRunConfig.data_cache,
-                    help="generated once (DNS, ~10 min on one core for 32 trajectories) and reused")
+                    help="generated once (DNS of 32 trajectories, ~17 min on one shared core) and reused")
     ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     args = ap.parse_args()
@@ -71,14 +71,14 @@ def main() -> None:
     runs = Path(args.runs)
     base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
                         bundle=args.bundle)
+    wanted = set(args.models.split(","))
+    if wanted - set(MODELS):
+        raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
     _, test = load_data(base)
-    unknown = set(args.models.split(",")) - set(MODELS)
-    if unknown:
-        raise SystemExit(f"--models: unknown {sorted(unknown)}; choose from {', '.join(MODELS)}")
 
     models = {}
     for name, change in MODELS.items():
-        if name not in args.models.split(","):
+        if name not in wanted:
             continue
         folder = runs / name
         if not (args.reuse and (folder / "model.json").exists()):

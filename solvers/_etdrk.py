@@ -318,8 +318,8 @@ class ETDRK:
 
     def _step_single_flux(self, u_hat: Tensor, co: dict) -> Tensor:
         """``step_spectral`` for one flux of the values (Burgers, KdV, KS), the same operations as the generic
-        loop with less Python between them and in-place accumulation where autograd allows: these 1D jobs are
-        bound by the cost of launching operations, not by arithmetic (~10 % faster for KS at N = 256)."""
+        loop with less Python between them and in-place accumulation where autograd allows (~10 % faster for KS at
+        N = 256, where each small operation's fixed cost matters). ``_lean = False`` selects the generic loop."""
         physical, spectral, flux = self._lean_ops
         inplace = not (u_hat.requires_grad and torch.is_grad_enabled())
         if flux is None:  # the flux is u^2: square the fresh inverse transform in place
