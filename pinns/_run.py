@@ -14,6 +14,8 @@ Config (``configs/pinn_*.yaml``; every section optional but ``family`` and ``pro
     causal: null                # or {n_chunks: 32, epsilon: 1.0} (a list of epsilons: annealed)
     optim:    {adam_iters: 1000, lr: 0.001, decay_rate: 0.9, decay_every: 1000, lbfgs_iters: 0, chunk: 500, log_every: 100}
     eval:     {nx: 256, nt: 101}
+    init_from: null             # a PINN run folder (or its model.safetensors): start from its weights, e.g. to
+                                # continue a run with a new optim section (same network section required)
 
 The run folder (each file written to a temporary name, then renamed):
 
@@ -103,6 +105,32 @@ def build(config: dict) -> tuple[torch.nn.Module, Any]:
     return model, named
 
 
+def init_from(model: torch.nn.Module, source: str | os.PathLike) -> Path:
+    """Load the weights of a PINN run folder (or a ``.safetensors`` file) into ``model``; every tensor must match
+    by name and shape (values are cast to the model's dtype). Returns the file read."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(source)
+    file = path / "model.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"init_from: {file} not found (expected a PINN run folder or a .safetensors file)")
+    try:
+        state = load_file(str(file))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"init_from: {file} is not a readable safetensors file ({err})") from None
+    own = model.state_dict()
+    problems = [f"missing {k}" for k in sorted(set(own) - set(state))]
+    problems += [f"unexpected {k}" for k in sorted(set(state) - set(own))]
+    problems += [f"{k}: shape {tuple(state[k].shape)}, this network has {tuple(v.shape)}"
+                 for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if problems:
+        raise ValueError(f"init_from: {file} does not fit this config's network ({'; '.join(problems[:5])}"
+                         f"{'; ...' if len(problems) > 5 else ''}): use the network section it was trained with")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return file
+
+
 def _write_atomic(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -157,7 +185,8 @@ def _plots(run_dir: Path, named, pred: torch.Tensor, ref: torch.Tensor, log: lis
         if recs and phase == "adam":
             offset = recs[-1]["step"] + 1
     ax.set(xlabel="iteration (Adam, then L-BFGS)", ylabel="loss term")
-    ax.legend(fontsize=7)
+    if ax.lines:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     _write_atomic(run_dir / "loss_terms.png", lambda p: fig.savefig(p, format="png", dpi=100))
     plt.close(fig)
@@ -172,6 +201,7 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     torch.manual_seed(int(config.get("seed", 0)))
     model, named = build(config)
     optim = _section(config, "optim", OptimConfig)
+    start_file = init_from(model, config["init_from"]) if config.get("init_from") else None
     _write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     log: list[dict] = []
@@ -191,6 +221,8 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     test, pred, ref = evaluate(model, named, int(ev.get("nx", 256)), int(ev.get("nt", 101)))
     metrics = {"test": test, "wall_time_s": wall, "problem": config["problem"], "mode": config.get("mode", "forward"),
                "final_loss": log[-1]["loss"] if log else None}
+    if start_file is not None:
+        metrics["init_from"] = str(start_file)
     if report is not None:
         metrics["lbfgs"] = dataclasses.asdict(report)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -212,4 +244,4 @@ def load(run_dir: str | os.PathLike) -> torch.nn.Module:
     return model
 
 
-__all__ = ["run", "load", "build", "evaluate", "MODES", "WEIGHTINGS"]
+__all__ = ["run", "load", "build", "evaluate", "init_from", "MODES", "WEIGHTINGS"]

@@ -229,6 +229,29 @@ def test_run_writes_a_complete_run_folder(tmp_path):
         run({**config, "optim": {"adam_iter": 3}}, tmp_path / "bad")
 
 
+def test_init_from_continues_a_run_and_rejects_another_network(tmp_path):
+    config = {"family": "pinn", "problem": "advection", "mode": "lagrangian", "seed": 0,
+              "network": {"width": 20, "depth": 2}, "sampling": {"n_residual": 500, "n_initial": 64},
+              "optim": {"adam_iters": 100, "lbfgs_iters": 50, "log_every": 20}, "eval": {"nx": 64, "nt": 21}}
+    first = run(config, tmp_path / "a")
+    # no optimisation: the continued run is the first run's model (another seed: nothing is redrawn that matters)
+    same = run({**config, "seed": 1, "init_from": str(tmp_path / "a"), "optim": {"adam_iters": 0}}, tmp_path / "b")
+    assert same["test"]["rel_l2"] == pytest.approx(first["test"]["rel_l2"], rel=1e-12)
+    assert same["init_from"] == str(tmp_path / "a" / "model.safetensors")
+    fresh = run({**config, "optim": {"adam_iters": 0}}, tmp_path / "c")
+    assert fresh["test"]["rel_l2"] > 1.5 * first["test"]["rel_l2"]
+    more = run({**config, "init_from": str(tmp_path / "a" / "model.safetensors"),
+                "optim": {"adam_iters": 0, "lbfgs_iters": 20}}, tmp_path / "d")
+    assert more["final_loss"] < 0.99 * first["final_loss"]  # L-BFGS goes on from where the first run stopped
+    with pytest.raises(ValueError, match=r"does not fit .*shape \(20, 3\), this network has \(30, 3\)"):
+        run({**config, "network": {"width": 30, "depth": 2}, "init_from": str(tmp_path / "a")}, tmp_path / "e")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run({**config, "init_from": str(tmp_path / "nowhere")}, tmp_path / "f")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.safetensors is not a readable safetensors file"):
+        run({**config, "init_from": str(tmp_path / "junk.safetensors")}, tmp_path / "g")
+
+
 def test_network_parts_compute_what_they_say():
     from pdeforge.pinns import FourierFeatures, RWFLinear
 
