@@ -2,7 +2,8 @@
 
     python benchmarks/tsm.py                      # trains tsm-hippo, li, li-stage, tsm-frames (1 free thread)
     python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames   # the README figures (~1 h)
-    python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs
+    python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs (refused if
+                                                   # trained on other data or with other options)
     python benchmarks/tsm.py --steps 100           # shorter training
 
 Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 128^2 at Re 500 face-averaged to 32^2,
@@ -28,6 +29,7 @@ import torch
 from pdeforge.operators.tsm import (
     TSMRunConfig,
     build_model,
+    data_fingerprint,
     evaluate_model,
     load_data,
     load_model,
@@ -55,6 +57,21 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
     return best
 
 
+def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
+    """``--reuse`` scores a run folder only if it was trained as asked, on the data loaded now."""
+    saved = json.loads((folder / "model.json").read_text())
+    theirs = saved.get("data_fingerprint")
+    if theirs != fingerprint:
+        raise SystemExit(f"--reuse: {folder} was trained on other data (data fingerprint {theirs or 'not recorded'}, "
+                         f"now {fingerprint}); retrain it (drop --reuse) or point --runs elsewhere")
+    differ = {k: (v, spec[k]) for k, v in saved["run_config"].items()
+              if k in spec and k not in ("threads", "log_every") and v != spec[k]}
+    if differ:
+        raise SystemExit(f"--reuse: {folder} was trained with "
+                         + ", ".join(f"{k} {v} (asked {w})" for k, (v, w) in differ.items())
+                         + "; retrain it (drop --reuse) or pass the same options")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/tsm_bench")
@@ -74,15 +91,19 @@ def main() -> None:
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
-    _, test = load_data(base)
+    train, test = load_data(base)
+    fingerprint = data_fingerprint(train, test)
 
     models = {}
     for name, change in MODELS.items():
         if name not in wanted:
             continue
         folder = runs / name
-        if not (args.reuse and (folder / "model.json").exists()):
-            run({**asdict(base), **change}, folder)
+        spec = {**asdict(base), **change}
+        if args.reuse and (folder / "model.json").exists():
+            _check_reused(folder, spec, fingerprint)
+        else:
+            run(spec, folder)
         models[name] = load_model(folder)
     models = {"coarse": build_model(TSMRunConfig(**{**asdict(base), "variant": "coarse"}), 1.0), **models}
 

@@ -32,6 +32,7 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -41,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoint import atomic_write_text, load_weights, save_weights
+from ..checkpoint import atomic_write_text, load_state, load_weights, save_state, save_weights
 from ..metrics import correlation, high_correlation_duration
 from ..solvers import fv
 from ._tsm_hippo import FrameStackEncoder, HippoEncoder, bilinear, lagt_kernel, lagt_recurrence, lagt_transition
@@ -52,7 +53,7 @@ __all__ = [
     "TSMRunConfig", "TSMConfig", "CNNConfig", "TemporalStencilModel", "PolynomialStencil", "StencilInterpolation",
     "faces_from_logits", "stencil_weights", "logits_per_cell", "HippoEncoder", "FrameStackEncoder", "lagt_transition",
     "bilinear", "lagt_kernel", "lagt_recurrence", "periodic_cnn", "load_data", "vorticity_rollout", "evaluate_model",
-    "train_model", "build_model", "load_model", "run",
+    "train_model", "build_model", "load_model", "run", "data_fingerprint", "DATA_FIELDS",
 ]
 
 
@@ -118,15 +119,29 @@ def _flow(cfg: TSMRunConfig) -> fv.FlowParameters:
     return fv.FlowParameters(viscosity=1.0 / cfg.reynolds, drag=preset.drag, forcing=preset.forcing)
 
 
+DATA_FIELDS = ("dns_resolution", "reynolds", "warmup_time", "frame_interval", "n_frames", "resolution", "data_seed")
+
+
 def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
     """``(train, test)`` velocities ``(n, T, 2, R, R)`` float32 at the solver step (every ``stride``-th frame).
 
     Generated once by :func:`pdeforge.solvers.fv.kolmogorov_fv_trajectories` (DNS at ``dns_resolution``,
-    face-averaged to ``resolution``) and cached at ``data_cache`` (a plain tensor file, loaded weights-only).
+    face-averaged to ``resolution``) and cached at ``data_cache`` (a plain tensor file written atomically, loaded
+    weights-only) with the parameters that made it; a cache made with other parameters is refused.
     """
     path = Path(cfg.data_cache)
+    want = {k: getattr(cfg, k) for k in DATA_FIELDS}
     if path.exists():
-        traj = torch.load(path, weights_only=True)["velocity"]
+        cached = load_state(path)
+        traj = cached["velocity"]
+        made = cached.get("params")
+        if made is None:  # written before the parameters were stored: only the frame interval can be checked
+            made = {"frame_interval": cached.get("frame_interval")}
+        wrong = {k: (v, want[k]) for k, v in made.items() if k in want and v != want[k]}
+        if wrong:
+            raise ValueError(f"{path} was generated with other parameters ("
+                             + ", ".join(f"{k} {v} there, {w} asked" for k, (v, w) in wrong.items())
+                             + "); delete it or point data_cache elsewhere")
     else:
         preset = fv.KolmogorovFVPreset(dns_resolution=cfg.dns_resolution, reynolds=cfg.reynolds,
                                        warmup_time=cfg.warmup_time, frame_interval=cfg.frame_interval,
@@ -134,12 +149,21 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
         traj = fv.kolmogorov_fv_trajectories(cfg.n_train + cfg.n_test, cfg.resolution, preset,
                                              torch.Generator().manual_seed(cfg.data_seed), torch.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"velocity": traj, "frame_interval": cfg.frame_interval}, path)
+        save_state(path, {"velocity": traj, "frame_interval": cfg.frame_interval, "params": want})
     if traj.shape[0] < cfg.n_train + cfg.n_test or traj.shape[-1] != cfg.resolution:
         raise ValueError(f"{path}: {tuple(traj.shape)} does not hold {cfg.n_train}+{cfg.n_test} trajectories at "
                          f"{cfg.resolution}^2; delete it or point data_cache elsewhere")
     traj = traj[:, ::cfg.stride].float()
     return traj[:cfg.n_train], traj[cfg.n_train:cfg.n_train + cfg.n_test]
+
+
+def data_fingerprint(*tensors: Tensor) -> str:
+    """A short SHA-256 of the tensors' shapes and bytes: which data a run was trained and scored on."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _cosine(step: int, total: int, warmup_frac: float) -> float:
@@ -258,7 +282,9 @@ def run(spec: dict, run_dir: Path) -> dict:
     train_seconds = time.time() - t0
     atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
     save_weights(run_dir / "model.safetensors", {k: v.contiguous() for k, v in model.state_dict().items()})
-    atomic_write_text(run_dir / "model.json", json.dumps({"run_config": asdict(cfg), "velocity_scale": scale}))
+    fingerprint = data_fingerprint(train, test)
+    atomic_write_text(run_dir / "model.json", json.dumps({"run_config": asdict(cfg), "velocity_scale": scale,
+                                                          "data_fingerprint": fingerprint}))
 
     res = evaluate_model(model, test, cfg.history, cfg.threshold)
     coarse = build_model(TSMRunConfig(**{**asdict(cfg), "variant": "coarse"}), scale)
@@ -279,7 +305,7 @@ def run(spec: dict, run_dir: Path) -> dict:
         "coarse_duration_std": float(ref["duration"].std(unbiased=False)),
         "seconds_per_step_batch": res["seconds_per_step"], "coarse_seconds_per_step_batch": ref["seconds_per_step"],
         "correlation_curve": res["corr"].tolist(), "coarse_correlation_curve": ref["corr"].tolist(),
-        "dt": cfg.dt, "threshold": cfg.threshold,
+        "dt": cfg.dt, "threshold": cfg.threshold, "data_fingerprint": fingerprint,
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     return metrics

@@ -129,3 +129,21 @@ def test_foundation_fine_tuning_is_stale_once_the_pretrained_checkpoint_is_newer
     assert foundation._scot(ft, {"steps": 600}, after=pre)["test_median_rel_l1"] == 42.0 and calls == []
     os.utime(pre / "metrics.json", (3000, 3000))  # pretraining redone after the fine-tuning run
     assert foundation._scot(ft, {"steps": 600}, after=pre)["test_median_rel_l1"] == 1.0 and len(calls) == 1
+
+
+def test_tsm_reuses_a_run_folder_only_if_trained_on_this_data_as_asked(tmp_path):
+    import json
+
+    tsm = _load("tsm")
+    spec = {"variant": "li", "steps": 3000, "threads": 1}
+    folder = tmp_path / "li"
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"run_config": {**spec, "threads": 4}, "data_fingerprint": "abc"}))
+    tsm._check_reused(folder, spec, "abc")  # threads do not matter
+    with pytest.raises(SystemExit, match="trained on other data \\(data fingerprint abc, now abd\\)"):
+        tsm._check_reused(folder, spec, "abd")
+    with pytest.raises(SystemExit, match="trained with steps 3000 \\(asked 600\\)"):
+        tsm._check_reused(folder, {**spec, "steps": 600}, "abc")
+    (folder / "model.json").write_text(json.dumps({"run_config": spec}))
+    with pytest.raises(SystemExit, match="data fingerprint not recorded"):
+        tsm._check_reused(folder, spec, "abc")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,9 +16,12 @@ from pdeforge.operators.tsm import (
     PolynomialStencil,
     TemporalStencilModel,
     TSMConfig,
+    TSMRunConfig,
+    data_fingerprint,
     faces_from_logits,
     lagt_kernel,
     lagt_recurrence,
+    load_data,
     load_model,
     logits_per_cell,
     run,
@@ -219,5 +223,22 @@ def test_run_writes_a_rebuildable_run_folder(tmp_path):
     corr = correlation(vorticity_rollout(again, model.solver.grid), vorticity_rollout(traj[2:, 4:].float(),
                        model.solver.grid), 2, reduction="none")[0, :, 0]
     assert np.allclose(corr.numpy(), metrics["correlation_curve"], atol=1e-5)
+    saved = json.loads((tmp_path / "run" / "model.json").read_text())["data_fingerprint"]
+    assert saved == metrics["data_fingerprint"] == data_fingerprint(traj[:2].float(), traj[2:3].float())
+    assert data_fingerprint(traj[:2].float(), traj[2:3].float() + 1e-6) != saved
     with pytest.raises(ValueError, match="unknown tsm spec keys"):
         run({**spec, "hipo_order": 3}, tmp_path / "bad")
+
+
+def test_the_data_cache_records_its_parameters_and_refuses_others(tmp_path):
+    cfg = TSMRunConfig(data_cache=str(tmp_path / "d.pt"), dns_resolution=16, warmup_time=0.2, frame_interval=0.05,
+                       n_frames=6, resolution=8, n_train=1, n_test=1, stride=1)
+    train, test = load_data(cfg)
+    assert train.shape == test.shape == (1, 6, 2, 8, 8)
+    again, _ = load_data(cfg)  # from the cache
+    assert torch.equal(again, train)
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match=r"d.pt was generated with other parameters \(reynolds 500.0 there, 300.0"):
+        load_data(replace(cfg, reynolds=300.0))
+    with pytest.raises(ValueError, match="does not hold 2\\+1 trajectories"):
+        load_data(replace(cfg, n_train=2))
