@@ -141,10 +141,26 @@ class PINN(nn.Module):
                 raise ValueError(f"unknown adaptive sampling {s.adaptive!r}; choose 'rar' or 'rad'")
 
     # -- training -----------------------------------------------------------------------------------------------
-    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
-        """Adam then (if ``optim.lbfgs_iters``) L-BFGS; returns the L-BFGS report."""
+    def training_state(self) -> dict:
+        """Beyond the parameters, what the Adam phase changes: points, sampler state, loss weights."""
+        return {"points": [p.clone() for p in self.points], "generator": self.generator.get_state(),
+                "weighting": self.weighting.state_dict(),
+                "causal": None if self.causal is None else self.causal.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.points = tuple(state["points"])
+        self.generator.set_state(state["generator"])
+        self.weighting.load_state_dict(state["weighting"])
+        if self.causal is not None:
+            self.causal.load_state_dict(state["causal"])
+
+    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None, *, resume: dict | None = None,
+            checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> LBFGSReport | None:
+        """Adam then (if ``optim.lbfgs_iters``) L-BFGS; returns the L-BFGS report. ``resume``, ``checkpoint`` and
+        ``checkpoint_every`` go to :func:`adam` (a resumed run restores :meth:`training_state` first)."""
         params = [p for p in self.net.parameters() if p.requires_grad]
-        adam(self.objective, params, optim, log, self.weighting.after_backward)
+        adam(self.objective, params, optim, log, self.weighting.after_backward, resume=resume, checkpoint=checkpoint,
+             checkpoint_every=checkpoint_every)
         if optim.lbfgs_iters:
             if self.causal is not None:
                 self.causal.freeze()  # one fixed objective for the line searches

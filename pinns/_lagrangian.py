@@ -96,9 +96,17 @@ class LagrangianPINN(nn.Module):
         loss = sum(means.values())
         return loss, {f"loss_{k}": float(v.detach()) for k, v in means.items()}
 
-    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
+    def training_state(self) -> dict:
+        """Nothing beyond the parameters changes during training (the points are fixed)."""
+        return {}
+
+    def load_training_state(self, state: dict) -> None:
+        return None
+
+    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None, *, resume: dict | None = None,
+            checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> LBFGSReport | None:
         params = list(self.parameters())
-        adam(self.objective, params, optim, log)
+        adam(self.objective, params, optim, log, resume=resume, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
         return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
 
     def predict(self, x: Tensor, t: Tensor, newton_steps: int = 8) -> Tensor:

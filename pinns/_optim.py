@@ -74,13 +74,23 @@ def disable_tf32() -> None:
 
 
 def adam(objective: Objective, params: list[Tensor], config: OptimConfig, log: Callable[[dict], None] | None = None,
-         after_backward: Callable[[], None] | None = None) -> float:
-    """Run the Adam phase; returns the last loss."""
+         after_backward: Callable[[], None] | None = None, *, resume: dict | None = None,
+         checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> float:
+    """Run the Adam phase; returns the last loss.
+
+    ``checkpoint(state)`` is called every ``checkpoint_every`` steps and after the last one with
+    ``{"step": steps done, "optimizer": ..., "scheduler": ...}``; passing such a state as ``resume`` continues from
+    it (the caller restores the parameters and whatever else the objective draws from)."""
     disable_tf32()
     opt = torch.optim.Adam(params, lr=config.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, config.decay_every), gamma=config.decay_rate)
+    first = 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        first = int(resume["step"])
     loss_value, start = math.nan, time.perf_counter()
-    for step in range(config.adam_iters):
+    for step in range(first, config.adam_iters):
         opt.zero_grad(set_to_none=True)
         loss, record = objective(step)
         loss.backward()
@@ -94,6 +104,9 @@ def adam(objective: Objective, params: list[Tensor], config: OptimConfig, log: C
         if log is not None and (step % config.log_every == 0 or step == config.adam_iters - 1):
             log({"phase": "adam", "step": step, "loss": loss_value, "lr": sched.get_last_lr()[0],
                  "time": time.perf_counter() - start, **record})
+        done = step + 1
+        if checkpoint is not None and ((checkpoint_every and done % checkpoint_every == 0) or done == config.adam_iters):
+            checkpoint({"step": done, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
     return loss_value
 
 

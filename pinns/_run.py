@@ -16,6 +16,8 @@ Config (``configs/pinn_*.yaml``; every section optional but ``family`` and ``pro
     eval:     {nx: 256, nt: 101}
     init_from: null             # a PINN run folder (or its model.safetensors): start from its weights, e.g. to
                                 # continue a run with a new optim section (same network section required)
+    checkpoint_every: 1000      # Adam steps between checkpoints (run_dir/checkpoint/state.pt; 0: only at Adam's end)
+    resume: false               # true: continue run_dir from its checkpoint; the result equals an uninterrupted run
 
 The run folder (each file written to a temporary name, then renamed):
 
@@ -192,29 +194,73 @@ def _plots(run_dir: Path, named, pred: torch.Tensor, ref: torch.Tensor, log: lis
     plt.close(fig)
 
 
+# keys that may change between a run and its resumption (they do not change what is computed)
+_RESUME_FREE = ("resume", "checkpoint_every", "run_dir", "name")
+
+
 def run(config: dict, run_dir: str | os.PathLike) -> dict:
-    """Train the PINN a config describes, write the run folder ``run_dir``, return the metrics dict."""
+    """Train the PINN a config describes, write the run folder ``run_dir``, return the metrics dict.
+
+    Every ``checkpoint_every`` Adam steps (and at the end of Adam) the whole training state goes atomically to
+    ``run_dir/checkpoint/state.pt``; ``resume: true`` continues from there (a crash during L-BFGS reruns L-BFGS
+    from the end of Adam) and ends where an uninterrupted run ends."""
     from safetensors.torch import save_file
+
+    from ..checkpoint import load_state, save_state
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(int(config.get("seed", 0)))
     model, named = build(config)
     optim = _section(config, "optim", OptimConfig)
-    start_file = init_from(model, config["init_from"]) if config.get("init_from") else None
+    every = int(config.get("checkpoint_every", 1000))
+    if every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0: only at the end of Adam), got {every}")
+    spec = {k: v for k, v in config.items() if k not in _RESUME_FREE}
+    ckpt = run_dir / "checkpoint" / "state.pt"
+    partial = run_dir / "train_log.jsonl.partial"
+    log: list[dict] = []
+    resume, wall_before, start_file = None, 0.0, None
+    if config.get("resume"):
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"resume: {ckpt} not found: {run_dir} has no checkpoint to continue "
+                                    "(drop resume to start the run)")
+        saved = load_state(ckpt)
+        differ = sorted(k for k in set(saved["config"]) | set(spec) if saved["config"].get(k) != spec.get(k))
+        if differ:
+            raise ValueError(f"resume: {run_dir} was started with another config ({', '.join(differ)} differ); "
+                             "resume with the same config, or start a new run (init_from can start from its weights)")
+        model.load_state_dict(saved["weights"])
+        model.load_training_state(saved["training"])
+        torch.set_rng_state(saved["rng_torch"])
+        resume, wall_before = saved["adam"], float(saved["wall_time_s"])
+        start_file = saved["init_from"]
+        if partial.exists():
+            log = [r for r in (json.loads(line) for line in partial.read_text().splitlines() if line.strip())
+                   if r.get("phase") == "adam" and r["step"] < resume["step"]]
+    elif config.get("init_from"):
+        start_file = str(init_from(model, config["init_from"]))
     _write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
-    log: list[dict] = []
-    partial = run_dir / "train_log.jsonl.partial"
+    start = time.perf_counter()
+
+    def checkpoint(adam_state: dict) -> None:
+        ckpt.parent.mkdir(exist_ok=True)
+        save_state(ckpt, {"config": spec, "adam": adam_state, "training": model.training_state(),
+                          "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                          "rng_torch": torch.get_rng_state(), "init_from": start_file,
+                          "wall_time_s": wall_before + time.perf_counter() - start})
+
     with open(partial, "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in log)
+
         def record(entry: dict) -> None:
             log.append(entry)
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
 
-        start = time.perf_counter()
-        report = model.fit(optim, record)
-        wall = time.perf_counter() - start
+        report = model.fit(optim, record, resume=resume, checkpoint=checkpoint, checkpoint_every=every)
+        wall = wall_before + time.perf_counter() - start
     os.replace(partial, run_dir / "train_log.jsonl")
 
     ev = dict(config.get("eval") or {})
@@ -222,7 +268,7 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     metrics = {"test": test, "wall_time_s": wall, "problem": config["problem"], "mode": config.get("mode", "forward"),
                "final_loss": log[-1]["loss"] if log else None}
     if start_file is not None:
-        metrics["init_from"] = str(start_file)
+        metrics["init_from"] = start_file
     if report is not None:
         metrics["lbfgs"] = dataclasses.asdict(report)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

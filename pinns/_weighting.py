@@ -54,6 +54,13 @@ class AbstractWeighting(ABC):
     def after_backward(self) -> None:
         """Called after ``loss.backward()`` (self-adaptive weights take their ascent step here)."""
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue exactly (tensors and plain types)."""
+        return {"weights": dict(self.weights)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = dict(state["weights"])
+
 
 class FixedWeights(AbstractWeighting):
     """Constant weights."""
@@ -141,6 +148,17 @@ class SelfAdaptiveWeights(AbstractWeighting):
     def after_backward(self) -> None:
         self.optimizer.step()
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "masks": {k: v.detach().clone() for k, v in self.masks.items()},
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            for name, value in state["masks"].items():
+                self.masks[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+
 
 class CausalWeights:
     """Causal residual loss over ``n_chunks`` time slabs with tolerance ``epsilon`` (see the module docstring).
@@ -171,6 +189,12 @@ class CausalWeights:
     def freeze(self) -> None:
         """Keep the current tolerance from now on."""
         self.frozen = True
+
+    def state_dict(self) -> dict:
+        return {"level": self.level, "frozen": self.frozen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.level, self.frozen = int(state["level"]), bool(state["frozen"])
 
     def loss(self, sq: Tensor, t: Tensor, t_span: tuple[float, float]) -> Tensor:
         """``(1/M) sum_i w_i L_i`` from per-point squared residuals ``sq (n,)`` at times ``t (n, 1)``."""

@@ -285,3 +285,61 @@ def test_every_weighting_and_network_option_trains(weighting, tmp_path):
     assert total(last) < 0.5 * total(first)
     if weighting in ("gradnorm", "ntk"):
         assert last["weight_initial"] != pytest.approx(1.0, abs=1e-3)
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("adaptive", ["rad", "self_adaptive"])
+def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch, adaptive):
+    """Crash in Adam (between checkpoints) and in L-BFGS, resume each time: the same weights, metrics and log as
+    one uninterrupted run, with RAD resampling + causal annealing, or self-adaptive weights, in play."""
+    from pdeforge.pinns._forward import PINN
+
+    sampling = ({"n_residual": 300, "adaptive": "rad", "adaptive_every": 7, "n_candidates": 1000}
+                if adaptive == "rad" else {"n_residual": 300})
+    config = {"family": "pinn", "problem": "burgers", "seed": 0, "network": {"width": 16, "depth": 2},
+              "sampling": {**sampling, "n_initial": 64, "n_boundary": 32},
+              "weighting": {"method": "self_adaptive"} if adaptive == "self_adaptive" else {"method": "gradnorm", "every": 5},
+              "causal": {"n_chunks": 4, "epsilon": [1.0, 10.0]} if adaptive == "rad" else None,
+              "optim": {"adam_iters": 40, "lr": 3e-3, "decay_every": 7, "lbfgs_iters": 6, "chunk": 3, "log_every": 4},
+              "checkpoint_every": 15, "eval": {"nx": 32, "nt": 11}}
+    whole = run(config, tmp_path / "whole")
+
+    objective = PINN.objective
+    calls = {"n": 0, "crash_at": 33}
+
+    def flaky(self, step):
+        calls["n"] += 1
+        if calls["n"] == calls["crash_at"]:
+            raise _Crash
+        return objective(self, step)
+
+    monkeypatch.setattr(PINN, "objective", flaky)
+    with pytest.raises(_Crash):  # Adam step 32: resumes from the checkpoint after step 30
+        run(config, tmp_path / "cut")
+    assert load_state_step(tmp_path / "cut") == 30
+    calls.update(n=0, crash_at=15)  # 40 - 30 = 10 Adam steps, then a few L-BFGS evaluations
+    with pytest.raises(_Crash):
+        run({**config, "resume": True}, tmp_path / "cut")
+    assert load_state_step(tmp_path / "cut") == 40
+    calls.update(n=0, crash_at=-1)
+    resumed = run({**config, "resume": True, "checkpoint_every": 100}, tmp_path / "cut")
+    assert resumed["test"] == whole["test"] and resumed["final_loss"] == whole["final_loss"]
+    assert resumed["lbfgs"] == whole["lbfgs"]
+    a, b = (load(tmp_path / d).state_dict() for d in ("whole", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "time"}
+                          for line in (path / "train_log.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "cut") == strip(tmp_path / "whole")
+    with pytest.raises(ValueError, match="started with another config \\(optim differ\\)"):
+        run({**config, "resume": True, "optim": {**config["optim"], "lr": 1e-3}}, tmp_path / "cut")
+    with pytest.raises(FileNotFoundError, match="has no checkpoint to continue"):
+        run({**config, "resume": True}, tmp_path / "fresh")
+
+
+def load_state_step(run_dir):
+    from pdeforge.checkpoint import load_state
+
+    return load_state(run_dir / "checkpoint" / "state.pt")["adam"]["step"]
