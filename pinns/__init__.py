@@ -32,11 +32,13 @@ from ._run import load, run
 from ._sampling import SAMPLERS, rad, rar, sample_domain, sample_initial
 from ._weighting import (
     AbstractWeighting,
+    AmplificationWeights,
     CausalWeights,
     FixedWeights,
     GradNormWeights,
     NTKWeights,
     SelfAdaptiveWeights,
+    reaction_rate,
 )
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
     "formula",
     "HiddenTermPINN",
     "AbstractWeighting",
+    "AmplificationWeights",
+    "reaction_rate",
     "AutogradDerivatives",
     "CausalWeights",
     "Dirichlet",

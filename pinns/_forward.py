@@ -5,7 +5,8 @@ Loss (Raissi, Perdikaris & Karniadakis 2019), every term a mean of squares over 
 
     L = l_r mean |u_t - (L u + N(u) + f)|^2  +  l_0 mean |u(x, t0) - u0(x)|^2  +  l_b mean |B u - g|^2
 
-The residual term can be causal (:class:`~pdeforge.pinns.CausalWeights`); hard constraints drop the initial or
+The residual term can be causal (:class:`~pdeforge.pinns.CausalWeights`) and weighted by the growth of its errors
+(:class:`~pdeforge.pinns.AmplificationWeights`); hard constraints drop the initial or
 boundary terms (:class:`~pdeforge.pinns.Problem`). Residual points are fixed, resampled every
 ``resample_every`` Adam steps, or adapted by RAR / RAD (:class:`SamplingConfig`). L-BFGS uses the last
 point set and frozen weights.
@@ -24,7 +25,7 @@ from ._domain import Problem, boundary_points, boundary_residual
 from ._networks import NetworkConfig, PINNNet
 from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
 from ._sampling import rad, rar, sample_domain, sample_initial
-from ._weighting import AbstractWeighting, CausalWeights, FixedWeights
+from ._weighting import AbstractWeighting, AmplificationWeights, CausalWeights, FixedWeights
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,18 @@ class PINN(nn.Module):
         sampling: collocation points (:class:`SamplingConfig`).
         weighting: loss balancing (default fixed weights 1).
         causal: causal residual weighting, or ``None``.
+        amplification: residuals weighted by how much their errors would grow (:class:`AmplificationWeights`), or
+            ``None``.
         seed: weights and points.
         dtype: ``torch.float64`` (default) or ``torch.float32``.
     """
 
     def __init__(self, problem: Problem, network: NetworkConfig = NetworkConfig(), sampling: SamplingConfig = SamplingConfig(),
                  weighting: AbstractWeighting | None = None, causal: CausalWeights | None = None, seed: int = 0,
-                 dtype: torch.dtype = torch.float64) -> None:
+                 dtype: torch.dtype = torch.float64, amplification: AmplificationWeights | None = None) -> None:
         super().__init__()
         self.problem, self.sampling, self.causal, self.dtype = problem, sampling, causal, dtype
+        self.amplification = amplification
         self.weighting = weighting if weighting is not None else FixedWeights()
         self.net = PINNNet(problem, network, seed).to(dtype)
         self.generator = torch.Generator().manual_seed(seed + 1)
@@ -102,6 +106,10 @@ class PINN(nn.Module):
         means = {}
         for name, v in values.items():
             sq = self.weighting.pointwise(name, (v**2).sum(dim=1))
+            if name == "residual" and self.amplification is not None:
+                with torch.no_grad():
+                    u = self.net(x, t)
+                sq = sq * self.amplification.factors(self.problem.equation, u, x, t, self.problem.domain.t_span[1])
             if name == "residual" and self.causal is not None:
                 means[name] = self.causal.loss(sq, t, self.problem.domain.t_span)
             else:

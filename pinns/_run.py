@@ -12,6 +12,7 @@ Config (``configs/pinn_*.yaml``; every section optional but ``family`` and ``pro
                adaptive: null, adaptive_every: 1000, n_candidates: 20000, rar_k: 100, rad_k: 1.0, rad_c: 1.0}
     weighting: {method: fixed, weights: {}, every: 100, alpha: 0.9, lr: 0.005}   # fixed | gradnorm | ntk | self_adaptive
     causal: null                # or {n_chunks: 32, epsilon: 1.0} (a list of epsilons: annealed)
+    amplification: null         # or {power: 1.0}: residuals weighted by the growth of their errors (forward mode)
     optim:    {adam_iters: 1000, lr: 0.001, decay_rate: 0.9, decay_every: 1000, lbfgs_iters: 0, chunk: 500, log_every: 100}
     eval:     {nx: 256, nt: 101}
     init_from: null             # a PINN run folder (or its model.safetensors): start from its weights, e.g. to
@@ -48,7 +49,7 @@ from ._lagrangian import LagrangianPINN
 from ._networks import NetworkConfig
 from ._optim import OptimConfig
 from ._problems import PROBLEMS
-from ._weighting import CausalWeights, FixedWeights, GradNormWeights, NTKWeights, SelfAdaptiveWeights
+from ._weighting import AmplificationWeights, CausalWeights, FixedWeights, GradNormWeights, NTKWeights, SelfAdaptiveWeights
 
 MODES = ("forward", "lagrangian")
 WEIGHTINGS = ("fixed", "gradnorm", "ntk", "self_adaptive")
@@ -99,11 +100,14 @@ def build(config: dict) -> tuple[torch.nn.Module, Any]:
     sampling = _section(config, "sampling", SamplingConfig)
     seed = int(config.get("seed", 0))
     if mode == "lagrangian":
+        if config.get("causal") or config.get("amplification"):
+            raise ValueError("causal and amplification weights are for mode: forward; the Lagrangian PINN has neither")
         model = LagrangianPINN(named.problem, network, sampling.n_residual, sampling.n_initial, seed)
     else:
         causal = CausalWeights(**config["causal"]) if config.get("causal") else None
+        amplification = AmplificationWeights(**config["amplification"]) if config.get("amplification") else None
         model = PINN(named.problem, network, sampling, _weighting(config, sampling, named.problem.hard_initial),
-                     causal, seed, dtype)
+                     causal, seed, dtype, amplification)
     return model, named
 
 

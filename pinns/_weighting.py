@@ -13,6 +13,11 @@
   ``M`` time chunks ``L_r = (1/M) sum_i w_i L_i`` with ``w_i = exp(-epsilon sum_{k<i} L_k)`` (no gradient):
   later times count only once earlier ones are resolved; a list of tolerances is walked through as in the
   paper (the next one once every weight exceeds 0.99).
+* :class:`AmplificationWeights` (pdeforge): a residual error at ``(x, t)`` grows like ``exp(g (T - t))`` until the
+  end time ``T`` where the local reaction rate ``g = d f / d u`` of the equation's point-wise terms is positive
+  (Allen-Cahn near its unstable state ``u = 0``: ``g = 1 - 3 u^2``), and is damped where it is negative. The
+  squared residuals are multiplied by ``exp(power max(g, 0) (T - t))`` (no gradient, mean 1 over the points), so
+  the network is most exact where its errors would grow most. Measured on Allen-Cahn (``benchmarks/pinns.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
+
+from ..solvers import AbstractDerivatives, AbstractEquation
 
 
 class AbstractWeighting(ABC):
@@ -211,6 +218,51 @@ class CausalWeights:
         return (w * per_chunk).mean()
 
 
+class _PointwiseOnly(AbstractDerivatives):
+    """Derivatives of order > 0 are 0: ``equation.rhs`` then holds only its point-wise (reaction) terms."""
+
+    def __init__(self, coords: tuple[Tensor, ...]) -> None:
+        self._coords = coords
+
+    def __call__(self, u: Tensor, alpha: tuple[int, ...]) -> Tensor:
+        return u if not any(alpha) else torch.zeros_like(u)
+
+    def coords(self) -> tuple[Tensor, ...]:
+        return self._coords
+
+
+def reaction_rate(equation: AbstractEquation, u: Tensor, x: Tensor) -> Tensor:
+    """``d f / d u (N, 1)`` of the point-wise terms ``f(u)`` of a one-channel equation's right-hand side at ``u (N, 1)``
+    (terms with derivatives of ``u`` left out): Allen-Cahn ``1 - 3 u^2``, Fisher-KPP ``r (1 - 2 u)``, Burgers 0."""
+    if u.ndim != 2 or u.shape[1] != 1:
+        raise ValueError(f"amplification weights need a one-channel equation, got u of shape {tuple(u.shape)} "
+                         f"for {type(equation).__name__}")
+    with torch.enable_grad():
+        v = u.detach().requires_grad_(True)
+        f = equation.rhs(v, _PointwiseOnly(tuple(x[:, i : i + 1].detach() for i in range(x.shape[1]))))
+        if not f.requires_grad:  # no term depends on u point-wise
+            return torch.zeros_like(v)
+        (g,) = torch.autograd.grad(f.sum(), v)
+    return g
+
+
+class AmplificationWeights:
+    """Per-point factors ``exp(power max(g, 0) (T - t))`` of the squared residuals, normalised to mean 1 over the
+    points, with ``g`` the :func:`reaction_rate` at the network's current values (see the module docstring)."""
+
+    def __init__(self, power: float = 1.0) -> None:
+        if not power > 0:
+            raise ValueError(f"amplification power must be > 0, got {power!r}")
+        self.power = float(power)
+
+    def factors(self, equation: AbstractEquation, u: Tensor, x: Tensor, t: Tensor, t_end: float) -> Tensor:
+        """``(N,)`` factors for the points ``x (N, d)``, ``t (N, 1)`` where the network gives ``u (N, 1)``."""
+        with torch.no_grad():
+            g = reaction_rate(equation, u, x)[:, 0].detach()
+            w = torch.exp(self.power * g.clamp_min(0) * (t_end - t[:, 0]))
+            return w / w.mean()
+
+
 __all__ = [
     "AbstractWeighting",
     "FixedWeights",
@@ -218,4 +270,6 @@ __all__ = [
     "NTKWeights",
     "SelfAdaptiveWeights",
     "CausalWeights",
+    "AmplificationWeights",
+    "reaction_rate",
 ]

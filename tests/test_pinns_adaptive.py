@@ -283,3 +283,54 @@ def test_lagrangian_pinn_beats_the_plain_pinn_on_fast_advection():
     e_plain = float((plain.predict(X, T) - ref).norm() / ref.norm())
     assert e_lag < 0.05 and e_plain > 0.5
     assert lag.velocity == (30.0,)
+
+
+def test_reaction_rate_is_the_derivative_of_the_pointwise_terms():
+    from pdeforge.pinns import reaction_rate
+    from pdeforge.solvers import AllenCahn, GrayScott, KdV
+
+    u = torch.linspace(-1.5, 1.5, 13, dtype=torch.float64)[:, None]
+    x = torch.rand(13, 1, dtype=torch.float64)
+    assert torch.allclose(reaction_rate(AllenCahn(nu=0.01), u, x), 1 - 3 * u**2, atol=1e-14)
+    assert torch.allclose(reaction_rate(FisherKPP(nu=0.1, r=2.0), u, x), 2.0 * (1 - 2 * u), atol=1e-14)
+    assert torch.equal(reaction_rate(Burgers(nu=0.1), u, x), torch.zeros_like(u))  # u u_x: no point-wise term
+    assert torch.equal(reaction_rate(KdV(), u, x), torch.zeros_like(u))
+    with pytest.raises(ValueError, match="one-channel equation"):
+        reaction_rate(GrayScott(), torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 2, dtype=torch.float64))
+
+
+def test_amplification_weights_favour_points_whose_errors_grow():
+    from pdeforge.pinns import AmplificationWeights
+    from pdeforge.solvers import AllenCahn
+
+    amp = AmplificationWeights(power=0.5)
+    u = torch.tensor([[0.0], [0.0], [1.0], [0.5]], dtype=torch.float64)  # g = 1, 1, -2, 0.25
+    t = torch.tensor([[0.0], [4.0], [0.0], [2.0]], dtype=torch.float64)
+    w = amp.factors(AllenCahn(nu=1e-4), u, torch.zeros_like(u), t, t_end=4.0)
+    raw = torch.exp(0.5 * torch.tensor([1.0 * 4, 0.0, 0.0, 0.25 * 2], dtype=torch.float64))
+    assert torch.allclose(w, raw / raw.mean(), rtol=1e-14) and w.mean().item() == pytest.approx(1.0)
+    assert w[0] / w[2] == pytest.approx(math.exp(2.0))  # unstable and early vs stable
+    with pytest.raises(ValueError, match="power must be > 0"):
+        AmplificationWeights(power=0.0)
+
+
+def test_amplification_weights_enter_the_residual_loss_of_a_run_config():
+    from pdeforge.pinns import AmplificationWeights
+    from pdeforge.pinns._run import build
+
+    config = {"family": "pinn", "problem": "allen_cahn", "network": {"width": 16, "depth": 2, "harmonics": 2},
+              "sampling": {"n_residual": 200}, "amplification": {"power": 1.0}}
+    model, _ = build(config)
+    assert isinstance(model.amplification, AmplificationWeights)
+    means, values = model.terms()
+    x, t = model.points
+    with torch.no_grad():
+        u = model.net(x, t)
+    w = model.amplification.factors(model.problem.equation, u, x, t, model.problem.domain.t_span[1])
+    assert w.max() / w.min() > 10  # early points near u = 0 against late or saturated ones
+    expected = (w * values["residual"].detach()[:, 0] ** 2).mean()
+    assert means["residual"].item() == pytest.approx(expected.item(), rel=1e-12)
+    plain, _ = build({k: v for k, v in config.items() if k != "amplification"})
+    assert plain.terms()[0]["residual"].item() == pytest.approx((values["residual"].detach() ** 2).mean().item(), rel=1e-12)
+    with pytest.raises(ValueError, match="for mode: forward"):
+        build({**config, "problem": "advection", "mode": "lagrangian"})
