@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -343,3 +344,19 @@ def load_state_step(run_dir):
     from pdeforge.checkpoint import load_state
 
     return load_state(run_dir / "checkpoint" / "state.pt")["adam"]["step"]
+
+
+_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("pinn_*.yaml"))
+
+
+@pytest.mark.parametrize("path", _CONFIGS, ids=lambda p: p.name)
+def test_every_pinn_config_builds(path):
+    import yaml
+
+    from pdeforge.pinns._optim import OptimConfig
+    from pdeforge.pinns._run import _section, build
+
+    config = yaml.safe_load(path.read_text())
+    model, named = build(config)
+    optim = _section(config, "optim", OptimConfig)
+    assert optim.adam_iters > 0 and named.problem is model.problem
