@@ -361,3 +361,14 @@ def test_amplification_weights_make_the_residual_small_where_errors_grow():
         out[amp] = (r[grow].mean().item(), r[~grow].mean().item())
     assert out[True][0] < 0.2 * out[False][0]
     assert out[True][1] > out[False][1]
+
+
+def test_amplification_weights_do_not_overflow():
+    from pdeforge.pinns import AmplificationWeights
+    from pdeforge.solvers import AllenCahn
+
+    u = torch.zeros(3, 1, dtype=torch.float32)
+    t = torch.tensor([[0.0], [1.0], [1000.0]])
+    w = AmplificationWeights(power=1.0).factors(AllenCahn(nu=1e-4), u, torch.zeros_like(u), t, t_end=1000.0)
+    assert torch.isfinite(w).all() and w[2] == 0  # exp(1000) would overflow float32
+    assert w[0].item() == pytest.approx(3 / (1 + math.exp(-1)), rel=1e-6)
