@@ -97,7 +97,7 @@ class PINN(nn.Module):
         """``(means, values)``: the loss terms ``L_i`` and their per-point values ``(n, C)``."""
         values: dict[str, Tensor] = {}
         x, t = self.points
-        values["residual"] = self.residual(x, t)
+        values["residual"], u = pde_residual(self.problem.equation, self.net, x, t)
         if not self.problem.hard_initial:
             x0, t0 = self.initial_points
             values["initial"] = self.net(x0, t0) - self.problem.initial(x0).to(self.dtype)
@@ -107,9 +107,8 @@ class PINN(nn.Module):
         for name, v in values.items():
             sq = self.weighting.pointwise(name, (v**2).sum(dim=1))
             if name == "residual" and self.amplification is not None:
-                with torch.no_grad():
-                    u = self.net(x, t)
-                sq = sq * self.amplification.factors(self.problem.equation, u, x, t, self.problem.domain.t_span[1])
+                sq = sq * self.amplification.factors(self.problem.equation, u.detach(), x, t,
+                                                     self.problem.domain.t_span[1])
             if name == "residual" and self.causal is not None:
                 means[name] = self.causal.loss(sq, t, self.problem.domain.t_span)
             else:

@@ -101,7 +101,7 @@ class LagrangianPINN(nn.Module):
         return {}
 
     def load_training_state(self, state: dict) -> None:
-        return None
+        """Nothing to restore (see :meth:`training_state`)."""
 
     def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None, *, resume: dict | None = None,
             checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> LBFGSReport | None:

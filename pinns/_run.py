@@ -33,6 +33,7 @@ The run folder (each file written to a temporary name, then renamed):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import tempfile
@@ -58,6 +59,18 @@ WEIGHTINGS = ("fixed", "gradnorm", "ntk", "self_adaptive")
 def _section(config: dict, name: str, cls) -> Any:
     values = dict(config.get(name) or {})
     known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def _options(config: dict, name: str, cls) -> Any:
+    """``cls(**config[name])``, or None when the section is absent or null; unknown keys named."""
+    values = config.get(name)
+    if not values:
+        return None
+    known = set(inspect.signature(cls).parameters)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -104,8 +117,8 @@ def build(config: dict) -> tuple[torch.nn.Module, Any]:
             raise ValueError("causal and amplification weights are for mode: forward; the Lagrangian PINN has neither")
         model = LagrangianPINN(named.problem, network, sampling.n_residual, sampling.n_initial, seed)
     else:
-        causal = CausalWeights(**config["causal"]) if config.get("causal") else None
-        amplification = AmplificationWeights(**config["amplification"]) if config.get("amplification") else None
+        causal = _options(config, "causal", CausalWeights)
+        amplification = _options(config, "amplification", AmplificationWeights)
         model = PINN(named.problem, network, sampling, _weighting(config, sampling, named.problem.hard_initial),
                      causal, seed, dtype, amplification)
     return model, named
@@ -114,16 +127,15 @@ def build(config: dict) -> tuple[torch.nn.Module, Any]:
 def init_from(model: torch.nn.Module, source: str | os.PathLike) -> Path:
     """Load the weights of a PINN run folder (or a ``.safetensors`` file) into ``model``; every tensor must match
     by name and shape (values are cast to the model's dtype). Returns the file read."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ..checkpoint import load_weights
 
     path = Path(source)
     file = path / "model.safetensors" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"init_from: {file} not found (expected a PINN run folder or a .safetensors file)")
     try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError) as err:
+        state = load_weights(file)
+    except ValueError as err:
         raise ValueError(f"init_from: {file} is not a readable safetensors file ({err})") from None
     own = model.state_dict()
     problems = [f"missing {k}" for k in sorted(set(own) - set(state))]

@@ -258,7 +258,7 @@ class AmplificationWeights:
     def factors(self, equation: AbstractEquation, u: Tensor, x: Tensor, t: Tensor, t_end: float) -> Tensor:
         """``(N,)`` factors for the points ``x (N, d)``, ``t (N, 1)`` where the network gives ``u (N, 1)``."""
         with torch.no_grad():
-            g = reaction_rate(equation, u, x)[:, 0].detach()
+            g = reaction_rate(equation, u, x)[:, 0]
             a = self.power * g.clamp_min(0) * (t_end - t[:, 0])
             w = torch.exp(a - a.max())  # shifted: no overflow for fast growth or long spans
             return w / w.mean()

@@ -289,13 +289,15 @@ def test_every_weighting_and_network_option_trains(weighting, tmp_path):
 
 
 class _Crash(RuntimeError):
-    pass
+    """Raised by a patched objective to stand for a killed run."""
 
 
-@pytest.mark.parametrize("adaptive", ["rad", "self_adaptive"])
+@pytest.mark.parametrize("adaptive", ["rad", "self_adaptive", "lagrangian"])
 def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch, adaptive):
     """Crash in Adam (between checkpoints) and in L-BFGS, resume each time: the same weights, metrics and log as
-    one uninterrupted run, with RAD resampling + causal annealing, or self-adaptive weights, in play."""
+    one uninterrupted run, with RAD resampling + causal annealing, or self-adaptive weights, in play (and for the
+    Lagrangian PINN)."""
+    from pdeforge.pinns import LagrangianPINN
     from pdeforge.pinns._forward import PINN
 
     sampling = ({"n_residual": 300, "adaptive": "rad", "adaptive_every": 7, "n_candidates": 1000}
@@ -306,9 +308,13 @@ def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatc
               "causal": {"n_chunks": 4, "epsilon": [1.0, 10.0]} if adaptive == "rad" else None,
               "optim": {"adam_iters": 40, "lr": 3e-3, "decay_every": 7, "lbfgs_iters": 6, "chunk": 3, "log_every": 4},
               "checkpoint_every": 15, "eval": {"nx": 32, "nt": 11}}
+    cls = PINN
+    if adaptive == "lagrangian":
+        cls = LagrangianPINN
+        config = {**config, "problem": "advection", "mode": "lagrangian", "weighting": None, "causal": None}
     whole = run(config, tmp_path / "whole")
 
-    objective = PINN.objective
+    objective = cls.objective
     calls = {"n": 0, "crash_at": 33}
 
     def flaky(self, step):
@@ -317,7 +323,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatc
             raise _Crash
         return objective(self, step)
 
-    monkeypatch.setattr(PINN, "objective", flaky)
+    monkeypatch.setattr(cls, "objective", flaky)
     with pytest.raises(_Crash):  # Adam step 32: resumes from the checkpoint after step 30
         run(config, tmp_path / "cut")
     assert load_state_step(tmp_path / "cut") == 30

@@ -334,6 +334,8 @@ def test_amplification_weights_enter_the_residual_loss_of_a_run_config():
     assert plain.terms()[0]["residual"].item() == pytest.approx((values["residual"].detach() ** 2).mean().item(), rel=1e-12)
     with pytest.raises(ValueError, match="for mode: forward"):
         build({**config, "problem": "advection", "mode": "lagrangian"})
+    with pytest.raises(ValueError, match=r"'amplification': unknown key\(s\) \['pow'\]; known: \['power'\]"):
+        build({**config, "amplification": {"pow": 1.0}})
 
 
 def test_amplification_weights_make_the_residual_small_where_errors_grow():
