@@ -79,17 +79,18 @@ def adam(objective: Objective, params: list[Tensor], config: OptimConfig, log: C
     """Run the Adam phase; returns the last loss.
 
     ``checkpoint(state)`` is called every ``checkpoint_every`` steps and after the last one with
-    ``{"step": steps done, "optimizer": ..., "scheduler": ...}``; passing such a state as ``resume`` continues from
-    it (the caller restores the parameters and whatever else the objective draws from)."""
+    ``{"step": steps done, "optimizer": ..., "scheduler": ..., "elapsed": seconds of Adam so far}``; passing such a
+    state as ``resume`` continues from it (the caller restores the parameters and whatever else the objective draws
+    from), and the logged ``time`` goes on from ``elapsed``."""
     disable_tf32()
     opt = torch.optim.Adam(params, lr=config.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, config.decay_every), gamma=config.decay_rate)
-    first = 0
+    first, elapsed = 0, 0.0
     if resume is not None:
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
-        first = int(resume["step"])
-    loss_value, start = math.nan, time.perf_counter()
+        first, elapsed = int(resume["step"]), float(resume.get("elapsed", 0.0))  # no "elapsed": saved before it was
+    loss_value, start = math.nan, time.perf_counter() - elapsed
     for step in range(first, config.adam_iters):
         opt.zero_grad(set_to_none=True)
         loss, record = objective(step)
@@ -106,7 +107,8 @@ def adam(objective: Objective, params: list[Tensor], config: OptimConfig, log: C
                  "time": time.perf_counter() - start, **record})
         done = step + 1
         if checkpoint is not None and ((checkpoint_every and done % checkpoint_every == 0) or done == config.adam_iters):
-            checkpoint({"step": done, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
+            checkpoint({"step": done, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "elapsed": time.perf_counter() - start})
     return loss_value
 
 

@@ -340,6 +340,10 @@ def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatc
     strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "time"}
                           for line in (path / "train_log.jsonl").read_text().splitlines()]
     assert strip(tmp_path / "cut") == strip(tmp_path / "whole")
+    # the Adam records' time goes on across the two resumes instead of starting again at 0
+    times = [r["time"] for r in map(json.loads, (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines())
+             if r["phase"] == "adam"]
+    assert times == sorted(times) and len(times) > 3
     with pytest.raises(ValueError, match="started with another config \\(optim differ\\)"):
         run({**config, "resume": True, "optim": {**config["optim"], "lr": 1e-3}}, tmp_path / "cut")
     with pytest.raises(FileNotFoundError, match="has no checkpoint to continue"):
