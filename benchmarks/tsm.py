@@ -1,6 +1,6 @@
 """TSM vs LI vs coarse solver at CPU scale: high-correlation duration, the HiPPO ablation, per-step latency.
 
-    python benchmarks/tsm.py                      # trains tsm-hippo, li, li-stage, tsm-frames (1 free thread)
+    python benchmarks/tsm.py                      # trains every model below (1 free thread)
     python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames   # the README figures (~1 h)
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs (refused if
                                                    # trained on other data or with other options)
@@ -42,6 +42,7 @@ MODELS = {  # name -> spec changes on top of configs/tsm_kolmogorov.yaml's defau
     "li": {"variant": "li", "li_calls": "step"},  # the papers' LI: one CNN call per solver step
     "li-stage": {"variant": "li", "li_calls": "stage"},  # a stronger, 3x costlier LI: a call at each RK stage
     "tsm-frames": {"variant": "tsm", "encoder": "frames"},
+    "tsm-running": {"variant": "tsm", "encoder": "hippo", "memory": "running"},  # the HiPPO state of TSM's code
 }
 
 
@@ -122,7 +123,8 @@ def main() -> None:
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
     print("paired over test trajectories (same initial frames): mean difference +- standard error, wins")
-    for a, b in (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse")):
+    for a, b in (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"), ("tsm-running", "tsm-frames"),
+                 ("tsm-running", "tsm-hippo"), ("li", "coarse"), ("tsm-hippo", "coarse")):
         if a in results and b in results:
             d = results[a]["duration"] - results[b]["duration"]
             se = float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
@@ -144,7 +146,7 @@ def main() -> None:
     _save(fig, runs / "correlation_vs_time.png")
     grid = models["coarse"].solver.grid
     steps = [int(round(t / base.dt)) - 1 for t in (1.0, 2.0, 4.0)]
-    show = [n for n in ("coarse", "li", "tsm-hippo") if n in results]
+    show = [n for n in ("coarse", "li", "tsm-hippo", "tsm-running") if n in results]
     fig, axes = plt.subplots(len(steps), 1 + len(show), figsize=(3 * (1 + len(show)), 3 * len(steps)))
     for row, k in zip(axes, steps):
         ref = vorticity_rollout(test[:1, base.history + k:base.history + k + 1], grid)[0, 0, 0]

@@ -61,18 +61,41 @@ class HippoEncoder(nn.Module):
     """LagT features of a history of frames: ``(B, H, C, X, Y) -> (B, C * n, X, Y)`` (channel ``c * n + i``).
 
     ``scale`` divides the frames first (a typical velocity magnitude), so the features are O(1).
+
+    Two ways to use it: ``forward(frames)``, the memory of exactly the last ``history`` frames (a window, from
+    ``c = 0`` at its first frame); or a running memory, as TSM's own code keeps it: ``start(frames)`` gives the
+    state after the given frames, ``update(state, frame)`` adds one more frame (``c <- Abar c + Bbar f``), and
+    ``features(state)`` is what the network reads. The running state after ``history + k`` frames equals the window
+    features of all of them: nothing is forgotten except through LagT's own exponential decay.
     """
 
     def __init__(self, n: int, history: int, scale: float = 1.0) -> None:
         super().__init__()
         self.n, self.history, self.scale = n, history, scale
-        self.register_buffer("kernel", lagt_kernel(n, history).float(), persistent=False)
+        # float64, cast to the frames' dtype where used (``.double()`` on a float32 copy would keep its rounding)
+        self.register_buffer("kernel", lagt_kernel(n, history), persistent=False)
+        abar, bbar = bilinear(*lagt_transition(n), 1.0)
+        self.register_buffer("abar", abar, persistent=False)
+        self.register_buffer("bbar", bbar, persistent=False)
 
-    def forward(self, frames: Tensor) -> Tensor:
+    def start(self, frames: Tensor) -> Tensor:
+        """The LagT state ``(B, C, n, X, Y)`` after ``frames (B, history, C, X, Y)``."""
         if frames.ndim != 5 or frames.shape[1] != self.history:
             raise ValueError(f"expected frames (B, {self.history}, C, X, Y), got {tuple(frames.shape)}")
-        c = torch.einsum("nh,bhcxy->bcnxy", self.kernel.to(frames), frames / self.scale)
-        return c.flatten(1, 2)
+        return torch.einsum("nh,bhcxy->bcnxy", self.kernel.to(frames), frames / self.scale)
+
+    def update(self, state: Tensor, frame: Tensor) -> Tensor:
+        """The state after one more ``frame (B, C, X, Y)``."""
+        return (torch.einsum("nm,bcmxy->bcnxy", self.abar.to(state), state)
+                + self.bbar.to(state)[:, None, None] * (frame / self.scale)[:, :, None])
+
+    @staticmethod
+    def features(state: Tensor) -> Tensor:
+        """``(B, C, n, X, Y) -> (B, C * n, X, Y)``."""
+        return state.flatten(1, 2)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.features(self.start(frames))
 
 
 class FrameStackEncoder(nn.Module):

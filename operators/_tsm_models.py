@@ -24,6 +24,7 @@ from ._tsm_stencils import StencilInterpolation, logits_per_cell
 
 VARIANTS = ("tsm", "li", "coarse")
 ENCODERS = ("hippo", "frames")
+MEMORIES = ("window", "running")
 LI_CALLS = ("step", "stage")
 
 
@@ -41,7 +42,11 @@ class TSMConfig:
     solver steps per CNN call (TSM), stencil accuracy ``order`` (1: 15 logits per stencil, 120 per cell).
     ``li_calls``: LI's CNN reads the velocity once per solver step (``"step"``: 120 logits per cell per step, as
     Kochkov et al. and TSM's baseline, whose solver evaluates the convection once per step) or at each of the
-    SSP-RK3 stages (``"stage"``: three calls per step)."""
+    SSP-RK3 stages (``"stage"``: three calls per step).
+    ``memory`` (TSM with ``encoder="hippo"``): ``"window"``, each CNN call reads the LagT features of the last
+    ``history`` frames; ``"running"``, the LagT state is built from the ``history`` frames given and then updated
+    with every predicted frame, never restarted (as the HiPPO cache in TSM's code, Edward-Sun/TSM-PDE), so its
+    memory reaches back over the whole rollout."""
 
     variant: str = "tsm"
     encoder: str = "hippo"
@@ -51,6 +56,7 @@ class TSMConfig:
     order: int = 1
     cnn: CNNConfig = CNNConfig()
     li_calls: str = "step"
+    memory: str = "window"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -59,6 +65,11 @@ class TSMConfig:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.li_calls not in LI_CALLS:
             raise ValueError(f"li_calls must be one of {LI_CALLS}, got {self.li_calls!r}")
+        if self.memory not in MEMORIES:
+            raise ValueError(f"memory must be one of {MEMORIES}, got {self.memory!r}")
+        if self.memory == "running" and not (self.variant == "tsm" and self.encoder == "hippo"):
+            raise ValueError(f"memory 'running' is the HiPPO state of TSM (variant 'tsm', encoder 'hippo'), got "
+                             f"variant {self.variant!r}, encoder {self.encoder!r}")
         if self.history < 1 or self.bundle < 1:
             raise ValueError(f"history and bundle must be >= 1, got {self.history} and {self.bundle}")
 
@@ -156,15 +167,21 @@ class TemporalStencilModel(nn.Module):
             if per_step:
                 interp.logits = None
             return torch.stack(out, dim=1)
+        running = self.config.memory == "running"
         hist = list(frames[:, -need:].unbind(1))
+        state = self.encoder.start(frames[:, -need:]) if running else None
         n_logits = logits_per_cell(self.config.order)
         while len(out) < n_steps:
-            logits = self.net(self.encoder(torch.stack(hist[-need:], dim=1)))
+            features = self.encoder.features(state) if running else self.encoder(torch.stack(hist[-need:], dim=1))
+            logits = self.net(features)
             for s in range(min(self.config.bundle, n_steps - len(out))):
                 interp.logits = logits[:, s * n_logits:(s + 1) * n_logits]
                 v = self.solver.step(v, self.dt)
                 out.append(v)
-                hist.append(v)
+                if running:
+                    state = self.encoder.update(state, v)
+                else:
+                    hist.append(v)
         interp.logits = None
         return torch.stack(out, dim=1)
 

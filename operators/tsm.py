@@ -67,6 +67,8 @@ class TSMRunConfig:
     hippo_order: int = 32         # LagT coefficients per velocity component
     bundle: int = 4               # solver steps per CNN call (TSM)
     li_calls: str = "step"        # LI's CNN once per solver step (the papers) | "stage": at each SSP-RK3 stage
+    memory: str = "window"        # TSM's HiPPO features: of the last `history` frames | "running": a state kept
+                                  # over the whole rollout (TSM's code)
     order: int = 1                # stencil accuracy order
     layers: int = 4               # CNN depth
     channels: int = 32            # CNN width
@@ -98,7 +100,7 @@ class TSMRunConfig:
 
     def model_config(self) -> TSMConfig:
         return TSMConfig(self.variant, self.encoder, self.history, self.hippo_order, self.bundle, self.order,
-                         CNNConfig(self.layers, self.channels), self.li_calls)
+                         CNNConfig(self.layers, self.channels), self.li_calls, self.memory)
 
     @property
     def dt(self) -> float:
@@ -289,7 +291,7 @@ def run(spec: dict, run_dir: Path) -> dict:
     res = evaluate_model(model, test, cfg.history, cfg.threshold)
     coarse = build_model(TSMRunConfig(**{**asdict(cfg), "variant": "coarse"}), scale)
     ref = evaluate_model(coarse, test, cfg.history, cfg.threshold)
-    name = cfg.variant if cfg.variant != "tsm" else f"tsm-{cfg.encoder}"
+    name = cfg.variant if cfg.variant != "tsm" else f"tsm-{cfg.encoder}" + ("-running" if cfg.memory == "running" else "")
     k = min(len(res["corr"]) - 1, int(round(2.0 / cfg.dt)))
     grid = model.solver.grid
     snaps = {"reference": vorticity_rollout(test[:1, cfg.history + k:cfg.history + k + 1], grid)[0, 0, 0],

@@ -134,19 +134,60 @@ def test_lagt_kernel_and_encoder_equal_the_recurrence():
     assert feats[0, :n].abs().max() == 0 and feats[0, n:, 0, 0].abs().max() == 0
 
 
+def test_the_running_lagt_state_equals_the_window_over_every_frame_seen():
+    n, h, k = 6, 5, 7
+    frames = torch.randn(2, h + k, 2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    enc = HippoEncoder(n, h, scale=1.7).double()
+    state = enc.start(frames[:, :h])
+    assert torch.equal(enc.features(state), enc(frames[:, :h]))
+    for j in range(k):
+        state = enc.update(state, frames[:, h + j])
+    whole = HippoEncoder(n, h + k, scale=1.7).double()(frames)
+    assert torch.allclose(enc.features(state), whole, atol=1e-12, rtol=0)
+    # and it is not the window of the last h frames
+    assert (enc.features(state) - enc(frames[:, -h:])).abs().max() > 1e-2
+
+
 # ------------------------------------------------------------------------------------------------ models
-def _model(variant: str, encoder: str = "hippo", n: int = 8, li_calls: str = "step") -> TemporalStencilModel:
+def _model(variant: str, encoder: str = "hippo", n: int = 8, li_calls: str = "step",
+           memory: str = "window") -> TemporalStencilModel:
     cfg = TSMConfig(variant, encoder, history=4, hippo_order=4, bundle=2, cnn=CNNConfig(layers=2, channels=4),
-                    li_calls=li_calls)
+                    li_calls=li_calls, memory=memory)
     return TemporalStencilModel(cfg, fv.StaggeredGrid(n), FLOW, dt=0.05).double()
+
+
+def test_running_memory_feeds_the_cnn_every_frame_of_the_rollout():
+    torch.manual_seed(0)
+    model = _model("tsm", memory="running")
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    window = _model("tsm")
+    window.net.load_state_dict(model.net.state_dict())
+    inputs = []
+    model.net.register_forward_pre_hook(lambda _, args: inputs.append(args[0].detach().clone()))
+    frames = torch.stack([_velocity(8, 1, seed=s)[0] for s in range(4)])[None]  # (1, 4, 2, 8, 8)
+    pred = model.rollout(frames, 5)
+    assert len(inputs) == 3  # bundle 2: CNN calls before steps 1, 3, 5
+    seen = torch.cat([frames, pred[:, :4]], dim=1)  # the 4 given frames and the first 4 predictions
+    expected = HippoEncoder(4, 8, model.velocity_scale).double()(seen)
+    assert torch.allclose(inputs[2], expected, atol=1e-12, rtol=0)
+    assert torch.allclose(inputs[0], model.encoder(frames), atol=1e-12, rtol=0)  # the first call: the window
+    assert (window.rollout(frames, 5) - pred).abs().max() > 1e-8  # the window model forgets the given frames
+    with pytest.raises(ValueError, match="memory 'running' is the HiPPO state of TSM"):
+        TSMConfig("tsm", "frames", memory="running")
+    with pytest.raises(ValueError, match="memory must be one of"):
+        TSMConfig("tsm", memory="forever")
 
 
 def test_untrained_models_equal_the_coarse_solver():
     frames = _velocity(8, 2)[:, None].repeat(1, 4, 1, 1, 1)
     coarse = _model("coarse").rollout(frames, 5)
-    for variant, encoder, calls in (("li", "hippo", "step"), ("li", "hippo", "stage"), ("tsm", "hippo", "step"),
-                                    ("tsm", "frames", "step")):
-        pred = _model(variant, encoder, li_calls=calls).rollout(frames, 5)  # last layer starts at zero: base scheme
+    for variant, encoder, calls, memory in (("li", "hippo", "step", "window"), ("li", "hippo", "stage", "window"),
+                                            ("tsm", "hippo", "step", "window"), ("tsm", "frames", "step", "window"),
+                                            ("tsm", "hippo", "step", "running")):
+        # last layer starts at zero: base scheme
+        pred = _model(variant, encoder, li_calls=calls, memory=memory).rollout(frames, 5)
         assert torch.allclose(pred, coarse, atol=1e-13, rtol=0), (variant, calls)
     assert (coarse[:, -1] - frames[:, -1]).abs().max() > 1e-3
 
@@ -169,10 +210,12 @@ def test_li_calls_its_cnn_once_per_step_or_at_each_rk_stage(li_calls, per_step):
     assert torch.isfinite(a).all() and (a - b).abs().max() > 1e-8
 
 
-@pytest.mark.parametrize(("variant", "li_calls"), [("li", "step"), ("li", "stage"), ("tsm", "step")])
-def test_gradients_reach_the_cnn_through_an_unrolled_rollout(variant, li_calls):
+@pytest.mark.parametrize(("variant", "li_calls", "memory"),
+                         [("li", "step", "window"), ("li", "stage", "window"), ("tsm", "step", "window"),
+                          ("tsm", "step", "running")])
+def test_gradients_reach_the_cnn_through_an_unrolled_rollout(variant, li_calls, memory):
     torch.manual_seed(0)
-    model = _model(variant, li_calls=li_calls)
+    model = _model(variant, li_calls=li_calls, memory=memory)
     with torch.no_grad():
         for p in model.net.parameters():
             p.add_(0.05 * torch.randn_like(p))
