@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +286,17 @@ def test_the_data_cache_records_its_parameters_and_refuses_others(tmp_path):
         load_data(replace(cfg, reynolds=300.0))
     with pytest.raises(ValueError, match="does not hold 2\\+1 trajectories"):
         load_data(replace(cfg, n_train=2))
+
+
+@pytest.mark.parametrize("name", ["tsm_kolmogorov.yaml", "li_kolmogorov.yaml"])
+def test_the_family_configs_build_their_models(name):
+    import yaml
+
+    from pdeforge.operators.tsm import build_model
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / name).read_text())
+    cfg = TSMRunConfig.from_spec(spec)
+    model = build_model(cfg, velocity_scale=1.0)
+    assert model.config.variant == spec["variant"] and model.config.memory == spec.get("memory", "window")
+    frames = torch.zeros(1, cfg.history, 2, cfg.resolution, cfg.resolution)
+    assert model.rollout(frames, 2).shape == (1, 2, 2, cfg.resolution, cfg.resolution)
