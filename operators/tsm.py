@@ -289,7 +289,7 @@ def run(spec: dict, run_dir: Path) -> dict:
                                                           "data_fingerprint": fingerprint}))
 
     res = evaluate_model(model, test, cfg.history, cfg.threshold)
-    coarse = build_model(TSMRunConfig(**{**asdict(cfg), "variant": "coarse"}), scale)
+    coarse = build_model(TSMRunConfig(**{**asdict(cfg), "variant": "coarse", "memory": "window"}), scale)
     ref = evaluate_model(coarse, test, cfg.history, cfg.threshold)
     name = cfg.variant if cfg.variant != "tsm" else f"tsm-{cfg.encoder}" + ("-running" if cfg.memory == "running" else "")
     k = min(len(res["corr"]) - 1, int(round(2.0 / cfg.dt)))

@@ -244,14 +244,17 @@ def test_rollout_refuses_too_short_history():
         _model("tsm").rollout(_velocity(8, 1)[:, None], 2)
 
 
-def test_run_writes_a_rebuildable_run_folder(tmp_path):
+@pytest.mark.parametrize("memory", ["window", "running"])
+def test_run_writes_a_rebuildable_run_folder(tmp_path, memory):
     preset = fv.KolmogorovFVPreset(dns_resolution=16, warmup_time=0.5, frame_interval=0.05, n_frames=24)
     traj = fv.kolmogorov_fv_trajectories(3, 8, preset, torch.Generator().manual_seed(0))
     torch.save({"velocity": traj, "frame_interval": 0.05}, tmp_path / "data.pt")
     spec = {"family": "tsm", "variant": "tsm", "data_cache": str(tmp_path / "data.pt"), "resolution": 8,
             "n_train": 2, "n_test": 1, "stride": 1, "frame_interval": 0.05, "history": 4, "hippo_order": 4,
-            "bundle": 2, "layers": 2, "channels": 4, "steps": 3, "batch_size": 2, "unroll": 2, "log_every": 1}
+            "bundle": 2, "layers": 2, "channels": 4, "steps": 3, "batch_size": 2, "unroll": 2, "log_every": 1,
+            "memory": memory}
     metrics = run(spec, tmp_path / "run")
+    assert metrics["model"] == {"window": "tsm-hippo", "running": "tsm-hippo-running"}[memory]
     for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl",
                  "correlation_vs_time.png", "vorticity_snapshots.png"):
         assert (tmp_path / "run" / name).exists(), name
@@ -259,6 +262,7 @@ def test_run_writes_a_rebuildable_run_folder(tmp_path):
     assert len(metrics["correlation_curve"]) == 24 - 4 and 0 <= metrics["duration_mean"] <= 20 * 0.05
     assert metrics["correlation_curve"][0] > 0.9  # one step from the reference is still close to it
     model = load_model(tmp_path / "run")
+    assert model.config.memory == memory
     frames = traj[2:, :4].float()
     with torch.no_grad():
         again = model.rollout(frames, 20)
