@@ -84,12 +84,13 @@ def main() -> None:
                     help="generated once (DNS of 32 trajectories, ~17 min on one shared core) and reused")
     ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
     ap.add_argument("--unroll", type=int, default=TSMRunConfig.unroll, help="solver steps unrolled in training")
+    ap.add_argument("--seed", type=int, default=TSMRunConfig.seed, help="training seed (initial weights, windows)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
     base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
-                        bundle=args.bundle, unroll=args.unroll)
+                        bundle=args.bundle, unroll=args.unroll, seed=args.seed)
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
@@ -112,7 +113,7 @@ def main() -> None:
     results = {name: evaluate_model(m, test, base.history, base.threshold) for name, m in models.items()}
     frames = test[:1, :base.history]
     print(f"Kolmogorov 32^2 (DNS 128^2, Re {base.reynolds:g}), dt {base.dt:g}, {test.shape[0]} test trajectories, "
-          f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}")
+          f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, seed {base.seed}")
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")
     summary = {}
     for name, res in results.items():
