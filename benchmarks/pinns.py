@@ -51,7 +51,7 @@ def _scaled(config: dict, scale: float) -> dict:
     config = copy.deepcopy(config)
     opt = config.setdefault("optim", {})
     for key in ("adam_iters", "lbfgs_iters"):
-        if key in opt:
+        if opt.get(key, 0) > 0:  # a phase the config switches off (0) stays off
             opt[key] = max(1, int(opt[key] * scale))
     return config
 

@@ -147,3 +147,13 @@ def test_tsm_reuses_a_run_folder_only_if_trained_on_this_data_as_asked(tmp_path)
     (folder / "model.json").write_text(json.dumps({"run_config": spec}))
     with pytest.raises(SystemExit, match="data fingerprint not recorded"):
         tsm._check_reused(folder, spec, "abc")
+
+
+def test_pinn_budgets_scale_and_a_phase_switched_off_stays_off():
+    pinns = _load("pinns")
+    config = {"optim": {"adam_iters": 35000, "lbfgs_iters": 0, "lr": 1e-3}}
+    assert pinns._scaled(config, 1.0)["optim"] == config["optim"]  # was: one L-BFGS iteration after Adam
+    assert pinns._scaled(config, 0.1)["optim"] == {"adam_iters": 3500, "lbfgs_iters": 0, "lr": 1e-3}
+    assert pinns._scaled({"optim": {"adam_iters": 5, "lbfgs_iters": 3}}, 0.01)["optim"] == {"adam_iters": 1,
+                                                                                           "lbfgs_iters": 1}
+    assert config["optim"]["adam_iters"] == 35000  # the config itself is not changed
