@@ -10,7 +10,7 @@ Figures and targets:
   hard initial/boundary conditions; relative L2 <= 1e-2, mean over seeds 0, 1, 2. Reference: ETDRK4 on the
   periodic extension, N = 4096, dt = 1e-4.
 * ``allen_cahn``: relative L2 <= 1e-3 (configs/pinn_allen_cahn.yaml: periodic embedding, RWF, RAD points, causal
-  and amplification weights, float32, 35k Adam steps; measured 6.7e-4 in 68 min on one core).
+  and amplification weights, float32, 35k Adam steps; measured 6.65e-4, 68-96 min on one core by load).
 * ``inverse``: Burgers viscosity (true 0.01, initial guess 0.05) from 1000 points with 1% noise of a
   ``pdeforge generate burgers_1d`` trajectory (256 points, t in [0, 0.5]: 1000 of 2816 values); error <= 1%.
 * ``hidden``: Fisher-KPP u_t = 0.05 u_xx + F(u), F = u (1 - u) hidden; STLSQ must return exactly u and u^2 with

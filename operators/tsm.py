@@ -291,7 +291,9 @@ def run(spec: dict, run_dir: Path) -> dict:
     res = evaluate_model(model, test, cfg.history, cfg.threshold)
     coarse = build_model(TSMRunConfig(**{**asdict(cfg), "variant": "coarse", "memory": "window"}), scale)
     ref = evaluate_model(coarse, test, cfg.history, cfg.threshold)
-    name = cfg.variant if cfg.variant != "tsm" else f"tsm-{cfg.encoder}" + ("-running" if cfg.memory == "running" else "")
+    name = cfg.variant
+    if cfg.variant == "tsm":
+        name = f"tsm-{cfg.encoder}" + ("-running" if cfg.memory == "running" else "")
     k = min(len(res["corr"]) - 1, int(round(2.0 / cfg.dt)))
     grid = model.solver.grid
     snaps = {"reference": vorticity_rollout(test[:1, cfg.history + k:cfg.history + k + 1], grid)[0, 0, 0],
