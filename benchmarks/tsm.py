@@ -113,7 +113,8 @@ def main() -> None:
     results = {name: evaluate_model(m, test, base.history, base.threshold) for name, m in models.items()}
     frames = test[:1, :base.history]
     print(f"Kolmogorov 32^2 (DNS 128^2, Re {base.reynolds:g}), dt {base.dt:g}, {test.shape[0]} test trajectories, "
-          f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, seed {base.seed}")
+          f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, "
+          f"seed {base.seed}")
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")
     summary = {}
     for name, res in results.items():
@@ -124,7 +125,8 @@ def main() -> None:
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
     print("paired over test trajectories (same initial frames): mean difference +- standard error, wins")
-    pairs = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"), ("tsm-running", "tsm-frames"),
+    pairs = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"),
+             ("tsm-running", "tsm-frames"),
              ("tsm-running", "tsm-hippo"), ("li", "coarse"), ("tsm-hippo", "coarse"))
     for a, b in pairs:
         if a in results and b in results:
