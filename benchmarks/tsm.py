@@ -125,9 +125,8 @@ def main() -> None:
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
     print("paired over test trajectories (same initial frames): mean difference +- standard error, wins")
-    pairs = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"),
-             ("tsm-running", "tsm-frames"),
-             ("tsm-running", "tsm-hippo"), ("li", "coarse"), ("tsm-hippo", "coarse"))
+    pairs = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"), ("tsm-running", "tsm-hippo"),
+             ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
     for a, b in pairs:
         if a in results and b in results:
             d = results[a]["duration"] - results[b]["duration"]
