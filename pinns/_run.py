@@ -53,34 +53,36 @@ from ._problems import PROBLEMS
 from ._weighting import AmplificationWeights, CausalWeights, FixedWeights, GradNormWeights, NTKWeights, SelfAdaptiveWeights
 
 MODES = ("forward", "lagrangian")
-WEIGHTINGS = ("fixed", "gradnorm", "ntk", "self_adaptive")
+_WEIGHTING_CLASSES = {"fixed": FixedWeights, "gradnorm": GradNormWeights, "ntk": NTKWeights,
+                      "self_adaptive": SelfAdaptiveWeights}
+WEIGHTINGS = tuple(_WEIGHTING_CLASSES)
+
+
+def _checked(name: str, values: dict, cls) -> dict:
+    """``values`` if every key is a field (or keyword) of ``cls``; else a ValueError naming the unknown keys."""
+    known = ({f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls)
+             else set(inspect.signature(cls).parameters))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return values
 
 
 def _section(config: dict, name: str, cls) -> Any:
-    values = dict(config.get(name) or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
+    return cls(**_checked(name, dict(config.get(name) or {}), cls))
 
 
 def _options(config: dict, name: str, cls) -> Any:
-    """``cls(**config[name])``, or None when the section is absent or null; unknown keys named."""
-    values = config.get(name)
-    if not values:
-        return None
-    known = set(inspect.signature(cls).parameters)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
+    """Like :func:`_section`, but None when the section is absent or null (an optional feature)."""
+    return _section(config, name, cls) if config.get(name) else None
 
 
 def _weighting(config: dict, sampling: SamplingConfig, hard_initial: bool):
     spec = dict(config.get("weighting") or {})
     method = spec.pop("method", "fixed")
     weights = spec.pop("weights", None)
+    if method in _WEIGHTING_CLASSES:
+        _checked("weighting", spec, _WEIGHTING_CLASSES[method])
     if method == "fixed":
         return FixedWeights(weights)
     if method == "gradnorm":
@@ -107,7 +109,10 @@ def build(config: dict) -> tuple[torch.nn.Module, Any]:
     mode = config.get("mode", "forward")
     if mode not in MODES:
         raise ValueError(f"config 'mode' must be one of {MODES}, got {mode!r}")
-    dtype = {"float64": torch.float64, "float32": torch.float32}[config.get("dtype", "float64")]
+    dtypes = {"float64": torch.float64, "float32": torch.float32}
+    if config.get("dtype", "float64") not in dtypes:
+        raise ValueError(f"config 'dtype' must be one of {sorted(dtypes)}, got {config.get('dtype')!r}")
+    dtype = dtypes[config.get("dtype", "float64")]
     named = PROBLEMS[name]()
     network = _section(config, "network", NetworkConfig)
     sampling = _section(config, "sampling", SamplingConfig)

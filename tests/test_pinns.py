@@ -228,6 +228,10 @@ def test_run_writes_a_complete_run_folder(tmp_path):
         run({**config, "problem": "nope"}, tmp_path / "bad")
     with pytest.raises(ValueError, match="unknown key"):
         run({**config, "optim": {"adam_iter": 3}}, tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"config 'dtype' must be one of \['float32', 'float64'\], got 'float16'"):
+        run({**config, "dtype": "float16"}, tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"'weighting': unknown key\(s\) \['evrey'\]"):
+        build({**config, "mode": "forward", "weighting": {"method": "gradnorm", "evrey": 10}})
 
 
 def test_init_from_continues_a_run_and_rejects_another_network(tmp_path):
