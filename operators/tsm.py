@@ -75,6 +75,8 @@ class TSMRunConfig:
     # data
     data_cache: str = "runs/tsm_data/kolmogorov_fv_32_n32.pt"
     dns_resolution: int = 128
+    dns_batch: int = 0            # DNS trajectories solved together (each batch has its own CFL steps); 0: all
+    data_workers: int = 1         # processes sharing the DNS, one thread each (same numbers as one process, one thread)
     reynolds: float = 500.0
     warmup_time: float = 20.0
     frame_interval: float = 0.02
@@ -121,15 +123,16 @@ def _flow(cfg: TSMRunConfig) -> fv.FlowParameters:
     return fv.FlowParameters(viscosity=1.0 / cfg.reynolds, drag=preset.drag, forcing=preset.forcing)
 
 
-DATA_FIELDS = ("dns_resolution", "reynolds", "warmup_time", "frame_interval", "n_frames", "resolution", "data_seed")
+DATA_FIELDS = ("dns_resolution", "dns_batch", "reynolds", "warmup_time", "frame_interval", "n_frames", "resolution", "data_seed")
 
 
 def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
     """``(train, test)`` velocities ``(n, T, 2, R, R)`` float32 at the solver step (every ``stride``-th frame).
 
     Generated once by :func:`pdeforge.solvers.fv.kolmogorov_fv_trajectories` (DNS at ``dns_resolution``,
-    face-averaged to ``resolution``) and cached at ``data_cache`` (a plain tensor file written atomically, loaded
-    weights-only) with the parameters that made it; a cache made with other parameters is refused.
+    face-averaged to ``resolution``; ``dns_batch`` trajectories at a time, spread over ``data_workers``
+    processes) and cached at ``data_cache`` (a plain tensor file written atomically, loaded weights-only) with the
+    parameters that made it; a cache made with other parameters is refused.
     """
     path = Path(cfg.data_cache)
     want = {k: getattr(cfg, k) for k in DATA_FIELDS}
@@ -139,17 +142,15 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
         made = cached.get("params")
         if made is None:  # written before the parameters were stored: only the frame interval can be checked
             made = {"frame_interval": cached.get("frame_interval")}
+        else:  # a field added since the cache was written had its default then
+            made = {**{k: getattr(TSMRunConfig, k) for k in DATA_FIELDS}, **made}
         wrong = {k: (v, want[k]) for k, v in made.items() if k in want and v != want[k]}
         if wrong:
             raise ValueError(f"{path} was generated with other parameters ("
                              + ", ".join(f"{k} {v} there, {w} asked" for k, (v, w) in wrong.items())
                              + "); delete it or point data_cache elsewhere")
     else:
-        preset = fv.KolmogorovFVPreset(dns_resolution=cfg.dns_resolution, reynolds=cfg.reynolds,
-                                       warmup_time=cfg.warmup_time, frame_interval=cfg.frame_interval,
-                                       n_frames=cfg.n_frames)
-        traj = fv.kolmogorov_fv_trajectories(cfg.n_train + cfg.n_test, cfg.resolution, preset,
-                                             torch.Generator().manual_seed(cfg.data_seed), torch.float32)
+        traj = _generate(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_state(path, {"velocity": traj, "frame_interval": cfg.frame_interval, "params": want})
     if traj.shape[0] < cfg.n_train + cfg.n_test or traj.shape[-1] != cfg.resolution:
@@ -157,6 +158,45 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
                          f"{cfg.resolution}^2; delete it or point data_cache elsewhere")
     traj = traj[:, ::cfg.stride].float()
     return traj[:cfg.n_train], traj[cfg.n_train:cfg.n_train + cfg.n_test]
+
+
+def _dns(cfg: TSMRunConfig, part: range | None = None) -> Tensor:
+    """The DNS behind :func:`load_data`, all trajectories or the batches in ``part``."""
+    preset = fv.KolmogorovFVPreset(dns_resolution=cfg.dns_resolution, reynolds=cfg.reynolds,
+                                   warmup_time=cfg.warmup_time, frame_interval=cfg.frame_interval,
+                                   n_frames=cfg.n_frames)
+    return fv.kolmogorov_fv_trajectories(cfg.n_train + cfg.n_test, cfg.resolution, preset,
+                                         torch.Generator().manual_seed(cfg.data_seed), torch.float32,
+                                         batch_size=cfg.dns_batch or None, trajectories=part)
+
+
+def _dns_worker(cfg: TSMRunConfig, part: range) -> Tensor:
+    torch.set_num_threads(1)
+    return _dns(cfg, part)
+
+
+def _generate(cfg: TSMRunConfig) -> Tensor:
+    """The DNS, in one process or batch by batch over ``data_workers`` processes (same numbers either way)."""
+    n = cfg.n_train + cfg.n_test
+    batch = cfg.dns_batch or n
+    parts = [range(a, min(a + batch, n)) for a in range(0, n, batch)]
+    if cfg.data_workers <= 1 or len(parts) == 1:
+        return _dns(cfg)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    done = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(cfg.data_workers, len(parts)), mp_context=context) as pool:
+        futures = {pool.submit(_dns_worker, cfg, part): part.start for part in parts}
+        bar = tqdm(total=n, unit="traj", desc=f"DNS {cfg.dns_resolution}^2")
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            bar.update(done[futures[future]].shape[0])
+        bar.close()
+    return torch.cat([done[a] for a in sorted(done)])
 
 
 def data_fingerprint(*tensors: Tensor) -> str:

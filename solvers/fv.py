@@ -322,18 +322,13 @@ def _advance(solver: StaggeredNavierStokes2D, velocity: Tensor, duration: float,
         for _ in range(n_steps):
             velocity = solver.step(velocity, duration / n_chunks / n_steps)
     return velocity
-    umax = max(float(velocity.abs().max()), 1e-6)
-    dt_max = stable_time_step(umax, cfl, solver.grid, solver.flow.viscosity, solver.implicit_viscosity)
-    n_steps = max(1, math.ceil(duration / dt_max))
-    for _ in range(n_steps):
-        velocity = solver.step(velocity, duration / n_steps)
-    return velocity
 
 
 @torch.no_grad()
 def kolmogorov_fv_trajectories(n: int, resolution: int = 64, preset: KolmogorovFVPreset = KolmogorovFVPreset(),
                                generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
-                               device: torch.device | str | None = None) -> Tensor:
+                               device: torch.device | str | None = None, batch_size: int | None = None,
+                               trajectories: range | None = None) -> Tensor:
     """``n`` Kolmogorov-flow trajectories ``(n, T, 2, resolution, resolution)`` (staggered ``u, v``).
 
     Runs the DNS of ``preset`` (see :class:`KolmogorovFVPreset` for the defaults) at
@@ -341,21 +336,37 @@ def kolmogorov_fv_trajectories(n: int, resolution: int = 64, preset: KolmogorovF
     (:func:`downsample_staggered`), so stored frames are discretely divergence-free on the coarse grid.
     Frame spacing ``preset.frame_interval``; ``T = preset.n_frames``. Cost on CPU is roughly
     ``n * (warmup_time + T * frame_interval) / dt`` steps of a ``256^2`` grid: prefer a GPU for the defaults.
+
+    The ``n`` initial velocities are drawn at once from ``generator``. ``batch_size`` (default: all ``n``) solves
+    them in batches ``[0, b), [b, 2b), ...``, each with its own CFL time steps (the step follows the batch's
+    fastest flow, so the numbers depend on ``batch_size``; at 256^2 on a CPU, batches of 4 run ~2.5x faster per
+    trajectory than one batch of 32). ``trajectories`` (a ``range`` of whole batches) solves only those and
+    returns ``(len(trajectories), T, ...)``, equal to that slice of the full result: the way to split the work
+    over processes.
     """
     fine = preset.dns_resolution
     if resolution < 4 or fine % resolution:
         raise ValueError(f"resolution {resolution} must divide dns_resolution {fine}")
+    batch = n if batch_size is None else batch_size
+    todo = range(n) if trajectories is None else trajectories
+    if batch < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if todo.step != 1 or todo.start < 0 or todo.stop > n or todo.start % batch or (todo.stop % batch and todo.stop != n):
+        raise ValueError(f"trajectories {todo} must be whole batches of {batch} within range({n})")
     grid = StaggeredGrid(fine)
     flow = FlowParameters(viscosity=1.0 / preset.reynolds, drag=preset.drag, forcing=preset.forcing)
     solver = StaggeredNavierStokes2D(grid, flow)
-    v = random_divergence_free_velocity(grid, n, preset.initial_max_velocity, preset.peak_wavenumber,
-                                        generator, dtype, device)
-    v = _advance(solver, solver.project(v), preset.warmup_time, preset.cfl)
-    frames = [downsample_staggered(v, fine // resolution)]
-    for _ in range(preset.n_frames - 1):
-        v = _advance(solver, v, preset.frame_interval, preset.cfl)
-        frames.append(downsample_staggered(v, fine // resolution))
-    return torch.stack(frames, dim=1)
+    initial = random_divergence_free_velocity(grid, n, preset.initial_max_velocity, preset.peak_wavenumber,
+                                              generator, dtype, device)
+    out = []
+    for start in range(todo.start, todo.stop, batch):
+        v = _advance(solver, solver.project(initial[start:start + batch]), preset.warmup_time, preset.cfl)
+        frames = [downsample_staggered(v, fine // resolution)]
+        for _ in range(preset.n_frames - 1):
+            v = _advance(solver, v, preset.frame_interval, preset.cfl)
+            frames.append(downsample_staggered(v, fine // resolution))
+        out.append(torch.stack(frames, dim=1))
+    return torch.cat(out)
 
 
 @dataclass(frozen=True)

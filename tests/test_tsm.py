@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.special import eval_laguerre
 
+from pdeforge.checkpoint import load_state, save_state
 from pdeforge.operators.tsm import (
     CNNConfig,
     HippoEncoder,
@@ -290,6 +291,31 @@ def test_the_data_cache_records_its_parameters_and_refuses_others(tmp_path):
         load_data(replace(cfg, reynolds=300.0))
     with pytest.raises(ValueError, match="does not hold 2\\+1 trajectories"):
         load_data(replace(cfg, n_train=2))
+    with pytest.raises(ValueError, match=r"dns_batch 0 there, 2 asked"):
+        load_data(replace(cfg, dns_batch=2))
+    # a cache written before `dns_batch` existed was made in one batch: accepted as dns_batch 0, refused otherwise
+    old = load_state(tmp_path / "d.pt")
+    old["params"].pop("dns_batch")
+    save_state(tmp_path / "d.pt", old)
+    assert torch.equal(load_data(cfg)[0], train)
+    with pytest.raises(ValueError, match=r"dns_batch 0 there, 2 asked"):
+        load_data(replace(cfg, dns_batch=2))
+
+
+def test_the_dns_split_over_worker_processes_equals_one_process(tmp_path):
+    """Batches of 2 over 2 spawned processes (one thread each) give the bytes of one process at one thread."""
+    cfg = TSMRunConfig(data_cache=str(tmp_path / "d.pt"), dns_resolution=16, warmup_time=0.2, frame_interval=0.05,
+                       n_frames=6, resolution=8, n_train=3, n_test=2, stride=1, dns_batch=2, data_workers=2)
+    train, test = load_data(cfg)
+    assert train.shape == (3, 6, 2, 8, 8) and test.shape == (2, 6, 2, 8, 8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = load_data(replace(cfg, data_cache=str(tmp_path / "alone.pt"), data_workers=1))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(alone[0], train) and torch.equal(alone[1], test)
+
 
 
 @pytest.mark.parametrize("name", ["tsm_kolmogorov.yaml", "li_kolmogorov.yaml"])
