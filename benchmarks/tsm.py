@@ -66,7 +66,7 @@ def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
         raise SystemExit(f"--reuse: {folder} was trained on other data (data fingerprint {theirs or 'not recorded'}, "
                          f"now {fingerprint}); retrain it (drop --reuse) or point --runs elsewhere")
     differ = {k: (v, spec[k]) for k, v in saved["run_config"].items()
-              if k in spec and k not in ("threads", "log_every") and v != spec[k]}
+              if k in spec and k not in ("threads", "log_every", "data_workers") and v != spec[k]}
     if differ:
         raise SystemExit(f"--reuse: {folder} was trained with "
                          + ", ".join(f"{k} {v} (asked {w})" for k, (v, w) in differ.items())
@@ -82,6 +82,12 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=TSMRunConfig.n_test, help="test trajectories (after the train ones)")
     ap.add_argument("--data-cache", default=TSMRunConfig.data_cache,
                     help="generated once (DNS of 32 trajectories, ~17 min on one shared core) and reused")
+    ap.add_argument("--dns-resolution", type=int, default=TSMRunConfig.dns_resolution,
+                    help="DNS grid of the data (256: the issue's 8x downsampling to 32^2; use a new --data-cache)")
+    ap.add_argument("--dns-batch", type=int, default=TSMRunConfig.dns_batch,
+                    help="DNS trajectories solved together (0: all; 4 is ~2.5x faster per trajectory at 256^2)")
+    ap.add_argument("--data-workers", type=int, default=TSMRunConfig.data_workers,
+                    help="processes sharing the DNS (one thread each)")
     ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
     ap.add_argument("--unroll", type=int, default=TSMRunConfig.unroll, help="solver steps unrolled in training")
     ap.add_argument("--seed", type=int, default=TSMRunConfig.seed, help="training seed (initial weights, windows)")
@@ -90,6 +96,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
     base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
+                        dns_resolution=args.dns_resolution, dns_batch=args.dns_batch, data_workers=args.data_workers,
                         bundle=args.bundle, unroll=args.unroll, seed=args.seed)
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
@@ -112,7 +119,7 @@ def main() -> None:
 
     results = {name: evaluate_model(m, test, base.history, base.threshold) for name, m in models.items()}
     frames = test[:1, :base.history]
-    print(f"Kolmogorov 32^2 (DNS 128^2, Re {base.reynolds:g}), dt {base.dt:g}, {test.shape[0]} test trajectories, "
+    print(f"Kolmogorov {base.resolution}^2 (DNS {base.dns_resolution}^2, Re {base.reynolds:g}), dt {base.dt:g}, {test.shape[0]} test trajectories, "
           f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, "
           f"seed {base.seed}")
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")

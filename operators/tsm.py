@@ -123,7 +123,8 @@ def _flow(cfg: TSMRunConfig) -> fv.FlowParameters:
     return fv.FlowParameters(viscosity=1.0 / cfg.reynolds, drag=preset.drag, forcing=preset.forcing)
 
 
-DATA_FIELDS = ("dns_resolution", "dns_batch", "reynolds", "warmup_time", "frame_interval", "n_frames", "resolution", "data_seed")
+DATA_FIELDS = ("dns_resolution", "dns_batch", "reynolds", "warmup_time", "frame_interval", "n_frames", "resolution",
+               "data_seed")
 
 
 def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
@@ -176,26 +177,30 @@ def _dns_worker(cfg: TSMRunConfig, part: range) -> Tensor:
 
 
 def _generate(cfg: TSMRunConfig) -> Tensor:
-    """The DNS, in one process or batch by batch over ``data_workers`` processes (same numbers either way)."""
-    n = cfg.n_train + cfg.n_test
-    batch = cfg.dns_batch or n
-    parts = [range(a, min(a + batch, n)) for a in range(0, n, batch)]
-    if cfg.data_workers <= 1 or len(parts) == 1:
-        return _dns(cfg)
+    """The DNS, batch by batch in this process or over ``data_workers`` processes at one thread each (the bytes of
+    one process at one thread), with a progress bar."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from tqdm.auto import tqdm
 
+    n = cfg.n_train + cfg.n_test
+    batch = cfg.dns_batch or n
+    parts = [range(a, min(a + batch, n)) for a in range(0, n, batch)]
     done = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(cfg.data_workers, len(parts)), mp_context=context) as pool:
-        futures = {pool.submit(_dns_worker, cfg, part): part.start for part in parts}
-        bar = tqdm(total=n, unit="traj", desc=f"DNS {cfg.dns_resolution}^2")
-        for future in as_completed(futures):
-            done[futures[future]] = future.result()
-            bar.update(done[futures[future]].shape[0])
-        bar.close()
+    bar = tqdm(total=n, unit="traj", desc=f"DNS {cfg.dns_resolution}^2")
+    if cfg.data_workers <= 1 or len(parts) == 1:
+        for part in parts:
+            done[part.start] = _dns(cfg, part)
+            bar.update(len(part))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(cfg.data_workers, len(parts)), mp_context=context) as pool:
+            futures = {pool.submit(_dns_worker, cfg, part): part for part in parts}
+            for future in as_completed(futures):
+                done[futures[future].start] = future.result()
+                bar.update(len(futures[future]))
+    bar.close()
     return torch.cat([done[a] for a in sorted(done)])
 
 
