@@ -58,6 +58,9 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
     return best
 
 
+NOT_COMPARED = ("threads", "log_every", "data_workers", "checkpoint_every", "resume", "progress")
+
+
 def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
     """``--reuse`` scores a run folder only if it was trained as asked, on the data loaded now."""
     saved = json.loads((folder / "model.json").read_text())
@@ -66,7 +69,7 @@ def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
         raise SystemExit(f"--reuse: {folder} was trained on other data (data fingerprint {theirs or 'not recorded'}, "
                          f"now {fingerprint}); retrain it (drop --reuse) or point --runs elsewhere")
     differ = {k: (v, spec[k]) for k, v in saved["run_config"].items()
-              if k in spec and k not in ("threads", "log_every", "data_workers") and v != spec[k]}
+              if k in spec and k not in NOT_COMPARED and v != spec[k]}
     if differ:
         raise SystemExit(f"--reuse: {folder} was trained with "
                          + ", ".join(f"{k} {v} (asked {w})" for k, (v, w) in differ.items())
@@ -78,6 +81,8 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/tsm_bench")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--reuse", action="store_true", help="do not train; load the run folders under --runs")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue each training from its checkpoint under --runs (same result as uninterrupted)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-test", type=int, default=TSMRunConfig.n_test, help="test trajectories (after the train ones)")
     ap.add_argument("--data-cache", default=TSMRunConfig.data_cache,
@@ -113,7 +118,7 @@ def main() -> None:
         if args.reuse and (folder / "model.json").exists():
             _check_reused(folder, spec, fingerprint)
         else:
-            run(spec, folder)
+            run({**spec, "resume": args.resume and (folder / "checkpoint" / "state.pt").exists()}, folder)
         models[name] = load_model(folder)
     models = {"coarse": build_model(TSMRunConfig(**{**asdict(base), "variant": "coarse"}), 1.0), **models}
 

@@ -38,9 +38,11 @@ import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text, load_state, load_weights, save_state, save_weights
 from ..metrics import correlation, high_correlation_duration
@@ -98,6 +100,10 @@ class TSMRunConfig:
     seed: int = 0
     threads: int = 1
     log_every: int = 10
+    checkpoint_every: int = 100   # steps between training states in run_dir/checkpoint/state.pt (0: none)
+    resume: bool = False          # continue run_dir from its checkpoint; at the same `threads`, the result equals an
+                                  # uninterrupted run
+    progress: bool = True         # a progress bar over the training steps
     threshold: float = 0.8        # high-correlation threshold
 
     def model_config(self) -> TSMConfig:
@@ -182,8 +188,6 @@ def _generate(cfg: TSMRunConfig) -> Tensor:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from tqdm.auto import tqdm
-
     n = cfg.n_train + cfg.n_test
     batch = cfg.dns_batch or n
     parts = [range(a, min(a + batch, n)) for a in range(0, n, batch)]
@@ -220,8 +224,13 @@ def _cosine(step: int, total: int, warmup_frac: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, log: list | None = None) -> list:
-    """Unrolled training through the solver; returns the log (one dict per ``log_every`` steps)."""
+def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, log: list | None = None,
+                state: dict | None = None, checkpoint: Callable[[dict], None] | None = None) -> list:
+    """Unrolled training through the solver; returns the log (one dict per ``log_every`` steps).
+
+    ``checkpoint(state)`` is called every ``cfg.checkpoint_every`` steps with the training state (step, model,
+    optimizer, schedule, window sampler, log, elapsed seconds); passing such a ``state`` back continues from it.
+    """
     log = [] if log is None else log
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -233,16 +242,27 @@ def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, l
     n, t_len = train.shape[:2]
     if t_len < h + u:
         raise ValueError(f"trajectories of {t_len} solver steps are shorter than history + unroll = {h + u}")
+    first, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        first, elapsed = int(state["step"]), float(state["elapsed"])
+        log[:] = [dict(r) for r in state["log"]]
     var = train.var().item()
-    t0 = time.time()
-    for step in range(cfg.steps):
+    t0 = time.time() - elapsed
+    bar = tqdm(range(first, cfg.steps), initial=first, total=cfg.steps, desc=f"train {model.config.variant}",
+               unit="step", disable=not cfg.progress, mininterval=2.0)
+    for step in bar:
         idx = torch.randint(n, (cfg.batch_size,), generator=gen)
         start = torch.randint(t_len - h - u + 1, (cfg.batch_size,), generator=gen)
         win = torch.stack([train[i, s:s + h + u] for i, s in zip(idx.tolist(), start.tolist())])
         pred = model.rollout(win[:, :h], u)
         loss = ((pred - win[:, h:]) ** 2).mean() / var
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {step}: the unrolled loss is {loss.item()}: lower lr or unroll")
+            raise FloatingPointError(f"{model.config.variant}: step {step}: the unrolled loss is {loss.item()} "
+                                     f"(lr {sched.get_last_lr()[0]:.3g}, unroll {u}): lower lr or unroll")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
@@ -251,6 +271,13 @@ def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, l
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             log.append({"step": step, "loss": loss.item(), "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
                         "time": round(time.time() - t0, 2)})
+            bar.set_postfix(loss=f"{loss.item():.3g}", refresh=False)
+        done = step + 1
+        if checkpoint is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            checkpoint({"step": done, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "generator": gen.get_state(), "log": log,
+                        "elapsed": time.time() - t0})
+    bar.close()
     return log
 
 
@@ -312,6 +339,24 @@ def _plots(run_dir: Path, dt: float, curves: dict[str, Tensor], snaps: dict[str,
     _save(fig, run_dir / "vorticity_snapshots.png")
 
 
+_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "data_workers")  # may change on resume
+
+
+def _resumed(cfg: TSMRunConfig, ckpt: Path) -> dict:
+    """The training state to continue from, refused if the run was started with another configuration."""
+    if not ckpt.exists():
+        raise FileNotFoundError(f"resume: {ckpt} not found: the run has no checkpoint to continue "
+                                f"(drop resume to start it; checkpoint_every {cfg.checkpoint_every})")
+    state = load_state(ckpt)
+    now = asdict(cfg)
+    differ = sorted(k for k, v in state["run_config"].items() if k not in _RESUME_FREE and now.get(k) != v)
+    if differ:
+        raise ValueError(f"resume: {ckpt.parent.parent} was started with another configuration ("
+                         + ", ".join(f"{k} {state['run_config'][k]!r} there, {now.get(k)!r} now" for k in differ)
+                         + "); resume with the same options or start a new run folder")
+    return state
+
+
 def run(spec: dict, run_dir: Path) -> dict:
     """Train (unless ``variant: coarse``) and evaluate one model; write the run folder; return the metrics."""
     cfg = TSMRunConfig.from_spec(spec)
@@ -324,9 +369,12 @@ def run(spec: dict, run_dir: Path) -> dict:
     train, test = load_data(cfg)
     scale = float(train.std())
     model = build_model(cfg, scale)
-    t0 = time.time()
-    log = train_model(model, train, cfg)
-    train_seconds = time.time() - t0
+    ckpt = run_dir / "checkpoint" / "state.pt"
+    state = _resumed(cfg, ckpt) if cfg.resume else None
+    fresh = asdict(cfg)
+    log = train_model(model, train, cfg, state=state,
+                      checkpoint=lambda st: save_state(ckpt, {**st, "run_config": fresh}))
+    train_seconds = log[-1]["time"] if log else 0.0
     atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
     save_weights(run_dir / "model.safetensors", {k: v.contiguous() for k, v in model.state_dict().items()})
     fingerprint = data_fingerprint(train, test)

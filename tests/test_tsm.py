@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.special import eval_laguerre
 
-from pdeforge.checkpoint import load_state, save_state
+from pdeforge.checkpoint import load_state, load_weights, save_state
 from pdeforge.operators.tsm import (
     CNNConfig,
     HippoEncoder,
@@ -277,6 +277,49 @@ def test_run_writes_a_rebuildable_run_folder(tmp_path, memory):
     assert data_fingerprint(traj[:2].float(), traj[2:3].float() + 1e-6) != saved
     with pytest.raises(ValueError, match="unknown tsm spec keys"):
         run({**spec, "hipo_order": 3}, tmp_path / "bad")
+
+
+def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Killed after the checkpoint at step 4 of 6, ``resume: true`` finishes with the same bytes and log."""
+    import pdeforge.operators.tsm as tsm
+
+    preset = fv.KolmogorovFVPreset(dns_resolution=16, warmup_time=0.5, frame_interval=0.05, n_frames=24)
+    traj = fv.kolmogorov_fv_trajectories(3, 8, preset, torch.Generator().manual_seed(0))
+    torch.save({"velocity": traj, "frame_interval": 0.05}, tmp_path / "data.pt")
+    spec = {"variant": "tsm", "data_cache": str(tmp_path / "data.pt"), "resolution": 8, "n_train": 2, "n_test": 1,
+            "stride": 1, "frame_interval": 0.05, "history": 4, "hippo_order": 4, "bundle": 2, "layers": 2,
+            "channels": 4, "steps": 6, "batch_size": 2, "unroll": 2, "log_every": 1, "checkpoint_every": 2,
+            "progress": False}
+    whole = run(spec, tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    saved = tsm.save_state
+
+    def save_then_die(path, state):
+        saved(path, state)
+        if state.get("step") == 4:
+            raise Killed
+
+    monkeypatch.setattr(tsm, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        run(spec, tmp_path / "cut")
+    monkeypatch.setattr(tsm, "save_state", saved)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match=r"started with another configuration \(lr 0.001 there, 0.002 now\)"):
+        run({**spec, "resume": True, "lr": 2e-3}, tmp_path / "cut")
+    with pytest.raises(FileNotFoundError, match="no checkpoint to continue"):
+        run({**spec, "resume": True}, tmp_path / "never")
+    again = run({**spec, "resume": True}, tmp_path / "cut")
+    a = load_weights(tmp_path / "whole" / "model.safetensors")
+    b = load_weights(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logs = [[json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text().splitlines()]
+            for d in ("whole", "cut")]
+    assert [r["step"] for r in logs[1]] == list(range(6))
+    assert [(r["loss"], r["lr"]) for r in logs[0]] == [(r["loss"], r["lr"]) for r in logs[1]]
+    assert again["duration_per_trajectory"] == whole["duration_per_trajectory"]
 
 
 def test_the_data_cache_records_its_parameters_and_refuses_others(tmp_path):
