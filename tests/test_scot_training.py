@@ -231,3 +231,48 @@ def test_evaluation_with_an_identity_model(tmp_path):
     assert [lead for lead, _ in errs.values()] == pytest.approx([1 / 6, 0.5, 1.0], rel=1e-6)  # times stored in float32
     assert [e for _, e in errs.values()] == pytest.approx([persistence(1), persistence(3), persistence(6)], rel=1e-4)
     assert persistence(1) < persistence(3) < persistence(6)
+
+
+def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Killed after the checkpoint at step 10 of 14 (3 batches into the second epoch of 7 batches, between the
+    validations at 8 and 12), ``resume: true`` finishes with the bytes, log and test error of an uninterrupted run;
+    drop path makes the global RNG matter."""
+    import pdeforge.operators.scot.training as training
+    from pdeforge.checkpoint import load_weights
+
+    root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
+    small = {"depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0], "image_size": 16, "patch_size": 2,
+             "window_size": 4, "drop_path_rate": 0.3}
+    spec = {"data": [str(root)], "stride": 2, "n_snapshots": 4, "batch_size": 8, "lr": 1e-2, "eval_every": 4,
+            "model": small, "warmup": 0.2, "steps": 14, "checkpoint_every": 2}  # 60 pairs: 7 batches an epoch
+    whole = training.run(spec, tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    saved = training.save_state
+
+    def save_then_die(path, state):
+        saved(path, state)
+        if state["step"] == 10:
+            raise Killed
+
+    monkeypatch.setattr(training, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        training.run(spec, tmp_path / "cut")
+    monkeypatch.setattr(training, "save_state", saved)
+    with pytest.raises(ValueError, match=r"started with another configuration \(lr 0.01 there, 0.02 now\)"):
+        training.run({**spec, "resume": True, "lr": 2e-2}, tmp_path / "cut")
+    with pytest.raises(FileNotFoundError, match=r"never.checkpoint.state.pt not found.*drop resume to start it"):
+        training.run({**spec, "resume": True}, tmp_path / "never")
+    again = training.run({**spec, "resume": True}, tmp_path / "cut")
+
+    a, b = (load_weights(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logs = [(tmp_path / d / "train_log.jsonl").read_text() for d in ("whole", "cut")]
+    assert logs[0] == logs[1]
+    valid = [json.loads(line) for line in logs[0].splitlines() if "valid_median_rel_l1" in line]
+    assert [r["step"] for r in valid] == [4, 8, 12, 14]
+    assert again["test_median_rel_l1"] == whole["test_median_rel_l1"]
+    assert (again["valid_median_rel_l1"], again["best_step"]) == (whole["valid_median_rel_l1"], whole["best_step"])
+    assert again["seconds"] > 0

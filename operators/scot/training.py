@@ -3,6 +3,7 @@
     python train.py configs/scot_pretrain.yaml                                   # mixture of two NS families
     python train.py configs/scot_finetune.yaml --init_from runs/scot_pretrain    # new physics, 3 lr groups
     python train.py configs/scot_finetune.yaml --init_from "" --name scot_scratch  # the same from scratch
+    python train.py configs/scot_pretrain.yaml --resume true                     # continue from its checkpoint
 
 The model learns ``S(u(t_i), (t_j - t_i) / span) = u(t_j)`` on every pair ``t_i <= t_j`` of the selected snapshots
 (`pdeforge.datasets.AllPairsDataset`; ``pairing: next`` trains on consecutive snapshots only, for comparison) with
@@ -19,7 +20,10 @@ scratch use one ``lr``.
 
 The run folder is a Hugging Face scOT folder (``config.json`` + ``model.safetensors``, best on valid, written by
 `save_pretrained`) plus ``config.yaml`` (the spec), ``model.json`` (channel layout, data, normalisation statistics,
-snapshot selection), ``metrics.json``, ``train_log.jsonl`` and ``loss.png``.
+snapshot selection), ``metrics.json``, ``train_log.jsonl`` and ``loss.png``. Every ``checkpoint_every`` steps
+``checkpoint/state.pt`` holds the training state (weights, optimiser, schedule, step, best so far, log, RNG and
+shuffling position); ``resume: true`` continues from it, and at the same ``threads`` ends with the bytes of an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from ...checkpoint import atomic_write_text
+from ...checkpoint import atomic_write_text, load_state, save_state
 from ...datasets import AllPairsDataset, AllPairsMixture, channel_union
 from ._config import ScOTConfig
 from ._io import finetune_parameter_groups, read_state_dict
@@ -84,6 +88,8 @@ class ScOTRunConfig:
     seed: int = 0
     threads: int = 0  # torch.set_num_threads (0: leave)
     progress: bool = False  # print a line per validation
+    checkpoint_every: int = 100  # steps between training states in run_dir/checkpoint/state.pt (0: none)
+    resume: bool = False  # continue run_dir from its checkpoint (same bytes as an uninterrupted run at equal threads)
     # -- run ------------------------------------------------------------------------------------------------
     family: str = "scot"
     name: str = "scot"
@@ -127,9 +133,31 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+# options that may change on resume: they do not change what is computed, or only name the run folder
+_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "run_dir", "name")
+
+
+def _resumed(cfg: ScOTRunConfig, ckpt: Path) -> dict[str, Any]:
+    """The training state to continue from, refused if the run was started with another configuration."""
+    if not ckpt.exists():
+        raise FileNotFoundError(f"resume: {ckpt} not found: the run has no checkpoint to continue "
+                                f"(drop resume to start it; checkpoint_every {cfg.checkpoint_every})")
+    state = load_state(ckpt)
+    now = dataclasses.asdict(cfg)
+    differ = sorted(k for k, v in state["run_config"].items() if k not in _RESUME_FREE and now.get(k) != v)
+    if differ:
+        raise ValueError(f"resume: {ckpt.parent.parent} was started with another configuration ("
+                         + ", ".join(f"{k} {state['run_config'][k]!r} there, {now.get(k)!r} now" for k in differ)
+                         + "); resume with the same options or start a new run folder")
+    return state
+
+
 def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train scOT as ``spec`` says (see `ScOTRunConfig`) and write the run folder ``run_dir``; returns the metrics."""
     cfg = ScOTRunConfig.from_spec(spec)
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint" / "state.pt"
+    state = _resumed(cfg, ckpt) if cfg.resume else None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
@@ -162,7 +190,6 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     warm = int(cfg.warmup * cfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, cfg.steps, warm))
 
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     print(f"scot run {run_dir}: {n_params:,} parameters, channels {list(channels)}, {len(mixture)} train pairs "
@@ -174,12 +201,29 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         model.train()
         return float(np.mean(errs))
 
-    # 4. the loop: steps over reshuffled epochs; validation keeps the best weights ---------------------------------
+    # 4. the loop: steps over reshuffled epochs; validation keeps the best weights; a resumed run continues -----
     log: list[dict] = []
     best, best_step, step = float("inf"), 0, 0
+    skip = 0  # batches of the current epoch trained on before the checkpoint
+    if state is not None:
+        if state["best_step"]:  # model.safetensors may be from after the checkpoint: put back the best up to it
+            model.load_state_dict(state["best_model"])
+            model.save_pretrained(run_dir)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])  # dropout / drop path
+        gen.set_state(state["epoch_generator"])
+        step, skip, best, best_step = state["step"], state["epoch_batches"], state["best"], state["best_step"]
+        log = [dict(r) for r in state["log"]]
+        t_start = time.perf_counter() - state["elapsed"]
+        print(f"resumed at step {step} from {ckpt}")
     model.train()
     while step < cfg.steps:
-        for batch in loader:
+        epoch_generator = gen.get_state()  # the shuffling of this epoch, replayed on resume
+        for k, batch in enumerate(loader):
+            if k < skip:  # a resumed epoch: the same permutation, past the batches already trained on
+                continue
             pred = model(batch["input_fields"], batch["lead_time"])
             target = batch["output_fields"]
             loss = masked_scot_loss(pred, target, batch["channel_mask"], groups)
@@ -202,8 +246,16 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                 if err < best:
                     best, best_step = err, step
                     model.save_pretrained(run_dir)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                save_state(ckpt, {
+                    "step": step, "epoch_generator": epoch_generator, "epoch_batches": k + 1,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log,
+                    "best": best, "best_step": best_step, "best_model": read_state_dict(run_dir) if best_step else {},
+                    "elapsed": time.perf_counter() - t_start, "run_config": dataclasses.asdict(cfg)})
             if step >= cfg.steps:
                 break
+        skip = 0
 
     # 5. final evaluation of the best weights: test, once -------------------------------------------------------
     model = ScOT.from_pretrained(run_dir)
