@@ -2,6 +2,7 @@
 
     python train.py configs/noda_ks.yaml                     # KS 1D: NODA + a plain FNO of the same size
     python train.py configs/noda_ks.yaml --train '{"steps": 50}' --run-dir runs/noda_smoke
+    python train.py configs/noda_ks.yaml --resume true       # continue from its checkpoint
 
 The model (:mod:`pdeforge.operators._noda_model`) is ``z^f = z + F(z)``, ``z^a = z^f + K(z^f)[m (y - E z^f)]``
 when a measurement arrives. Training unrolls the recursion: from a true frame, ``warmup`` assimilated steps without
@@ -17,6 +18,10 @@ noise is all the innovation it sees); in use the forecast drifts, and the gain m
 trajectories from their first frame, for each ``alpha`` in ``eval.alphas``, against a plain FNO (same size, trained
 one step at a time) rolled out on its own.
 
+Every ``checkpoint_every`` steps (default 100) of either training, ``checkpoint/state.pt`` holds the training state
+(phase, weights, optimiser, schedule, generators, log, elapsed seconds); ``resume: true`` continues from it, and at
+the same ``threads`` ends with the bytes of an uninterrupted run.
+
 Public API::
 
     from pdeforge.operators.noda import NODA, NODAConfig, GainConfig, build_noda, run, load, rollout_errors
@@ -29,14 +34,14 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import yaml
 from torch import Tensor
 
-from ..checkpoint import atomic_write_text, load_weights, save_weights
+from ..checkpoint import atomic_write_text, load_state, load_weights, save_state, save_weights
 from ..datasets import DatasetMetadata, TrajectoryDataset
 from ..datasets import ObservationConfig, ObservationView, draw_observations
 from ..metrics import rel_l2
@@ -83,15 +88,43 @@ def _rel_sq(pred: Tensor, target: Tensor) -> Tensor:
     return (((pred - target) ** 2).sum(dims) / (target**2).sum(dims).clamp_min(1e-12)).mean()
 
 
-def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log, seed: int = 0) -> None:
-    """Unrolled training of ``model`` on trajectories ``data (N, T, C, *space)``; ``cfg`` as ``TRAIN_DEFAULTS``."""
+def _restore(state: dict | None, model, opt, sched, gen: torch.Generator) -> int:
+    """Load a training state written by `_checkpoint` (if any); returns the step to continue from."""
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def _checkpoint(checkpoint: Callable[[dict], None] | None, every: int, done: int, steps: int, model, opt, sched,
+                gen: torch.Generator, **extra) -> None:
+    if checkpoint is not None and every and done % every == 0 and done < steps:
+        checkpoint({"step": done, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    **extra})
+
+
+def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log, seed: int = 0,
+               state: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
+               checkpoint_every: int = 0) -> None:
+    """Unrolled training of ``model`` on trajectories ``data (N, T, C, *space)``; ``cfg`` as ``TRAIN_DEFAULTS``.
+
+    ``checkpoint(state)`` is called every ``checkpoint_every`` steps with the training state (step, model, optimizer,
+    schedule, generators); passing such a ``state`` back continues from it."""
     cfg = {**TRAIN_DEFAULTS, **cfg}
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng([seed, 1])
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg["steps"]))
     W, U = int(cfg["warmup"]), int(cfg["unroll"])
-    for it in range(int(cfg["steps"])):
+    first = _restore(state, model, opt, sched, gen)
+    if state is not None:
+        rng.bit_generator.state = state["rng"]
+    for it in range(first, int(cfg["steps"])):
         win = _window_batch(data, W + U + 1, int(cfg["batch_size"]), gen)
         alphas = rng.uniform(0, cfg["alpha_max"], len(win)) * (rng.random(len(win)) >= 0.25)
         y, m, a = _draw_batch(win, obs, alphas, rng)
@@ -119,15 +152,20 @@ def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log
         sched.step()
         if it % 25 == 0 or it == cfg["steps"] - 1:
             log({"model": "noda", "step": it, "loss": float(loss.detach())})
+        _checkpoint(checkpoint, checkpoint_every, it + 1, int(cfg["steps"]), model, opt, sched, gen,
+                    rng=rng.bit_generator.state)
 
 
-def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int = 0) -> None:
-    """A plain FNO ``z_{k+1} = F(z_k)`` trained one step at a time (teacher forcing) on ``data (N, T, C, *space)``."""
+def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int = 0, state: dict | None = None,
+                   checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> None:
+    """A plain FNO ``z_{k+1} = F(z_k)`` trained one step at a time (teacher forcing) on ``data (N, T, C, *space)``;
+    ``state``, ``checkpoint`` and ``checkpoint_every`` as in `train_noda`."""
     cfg = {**BASELINE_DEFAULTS, **cfg}
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg["steps"]))
-    for it in range(int(cfg["steps"])):
+    first = _restore(state, model, opt, sched, gen)
+    for it in range(first, int(cfg["steps"])):
         win = _window_batch(data, 2, int(cfg["batch_size"]), gen)
         loss = _rel_sq(model(win[:, :1])[:, 0][:, None], win[:, 1:])
         opt.zero_grad()
@@ -136,6 +174,7 @@ def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int
         sched.step()
         if it % 25 == 0 or it == cfg["steps"] - 1:
             log({"model": "fno", "step": it, "loss": float(loss.detach())})
+        _checkpoint(checkpoint, checkpoint_every, it + 1, int(cfg["steps"]), model, opt, sched, gen)
 
 
 @torch.no_grad()
@@ -172,20 +211,47 @@ def _dataset(spec: dict, split: str) -> TrajectoryDataset:
                              max_trajectories=spec.get("max_trajectories") if split == "train" else None)
 
 
+_RESUME_FREE = ("resume", "checkpoint_every", "threads", "run_dir", "name")  # may change on resume
+
+
+def _plain(spec: dict) -> dict:
+    """``spec`` as JSON values (paths as strings), as the training state stores it."""
+    return json.loads(json.dumps(spec, default=str))
+
+
+def _resumed(spec: dict, ckpt: Path) -> dict:
+    """The training state to continue from, refused if the run was started with another spec."""
+    if not ckpt.exists():
+        raise FileNotFoundError(f"resume: {ckpt} not found: the run has no checkpoint to continue "
+                                f"(drop resume to start it; checkpoint_every {spec.get('checkpoint_every', 100)})")
+    state = load_state(ckpt)
+    then, spec = state["spec"], _plain(spec)
+    differ = sorted(k for k in set(then) | set(spec) if k not in _RESUME_FREE and then.get(k) != spec.get(k))
+    if differ:
+        raise ValueError(f"resume: {ckpt.parent.parent} was started with another configuration ("
+                         + ", ".join(f"{k} {then.get(k)!r} there, {spec.get(k)!r} now" for k in differ)
+                         + "); resume with the same options or start a new run folder")
+    return state
+
+
 def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     """Train NODA (and the plain FNO baseline) as ``spec`` says, evaluate, write the run folder, return the metrics.
 
     spec keys: ``data`` (dataset root), ``threads`` (torch CPU threads; default untouched), ``dt_stride``, ``max_trajectories``, ``seed``, ``model`` (FNOConfig fields
     of the prediction step), ``gain`` (GainConfig fields), ``measurement``, ``observations`` (mask, fraction,
     noise), ``train`` (``TRAIN_DEFAULTS``), ``baseline`` (``BASELINE_DEFAULTS``; ``false`` to skip), ``eval``
-    (``EVAL_DEFAULTS``; horizon None = whole test trajectories). Writes ``config.yaml``, ``metrics.json``,
-    ``model.safetensors`` + ``model.json`` (rebuild with :func:`load`), ``baseline.safetensors`` + spec,
-    ``train_log.jsonl``, ``error_vs_time.png``, ``snapshot.png``.
+    (``EVAL_DEFAULTS``; horizon None = whole test trajectories), ``checkpoint_every`` (steps between training
+    states in ``checkpoint/state.pt``, 0: none; default 100), ``resume`` (continue from that state). Writes
+    ``config.yaml``, ``metrics.json``, ``model.safetensors`` + ``model.json`` (rebuild with :func:`load`),
+    ``baseline.safetensors`` + spec, ``train_log.jsonl``, ``error_vs_time.png``, ``snapshot.png``.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if "data" not in spec:
         raise ValueError("spec needs 'data': a dataset root written by `pdeforge generate` (ROOT/data/{train,valid,test})")
+    ckpt = run_dir / "checkpoint" / "state.pt"
+    state = _resumed(spec, ckpt) if spec.get("resume") else None
+    every = int(spec.get("checkpoint_every", 100))
+    run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(spec.get("seed", 0))
     torch.manual_seed(seed)
     if spec.get("threads"):
@@ -202,21 +268,36 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     obs = ObservationConfig(alpha=0.0, **{k: v for k, v in obs_opts.items() if k != "alpha"})
     data = _frames(train_ds)
     log_path = run_dir / "train_log.jsonl.partial"
-    timings = {}
+    entries = [dict(r) for r in state["log"]] if state else []
+    timings = dict(state["timings"]) if state else {}
+    phase = state["phase"] if state else "noda"
     with open(log_path, "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in entries)
+
         def log(entry: dict) -> None:
+            entries.append(entry)
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
 
+        def saver(phase: str, t0: float, **extra) -> Callable[[dict], None]:
+            return lambda st: save_state(ckpt, {**st, **extra, "phase": phase, "log": entries, "timings": timings,
+                                                "elapsed": time.perf_counter() - t0, "spec": _plain(spec)})
+
         model = build_noda(config, meta)
-        t0 = time.perf_counter()
-        train_noda(model, data, obs, dict(spec.get("train") or {}), log, seed)
-        timings["noda_train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter() - (state["elapsed"] if phase == "noda" and state else 0.0)
+        if phase == "noda":
+            train_noda(model, data, obs, dict(spec.get("train") or {}), log, seed, state=state,
+                       checkpoint=saver("noda", t0), checkpoint_every=every)
+            timings["noda_train_s"] = time.perf_counter() - t0
+        else:
+            model.load_state_dict(state["noda_model"])
         baseline = None
         if spec.get("baseline", {}) is not False:
             baseline = build_model(config.predictor, meta, 1, 1, use_grid=False, use_scalars=False, use_constant_fields=False)
-            t0 = time.perf_counter()
-            train_baseline(baseline, data, dict(spec.get("baseline") or {}), log, seed)
+            t0 = time.perf_counter() - (state["elapsed"] if phase == "fno" else 0.0)
+            train_baseline(baseline, data, dict(spec.get("baseline") or {}), log, seed,
+                           state=state if phase == "fno" else None,
+                           checkpoint=saver("fno", t0, noda_model=model.state_dict()), checkpoint_every=every)
             timings["fno_train_s"] = time.perf_counter() - t0
     os.replace(log_path, run_dir / "train_log.jsonl")
 

@@ -202,3 +202,47 @@ def test_run_writes_folder_and_learns(tmp_path):
 
     err, _ = rollout_errors(model, ObservationView(ds, alpha=0.0, mask="regular", fraction=0.5, seed=12345), 8)
     assert abs(float(err[-2:].mean()) - t["noda_alpha_0"]["long_horizon_rel_l2"]) < 1e-5
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Killed after the checkpoint at NODA step 6 of 10, resumed, killed again at baseline step 3 of 10 and resumed:
+    the weights of both models, the log and the metrics are those of an uninterrupted run."""
+    import pdeforge.operators.noda as noda
+    from pdeforge.checkpoint import load_weights
+
+    _write_toy(tmp_path / "data_root", n_traj=6, n_steps=12)
+    spec = {"family": "noda", "data": str(tmp_path / "data_root"), "seed": 0,
+            "model": {"n_modes": 6, "hidden_channels": 8, "n_layers": 2}, "gain": {"n_modes": 6, "hidden_channels": 8},
+            "observations": {"mask": "random", "fraction": 0.5, "noise": 0.1},
+            "train": {"steps": 10, "batch_size": 4, "lr": 3e-3, "warmup": 1, "unroll": 3},
+            "baseline": {"steps": 10, "batch_size": 4, "lr": 3e-3}, "eval": {"alphas": [0.0, 1.0], "horizon": 6},
+            "checkpoint_every": 3}
+    whole = run(spec, tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    saved, kills = noda.save_state, {("noda", 6), ("fno", 3)}
+
+    def save_then_die(path, state):
+        saved(path, state)
+        if (state["phase"], state["step"]) in kills:
+            kills.remove((state["phase"], state["step"]))
+            raise Killed
+
+    monkeypatch.setattr(noda, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        run(spec, tmp_path / "cut")
+    with pytest.raises(ValueError, match=r"started with another configuration \(seed 0 there, 1 now\)"):
+        run({**spec, "resume": True, "seed": 1}, tmp_path / "cut")
+    with pytest.raises(FileNotFoundError, match=r"never.checkpoint.state.pt not found.*drop resume to start it"):
+        run({**spec, "resume": True}, tmp_path / "never")
+    with pytest.raises(Killed):
+        run({**spec, "resume": True}, tmp_path / "cut")
+    assert not kills
+    again = run({**spec, "resume": True}, tmp_path / "cut")
+    for name in ("model.safetensors", "baseline.safetensors"):
+        a, b = (load_weights(tmp_path / d / name) for d in ("whole", "cut"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert (tmp_path / "whole" / "train_log.jsonl").read_text() == (tmp_path / "cut" / "train_log.jsonl").read_text()
+    assert again["table"] == whole["table"] and again["curves"] == whole["curves"]
