@@ -1,19 +1,21 @@
 """TSM vs LI vs coarse solver at CPU scale: high-correlation duration, the HiPPO ablation, per-step latency.
 
     python benchmarks/tsm.py                      # trains every model below (1 free thread)
-    python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames   # the README figures (~1 h)
+    python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames --unroll 16   # the README figures (~2 h)
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs (refused if
                                                    # trained on other data or with other options)
     python benchmarks/tsm.py --steps 100           # shorter training
 
-Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 128^2 at Re 500 face-averaged to 32^2,
-solver dt 0.04, 16 train / 16 test trajectories (``--n-test``; the data file is generated once, ~17 min of DNS on
-one shared core); each model starts from frame ``history - 1`` of every test trajectory and runs to its end (184 steps,
-7.4 time units). Prints, per model, the high-correlation duration (vorticity correlation > 0.8) as mean +- std
-over the test trajectories and per trajectory, the paired differences (TSM - LI, TSM - frames, ...: mean +-
-standard error and wins, since every model starts from the same frames) and the per-step latency for one
-trajectory. Writes ``summary.json``, ``correlation_vs_time.png`` and ``vorticity_snapshots.png`` (reference,
-coarse, LI, TSM) into ``--runs``.
+Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2,
+solver dt 0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS
+over 2 processes on a 2-core CPU (``--dns-resolution 128 --dns-batch 0`` with another ``--data-cache``: the
+earlier 4x protocol, ~17 min on one core). Each model starts from frame ``history - 1`` of every test trajectory
+and runs to its end (184 steps, 7.4 time units). Prints, per model, the high-correlation duration (vorticity
+correlation > 0.8) as mean +- std over the test trajectories and per trajectory, the paired differences (TSM - LI,
+TSM - frames, ...: mean +- standard error and wins, since every model starts from the same frames) and the
+per-step latency for one trajectory. Writes ``summary.json``, ``correlation_vs_time.png`` and
+``vorticity_snapshots.png`` (reference, coarse, LI, TSM) into ``--runs``. ``--resume`` continues interrupted
+trainings from their checkpoints.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-test", type=int, default=TSMRunConfig.n_test, help="test trajectories (after the train ones)")
     ap.add_argument("--data-cache", default=TSMRunConfig.data_cache,
-                    help="generated once (DNS of 32 trajectories, ~17 min on one shared core) and reused")
+                    help="generated once (DNS of 32 trajectories, ~30 min at 256^2 with 2 workers) and reused")
     ap.add_argument("--dns-resolution", type=int, default=TSMRunConfig.dns_resolution,
                     help="DNS grid of the data (256: the issue's 8x downsampling to 32^2; use a new --data-cache)")
     ap.add_argument("--dns-batch", type=int, default=TSMRunConfig.dns_batch,
@@ -124,7 +126,8 @@ def main() -> None:
 
     results = {name: evaluate_model(m, test, base.history, base.threshold) for name, m in models.items()}
     frames = test[:1, :base.history]
-    print(f"Kolmogorov {base.resolution}^2 (DNS {base.dns_resolution}^2, Re {base.reynolds:g}), dt {base.dt:g}, {test.shape[0]} test trajectories, "
+    print(f"Kolmogorov {base.resolution}^2 (DNS {base.dns_resolution}^2, Re {base.reynolds:g}), dt {base.dt:g}, "
+          f"{test.shape[0]} test trajectories, "
           f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, "
           f"seed {base.seed}")
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")

@@ -15,11 +15,12 @@ it drops below 0.8 (:func:`pdeforge.metrics.high_correlation_duration`), per tes
 
 CPU-scale protocol (defaults of :class:`TSMRunConfig`; the papers use 2048^2 DNS to 64^2, Re 1000, CNN 6 x 256,
 N = 32 over 32 frames and ~10^5 steps on accelerators): Kolmogorov flow (``sin(4 y)`` forcing, drag 0.1, Re 500)
-by DNS at 128^2 after 20 time units of warm-up, stored face-averaged at 32^2 every 0.02 (8 time units per
-trajectory); the solver step is ``stride`` = 2 frames, dt = 0.04 (max(|u| + |v|) ~ 5.2: CFL ~1 on the sum, stable
-with SSP-RK3 and the limiter); 16 train / 16 test trajectories; CNN 4 layers x 32 channels (last layer
-zero-initialised, so an untrained model is exactly the coarse van Leer solver); history 16 frames, HiPPO N = 32;
-bundle 4; unroll 8; batch 4; 600 Adam steps here, 3000 in ``benchmarks/tsm.py`` (README: results).
+by DNS at 256^2 (8x the solver's grid; batches of 4 over 2 processes, ~30 min on a 2-core CPU) after 20 time
+units of warm-up, stored face-averaged at 32^2 every 0.02 (8 time units per trajectory); the solver step is
+``stride`` = 2 frames, dt = 0.04 (max(|u| + |v|) ~ 5-6: CFL ~1 on the sum, stable with SSP-RK3 and the limiter);
+16 train / 16 test trajectories; CNN 4 layers x 32 channels (last layer zero-initialised, so an untrained model is
+exactly the coarse van Leer solver); history 16 frames, HiPPO N = 32; bundle 4; unroll 8; batch 4; 600 Adam steps
+here, 3000 in ``benchmarks/tsm.py`` (README: results).
 
 Usage::
 
@@ -75,10 +76,10 @@ class TSMRunConfig:
     layers: int = 4               # CNN depth
     channels: int = 32            # CNN width
     # data
-    data_cache: str = "runs/tsm_data/kolmogorov_fv_32_n32.pt"
-    dns_resolution: int = 128
-    dns_batch: int = 0            # DNS trajectories solved together (each batch has its own CFL steps); 0: all
-    data_workers: int = 1         # processes sharing the DNS, one thread each (same numbers as one process, one thread)
+    data_cache: str = "runs/tsm_data/kolmogorov_fv_32_dns256.pt"
+    dns_resolution: int = 256
+    dns_batch: int = 4            # DNS trajectories solved together (each batch has its own CFL steps); 0: all
+    data_workers: int = 2         # processes sharing the DNS, one thread each (same numbers as one process, one thread)
     reynolds: float = 500.0
     warmup_time: float = 20.0
     frame_interval: float = 0.02
@@ -133,6 +134,9 @@ DATA_FIELDS = ("dns_resolution", "dns_batch", "reynolds", "warmup_time", "frame_
                "data_seed")
 
 
+_BEFORE_FIELD = {"dns_batch": 0}  # data fields added later, with the value that caches written before them had
+
+
 def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
     """``(train, test)`` velocities ``(n, T, 2, R, R)`` float32 at the solver step (every ``stride``-th frame).
 
@@ -149,8 +153,8 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
         made = cached.get("params")
         if made is None:  # written before the parameters were stored: only the frame interval can be checked
             made = {"frame_interval": cached.get("frame_interval")}
-        else:  # a field added since the cache was written had its default then
-            made = {**{k: getattr(TSMRunConfig, k) for k in DATA_FIELDS}, **made}
+        else:
+            made = {**_BEFORE_FIELD, **made}
         wrong = {k: (v, want[k]) for k, v in made.items() if k in want and v != want[k]}
         if wrong:
             raise ValueError(f"{path} was generated with other parameters ("

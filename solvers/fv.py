@@ -351,7 +351,8 @@ def kolmogorov_fv_trajectories(n: int, resolution: int = 64, preset: KolmogorovF
     todo = range(n) if trajectories is None else trajectories
     if batch < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if todo.step != 1 or todo.start < 0 or todo.stop > n or todo.start % batch or (todo.stop % batch and todo.stop != n):
+    whole = todo.start % batch == 0 and (todo.stop % batch == 0 or todo.stop == n)
+    if todo.step != 1 or todo.start < 0 or todo.stop > n or not whole:
         raise ValueError(f"trajectories {todo} must be whole batches of {batch} within range({n})")
     grid = StaggeredGrid(fine)
     flow = FlowParameters(viscosity=1.0 / preset.reynolds, drag=preset.drag, forcing=preset.forcing)

@@ -324,7 +324,7 @@ def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
 
 def test_the_data_cache_records_its_parameters_and_refuses_others(tmp_path):
     cfg = TSMRunConfig(data_cache=str(tmp_path / "d.pt"), dns_resolution=16, warmup_time=0.2, frame_interval=0.05,
-                       n_frames=6, resolution=8, n_train=1, n_test=1, stride=1)
+                       n_frames=6, resolution=8, n_train=1, n_test=1, stride=1, dns_batch=0, data_workers=1)
     train, test = load_data(cfg)
     assert train.shape == test.shape == (1, 6, 2, 8, 8)
     again, _ = load_data(cfg)  # from the cache
