@@ -34,14 +34,14 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import yaml
 from torch import Tensor
 
-from ..checkpoint import atomic_write_text, load_state, load_weights, save_state, save_weights
+from ..checkpoint import atomic_write_text, load_weights, resume_state, save_state, save_weights
 from ..datasets import DatasetMetadata, TrajectoryDataset
 from ..datasets import ObservationConfig, ObservationView, draw_observations
 from ..metrics import rel_l2
@@ -219,21 +219,6 @@ def _plain(spec: dict) -> dict:
     return json.loads(json.dumps(spec, default=str))
 
 
-def _resumed(spec: dict, ckpt: Path) -> dict:
-    """The training state to continue from, refused if the run was started with another spec."""
-    if not ckpt.exists():
-        raise FileNotFoundError(f"resume: {ckpt} not found: the run has no checkpoint to continue "
-                                f"(drop resume to start it; checkpoint_every {spec.get('checkpoint_every', 100)})")
-    state = load_state(ckpt)
-    then, spec = state["spec"], _plain(spec)
-    differ = sorted(k for k in set(then) | set(spec) if k not in _RESUME_FREE and then.get(k) != spec.get(k))
-    if differ:
-        raise ValueError(f"resume: {ckpt.parent.parent} was started with another configuration ("
-                         + ", ".join(f"{k} {then.get(k)!r} there, {spec.get(k)!r} now" for k in differ)
-                         + "); resume with the same options or start a new run folder")
-    return state
-
-
 def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     """Train NODA (and the plain FNO baseline) as ``spec`` says, evaluate, write the run folder, return the metrics.
 
@@ -249,7 +234,8 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     if "data" not in spec:
         raise ValueError("spec needs 'data': a dataset root written by `pdeforge generate` (ROOT/data/{train,valid,test})")
     ckpt = run_dir / "checkpoint" / "state.pt"
-    state = _resumed(spec, ckpt) if spec.get("resume") else None
+    state = (resume_state(ckpt, _plain(spec), key="spec", free=_RESUME_FREE,
+                          every=int(spec.get("checkpoint_every", 100))) if spec.get("resume") else None)
     every = int(spec.get("checkpoint_every", 100))
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(spec.get("seed", 0))

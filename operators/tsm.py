@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_write_text, load_state, load_weights, save_state, save_weights
+from ..checkpoint import atomic_write_text, load_state, load_weights, resume_state, save_state, save_weights
 from ..metrics import correlation, high_correlation_duration
 from ..solvers import fv
 from ._tsm_hippo import FrameStackEncoder, HippoEncoder, bilinear, lagt_kernel, lagt_recurrence, lagt_transition
@@ -346,21 +346,6 @@ def _plots(run_dir: Path, dt: float, curves: dict[str, Tensor], snaps: dict[str,
 _RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "data_workers")  # may change on resume
 
 
-def _resumed(cfg: TSMRunConfig, ckpt: Path) -> dict:
-    """The training state to continue from, refused if the run was started with another configuration."""
-    if not ckpt.exists():
-        raise FileNotFoundError(f"resume: {ckpt} not found: the run has no checkpoint to continue "
-                                f"(drop resume to start it; checkpoint_every {cfg.checkpoint_every})")
-    state = load_state(ckpt)
-    now = asdict(cfg)
-    differ = sorted(k for k, v in state["run_config"].items() if k not in _RESUME_FREE and now.get(k) != v)
-    if differ:
-        raise ValueError(f"resume: {ckpt.parent.parent} was started with another configuration ("
-                         + ", ".join(f"{k} {state['run_config'][k]!r} there, {now.get(k)!r} now" for k in differ)
-                         + "); resume with the same options or start a new run folder")
-    return state
-
-
 def run(spec: dict, run_dir: Path) -> dict:
     """Train (unless ``variant: coarse``) and evaluate one model; write the run folder; return the metrics."""
     cfg = TSMRunConfig.from_spec(spec)
@@ -374,7 +359,7 @@ def run(spec: dict, run_dir: Path) -> dict:
     scale = float(train.std())
     model = build_model(cfg, scale)
     ckpt = run_dir / "checkpoint" / "state.pt"
-    state = _resumed(cfg, ckpt) if cfg.resume else None
+    state = resume_state(ckpt, asdict(cfg), free=_RESUME_FREE, every=cfg.checkpoint_every) if cfg.resume else None
     fresh = asdict(cfg)
     log = train_model(model, train, cfg, state=state,
                       checkpoint=lambda st: save_state(ckpt, {**st, "run_config": fresh}))

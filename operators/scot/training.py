@@ -42,7 +42,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from ...checkpoint import atomic_write_text, load_state, save_state
+from ...checkpoint import atomic_write_text, resume_state, save_state
 from ...datasets import AllPairsDataset, AllPairsMixture, channel_union
 from ._config import ScOTConfig
 from ._io import finetune_parameter_groups, read_state_dict
@@ -137,27 +137,13 @@ def _schedule(step: int, total: int, warmup: int) -> float:
 _RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "run_dir", "name")
 
 
-def _resumed(cfg: ScOTRunConfig, ckpt: Path) -> dict[str, Any]:
-    """The training state to continue from, refused if the run was started with another configuration."""
-    if not ckpt.exists():
-        raise FileNotFoundError(f"resume: {ckpt} not found: the run has no checkpoint to continue "
-                                f"(drop resume to start it; checkpoint_every {cfg.checkpoint_every})")
-    state = load_state(ckpt)
-    now = dataclasses.asdict(cfg)
-    differ = sorted(k for k, v in state["run_config"].items() if k not in _RESUME_FREE and now.get(k) != v)
-    if differ:
-        raise ValueError(f"resume: {ckpt.parent.parent} was started with another configuration ("
-                         + ", ".join(f"{k} {state['run_config'][k]!r} there, {now.get(k)!r} now" for k in differ)
-                         + "); resume with the same options or start a new run folder")
-    return state
-
-
 def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train scOT as ``spec`` says (see `ScOTRunConfig`) and write the run folder ``run_dir``; returns the metrics."""
     cfg = ScOTRunConfig.from_spec(spec)
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint" / "state.pt"
-    state = _resumed(cfg, ckpt) if cfg.resume else None
+    state = (resume_state(ckpt, dataclasses.asdict(cfg), free=_RESUME_FREE, every=cfg.checkpoint_every)
+             if cfg.resume else None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
