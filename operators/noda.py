@@ -233,10 +233,8 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     run_dir = Path(run_dir)
     if "data" not in spec:
         raise ValueError("spec needs 'data': a dataset root written by `pdeforge generate` (ROOT/data/{train,valid,test})")
-    ckpt = run_dir / "checkpoint" / "state.pt"
-    state = (resume_state(ckpt, _plain(spec), key="spec", free=_RESUME_FREE,
-                          every=int(spec.get("checkpoint_every", 100))) if spec.get("resume") else None)
-    every = int(spec.get("checkpoint_every", 100))
+    ckpt, every = run_dir / "checkpoint" / "state.pt", int(spec.get("checkpoint_every", 100))
+    state = resume_state(ckpt, _plain(spec), key="spec", free=_RESUME_FREE, every=every) if spec.get("resume") else None
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(spec.get("seed", 0))
     torch.manual_seed(seed)
