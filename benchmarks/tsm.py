@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--dns-resolution", type=int, default=TSMRunConfig.dns_resolution,
                     help="DNS grid of the data (256: the issue's 8x downsampling to 32^2; use a new --data-cache)")
     ap.add_argument("--dns-batch", type=int, default=TSMRunConfig.dns_batch,
-                    help="DNS trajectories solved together (0: all; 4 is ~2.5x faster per trajectory at 256^2)")
+                    help="DNS trajectories solved together (0: all; 4 is ~2x faster per trajectory at 256^2)")
     ap.add_argument("--data-workers", type=int, default=TSMRunConfig.data_workers,
                     help="processes sharing the DNS (one thread each)")
     ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")

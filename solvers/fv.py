@@ -339,7 +339,7 @@ def kolmogorov_fv_trajectories(n: int, resolution: int = 64, preset: KolmogorovF
 
     The ``n`` initial velocities are drawn at once from ``generator``. ``batch_size`` (default: all ``n``) solves
     them in batches ``[0, b), [b, 2b), ...``, each with its own CFL time steps (the step follows the batch's
-    fastest flow, so the numbers depend on ``batch_size``; at 256^2 on a CPU, batches of 4 run ~2.5x faster per
+    fastest flow, so the numbers depend on ``batch_size``; at 256^2 on a CPU, batches of 4 run ~2x faster per
     trajectory than one batch of 32). ``trajectories`` (a ``range`` of whole batches) solves only those and
     returns ``(len(trajectories), T, ...)``, equal to that slice of the full result: the way to split the work
     over processes.
