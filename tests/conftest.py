@@ -30,3 +30,30 @@ def shared_dir() -> Path:
             f"{REPO.parent / 'shared'}); set PDEFORGE_SHARED to the folder that holds reference/"
         )
     return found
+
+
+class SimulatedCrash(Exception):
+    """A crash right after a training state was written (raised by the `crash_after_checkpoint` fixture)."""
+
+
+@pytest.fixture
+def crash_after_checkpoint(monkeypatch):
+    """``arm(module, *points)``: from then on ``module.save_state`` writes each training state, then raises
+    `SimulatedCrash` (``arm.crash``) once for each point, a dict of state items such as ``{"step": 4}``, that the
+    state matches. Returns the list of points not reached yet."""
+
+    def arm(module, *points: dict) -> list[dict]:
+        save, pending = module.save_state, list(points)
+
+        def save_then_crash(path, state):
+            save(path, state)
+            hit = next((p for p in pending if all(state.get(k) == v for k, v in p.items())), None)
+            if hit is not None:
+                pending.remove(hit)
+                raise SimulatedCrash(f"simulated crash after the checkpoint {hit} in {path}")
+
+        monkeypatch.setattr(module, "save_state", save_then_crash)
+        return pending
+
+    arm.crash = SimulatedCrash
+    return arm

@@ -204,7 +204,7 @@ def test_run_writes_folder_and_learns(tmp_path):
     assert abs(float(err[-2:].mean()) - t["noda_alpha_0"]["long_horizon_rel_l2"]) < 1e-5
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, crash_after_checkpoint):
     """Killed after the checkpoint at NODA step 6 of 10, resumed, killed again at baseline step 3 of 10 and resumed:
     the weights of both models, the log and the metrics are those of an uninterrupted run."""
     import pdeforge.operators.noda as noda
@@ -219,27 +219,16 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
             "checkpoint_every": 3}
     whole = run(spec, tmp_path / "whole")
 
-    class Killed(Exception):
-        pass
-
-    saved, kills = noda.save_state, {("noda", 6), ("fno", 3)}
-
-    def save_then_die(path, state):
-        saved(path, state)
-        if (state["phase"], state["step"]) in kills:
-            kills.remove((state["phase"], state["step"]))
-            raise Killed
-
-    monkeypatch.setattr(noda, "save_state", save_then_die)
-    with pytest.raises(Killed):
+    pending = crash_after_checkpoint(noda, {"phase": "noda", "step": 6}, {"phase": "fno", "step": 3})
+    with pytest.raises(crash_after_checkpoint.crash):
         run(spec, tmp_path / "cut")
     with pytest.raises(ValueError, match=r"started with another configuration \(seed 0 there, 1 now\)"):
         run({**spec, "resume": True, "seed": 1}, tmp_path / "cut")
     with pytest.raises(FileNotFoundError, match=r"never.checkpoint.state.pt not found.*drop resume to start it"):
         run({**spec, "resume": True}, tmp_path / "never")
-    with pytest.raises(Killed):
+    with pytest.raises(crash_after_checkpoint.crash):
         run({**spec, "resume": True}, tmp_path / "cut")
-    assert not kills
+    assert not pending
     again = run({**spec, "resume": True}, tmp_path / "cut")
     for name in ("model.safetensors", "baseline.safetensors"):
         a, b = (load_weights(tmp_path / d / name) for d in ("whole", "cut"))

@@ -233,7 +233,7 @@ def test_evaluation_with_an_identity_model(tmp_path):
     assert persistence(1) < persistence(3) < persistence(6)
 
 
-def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, crash_after_checkpoint):
     """Killed after the checkpoint at step 10 of 14 (3 batches into the second epoch of 7 batches, between the
     validations at 8 and 12), ``resume: true`` finishes with the bytes, log and test error of an uninterrupted run;
     drop path makes the global RNG matter."""
@@ -247,20 +247,10 @@ def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
             "model": small, "warmup": 0.2, "steps": 14, "checkpoint_every": 2}  # 60 pairs: 7 batches an epoch
     whole = training.run(spec, tmp_path / "whole")
 
-    class Killed(Exception):
-        pass
-
-    saved = training.save_state
-
-    def save_then_die(path, state):
-        saved(path, state)
-        if state["step"] == 10:
-            raise Killed
-
-    monkeypatch.setattr(training, "save_state", save_then_die)
-    with pytest.raises(Killed):
+    pending = crash_after_checkpoint(training, {"step": 10})
+    with pytest.raises(crash_after_checkpoint.crash):
         training.run(spec, tmp_path / "cut")
-    monkeypatch.setattr(training, "save_state", saved)
+    assert not pending
     with pytest.raises(ValueError, match=r"started with another configuration \(lr 0.01 there, 0.02 now\)"):
         training.run({**spec, "resume": True, "lr": 2e-2}, tmp_path / "cut")
     with pytest.raises(FileNotFoundError, match=r"never.checkpoint.state.pt not found.*drop resume to start it"):

@@ -279,7 +279,7 @@ def test_run_writes_a_rebuildable_run_folder(tmp_path, memory):
         run({**spec, "hipo_order": 3}, tmp_path / "bad")
 
 
-def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, crash_after_checkpoint):
     """Killed after the checkpoint at step 4 of 6, ``resume: true`` finishes with the same bytes and log."""
     import pdeforge.operators.tsm as tsm
 
@@ -292,20 +292,10 @@ def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
             "progress": False}
     whole = run(spec, tmp_path / "whole")
 
-    class Killed(Exception):
-        pass
-
-    saved = tsm.save_state
-
-    def save_then_die(path, state):
-        saved(path, state)
-        if state.get("step") == 4:
-            raise Killed
-
-    monkeypatch.setattr(tsm, "save_state", save_then_die)
-    with pytest.raises(Killed):
+    pending = crash_after_checkpoint(tsm, {"step": 4})
+    with pytest.raises(crash_after_checkpoint.crash):
         run(spec, tmp_path / "cut")
-    monkeypatch.setattr(tsm, "save_state", saved)
+    assert not pending
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     with pytest.raises(ValueError, match=r"started with another configuration \(lr 0.001 there, 0.002 now\)"):
         run({**spec, "resume": True, "lr": 2e-3}, tmp_path / "cut")
