@@ -36,7 +36,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -189,9 +191,6 @@ def _dns_worker(cfg: TSMRunConfig, part: range) -> Tensor:
 def _generate(cfg: TSMRunConfig) -> Tensor:
     """The DNS, batch by batch in this process or over ``data_workers`` processes at one thread each (the bytes of
     one process at one thread), with a progress bar."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     n = cfg.n_train + cfg.n_test
     batch = cfg.dns_batch or n
     parts = [range(a, min(a + batch, n)) for a in range(0, n, batch)]
