@@ -95,6 +95,8 @@ def main() -> None:
                     help="DNS trajectories solved together (0: all; 4 is ~2x faster per trajectory at 256^2)")
     ap.add_argument("--data-workers", type=int, default=TSMRunConfig.data_workers,
                     help="processes sharing the DNS (one thread each)")
+    ap.add_argument("--resolution", type=int, default=TSMRunConfig.resolution,
+                    help="the learned solvers' grid (16: the cached 32^2 data face-averaged again, 16x the DNS)")
     ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
     ap.add_argument("--unroll", type=int, default=TSMRunConfig.unroll, help="solver steps unrolled in training")
     ap.add_argument("--seed", type=int, default=TSMRunConfig.seed, help="training seed (initial weights, windows)")
@@ -104,7 +106,7 @@ def main() -> None:
     runs = Path(args.runs)
     base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
                         dns_resolution=args.dns_resolution, dns_batch=args.dns_batch, data_workers=args.data_workers,
-                        bundle=args.bundle, unroll=args.unroll, seed=args.seed)
+                        resolution=args.resolution, bundle=args.bundle, unroll=args.unroll, seed=args.seed)
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")

@@ -145,7 +145,9 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
     Generated once by :func:`pdeforge.solvers.fv.kolmogorov_fv_trajectories` (DNS at ``dns_resolution``,
     face-averaged to ``resolution``; ``dns_batch`` trajectories at a time, spread over ``data_workers``
     processes) and cached at ``data_cache`` (a plain tensor file written atomically, loaded weights-only) with the
-    parameters that made it; a cache made with other parameters is refused.
+    parameters that made it; a cache made with other parameters is refused. A cache at a finer ``resolution`` that
+    ``resolution`` divides is coarsened by face averaging, which composes exactly (DNS -> 32^2 -> 16^2 is
+    DNS -> 16^2): one DNS serves several downsampling ratios.
     """
     path = Path(cfg.data_cache)
     want = {k: getattr(cfg, k) for k in DATA_FIELDS}
@@ -157,6 +159,9 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
             made = {"frame_interval": cached.get("frame_interval")}
         else:
             made = {**_BEFORE_FIELD, **made}
+        stored = traj.shape[-1]
+        if stored != cfg.resolution and stored % cfg.resolution == 0:
+            made = {**made, "resolution": cfg.resolution}  # coarsened below
         wrong = {k: (v, want[k]) for k, v in made.items() if k in want and v != want[k]}
         if wrong:
             raise ValueError(f"{path} was generated with other parameters ("
@@ -166,6 +171,10 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
         traj = _generate(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_state(path, {"velocity": traj, "frame_interval": cfg.frame_interval, "params": want})
+    if traj.shape[-1] != cfg.resolution and traj.shape[-1] % cfg.resolution == 0:
+        n, t = traj.shape[:2]
+        traj = fv.downsample_staggered(traj.flatten(0, 1), traj.shape[-1] // cfg.resolution)
+        traj = traj.reshape(n, t, *traj.shape[1:])
     if traj.shape[0] < cfg.n_train + cfg.n_test or traj.shape[-1] != cfg.resolution:
         raise ValueError(f"{path}: {tuple(traj.shape)} does not hold {cfg.n_train}+{cfg.n_test} trajectories at "
                          f"{cfg.resolution}^2; delete it or point data_cache elsewhere")

@@ -335,6 +335,22 @@ def test_the_data_cache_records_its_parameters_and_refuses_others(tmp_path):
         load_data(replace(cfg, dns_batch=2))
 
 
+def test_a_finer_cache_is_coarsened_by_face_averaging(tmp_path):
+    """One DNS serves several ratios: 16^2 -> 8^2 cached, asked at 4^2, equals the 4^2 data made from the DNS."""
+    cfg = TSMRunConfig(data_cache=str(tmp_path / "d8.pt"), dns_resolution=16, warmup_time=0.2, frame_interval=0.05,
+                       n_frames=4, resolution=8, n_train=1, n_test=1, stride=1, dns_batch=0, data_workers=1)
+    train8, test8 = load_data(cfg)
+    train4, test4 = load_data(replace(cfg, resolution=4))
+    direct4, _ = load_data(replace(cfg, resolution=4, data_cache=str(tmp_path / "d4.pt")))
+    assert train4.shape == (1, 4, 2, 4, 4)
+    torch.testing.assert_close(train4, direct4, rtol=0, atol=1e-6)
+    torch.testing.assert_close(test4[0], fv.downsample_staggered(test8[0], 2), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"resolution 8 there, 3 asked"):
+        load_data(replace(cfg, resolution=3))
+    with pytest.raises(ValueError, match="reynolds 500.0 there, 300.0 asked"):
+        load_data(replace(cfg, resolution=4, reynolds=300.0))
+
+
 def test_the_dns_split_over_worker_processes_equals_one_process(tmp_path):
     """Batches of 2 over 2 spawned processes (one thread each) give the bytes of one process at one thread."""
     cfg = TSMRunConfig(data_cache=str(tmp_path / "d.pt"), dns_resolution=16, warmup_time=0.2, frame_interval=0.05,
