@@ -459,6 +459,8 @@ def run_family(argv: list[str]) -> dict | None:
     """
     if not argv or not argv[0].endswith((".yaml", ".yml")):
         return None
+    if not Path(argv[0]).is_file():
+        raise SystemExit(f"{argv[0]}: no such config file (the configs are under configs/)")
     spec = yaml.safe_load(Path(argv[0]).read_text()) or {}
     family = spec.get("family")
     if family is None:
@@ -480,6 +482,19 @@ def run_family(argv: list[str]) -> dict | None:
     return module.run(spec, run_dir)
 
 
+def cli(argv: list[str]) -> None:
+    """``python train.py ...``: a family config's bad input (an unknown key, a config that differs from the
+    checkpoint it resumes, data made with other parameters, a missing file) ends with its message, not a
+    traceback. The message names the config file; ``PDEFORGE_TRACEBACK=1`` shows the traceback instead."""
+    try:
+        done = run_family(argv)
+    except (ValueError, FileNotFoundError) as e:
+        if os.environ.get("PDEFORGE_TRACEBACK"):
+            raise
+        raise SystemExit(f"{argv[0]}: {e}") from None
+    if done is None:
+        main(argv)
+
+
 if __name__ == "__main__":
-    if run_family(sys.argv[1:]) is None:
-        main()
+    cli(sys.argv[1:])

@@ -225,3 +225,22 @@ def test_default_job_full(tmp_path: Path) -> None:
     m = json.loads((run / "metrics.json").read_text())
     assert m["test"]["rel_l2"] <= 0.05
     assert m["test"]["n_samples"] > 0 and m["best_epoch"] >= 1
+
+
+def test_a_family_config_error_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """``python train.py cfg.yaml --bad-key 1`` ends with the family's message and the file, no traceback."""
+    from pdeforge import train
+
+    monkeypatch.delenv("PDEFORGE_TRACEBACK", raising=False)
+    cfg = tmp_path / "tsm.yaml"
+    cfg.write_text("family: tsm\nvariant: li\n")
+    with pytest.raises(SystemExit) as caught:
+        train.cli([str(cfg), "--bad-key", "1"])
+    message = str(caught.value)
+    assert message.startswith(f"{cfg}: unknown tsm spec keys ['bad_key']")
+    assert caught.value.__suppress_context__ and caught.value.__cause__ is None  # nothing chained to print
+    with pytest.raises(SystemExit, match=r"missing.yaml: no such config file"):
+        train.cli([str(tmp_path / "missing.yaml")])
+    monkeypatch.setenv("PDEFORGE_TRACEBACK", "1")  # the escape hatch: the original exception
+    with pytest.raises(ValueError, match=r"unknown tsm spec keys \['bad_key'\]"):
+        train.cli([str(cfg), "--bad-key", "1"])
