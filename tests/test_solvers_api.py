@@ -100,6 +100,27 @@ def test_gradcheck_through_short_rollout():
     assert torch.autograd.gradcheck(lambda u: rollout(stepper, u, 3)[:, -1], (u0,))
 
 
+def test_a_rollout_without_gradients_returns_an_ordinary_tensor():
+    """Without a gradient to u0 the ETDRK states are inference tensors inside rollout; what it returns is not one:
+    it can be a training target (saved for backward) and changed in place, and equals the step-by-step result."""
+    grid = Grid(32, 8 * math.pi)
+    stepper = ETDRK(KuramotoSivashinsky(), grid, dt=0.1)  # the lean path that skips the mask of its own output
+    u0 = RandomFourierSeries()(grid, 2, torch.Generator().manual_seed(0))
+    traj = rollout(stepper, u0, 5)
+    assert not traj.is_inference()
+    state = stepper.to_spectral(u0)
+    for _ in range(5):
+        state = stepper.step_spectral(state)
+    assert torch.equal(traj[:, -1], stepper.to_physical(state))
+    w = torch.ones((), requires_grad=True)
+    ((w * traj[:, 1:] - traj[:, 1:].flip(1)) ** 2).mean().backward()  # saves the target for backward
+    assert w.grad is not None and float(w.grad.abs()) > 0
+    traj.mul_(2.0)  # in place, outside inference mode
+    with torch.inference_mode():  # under a caller's inference mode too: same numbers, the mask not skipped
+        again = stepper.step_spectral(stepper.step_spectral(stepper.to_spectral(u0)))
+    assert torch.equal(stepper.to_physical(again), rollout(stepper, u0, 2)[:, -1])
+
+
 def test_gradient_of_diffusion_matches_adjoint():
     """d/du0 of <w, u(T)> for the heat equation is exp(nu lap T) w (self-adjoint): a value check."""
     grid = Grid(32)
