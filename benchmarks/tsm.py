@@ -5,6 +5,7 @@
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs (refused if
                                                    # trained on other data or with other options)
     python benchmarks/tsm.py --steps 100           # shorter training
+    python benchmarks/tsm.py --combine runs/a runs/b   # seeds averaged per test trajectory, paired differences
 
 Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2,
 solver dt 0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS
@@ -78,6 +79,49 @@ def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
                          + "; retrain it (drop --reuse) or pass the same options")
 
 
+PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"), ("tsm-running", "tsm-hippo"),
+         ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
+
+
+def paired(durations: dict[str, torch.Tensor]) -> dict:
+    """Print and return the paired differences over the test trajectories (every model starts from the same
+    frames): mean +- standard error, wins and ties."""
+    print("paired over test trajectories (same initial frames): mean difference +- standard error, wins")
+    out = {}
+    for a, b in PAIRS:
+        if a in durations and b in durations:
+            d = durations[a] - durations[b]
+            se = float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            wins, ties = int((d > 0).sum()), int((d == 0).sum())
+            out[f"{a} - {b}"] = {"mean": float(d.mean()), "stderr": se, "wins": wins, "ties": ties}
+            print(f"  {a} - {b}: {float(d.mean()):+.3f} +- {se:.3f}  ({wins} wins, {ties} ties of {len(d)})")
+    return out
+
+
+def combine(folders: list[str]) -> None:
+    """``--combine``: the seeds' ``summary.json`` averaged per test trajectory (models found in every folder; the
+    data must be the same), then the same paired differences."""
+    summaries = []
+    for folder in folders:
+        path = Path(folder) / "summary.json"
+        if not path.is_file():
+            raise SystemExit(f"--combine: {path} not found; run the benchmark (or --reuse) with --runs {folder} first")
+        summaries.append(json.loads(path.read_text()))
+    data = {s.get("protocol", {}).get("data_fingerprint") for s in summaries}
+    if len(data) != 1:
+        raise SystemExit(f"--combine: the folders were scored on different data (fingerprints {sorted(map(str, data))})")
+    names = [n for n in summaries[0] if n != "protocol" and " - " not in n and all(n in s for s in summaries)]
+    lengths = {len(s[n]["per_trajectory"]) for s in summaries for n in names}
+    if len(lengths) != 1:
+        raise SystemExit(f"--combine: the folders hold different numbers of test trajectories {sorted(lengths)}")
+    mean = {n: torch.tensor([s[n]["per_trajectory"] for s in summaries]).mean(0) for n in names}
+    print(f"{len(folders)} runs averaged per test trajectory: {', '.join(folders)}")
+    for n, d in mean.items():
+        seeds = ", ".join(f"{s[n]['duration_mean']:.2f}" for s in summaries)
+        print(f"{n:12s} {float(d.mean()):6.2f} +- {float(d.std(unbiased=False)):4.2f}   (per run: {seeds})")
+    paired(mean)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/tsm_bench")
@@ -101,7 +145,11 @@ def main() -> None:
     ap.add_argument("--unroll", type=int, default=TSMRunConfig.unroll, help="solver steps unrolled in training")
     ap.add_argument("--seed", type=int, default=TSMRunConfig.seed, help="training seed (initial weights, windows)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
+    ap.add_argument("--combine", nargs="+", metavar="RUNS",
+                    help="do not train: average the summary.json of these --runs folders (seeds) per test trajectory")
     args = ap.parse_args()
+    if args.combine:
+        return combine(args.combine)
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
     base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
@@ -133,7 +181,9 @@ def main() -> None:
           f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, "
           f"seed {base.seed}")
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")
-    summary = {}
+    summary = {"protocol": {"data_fingerprint": fingerprint, "resolution": base.resolution,
+                            "dns_resolution": base.dns_resolution, "steps": args.steps, "unroll": base.unroll,
+                            "seed": base.seed}}
     for name, res in results.items():
         d = res["duration"]
         ms = 1e3 * latency(models[name], frames)
@@ -141,16 +191,7 @@ def main() -> None:
                          "per_trajectory": d.tolist(), "ms_per_step": ms}
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
-    print("paired over test trajectories (same initial frames): mean difference +- standard error, wins")
-    pairs = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"), ("tsm-running", "tsm-hippo"),
-             ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
-    for a, b in pairs:
-        if a in results and b in results:
-            d = results[a]["duration"] - results[b]["duration"]
-            se = float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
-            wins, ties = int((d > 0).sum()), int((d == 0).sum())
-            summary[f"{a} - {b}"] = {"mean": float(d.mean()), "stderr": se, "wins": wins, "ties": ties}
-            print(f"  {a} - {b}: {float(d.mean()):+.3f} +- {se:.3f}  ({wins} wins, {ties} ties of {len(d)})")
+    summary.update(paired({name: res["duration"] for name, res in results.items()}))
     (runs / "summary.json").write_text(json.dumps(summary, indent=1))
 
     from pdeforge.plots import _plt, _save

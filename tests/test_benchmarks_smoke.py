@@ -157,3 +157,32 @@ def test_pinn_budgets_scale_and_a_phase_switched_off_stays_off():
     assert pinns._scaled({"optim": {"adam_iters": 5, "lbfgs_iters": 3}}, 0.01)["optim"] == {"adam_iters": 1,
                                                                                            "lbfgs_iters": 1}
     assert config["optim"]["adam_iters"] == 35000  # the config itself is not changed
+
+
+def test_tsm_combine_averages_the_seeds_per_trajectory(tmp_path, capsys):
+    """Two seeds' summaries averaged per test trajectory, then paired; different data is refused."""
+    import json
+
+    tsm = _load("tsm")
+    runs = []
+    for seed, (li, hippo) in enumerate((([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]), ([3.0, 2.0, 1.0], [2.0, 4.0, 3.0]))):
+        folder = tmp_path / f"s{seed}"
+        folder.mkdir()
+        summary = {"protocol": {"data_fingerprint": "abc", "seed": seed},
+                   "li": {"duration_mean": sum(li) / 3, "per_trajectory": li},
+                   "tsm-hippo": {"duration_mean": sum(hippo) / 3, "per_trajectory": hippo},
+                   "tsm-hippo - li": {"mean": 0.0}}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        runs.append(str(folder))
+    tsm.combine(runs)
+    out = capsys.readouterr().out
+    # LI averages to (2, 2, 2), TSM to (2, 3, 2.5): differences (0, 1, 0.5), mean 0.5, standard error 0.5 / sqrt 3
+    assert "li             2.00 +- 0.00" in out and "tsm-hippo      2.50 +- 0.41" in out
+    assert "tsm-hippo - li: +0.500 +- 0.289  (2 wins, 1 ties of 3)" in out
+    other = json.loads((tmp_path / "s1" / "summary.json").read_text())
+    other["protocol"]["data_fingerprint"] = "abd"
+    (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="scored on different data"):
+        tsm.combine(runs)
+    with pytest.raises(SystemExit, match="summary.json not found"):
+        tsm.combine([str(tmp_path / "nowhere")])
