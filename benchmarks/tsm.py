@@ -79,7 +79,7 @@ def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
                          + "; retrain it (drop --reuse) or pass the same options")
 
 
-PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-running", "li"), ("tsm-running", "tsm-hippo"),
+PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"), ("tsm-running", "li"), ("tsm-running", "tsm-hippo"),
          ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
 
 
@@ -108,6 +108,9 @@ def combine(folders: list[str]) -> None:
             raise SystemExit(f"--combine: {path} not found; run the benchmark (or --reuse) with --runs {folder} first")
         summaries.append(json.loads(path.read_text()))
     data = {s.get("protocol", {}).get("data_fingerprint") for s in summaries}
+    if None in data:
+        raise SystemExit("--combine: a summary.json without the data fingerprint (written before it was recorded); "
+                         "score that folder again with --reuse")
     if len(data) != 1:
         raise SystemExit(f"--combine: the folders were scored on different data (fingerprints {sorted(map(str, data))})")
     names = [n for n in summaries[0] if n != "protocol" and " - " not in n and all(n in s for s in summaries)]

@@ -184,5 +184,9 @@ def test_tsm_combine_averages_the_seeds_per_trajectory(tmp_path, capsys):
     (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="scored on different data"):
         tsm.combine(runs)
+    del other["protocol"]
+    (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="without the data fingerprint"):
+        tsm.combine(runs)
     with pytest.raises(SystemExit, match="summary.json not found"):
         tsm.combine([str(tmp_path / "nowhere")])
