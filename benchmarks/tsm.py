@@ -6,6 +6,7 @@
                                                    # trained on other data or with other options)
     python benchmarks/tsm.py --steps 100           # shorter training
     python benchmarks/tsm.py --combine runs/a runs/b   # seeds averaged per test trajectory, paired differences
+    python benchmarks/tsm.py --resolution 16 --unroll 16 --runs runs/tsm16_s0   # 16x: the 32^2 data averaged again
 
 Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2,
 solver dt 0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS
@@ -144,6 +145,10 @@ def main() -> None:
                     help="processes sharing the DNS (one thread each)")
     ap.add_argument("--resolution", type=int, default=TSMRunConfig.resolution,
                     help="the learned solvers' grid (16: the cached 32^2 data face-averaged again, 16x the DNS)")
+    ap.add_argument("--history", type=int, default=TSMRunConfig.history,
+                    help="frames of history TSM encodes (every model starts from frame history - 1)")
+    ap.add_argument("--hippo-order", type=int, default=TSMRunConfig.hippo_order,
+                    help="HiPPO-LagT coefficients per velocity component (below --history: a compressed history)")
     ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
     ap.add_argument("--unroll", type=int, default=TSMRunConfig.unroll, help="solver steps unrolled in training")
     ap.add_argument("--seed", type=int, default=TSMRunConfig.seed, help="training seed (initial weights, windows)")
@@ -157,7 +162,8 @@ def main() -> None:
     runs = Path(args.runs)
     base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
                         dns_resolution=args.dns_resolution, dns_batch=args.dns_batch, data_workers=args.data_workers,
-                        resolution=args.resolution, bundle=args.bundle, unroll=args.unroll, seed=args.seed)
+                        resolution=args.resolution, history=args.history, hippo_order=args.hippo_order,
+                        bundle=args.bundle, unroll=args.unroll, seed=args.seed)
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
@@ -186,7 +192,7 @@ def main() -> None:
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")
     summary = {"protocol": {"data_fingerprint": fingerprint, "resolution": base.resolution,
                             "dns_resolution": base.dns_resolution, "steps": args.steps, "unroll": base.unroll,
-                            "seed": base.seed}}
+                            "history": base.history, "hippo_order": base.hippo_order, "seed": base.seed}}
     for name, res in results.items():
         d = res["duration"]
         ms = 1e3 * latency(models[name], frames)
