@@ -80,6 +80,20 @@ def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
                          + "; retrain it (drop --reuse) or pass the same options")
 
 
+PROTOCOL_OPTIONS = {  # TSMRunConfig fields the command line sets (--n-test for n_test, ...)
+    "n_test": "test trajectories (after the train ones)",
+    "data_cache": "generated once (DNS of 32 trajectories, ~30 min at 256^2 with 2 workers) and reused",
+    "dns_resolution": "DNS grid of the data (256: the issue's 8x downsampling to 32^2; use a new --data-cache)",
+    "dns_batch": "DNS trajectories solved together (0: all; 4 is ~2x faster per trajectory at 256^2)",
+    "data_workers": "processes sharing the DNS (one thread each)",
+    "resolution": "the learned solvers' grid (16: the cached 32^2 data face-averaged again, 16x the DNS)",
+    "history": "frames of history TSM encodes (every model starts from frame history - 1)",
+    "hippo_order": "HiPPO-LagT coefficients per velocity component (below --history: a compressed history)",
+    "bundle": "TSM solver steps per CNN call",
+    "unroll": "solver steps unrolled in training",
+    "seed": "training seed (initial weights, windows)",
+}
+
 PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"), ("tsm-running", "li"), ("tsm-running", "tsm-hippo"),
          ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
 
@@ -134,24 +148,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="continue each training from its checkpoint under --runs (same result as uninterrupted)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--n-test", type=int, default=TSMRunConfig.n_test, help="test trajectories (after the train ones)")
-    ap.add_argument("--data-cache", default=TSMRunConfig.data_cache,
-                    help="generated once (DNS of 32 trajectories, ~30 min at 256^2 with 2 workers) and reused")
-    ap.add_argument("--dns-resolution", type=int, default=TSMRunConfig.dns_resolution,
-                    help="DNS grid of the data (256: the issue's 8x downsampling to 32^2; use a new --data-cache)")
-    ap.add_argument("--dns-batch", type=int, default=TSMRunConfig.dns_batch,
-                    help="DNS trajectories solved together (0: all; 4 is ~2x faster per trajectory at 256^2)")
-    ap.add_argument("--data-workers", type=int, default=TSMRunConfig.data_workers,
-                    help="processes sharing the DNS (one thread each)")
-    ap.add_argument("--resolution", type=int, default=TSMRunConfig.resolution,
-                    help="the learned solvers' grid (16: the cached 32^2 data face-averaged again, 16x the DNS)")
-    ap.add_argument("--history", type=int, default=TSMRunConfig.history,
-                    help="frames of history TSM encodes (every model starts from frame history - 1)")
-    ap.add_argument("--hippo-order", type=int, default=TSMRunConfig.hippo_order,
-                    help="HiPPO-LagT coefficients per velocity component (below --history: a compressed history)")
-    ap.add_argument("--bundle", type=int, default=TSMRunConfig.bundle, help="TSM solver steps per CNN call")
-    ap.add_argument("--unroll", type=int, default=TSMRunConfig.unroll, help="solver steps unrolled in training")
-    ap.add_argument("--seed", type=int, default=TSMRunConfig.seed, help="training seed (initial weights, windows)")
+    for name, text in PROTOCOL_OPTIONS.items():  # each a TSMRunConfig field, with its default
+        ap.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(TSMRunConfig, name)),
+                        default=getattr(TSMRunConfig, name), help=text)
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     ap.add_argument("--combine", nargs="+", metavar="RUNS",
                     help="do not train: average the summary.json of these --runs folders (seeds) per test trajectory")
@@ -160,10 +159,7 @@ def main() -> None:
         return combine(args.combine)
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
-    base = TSMRunConfig(steps=args.steps, threads=args.threads, n_test=args.n_test, data_cache=args.data_cache,
-                        dns_resolution=args.dns_resolution, dns_batch=args.dns_batch, data_workers=args.data_workers,
-                        resolution=args.resolution, history=args.history, hippo_order=args.hippo_order,
-                        bundle=args.bundle, unroll=args.unroll, seed=args.seed)
+    base = TSMRunConfig(steps=args.steps, threads=args.threads, **{k: getattr(args, k) for k in PROTOCOL_OPTIONS})
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
