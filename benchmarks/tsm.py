@@ -94,8 +94,8 @@ PROTOCOL_OPTIONS = {  # TSMRunConfig fields the command line sets (--n-test for 
     "seed": "training seed (initial weights, windows)",
 }
 
-PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"), ("tsm-running", "li"), ("tsm-running", "tsm-hippo"),
-         ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
+PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"), ("tsm-running", "li"),
+         ("tsm-running", "tsm-hippo"), ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
 
 
 def paired(durations: dict[str, torch.Tensor]) -> dict:
@@ -127,7 +127,8 @@ def combine(folders: list[str]) -> None:
         raise SystemExit("--combine: a summary.json without the data fingerprint (written before it was recorded); "
                          "score that folder again with --reuse")
     if len(data) != 1:
-        raise SystemExit(f"--combine: the folders were scored on different data (fingerprints {sorted(map(str, data))})")
+        raise SystemExit(f"--combine: the folders were scored on different data (fingerprints "
+                         f"{sorted(map(str, data))})")
     names = [n for n in summaries[0] if n != "protocol" and " - " not in n and all(n in s for s in summaries)]
     lengths = {len(s[n]["per_trajectory"]) for s in summaries for n in names}
     if len(lengths) != 1:
@@ -138,6 +139,11 @@ def combine(folders: list[str]) -> None:
         seeds = ", ".join(f"{s[n]['duration_mean']:.2f}" for s in summaries)
         print(f"{n:12s} {float(d.mean()):6.2f} +- {float(d.std(unbiased=False)):4.2f}   (per run: {seeds})")
     paired(mean)
+    print("the same differences run by run (mean over its test trajectories):")
+    for a, b in PAIRS:
+        if a in mean and b in mean:
+            runs = ", ".join(f"{s[a]['duration_mean'] - s[b]['duration_mean']:+.3f}" for s in summaries)
+            print(f"  {a} - {b}: {runs}")
 
 
 def main() -> None:
