@@ -159,22 +159,20 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
             made = {"frame_interval": cached.get("frame_interval")}
         else:
             made = {**_BEFORE_FIELD, **made}
-        stored = traj.shape[-1]
-        if stored != cfg.resolution and stored % cfg.resolution == 0:
-            made = {**made, "resolution": cfg.resolution}  # coarsened below
+        factor = traj.shape[-1] // cfg.resolution if traj.shape[-1] % cfg.resolution == 0 else 1
+        if factor > 1:  # a finer cache: coarsened once the other parameters are checked
+            made = {**made, "resolution": cfg.resolution}
         wrong = {k: (v, want[k]) for k, v in made.items() if k in want and v != want[k]}
         if wrong:
             raise ValueError(f"{path} was generated with other parameters ("
                              + ", ".join(f"{k} {v} there, {w} asked" for k, (v, w) in wrong.items())
                              + "); delete it or point data_cache elsewhere")
+        if factor > 1:
+            traj = fv.downsample_staggered(traj.flatten(0, 1), factor).unflatten(0, traj.shape[:2])
     else:
         traj = _generate(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_state(path, {"velocity": traj, "frame_interval": cfg.frame_interval, "params": want})
-    if traj.shape[-1] != cfg.resolution and traj.shape[-1] % cfg.resolution == 0:
-        n, t = traj.shape[:2]
-        traj = fv.downsample_staggered(traj.flatten(0, 1), traj.shape[-1] // cfg.resolution)
-        traj = traj.reshape(n, t, *traj.shape[1:])
     if traj.shape[0] < cfg.n_train + cfg.n_test or traj.shape[-1] != cfg.resolution:
         raise ValueError(f"{path}: {tuple(traj.shape)} does not hold {cfg.n_train}+{cfg.n_test} trajectories at "
                          f"{cfg.resolution}^2; delete it or point data_cache elsewhere")
