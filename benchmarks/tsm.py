@@ -139,11 +139,13 @@ def combine(folders: list[str]) -> None:
         seeds = ", ".join(f"{s[n]['duration_mean']:.2f}" for s in summaries)
         print(f"{n:12s} {float(d.mean()):6.2f} +- {float(d.std(unbiased=False)):4.2f}   (per run: {seeds})")
     paired(mean)
-    print("the same differences run by run (mean over its test trajectories):")
+    print("the same differences run by run (mean over its test trajectories); over the runs: mean +- standard error")
     for a, b in PAIRS:
         if a in mean and b in mean:
-            runs = ", ".join(f"{s[a]['duration_mean'] - s[b]['duration_mean']:+.3f}" for s in summaries)
-            print(f"  {a} - {b}: {runs}")
+            d = torch.tensor([s[a]["duration_mean"] - s[b]["duration_mean"] for s in summaries], dtype=torch.float64)
+            se = float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            print(f"  {a} - {b}: {', '.join(f'{x:+.3f}' for x in d.tolist())};  over the runs "
+                  f"{float(d.mean()):+.3f} +- {se:.3f} ({int((d > 0).sum())} of {len(d)} positive)")
 
 
 def main() -> None:

@@ -179,7 +179,8 @@ def test_tsm_combine_averages_the_seeds_per_trajectory(tmp_path, capsys):
     # LI averages to (2, 2, 2), TSM to (2, 3, 2.5): differences (0, 1, 0.5), mean 0.5, standard error 0.5 / sqrt 3
     assert "li             2.00 +- 0.00" in out and "tsm-hippo      2.50 +- 0.41" in out
     assert "tsm-hippo - li: +0.500 +- 0.289  (2 wins, 1 ties of 3)" in out
-    assert "tsm-hippo - li: +0.000, +1.000" in out  # run by run: seed 0 ties, seed 1 by 1
+    # run by run: seed 0 ties, seed 1 by 1; over the two runs 0.5 +- 0.5 (standard deviation 0.707 / sqrt 2)
+    assert "tsm-hippo - li: +0.000, +1.000;  over the runs +0.500 +- 0.500 (1 of 2 positive)" in out
     other = json.loads((tmp_path / "s1" / "summary.json").read_text())
     other["protocol"]["data_fingerprint"] = "abd"
     (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
