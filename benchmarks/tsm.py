@@ -98,6 +98,11 @@ PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"),
          ("tsm-running", "tsm-hippo"), ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
 
 
+def _stderr(d: torch.Tensor) -> float:
+    """Standard error of the mean of ``d`` (nan for one value)."""
+    return float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+
+
 def paired(durations: dict[str, torch.Tensor]) -> dict:
     """Print and return the paired differences over the test trajectories (every model starts from the same
     frames): mean +- standard error, wins and ties."""
@@ -106,7 +111,7 @@ def paired(durations: dict[str, torch.Tensor]) -> dict:
     for a, b in PAIRS:
         if a in durations and b in durations:
             d = durations[a] - durations[b]
-            se = float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            se = _stderr(d)
             wins, ties = int((d > 0).sum()), int((d == 0).sum())
             out[f"{a} - {b}"] = {"mean": float(d.mean()), "stderr": se, "wins": wins, "ties": ties}
             print(f"  {a} - {b}: {float(d.mean()):+.3f} +- {se:.3f}  ({wins} wins, {ties} ties of {len(d)})")
@@ -129,7 +134,12 @@ def combine(folders: list[str]) -> None:
     if len(data) != 1:
         raise SystemExit(f"--combine: the folders were scored on different data (fingerprints "
                          f"{sorted(map(str, data))})")
-    names = [n for n in summaries[0] if n != "protocol" and " - " not in n and all(n in s for s in summaries)]
+    models = dict.fromkeys(n for s in summaries for n in s if n != "protocol" and " - " not in n)
+    names = [n for n in models if all(n in s for s in summaries)]
+    for n in models:  # training one model per call leaves only that model in its folder's summary.json
+        if n not in names:
+            lacking = ", ".join(f for f, s in zip(folders, summaries) if n not in s)
+            print(f"{n}: left out, not scored in {lacking} (score them with --reuse --models ...,{n})")
     lengths = {len(s[n]["per_trajectory"]) for s in summaries for n in names}
     if len(lengths) != 1:
         raise SystemExit(f"--combine: the folders hold different numbers of test trajectories {sorted(lengths)}")
@@ -143,7 +153,7 @@ def combine(folders: list[str]) -> None:
     for a, b in PAIRS:
         if a in mean and b in mean:
             d = torch.tensor([s[a]["duration_mean"] - s[b]["duration_mean"] for s in summaries], dtype=torch.float64)
-            se = float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            se = _stderr(d)
             print(f"  {a} - {b}: {', '.join(f'{x:+.3f}' for x in d.tolist())};  over the runs "
                   f"{float(d.mean()):+.3f} +- {se:.3f} ({int((d > 0).sum())} of {len(d)} positive)")
 

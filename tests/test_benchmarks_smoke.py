@@ -182,6 +182,12 @@ def test_tsm_combine_averages_the_seeds_per_trajectory(tmp_path, capsys):
     # run by run: seed 0 ties, seed 1 by 1; over the two runs 0.5 +- 0.5 (standard deviation 0.707 / sqrt 2)
     assert "tsm-hippo - li: +0.000, +1.000;  over the runs +0.500 +- 0.500 (1 of 2 positive)" in out
     other = json.loads((tmp_path / "s1" / "summary.json").read_text())
+    del other["li"]  # a folder whose summary lacks a model: the model is left out, and said so
+    (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
+    tsm.combine(runs)
+    out = capsys.readouterr().out
+    assert f"li: left out, not scored in {runs[1]}" in out and "tsm-hippo - li" not in out
+    assert "tsm-hippo      2.50 +- 0.41" in out
     other["protocol"]["data_fingerprint"] = "abd"
     (tmp_path / "s1" / "summary.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="scored on different data"):
