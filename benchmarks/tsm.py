@@ -24,11 +24,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: two calls must then not finish at the same moment
+    fcntl = None
 
 from pdeforge.operators.tsm import (
     TSMRunConfig,
@@ -118,6 +124,43 @@ def paired(durations: dict[str, torch.Tensor]) -> dict:
     return out
 
 
+def merge_summary(path: Path, summary: dict) -> dict:
+    """Write ``summary`` to ``path`` (a run folder's ``summary.json``) together with the models an earlier call
+    scored there under the same protocol, and the paired differences over all of them; return what was written.
+
+    Training one model per call (two calls at a time on two cores) so fills one summary instead of each call
+    overwriting the last. The folder is locked while it is read and written (two calls finishing together keep
+    both), and the file is replaced atomically. A summary from another protocol (data, options, seed) is replaced.
+    """
+    from pdeforge.checkpoint import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+        merged = {"protocol": summary["protocol"]}
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old.get("protocol") == summary["protocol"]:
+                kept = [n for n in old if n != "protocol" and " - " not in n and n not in summary]
+                merged.update({n: old[n] for n in kept})
+                if kept:
+                    print(f"kept from the earlier calls' {path}: " + ", ".join(
+                        f"{n} {old[n]['duration_mean']:.2f}" for n in kept))
+            else:
+                print(f"{path} held another protocol's scores ({old.get('protocol')}): replaced")
+        merged.update({n: v for n, v in summary.items() if n != "protocol" and " - " not in n})
+        order = ["coarse", *MODELS]
+        models = sorted(merged.keys() - {"protocol"}, key=lambda n: order.index(n) if n in order else len(order))
+        merged = {"protocol": merged["protocol"], **{n: merged[n] for n in models}}
+        merged.update(paired({n: torch.tensor(merged[n]["per_trajectory"]) for n in models}))
+        atomic_write_text(path, json.dumps(merged, indent=1))
+    finally:
+        os.close(folder)  # also releases the lock
+    return merged
+
+
 def combine(folders: list[str]) -> None:
     """``--combine``: the seeds' ``summary.json`` averaged per test trajectory (models found in every folder; the
     data must be the same), then the same paired differences."""
@@ -136,7 +179,7 @@ def combine(folders: list[str]) -> None:
                          f"{sorted(map(str, data))})")
     models = dict.fromkeys(n for s in summaries for n in s if n != "protocol" and " - " not in n)
     names = [n for n in models if all(n in s for s in summaries)]
-    for n in models:  # training one model per call leaves only that model in its folder's summary.json
+    for n in models:  # e.g. a folder scored with --models for some models only
         if n not in names:
             lacking = ", ".join(f for f, s in zip(folders, summaries) if n not in s)
             print(f"{n}: left out, not scored in {lacking} (score them with --reuse --models ...,{n})")
@@ -214,8 +257,7 @@ def main() -> None:
                          "per_trajectory": d.tolist(), "ms_per_step": ms}
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
-    summary.update(paired({name: res["duration"] for name, res in results.items()}))
-    (runs / "summary.json").write_text(json.dumps(summary, indent=1))
+    merge_summary(runs / "summary.json", summary)
 
     from pdeforge.plots import _plt, _save
 

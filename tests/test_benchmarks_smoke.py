@@ -198,3 +198,35 @@ def test_tsm_combine_averages_the_seeds_per_trajectory(tmp_path, capsys):
         tsm.combine(runs)
     with pytest.raises(SystemExit, match="summary.json not found"):
         tsm.combine([str(tmp_path / "nowhere")])
+
+
+def test_tsm_summaries_of_one_model_per_call_are_merged(tmp_path, capsys):
+    """Two calls scoring one model each into one folder leave both models and their paired difference; another
+    protocol's summary is replaced, not mixed in."""
+    import json
+
+    tsm = _load("tsm")
+    path = tmp_path / "run" / "summary.json"
+    protocol = {"data_fingerprint": "abc", "seed": 0, "history": 32}
+
+    def scored(name, per):
+        return {"duration_mean": sum(per) / len(per), "per_trajectory": per}
+
+    tsm.merge_summary(path, {"protocol": protocol, "coarse": scored("coarse", [1.0, 1.0]),
+                             "li": scored("li", [2.0, 3.0])})
+    merged = tsm.merge_summary(path, {"protocol": dict(protocol), "coarse": scored("coarse", [1.0, 1.0]),
+                                      "tsm-hippo": scored("tsm-hippo", [3.0, 3.5])})
+    out = capsys.readouterr().out
+    assert "kept from the earlier calls'" in out and "li 2.50" in out
+    on_disk = json.loads(path.read_text())
+    assert on_disk == merged
+    assert [n for n in on_disk if " - " not in n] == ["protocol", "coarse", "tsm-hippo", "li"]
+    assert on_disk["li"]["per_trajectory"] == [2.0, 3.0]
+    # TSM - LI over the two trajectories: (+1.0, +0.5), mean 0.75, standard error 0.25
+    assert on_disk["tsm-hippo - li"]["mean"] == pytest.approx(0.75)
+    assert on_disk["tsm-hippo - li"]["stderr"] == pytest.approx(0.25)
+    assert on_disk["tsm-hippo - li"]["wins"] == 2 and on_disk["li - coarse"]["mean"] == pytest.approx(1.5)
+    assert not list(path.parent.glob("*.tmp*"))  # the atomic write leaves no temporary file
+    tsm.merge_summary(path, {"protocol": {**protocol, "seed": 1}, "li": scored("li", [4.0, 4.0])})
+    assert "another protocol's scores" in capsys.readouterr().out
+    assert [n for n in json.loads(path.read_text()) if " - " not in n] == ["protocol", "li"]
