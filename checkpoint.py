@@ -11,13 +11,13 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["atomic_write_text", "save_weights", "load_weights", "save_state", "load_state", "UnsafeCheckpointError",
+__all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", "save_state", "load_state", "UnsafeCheckpointError",
            "load_any_weights", "resume_state"]
 
 
@@ -25,13 +25,30 @@ class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds more than tensors and plain containers (a pickle payload) and was refused."""
 
 
-def _atomic(path: Path, write) -> None:
+def _umask() -> int:
+    """The process umask (read from /proc where it can be, without changing it; else set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` to a temporary file next to ``path``, then rename it to ``path``: a crash never leaves a
+    half-written file under the final name. The file gets the permissions a plain ``open(path, "w")`` would give
+    (a temporary file is created owner-only, which would hide results from the group on a shared machine)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -39,14 +56,14 @@ def _atomic(path: Path, write) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> None:
     """Write tensors to ``path`` (safetensors; shared storage is cloned; JSON metadata in the header)."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -61,7 +78,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Training state (optimizer, scheduler, RNG, counters) with ``torch.save``; must hold only tensors and plain types."""
-    _atomic(Path(path), lambda tmp: torch.save(dict(state), tmp))
+    atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import dataclasses
 import inspect
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 import torch
 import yaml
 
+from ..checkpoint import atomic_write
 from ..metrics import max_error, rel_l2, rmse
 from ._forward import PINN, SamplingConfig
 from ._lagrangian import LagrangianPINN
@@ -154,19 +154,8 @@ def init_from(model: torch.nn.Module, source: str | os.PathLike) -> Path:
     return file
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda p: p.write_text(text))
+    atomic_write(path, lambda p: p.write_text(text))
 
 
 def evaluate(model: torch.nn.Module, named, nx: int = 256, nt: int = 101) -> tuple[dict, torch.Tensor, torch.Tensor]:
@@ -195,7 +184,7 @@ def _plots(run_dir: Path, named, pred: torch.Tensor, ref: torch.Tensor, log: lis
         ax.set(title=title, xlabel="t", ylabel="x")
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    _write_atomic(run_dir / "solution.png", lambda p: fig.savefig(p, format="png", dpi=100))
+    atomic_write(run_dir / "solution.png", lambda p: fig.savefig(p, format="png", dpi=100))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -211,7 +200,7 @@ def _plots(run_dir: Path, named, pred: torch.Tensor, ref: torch.Tensor, log: lis
     if ax.lines:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _write_atomic(run_dir / "loss_terms.png", lambda p: fig.savefig(p, format="png", dpi=100))
+    atomic_write(run_dir / "loss_terms.png", lambda p: fig.savefig(p, format="png", dpi=100))
     plt.close(fig)
 
 
@@ -293,7 +282,7 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     if report is not None:
         metrics["lbfgs"] = dataclasses.asdict(report)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    _write_atomic(run_dir / "model.safetensors", lambda p: save_file(state, str(p)))
+    atomic_write(run_dir / "model.safetensors", lambda p: save_file(state, str(p)))
     _write_text(run_dir / "model.json", json.dumps({"config": config, "state_keys": sorted(state)}, indent=1))
     _plots(run_dir, named, pred, ref, log)
     _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))

@@ -244,3 +244,31 @@ def test_a_family_config_error_is_one_line_naming_the_file(tmp_path, monkeypatch
     monkeypatch.setenv("PDEFORGE_TRACEBACK", "1")  # the escape hatch: the original exception
     with pytest.raises(ValueError, match=r"unknown tsm spec keys \['bad_key'\]"):
         train.cli([str(cfg), "--bad-key", "1"])
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write_and_leave_nothing_on_failure(tmp_path: Path) -> None:
+    """A temporary file is owner-only; the renamed result must be readable as ``open(path, "w")`` would leave it
+    (group-readable results on a shared machine), and a failing writer leaves neither file nor temporary file."""
+    from pdeforge.checkpoint import atomic_write, atomic_write_text, save_weights
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        save_weights(tmp_path / "w.safetensors", {"w": torch.zeros(2)})
+        (tmp_path / "plain.txt").write_text("x")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.json", "{}")
+    finally:
+        os.umask(old)
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777  # noqa: E731
+    assert mode("a.json") == mode("w.safetensors") == mode("plain.txt") == 0o644
+    assert mode("private.json") == 0o600
+    assert (tmp_path / "a.json").read_text() == "{}"
+
+    def fail(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "b.json", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "plain.txt", "private.json", "w.safetensors"]

@@ -11,9 +11,7 @@ Layout (what `transformers`' `save_pretrained` writes for Poseidon, e.g. camlab-
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ...checkpoint import atomic_write
 from ._config import ScOTConfig
 from ._layers import ConditionalLayerNorm
 from ._model import ScOT
@@ -151,18 +150,6 @@ def load_pretrained(path: str | Path, *, num_channels: int | None = None, num_ou
     return model
 
 
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_pretrained(model: ScOT, path: str | Path, *, safe_serialization: bool = True) -> Path:
     """Write `config.json` and the weights (`model.safetensors`, or `pytorch_model.bin` when
     `safe_serialization` is False) into the folder `path`, each through a temporary file and a rename so a
@@ -171,15 +158,11 @@ def save_pretrained(model: ScOT, path: str | Path, *, safe_serialization: bool =
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if safe_serialization:
-        _atomic_write(folder / SAFETENSORS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        atomic_write(folder / SAFETENSORS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     else:
-        _atomic_write(folder / PYTORCH_NAME, lambda tmp: torch.save(state, tmp))
+        atomic_write(folder / PYTORCH_NAME, lambda tmp: torch.save(state, tmp))
 
-    def write_config(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(model.config.to_json())
-
-    _atomic_write(folder / CONFIG_NAME, write_config)
+    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(model.config.to_json()))
     return folder
 
 
