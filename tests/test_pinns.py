@@ -29,7 +29,6 @@ from pdeforge.pinns._domain import boundary_residual
 from pdeforge.solvers import (
     EQUATIONS,
     ETDRK,
-    Burgers,
     Diffusion,
     Grid,
     KdV,
