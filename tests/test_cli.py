@@ -50,3 +50,13 @@ def test_convert_pdebench_cli(tmp_path: Path) -> None:
     assert n == 10
     r = subprocess.run(CLI + ["convert", "pdebench", str(tmp_path / "missing.h5"), str(out)], capture_output=True, text=True, timeout=180)
     assert r.returncode == 1 and "missing.h5" in r.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`pdeforge generate --list | head -1`: the pipe closes before the list is written; the command ends quietly
+    with the shell's SIGPIPE status instead of a BrokenPipeError traceback."""
+    proc = subprocess.Popen([*CLI, "generate", "--list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes anything
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
