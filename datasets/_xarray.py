@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import xarray as xr
 
 from ._format import TENSOR_GROUPS, decode, read_file_info
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["to_xarray"]
 
@@ -22,6 +25,8 @@ def to_xarray(path: str | os.PathLike) -> xr.Dataset:
     axes from ``dimensions/``. Scalars become variables (per trajectory where they vary). Root attributes are kept
     (lists and dicts as JSON strings so that ``to_netcdf`` accepts them).
     """
+    import xarray as xr  # here, not at import: it costs every `import pdeforge.datasets` (and DataLoader worker) ~0.2 s
+
     info = read_file_info(path)
     dims = list(info.spatial_dims)
     coords = {"time": np.asarray(info.time, dtype=np.float32)}

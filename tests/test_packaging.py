@@ -36,3 +36,11 @@ def test_cli_help_answers_at_once_without_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     out = subprocess.run([sys.executable, "-m", "pdeforge.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "inspect" in out.stdout and "generate" in out.stdout
+
+
+def test_the_dataset_layer_imports_without_xarray_or_neuraloperator() -> None:
+    """`train.py`, `pdeforge generate` and every DataLoader worker import the dataset layer; xarray (only for
+    `to_xarray`) and neuraloperator (~4 s, pulls wandb) must not come with it."""
+    code = ("import sys, pdeforge.datasets, pdeforge.solvers.generate; "
+            "bad = [m for m in ('xarray', 'neuralop', 'wandb') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
