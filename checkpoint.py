@@ -17,8 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", "save_state", "load_state", "UnsafeCheckpointError",
-           "load_any_weights", "resume_state"]
+__all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", "save_state", "load_state",
+           "UnsafeCheckpointError", "load_any_weights", "resume_state"]
 
 
 class UnsafeCheckpointError(RuntimeError):
