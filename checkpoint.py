@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from ._files import atomic_write
 
 __all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", "save_state", "load_state",
            "UnsafeCheckpointError", "load_any_weights", "resume_state"]
@@ -23,36 +24,6 @@ __all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", 
 
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint holds more than tensors and plain containers (a pickle payload) and was refused."""
-
-
-def _umask() -> int:
-    """The process umask (read from /proc where it can be, without changing it; else set and restored)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
-    """``write(tmp)`` to a temporary file next to ``path``, then rename it to ``path``: a crash never leaves a
-    half-written file under the final name. The file gets the permissions a plain ``open(path, "w")`` would give
-    (a temporary file is created owner-only, which would hide results from the group on a shared machine)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

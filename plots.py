@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._files import atomic_write
+
 __all__ = ["plot_file", "plot_trajectory", "plot_losses", "plot_prediction", "plot_rollout_error"]
 
 
@@ -24,10 +26,7 @@ def _plt():
 
 
 def _save(fig, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     _plt().close(fig)
     return out
 
@@ -90,8 +89,7 @@ def _gif(fields: np.ndarray, time: np.ndarray, names: Sequence[str], out: Path, 
         return ims
 
     anim = FuncAnimation(fig, update, frames=fields.shape[0])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    anim.save(out, writer=PillowWriter(fps=6))
+    atomic_write(out, lambda tmp: anim.save(tmp, writer=PillowWriter(fps=6)))
     plt.close(fig)
     return out
 

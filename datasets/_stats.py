@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import yaml
 
+from .._files import atomic_write
 from ._format import TENSOR_GROUPS, list_data_files, read_file_info
 
 __all__ = ["compute_stats", "write_stats", "load_stats", "Normalizer"]
@@ -72,9 +73,7 @@ def write_stats(root: str | os.PathLike) -> Path:
     root = Path(root)
     stats = compute_stats(root, "train")
     target = root / "stats.yaml"
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(stats, sort_keys=False))
-    os.replace(tmp, target)
+    atomic_write(target, lambda tmp: tmp.write_text(yaml.safe_dump(stats, sort_keys=False)))
     return target
 
 

@@ -272,3 +272,34 @@ def test_atomic_writes_get_the_permissions_of_a_plain_write_and_leave_nothing_on
     with pytest.raises(OSError, match="disk full"):
         atomic_write(tmp_path / "b.json", fail)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "plain.txt", "private.json", "w.safetensors"]
+
+
+def test_two_writers_of_one_file_do_not_share_a_temporary_file(tmp_path: Path) -> None:
+    """Two processes plotting into one run folder at once (two benchmark calls): the second writer starts and ends
+    while the first is between writing and renaming. With one fixed temporary name the first rename found nothing
+    (FileNotFoundError); each must keep its own. Also for a figure, whose format comes from the extension."""
+    from pdeforge.checkpoint import atomic_write
+    from pdeforge.plots import _plt, _save
+
+    target = tmp_path / "summary.json"
+
+    def first(tmp: Path) -> None:
+        tmp.write_text("first")
+        atomic_write(target, lambda t: t.write_text("second"))  # the other writer, start to end
+
+    atomic_write(target, first)
+    assert target.read_text() == "first"  # the last rename wins, and nothing was lost on the way
+
+    plt = _plt()
+    png = tmp_path / "curve.png"
+    a, b = plt.figure(), plt.figure()
+    savefig = a.savefig
+
+    def interleaved(fname, **kwargs):
+        savefig(fname, **kwargs)
+        _save(b, png)
+
+    a.savefig = interleaved
+    _save(a, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "summary.json"]
