@@ -124,6 +124,11 @@ def paired(durations: dict[str, torch.Tensor]) -> dict:
     return out
 
 
+def _model_names(summary: dict) -> list[str]:
+    """The scored models of a ``summary.json`` (not its protocol or its paired differences ``"a - b"``)."""
+    return [n for n in summary if n != "protocol" and " - " not in n]
+
+
 def merge_summary(path: Path, summary: dict) -> dict:
     """Write ``summary`` to ``path`` (a run folder's ``summary.json``) together with the models an earlier call
     scored there under the same protocol, and the paired differences over all of them; return what was written.
@@ -139,21 +144,17 @@ def merge_summary(path: Path, summary: dict) -> dict:
     try:
         if fcntl is not None:
             fcntl.flock(folder, fcntl.LOCK_EX)
-        merged = {"protocol": summary["protocol"]}
-        if path.is_file():
-            old = json.loads(path.read_text())
-            if old.get("protocol") == summary["protocol"]:
-                kept = [n for n in old if n != "protocol" and " - " not in n and n not in summary]
-                merged.update({n: old[n] for n in kept})
-                if kept:
-                    print(f"kept from the earlier calls' {path}: " + ", ".join(
-                        f"{n} {old[n]['duration_mean']:.2f}" for n in kept))
-            else:
-                print(f"{path} held another protocol's scores ({old.get('protocol')}): replaced")
-        merged.update({n: v for n, v in summary.items() if n != "protocol" and " - " not in n})
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        if old and old.get("protocol") != summary["protocol"]:
+            print(f"{path} held another protocol's scores ({old.get('protocol')}): replaced")
+            old = {}
+        kept = [n for n in _model_names(old) if n not in summary]
+        if kept:
+            print(f"kept from the earlier calls' {path}: "
+                  + ", ".join(f"{n} {old[n]['duration_mean']:.2f}" for n in kept))
         order = ["coarse", *MODELS]
-        models = sorted(merged.keys() - {"protocol"}, key=lambda n: order.index(n) if n in order else len(order))
-        merged = {"protocol": merged["protocol"], **{n: merged[n] for n in models}}
+        models = sorted({*kept, *_model_names(summary)}, key=lambda n: order.index(n) if n in order else len(order))
+        merged = {"protocol": summary["protocol"], **{n: summary[n] if n in summary else old[n] for n in models}}
         merged.update(paired({n: torch.tensor(merged[n]["per_trajectory"]) for n in models}))
         atomic_write_text(path, json.dumps(merged, indent=1))
     finally:
@@ -177,7 +178,7 @@ def combine(folders: list[str]) -> None:
     if len(data) != 1:
         raise SystemExit(f"--combine: the folders were scored on different data (fingerprints "
                          f"{sorted(map(str, data))})")
-    models = dict.fromkeys(n for s in summaries for n in s if n != "protocol" and " - " not in n)
+    models = dict.fromkeys(n for s in summaries for n in _model_names(s))
     names = [n for n in models if all(n in s for s in summaries)]
     for n in models:  # e.g. a folder scored with --models for some models only
         if n not in names:
