@@ -13,13 +13,13 @@ through the solver; Adam (beta2 0.98), weight decay 1e-4, gradient clip 0.25, lr
 Metric: Pearson correlation of the vorticity with the reference per step; high-correlation duration = time until
 it drops below 0.8 (:func:`pdeforge.metrics.high_correlation_duration`), per test trajectory.
 
-CPU-scale protocol (defaults of :class:`TSMRunConfig`; the papers use 2048^2 DNS to 64^2, Re 1000, CNN 6 x 256,
-32 frames and ~10^5 steps on accelerators; TSM's reproducing script sets ``hippo_hidden_size = 256``, LagT step
-1.0, a running state: N = 256 over 32 frames, more coefficients than frames): Kolmogorov flow (``sin(4 y)``
-forcing, drag 0.1, Re 500) by DNS at 256^2 (8x the solver's grid; batches of 4 over 2 processes, ~30 min on a
-2-core CPU) after 20 time units of warm-up, stored face-averaged at 32^2 every 0.02 (8 time units per trajectory); the solver step is
-``stride`` = 2 frames, dt = 0.04 (max(|u| + |v|) ~ 5-6: CFL ~1 on the sum, stable with SSP-RK3 and the limiter);
-16 train / 16 test trajectories; CNN 4 layers x 32 channels (last layer zero-initialised, so an untrained model is
+CPU-scale protocol (defaults of :class:`TSMRunConfig`; the papers use 2048^2 DNS to 64^2, Re 1000, CNN 6 x 256, 32
+frames and ~10^5 steps on accelerators; TSM's reproducing script sets ``hippo_hidden_size = 256``, LagT step 1.0, a
+running state: N = 256 over 32 frames, more coefficients than frames): Kolmogorov flow (``sin(4 y)`` forcing, drag
+0.1, Re 500) by DNS at 256^2 (8x the solver's grid; batches of 4 over 2 processes, ~30 min on a 2-core CPU) after 20
+time units of warm-up, stored face-averaged at 32^2 every 0.02 (8 time units per trajectory); the solver step is
+``stride`` = 2 frames, dt = 0.04 (max(|u| + |v|) ~ 5-6: CFL ~1 on the sum, stable with SSP-RK3 and the limiter); 16
+train / 16 test trajectories; CNN 4 layers x 32 channels (last layer zero-initialised, so an untrained model is
 exactly the coarse van Leer solver); history 16 frames, HiPPO N = 32; bundle 4; unroll 8; batch 4; 600 Adam steps
 here, 3000 in ``benchmarks/tsm.py`` (README: results).
 
