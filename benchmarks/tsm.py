@@ -144,7 +144,10 @@ def merge_summary(path: Path, summary: dict) -> dict:
     try:
         if fcntl is not None:
             fcntl.flock(folder, fcntl.LOCK_EX)
-        old = json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            old = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}: not a summary.json this benchmark wrote ({e}); move it away and run again")
         if old and old.get("protocol") != summary["protocol"]:
             print(f"{path} held another protocol's scores ({old.get('protocol')}): replaced")
             old = {}

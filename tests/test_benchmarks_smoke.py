@@ -230,3 +230,7 @@ def test_tsm_summaries_of_one_model_per_call_are_merged(tmp_path, capsys):
     tsm.merge_summary(path, {"protocol": {**protocol, "seed": 1}, "li": scored("li", [4.0, 4.0])})
     assert "another protocol's scores" in capsys.readouterr().out
     assert [n for n in json.loads(path.read_text()) if " - " not in n] == ["protocol", "li"]
+    path.write_text("{ not json")
+    with pytest.raises(SystemExit, match="not a summary.json this benchmark wrote"):
+        tsm.merge_summary(path, {"protocol": protocol, "li": scored("li", [4.0, 4.0])})
+    assert path.read_text() == "{ not json"  # left as it was
