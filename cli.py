@@ -8,6 +8,9 @@ neuraloperator, which pulls wandb, cost seconds to import).
     pdeforge generate PRESET --out ROOT      reference data from the solvers (``--list`` shows the presets)
     pdeforge plot PATH                       look at a trajectory (space-time image in 1D, snapshots in 2D)
     pdeforge evaluate RUN_DIR                recompute a training run's metrics from its saved weights
+
+Bad input (a missing or invalid file, an option out of range) ends with one ``error: ...`` line and exit status 1;
+``PDEFORGE_TRACEBACK=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .plots import plot_file
 
-    out = plot_file(args.path, trajectory=args.trajectory, out=args.out, field=args.field)
+    out = plot_file(args.path, trajectory=args.trajectory, out=args.out, field=args.field, split=args.split)
     print(f"wrote {out}")
     return 0
 
@@ -130,11 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_generate)
 
-    s = sub.add_parser("plot", help="plot one trajectory of a file (1D: space-time image, 2D: snapshots)")
-    s.add_argument("path", help="an .hdf5 file")
-    s.add_argument("--trajectory", type=int, default=0, help="trajectory index (default 0)")
+    s = sub.add_parser("plot", help="plot one trajectory (1D: space-time image, 2D: snapshots or a GIF)")
+    s.add_argument("path", help="an .hdf5 file, a folder of them, or a dataset root (its --split)")
+    s.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                   help="the split of a dataset root to plot from (default test)")
+    s.add_argument("--trajectory", type=int, default=0, help="trajectory index (default 0; across a folder's files)")
     s.add_argument("--field", default=None, help="channel name to plot (default: all, one row each)")
-    s.add_argument("--out", default=None, help="output .png or .gif (default: next to the file)")
+    s.add_argument("--out", default=None,
+                   help="output .png or .gif (default: FILE.trajI.png next to a file, SPLIT_trajI.png in a root)")
     s.set_defaults(func=_plot)
 
     s = sub.add_parser("evaluate", help="recompute a run's metrics from its saved weights")
@@ -156,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `pdeforge generate --list | head`: the reader has gone; not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not raise again
         return 128 + 13  # as a shell reports a process ended by SIGPIPE
+    except (ValueError, OSError, IndexError) as e:  # bad input (a path, a file, an option): its message, one line
+        if os.environ.get("PDEFORGE_TRACEBACK"):  # the escape hatch, as for train.py
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,16 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
+def _check_image_suffix(out: Path) -> None:
+    """Refuse an output name matplotlib cannot write (before any work), naming the formats it can."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = {"gif", *FigureCanvasBase.get_supported_filetypes()}
+    if out.suffix.lstrip(".").lower() not in formats:
+        raise ValueError(f"--out {out}: cannot write a {out.suffix or 'suffix-less'} file; "
+                         f"use .png or .gif (2D: an animation), or one of {', '.join(sorted(formats))}")
+
+
 def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.ndarray], names: Sequence[str], out: Path,
                     title: str = "", n_snapshots: int = 6) -> Path:
     """``fields (T, C, *space)``: 1D -> a space-time image per channel; 2D -> a row of snapshots per channel.
@@ -94,13 +104,22 @@ def _gif(fields: np.ndarray, time: np.ndarray, names: Sequence[str], out: Path, 
     return out
 
 
-def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLike | None = None, field: str | None = None) -> Path:
-    """``pdeforge plot``: one trajectory of a file, with field names, time stamps and colour bars."""
+def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLike | None = None, field: str | None = None,
+              split: str = "test") -> Path:
+    """``pdeforge plot``: one trajectory of a file, a folder of files or a dataset root (its ``split``; trajectories
+    numbered across the files), with field names, time stamps and colour bars. ``out`` defaults to
+    ``FILE.trajI.png`` next to a file, ``FOLDER/SPLIT_trajI.png`` inside a folder or root."""
     from .datasets import TrajectoryDataset
 
-    ds = TrajectoryDataset(path, n_steps_input=0, n_steps_output=1, cache_small=False)
+    path = Path(path)
+    root = path.is_dir() and (path / "data").is_dir()
+    if out is not None:
+        _check_image_suffix(Path(out))
+    ds = TrajectoryDataset(path, split=split if root else None, n_steps_input=0, n_steps_output=1, cache_small=False)
     if not 0 <= trajectory < len(ds.trajectories):
-        raise IndexError(f"{path}: trajectory {trajectory} out of range (file has {len(ds.trajectories)})")
+        where = f"{path} ({split} split)" if root else str(path)
+        raise IndexError(f"{where}: trajectory {trajectory} out of range (there are {len(ds.trajectories)}, "
+                         f"numbered from 0)")
     data = ds.read(trajectory, range(ds.n_steps))
     names = list(ds.metadata.field_names)
     fields = data["fields"].numpy()
@@ -113,7 +132,12 @@ def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLi
         fields = np.concatenate([const, fields], axis=1)
         names = list(ds.metadata.constant_field_names) + names
     coords = [np.asarray(c) for c in ds.files[0].coords]
-    target = Path(out) if out else Path(path).with_suffix(f".traj{trajectory}.png")
+    if out:
+        target = Path(out)
+    elif path.is_dir():
+        target = path / f"{split if root else path.name}_traj{trajectory}.png"
+    else:
+        target = path.with_suffix(f".traj{trajectory}.png")
     return plot_trajectory(fields, data["time"].numpy(), coords, names, target, title=f"{ds.metadata.dataset_name}  trajectory {trajectory}")
 
 
