@@ -42,7 +42,7 @@ class Config:
     windows: str = "all"  # operator on time-dependent data: "all" start times | "first" (u0 -> u(T))
     n_steps_input: int = 1  # frames in (next_step)
     n_steps_output: int = 1  # frames out per model call (next_step)
-    dt_stride: int = 10  # snapshots between frames: the model's time step is dt_stride * dt
+    dt_stride: int = 10  # snapshots between frames: the model's time step is dt_stride * dt (windows "first": 0 is the last)
     normalization: str = "zscore"  # "zscore" | "rms" | "" (none); fitted on train only
     max_train_trajectories: int = 0  # use only the first N training trajectories (0: all)
     # -- model -----------------------------------------------------------------------------------------------
@@ -103,8 +103,54 @@ def parse_config(argv: list[str]) -> Config:
         if unknown:
             parser.error(f"{source}: unknown option(s) {sorted(unknown)}; see python train.py --help")
         values.update(loaded)
-    values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
+    given = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+    values.update(given)
+    problems = check_config(values)
+    if problems:  # before torch is imported: a typo costs a second, not a data load
+        parser.error("; ".join(f"{'--' + k.replace('_', '-') if k in given else f'{source}: {k}'} {v}"
+                               for k, v in problems.items()))
     return Config(**values)
+
+
+_CHOICES = {"task": ("operator", "next_step"), "windows": ("all", "first"), "normalization": ("zscore", "rms", ""),
+            "loss": ("rel_l2", "mse"), "amp": ("none", "bf16", "fp16")}
+_AT_LEAST = {"epochs": 1, "batch_size": 1, "grad_accum": 1, "pushforward": 1, "n_steps_input": 1, "n_steps_output": 1,
+             "dt_stride": 0, "eval_every": 1, "preset_trajectories": 3, "preset_resolution": 2, "patience": 0,
+             "num_workers": 0, "rollout_steps": 0, "max_steps": 0, "max_train_trajectories": 0}
+
+
+def check_config(values: dict[str, Any]) -> dict[str, str]:
+    """``{option: what is wrong}`` for the options in ``values`` (a type, a range, a choice, the data root)."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(Config)}
+    problems: dict[str, str] = {}
+    for k, v in values.items():
+        want = type(defaults[k])
+        ok = isinstance(v, want) and not (want is int and isinstance(v, bool))
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            problems[k] = f"{v!r}: expected {want.__name__}"
+        elif k in _CHOICES and v not in _CHOICES[k]:
+            problems[k] = f"{v!r}: expected one of {', '.join(map(repr, _CHOICES[k]))}"
+        elif k in _AT_LEAST and v < _AT_LEAST[k]:
+            problems[k] = f"{v}: expected an integer >= {_AT_LEAST[k]}"
+        elif k in ("lr", "weight_decay", "grad_clip") and not (v > 0 if k == "lr" else v >= 0) or (
+                k == "warmup" and not 0 <= v < 1):
+            problems[k] = f"{v}: expected {'> 0' if k == 'lr' else '>= 0' if k != 'warmup' else 'in [0, 1)'}"
+    first = values.get("task", "operator") == "operator" and values.get("windows", "all") == "first"
+    if values.get("dt_stride") == 0 and not first:
+        problems["dt_stride"] = "0: expected >= 1 (0, the last snapshot, is for task operator with windows first)"
+    data = values.get("data")
+    if isinstance(data, str) and data and "data" not in problems:
+        root = Path(data)
+        if not root.exists():
+            problems["data"] = f"{data}: no such folder (expected a dataset root: ROOT/data/{{train,valid,test}})"
+        elif not (root / "data" / "train").is_dir():
+            what = "a file" if root.is_file() else "a folder without data/train"
+            problems["data"] = (f"{data}: {what}, not a dataset root (expected ROOT/data/{{train,valid,test}}/*.hdf5 "
+                                "and ROOT/stats.yaml, as pdeforge generate and pdeforge convert write)")
+    return problems
 
 
 def _bool(s: str) -> bool:
@@ -155,15 +201,26 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
     import torch.distributed as dist
+    from pdeforge import metrics as M
+    from pdeforge import plots
+    from pdeforge.checkpoint import (
+        UnsafeCheckpointError,
+        atomic_write_text,
+        load_any_weights,
+        load_state,
+        save_state,
+        save_weights,
+    )
+    from pdeforge.evaluate import (
+        make_dataset,
+        rollout_metrics,
+        split_metrics,
+        to_device,
+    )
+    from pdeforge.operators import MODELS, build_model, config_from_dict
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DataLoader, DistributedSampler
     from tqdm.auto import tqdm
-
-    from pdeforge import metrics as M
-    from pdeforge import plots
-    from pdeforge.checkpoint import UnsafeCheckpointError, atomic_write_text, load_any_weights, load_state, save_state, save_weights
-    from pdeforge.evaluate import make_dataset, rollout_metrics, split_metrics, to_device
-    from pdeforge.operators import MODELS, build_model, config_from_dict
 
     # 1. processes, devices, seeds -------------------------------------------------------------------------
     world = int(os.environ.get("WORLD_SIZE", "1"))

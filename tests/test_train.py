@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from pdeforge.checkpoint import UnsafeCheckpointError, load_state, load_weights
 from pdeforge.solvers.generate import PRESETS, generate, with_overrides
 
@@ -175,8 +175,8 @@ def test_fine_tune_reinitialises_only_changed_shapes(tmp_path: Path, data: dict)
     a = load_weights(src / "model.safetensors")
     b = load_weights(dst / "checkpoint" / "last.safetensors")
     from pdeforge import train as m
-    from pdeforge.operators import FNOConfig, build_model
     from pdeforge.datasets import TrajectoryDataset
+    from pdeforge.operators import FNOConfig, build_model
 
     meta = TrajectoryDataset(data["navier_stokes_2d"], split="train").metadata
     model = build_model(FNOConfig(n_modes=6, hidden_channels=16, n_layers=2), meta, n_steps_input=2, use_grid=True)
@@ -225,6 +225,41 @@ def test_default_job_full(tmp_path: Path) -> None:
     m = json.loads((run / "metrics.json").read_text())
     assert m["test"]["rel_l2"] <= 0.05
     assert m["test"]["n_samples"] > 0 and m["best_epoch"] >= 1
+
+
+def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
+    """A value out of range, a wrong type or a data path that is not a dataset root ends ``train.py`` at parse time
+    (exit 2) with the option, the value and what was expected; a value from the YAML file names the file."""
+    from pdeforge import train
+
+    assert train.check_config({f.name: getattr(train.Config(), f.name) for f in dataclasses.fields(train.Config)}) == {}
+    (tmp_path / "file.hdf5").write_bytes(b"x")
+    cases = {
+        ("--epochs", "0"): "--epochs 0: expected an integer >= 1",
+        ("--batch-size", "-4"): "--batch-size -4: expected an integer >= 1",
+        ("--task", "forecast"): "--task 'forecast': expected one of 'operator', 'next_step'",
+        ("--lr", "0"): "--lr 0.0: expected > 0",
+        ("--warmup", "1"): "--warmup 1.0: expected in [0, 1)",
+        ("--dt-stride", "0"): "--dt-stride 0: expected >= 1 (0, the last snapshot, is for task operator with windows first)",
+        ("--data", str(tmp_path / "nope")): f"--data {tmp_path / 'nope'}: no such folder",
+        ("--data", str(tmp_path / "file.hdf5")): f"--data {tmp_path / 'file.hdf5'}: a file, not a dataset root",
+        ("--data", str(tmp_path)): f"--data {tmp_path}: a folder without data/train, not a dataset root",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as caught:
+            train.parse_config(list(argv))
+        assert caught.value.code == 2
+        assert message in capsys.readouterr().err, argv
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: ten\nloss: l1\n")
+    with pytest.raises(SystemExit):
+        train.parse_config([str(cfg)])
+    err = capsys.readouterr().err
+    assert f"{cfg}: epochs 'ten': expected int" in err and f"{cfg}: loss 'l1': expected one of 'rel_l2', 'mse'" in err
+    root = tmp_path / "root"
+    (root / "data" / "train").mkdir(parents=True)
+    cfg.write_text("epochs: 2\nlr: 1\n")  # YAML's int for a float option is fine
+    assert train.parse_config([str(cfg), "--data", str(root)]).lr == 1
 
 
 def test_a_family_config_error_is_one_line_naming_the_file(tmp_path, monkeypatch):
