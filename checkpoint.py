@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,11 +62,34 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(
-            f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers, which "
-            f"could run code when unpickled (torch.load(weights_only=True) said: {str(e).splitlines()[0]}). "
-            f"Only load checkpoints you trust; pdeforge writes weights as safetensors."
-        ) from None
+        if "GLOBAL" in str(e) or "reduce" in str(e).lower():  # a real pickle of objects: refused, and said why
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load: the file holds Python objects beyond tensors and plain containers, which "
+                f"could run code when unpickled (torch.load(weights_only=True) said: {_reason(e)}). "
+                f"Only load checkpoints you trust; pdeforge writes weights as safetensors."
+            ) from None
+        raise ValueError(f"{path}: {_not_a_checkpoint(path, e)}") from None
+    except (KeyError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile) as e:  # torch.load's view of other bytes
+        raise ValueError(f"{path}: {_not_a_checkpoint(path, e)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """The line of torch's refusal that names what was refused (its message starts with advice, in ANSI bold)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    named = [line for line in lines if "GLOBAL" in line or "reduce" in line.lower()]
+    return (named or [line for line in lines if line] or ["?"])[0].split(". ")[0]
+
+
+def _not_a_checkpoint(path: Path, error: Exception) -> str:
+    """What a file ``torch.load`` could not read is, for the message."""
+    expected = "expected a .safetensors file, a torch.save state dict or a run folder"
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x89HDF"):
+        return f"an HDF5 file, not a checkpoint ({expected})"
+    if head.startswith(b"PK") or "zip archive" in str(error):
+        return f"a damaged torch checkpoint: its zip archive is incomplete or corrupt (an interrupted copy?); {expected}"
+    return f"not a checkpoint ({'an empty file' if not head else 'torch.load cannot read it'}; {expected})"
 
 
 def load_any_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

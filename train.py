@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class Config:
     max_train_trajectories: int = 0  # use only the first N training trajectories (0: all)
     # -- model -----------------------------------------------------------------------------------------------
     model: str = "fno"  # "fno" | "tfno" | "uno" | "unet"
-    model_args: dict = field(default_factory=lambda: {"n_modes": 16, "hidden_channels": 48, "n_layers": 4})  # the model's config
+    model_args: dict = field(default_factory=dict)  # the model's config ({}: MODEL_ARGS of the model, else its defaults)
     use_grid: bool = True  # grid coordinates as extra input channels
     # -- optimisation ----------------------------------------------------------------------------------------
     epochs: int = 30
@@ -97,6 +98,9 @@ def parse_config(argv: list[str]) -> Config:
     args = parser.parse_args(argv)
     values: dict[str, Any] = {}
     source = args.config or (str(Path(args.resume) / "config.yaml") if args.resume else None)
+    if source and not Path(source).is_file():
+        parser.error(f"--resume {args.resume}: not a run folder (no config.yaml); expected a folder train.py wrote"
+                     if not args.config else f"{source}: no such config file")
     if source:
         loaded = yaml.safe_load(Path(source).read_text()) or {}
         unknown = set(loaded) - {f.name for f in dataclasses.fields(Config)}
@@ -111,6 +115,9 @@ def parse_config(argv: list[str]) -> Config:
                                for k, v in problems.items()))
     return Config(**values)
 
+
+#: ``model_args`` when none are given (recorded in the run's config.yaml as used); other models: their own defaults
+MODEL_ARGS = {"fno": {"n_modes": 16, "hidden_channels": 48, "n_layers": 4}}
 
 _CHOICES = {"task": ("operator", "next_step"), "windows": ("all", "first"), "normalization": ("zscore", "rms", ""),
             "loss": ("rel_l2", "mse"), "amp": ("none", "bf16", "fp16")}
@@ -135,6 +142,8 @@ def check_config(values: dict[str, Any]) -> dict[str, str]:
             problems[k] = f"{v!r}: expected one of {', '.join(map(repr, _CHOICES[k]))}"
         elif k in _AT_LEAST and v < _AT_LEAST[k]:
             problems[k] = f"{v}: expected an integer >= {_AT_LEAST[k]}"
+        elif k == "device" and not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", v):
+            problems[k] = f"{v!r}: expected auto, cpu, cuda, cuda:N, mps or xpu"
         elif k in ("lr", "weight_decay", "grad_clip") and not (v > 0 if k == "lr" else v >= 0) or (
                 k == "warmup" and not 0 <= v < 1):
             problems[k] = f"{v}: expected {'> 0' if k == 'lr' else '>= 0' if k != 'warmup' else 'in [0, 1)'}"
@@ -227,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
     rank = int(os.environ.get("RANK", "0"))
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {cfg.device}: no CUDA device here (torch {torch.__version__}); use cpu or auto")
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if cfg.device.startswith("cuda"):
@@ -270,8 +281,12 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. model: sizes from the metadata; optional fine-tuning init --------------------------------------------
     if cfg.model not in MODELS:
         raise SystemExit(f"model {cfg.model!r} unknown; choose one of {list(MODELS)}")
-    model = build_model(config_from_dict(cfg.model, cfg.model_args), meta, n_steps_input=n_in, n_steps_output=n_out,
-                        use_grid=cfg.use_grid).to(device)
+    cfg.model_args = cfg.model_args or dict(MODEL_ARGS.get(cfg.model, {}))
+    try:
+        model_config = config_from_dict(cfg.model, cfg.model_args)
+    except ValueError as e:
+        raise SystemExit(f"--model-args: {e}") from None
+    model = build_model(model_config, meta, n_steps_input=n_in, n_steps_output=n_out, use_grid=cfg.use_grid).to(device)
     if cfg.init_from and not cfg.resume:
         try:
             weights = load_any_weights(cfg.init_from)
@@ -540,9 +555,11 @@ def run_family(argv: list[str]) -> dict | None:
 
 
 def cli(argv: list[str]) -> None:
-    """``python train.py ...``: a family config's bad input (an unknown key, a config that differs from the
-    checkpoint it resumes, data made with other parameters, a missing file) ends with its message, not a
-    traceback. The message names the config file; ``PDEFORGE_TRACEBACK=1`` shows the traceback instead."""
+    """``python train.py ...``: bad input ends with its message, not a traceback: for a family config (an unknown
+    key, a config that differs from the checkpoint it resumes, data made with other parameters, a missing file) the
+    message names the config file; for the operator loop, options are checked before anything loads
+    (:func:`check_config`) and a bad file met later is one ``train.py: error:`` line. ``PDEFORGE_TRACEBACK=1`` shows
+    the traceback instead."""
     try:
         done = run_family(argv)
     except (ValueError, FileNotFoundError) as e:
@@ -550,7 +567,12 @@ def cli(argv: list[str]) -> None:
             raise
         raise SystemExit(f"{argv[0]}: {e}") from None
     if done is None:
-        main(argv)
+        try:
+            main(argv)
+        except (ValueError, FileNotFoundError) as e:  # the operator loop's bad input (a data file, a checkpoint)
+            if os.environ.get("PDEFORGE_TRACEBACK"):
+                raise
+            raise SystemExit(f"train.py: error: {e}") from None
 
 
 if __name__ == "__main__":

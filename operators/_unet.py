@@ -146,7 +146,9 @@ class UNetConfig:
 
     def build(self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> "UNetConvNeXt":
         """A U-Net mapping ``(B, in_channels, *resolution) -> (B, out_channels, *resolution)``."""
-        return UNetConvNeXt(self, in_channels, out_channels, periodic)
+        net = UNetConvNeXt(self, in_channels, out_channels, periodic)
+        net.check_size(tuple(resolution))
+        return net
 
 
 class UNetConvNeXt(nn.Module):
@@ -169,6 +171,7 @@ class UNetConvNeXt(nn.Module):
             raise ValueError(f"UNetConfig needs n_stages >= 1 and init_features >= 1, got {config}")
         self.periodic = tuple(bool(p) for p in periodic)
         self.factor = 2**config.n_stages
+        self.n_stages, self.kernel_size = config.n_stages, config.kernel_size
         dims = [config.init_features * 2**i for i in range(config.n_stages + 1)]
         k, ls = config.kernel_size, config.layer_scale_init
         self.in_proj = _PaddedConv(in_channels, dims[0], 3, self.periodic)
@@ -191,6 +194,20 @@ class UNetConvNeXt(nn.Module):
         out["out_proj"] = self.out_proj
         return out
 
+    def check_size(self, space: tuple[int, ...]) -> None:
+        """Refuse a grid whose periodic axes shrink, at the neck, below the half-width of the convolutions (their
+        circular padding would wrap more than the whole axis), naming what would fit."""
+        half = self.kernel_size // 2
+        for size, wrap in zip(space, self.periodic):
+            neck = -(-size // self.factor)
+            if wrap and neck < half:
+                fits = max((s for s in range(1, self.n_stages + 1) if -(-size // 2**s) >= half), default=0)
+                raise ValueError(
+                    f"UNet: n_stages {self.n_stages} coarsens a periodic axis of {size} points to {neck} at the neck, "
+                    f"fewer than the convolutions' half-width {half} (kernel_size {self.kernel_size}); for this grid "
+                    + (f"use n_stages <= {fits}" if fits else "use a smaller kernel_size")
+                    + f" (model_args) or a grid of at least {half * self.factor} points")
+
     def _pads(self, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         pads = []
         for size in shape:
@@ -204,6 +221,7 @@ class UNetConvNeXt(nn.Module):
         if x.ndim != n + 2:
             raise ValueError(f"UNetConvNeXt: expected (B, C, *space) with {n} spatial axes, got shape {tuple(x.shape)}")
         space = tuple(x.shape[-n:])
+        self.check_size(space)
         pads = self._pads(space)
         h = self.in_proj(pad_axes(x, pads, self.periodic, fill="replicate"))
         skips = []

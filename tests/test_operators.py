@@ -290,3 +290,14 @@ def test_package_import_is_light_and_reexports_scot():
 
     code = "import sys, pdeforge.operators as o; assert 'neuralop' not in sys.modules; from pdeforge.operators.scot import ScOT; assert o.ScOT is ScOT"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unet_refuses_a_periodic_grid_its_neck_would_wrap_past():
+    """At the neck a periodic axis must keep at least the kernel's half-width of points (circular padding); the
+    error says which depth fits. Non-periodic axes are zero-padded and take any size."""
+    cfg = UNetConfig(init_features=4, n_stages=3, kernel_size=7)
+    with pytest.raises(ValueError, match=r"coarsens a periodic axis of 16 points to 2 at the neck.*use n_stages <= 2"):
+        cfg.build(1, 1, (16,), (True,))
+    net = cfg.build(1, 1, (16,), (False,))
+    assert net(torch.zeros(2, 1, 16)).shape == (2, 1, 16)
+    assert cfg.build(1, 1, (24,), (True,))(torch.zeros(2, 1, 24)).shape == (2, 1, 24)  # neck 3

@@ -240,6 +240,8 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
         ("--task", "forecast"): "--task 'forecast': expected one of 'operator', 'next_step'",
         ("--lr", "0"): "--lr 0.0: expected > 0",
         ("--warmup", "1"): "--warmup 1.0: expected in [0, 1)",
+        ("--device", "gpu"): "--device 'gpu': expected auto, cpu, cuda, cuda:N, mps or xpu",
+        ("--resume", str(tmp_path / "gone")): f"--resume {tmp_path / 'gone'}: not a run folder (no config.yaml)",
         ("--dt-stride", "0"): "--dt-stride 0: expected >= 1 (0, the last snapshot, is for task operator with windows first)",
         ("--data", str(tmp_path / "nope")): f"--data {tmp_path / 'nope'}: no such folder",
         ("--data", str(tmp_path / "file.hdf5")): f"--data {tmp_path / 'file.hdf5'}: a file, not a dataset root",
@@ -260,6 +262,57 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
     (root / "data" / "train").mkdir(parents=True)
     cfg.write_text("epochs: 2\nlr: 1\n")  # YAML's int for a float option is fine
     assert train.parse_config([str(cfg), "--data", str(root)]).lr == 1
+
+
+def test_operator_loop_bad_input_met_after_parsing_is_one_line(tmp_path: Path, data: dict, monkeypatch) -> None:
+    """What only shows once the data and torch are loaded: model_args the model does not take, a grid too small
+    for the U-Net's depth, a file that is not a checkpoint, CUDA on a machine without it. ``--model unet`` alone
+    uses the U-Net's own defaults (it used to get the FNO's model_args and fail)."""
+    from pdeforge import train
+
+    monkeypatch.delenv("PDEFORGE_TRACEBACK", raising=False)
+    base = ["--data", str(data["burgers_1d"]), "--dt-stride", "2", "--epochs", "1", "--max-steps", "1", "--batch-size", "4",
+            "--progress", "false", "--run-dir", str(tmp_path / "run")]
+    junk = tmp_path / "weights.pt"
+    junk.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    cases = [
+        (["--model-args", '{"width": 8}'], "--model-args: FNOConfig: unknown keys ['width']"),
+        (["--model", "unet"], "UNet: n_stages 4 coarsens a periodic axis of 32 points to 2 at the neck, fewer than the "
+                              "convolutions' half-width 3 (kernel_size 7); for this grid use n_stages <= 3"),
+        (["--init-from", str(junk)], f"--init-from: {junk}: an HDF5 file, not a checkpoint"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "--device cuda: no CUDA device here"))
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as caught:
+            train.cli(base + extra)
+        assert str(caught.value).split("error: ")[-1].startswith(message), (extra, str(caught.value))
+    train.cli(base + ["--model", "unet", "--model-args", '{"n_stages": 3, "init_features": 4}'])
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"] == "unet" and saved["model_args"] == {"n_stages": 3, "init_features": 4}
+    train.cli(base)  # no model_args: the FNO's, written down as used
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model_args"] == train.MODEL_ARGS["fno"]
+
+
+def test_unreadable_checkpoints_are_named_as_such(tmp_path: Path) -> None:
+    """Bytes torch.load cannot read give a ValueError that says what the file is, not torch's KeyError/EOFError;
+    a pickle of objects stays refused as unsafe, with the refused global named and no terminal escape codes."""
+    good = tmp_path / "ok.pt"
+    torch.save({"w": torch.zeros(3)}, good)
+    files = {"text.pt": b"hello", "empty.pt": b"", "data.hdf5": b"\x89HDF\r\n\x1a\n" + bytes(64),
+             "cut.pt": good.read_bytes()[: good.stat().st_size // 2]}
+    expect = {"text.pt": "not a checkpoint (torch.load cannot read it", "empty.pt": "not a checkpoint (an empty file",
+              "data.hdf5": "an HDF5 file, not a checkpoint", "cut.pt": "a damaged torch checkpoint"}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError) as caught:
+            load_state(tmp_path / name)
+        assert str(caught.value).startswith(f"{tmp_path / name}: {expect[name]}"), str(caught.value)
+    torch.save({"w": torch.zeros(1), "f": print}, tmp_path / "objects.pt")
+    with pytest.raises(UnsafeCheckpointError) as caught:
+        load_state(tmp_path / "objects.pt")
+    assert "GLOBAL print" in str(caught.value) and "\x1b" not in str(caught.value)
+    assert load_state(good)["w"].shape == (3,)
 
 
 def test_a_family_config_error_is_one_line_naming_the_file(tmp_path, monkeypatch):
