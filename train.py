@@ -527,7 +527,8 @@ def run_family(argv: list[str]) -> dict | None:
     """If ``argv[0]`` is a YAML config with ``family: <name>``, run that family's loop; else return None.
 
     Options after the file override its keys (``--steps 100``, ``--run-dir runs/x``; values parsed as JSON when they
-    can be). The family's ``run(spec, run_dir) -> metrics`` writes the run folder.
+    can be); ``--section.key value`` sets one key inside a section (``--optim.adam_iters 2000`` for a PINN). The
+    family's ``run(spec, run_dir) -> metrics`` writes the run folder.
     """
     if not argv or not argv[0].endswith((".yaml", ".yml")):
         return None
@@ -544,9 +545,17 @@ def run_family(argv: list[str]) -> dict | None:
         raise SystemExit(f"options after {argv[0]} must be --key value pairs, got {rest}")
     for key, value in zip(rest[::2], rest[1::2]):
         try:
-            spec[key[2:].replace("-", "_")] = json.loads(value)
+            value = json.loads(value)
         except json.JSONDecodeError:
-            spec[key[2:].replace("-", "_")] = value
+            pass
+        name = key[2:].replace("-", "_")
+        if "." in name:  # --section.key value: one option inside a section (a PINN's optim, network, ...)
+            section, _, inner = name.partition(".")
+            if spec.get(section) is not None and not isinstance(spec[section], dict):
+                raise SystemExit(f"{argv[0]}: {key}: {section} is {spec[section]!r} there, not a section of options")
+            spec[section] = {**(spec.get(section) or {}), inner: value}
+        else:
+            spec[name] = value
     import importlib
 
     module = importlib.import_module(FAMILIES[family])

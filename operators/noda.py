@@ -29,6 +29,7 @@ Public API::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from .._spec import check_fields
 from ..checkpoint import atomic_write_text, load_weights, resume_state, save_state, save_weights
 from ..datasets import DatasetMetadata, TrajectoryDataset
 from ..datasets import ObservationConfig, ObservationView, draw_observations
@@ -213,6 +215,35 @@ def _dataset(spec: dict, split: str) -> TrajectoryDataset:
 
 _RESUME_FREE = ("resume", "checkpoint_every", "threads", "run_dir", "name")  # may change on resume
 
+# the spec's top-level keys with their defaults (None: a section, or any value), and its sections' schemas
+_SPEC = dict(family="noda", name="", run_dir="", data="", threads=0, dt_stride=1, max_trajectories=None, seed=0,
+             model=None, gain=None, measurement="identity", observations=None, train=None, baseline=None, eval=None,
+             checkpoint_every=100, resume=False)
+
+
+def check_spec(spec: dict) -> None:
+    """Refuse an unknown key, or a value of the wrong type, range or choice, at the top level or in a section, with
+    one ValueError naming each (before any data is read)."""
+    check_fields(_SPEC, spec, "noda spec", at_least={"threads": 0, "dt_stride": 1, "max_trajectories": 1,
+                                                     "checkpoint_every": 0}, choices={"measurement": MEASUREMENTS})
+    fno = {f.name: f.default for f in dataclasses.fields(FNOConfig)}
+    sections = {
+        "model": ({**fno, "n_modes": None}, {"hidden_channels": 1, "n_layers": 1, "domain_padding": 0}, ()),
+        "gain": (GainConfig, {"hidden_channels": 1, "n_layers": 1}, ()),
+        "observations": (ObservationConfig, {"noise": 0}, ()),
+        "train": (TRAIN_DEFAULTS, {"steps": 0, "batch_size": 1, "warmup": 0, "unroll": 1, "alpha_max": 0,
+                                   "misfit_weight": 0, "perturb": 0}, ("lr",)),
+        "baseline": (BASELINE_DEFAULTS, {"steps": 0, "batch_size": 1}, ("lr",)),
+        "eval": (EVAL_DEFAULTS, {"long_fraction": 0}, ()),
+    }
+    for name, (schema, at_least, positive) in sections.items():
+        value = spec.get(name)
+        if value is None or (name == "baseline" and value is False):
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"noda spec: {name} {value!r}: expected a section of options (a mapping)")
+        check_fields(schema, value, f"noda spec: {name}", at_least=at_least, positive=positive)
+
 
 def _plain(spec: dict) -> dict:
     """``spec`` as JSON values (paths as strings), as the training state stores it."""
@@ -233,6 +264,7 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     run_dir = Path(run_dir)
     if "data" not in spec:
         raise ValueError("spec needs 'data': a dataset root written by `pdeforge generate` (ROOT/data/{train,valid,test})")
+    check_spec(spec)
     ckpt, every = run_dir / "checkpoint" / "state.pt", int(spec.get("checkpoint_every", 100))
     state = resume_state(ckpt, _plain(spec), key="spec", free=_RESUME_FREE, every=every) if spec.get("resume") else None
     run_dir.mkdir(parents=True, exist_ok=True)

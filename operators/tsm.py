@@ -40,7 +40,7 @@ import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -48,11 +48,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._spec import check_fields
 from ..checkpoint import atomic_write_text, load_state, load_weights, resume_state, save_state, save_weights
 from ..metrics import correlation, high_correlation_duration
 from ..solvers import fv
 from ._tsm_hippo import FrameStackEncoder, HippoEncoder, bilinear, lagt_kernel, lagt_recurrence, lagt_transition
-from ._tsm_models import CNNConfig, TemporalStencilModel, TSMConfig, periodic_cnn
+from ._tsm_models import ENCODERS, LI_CALLS, MEMORIES, VARIANTS, CNNConfig, TemporalStencilModel, TSMConfig, periodic_cnn
 from ._tsm_stencils import PolynomialStencil, StencilInterpolation, faces_from_logits, logits_per_cell, stencil_weights
 
 __all__ = [
@@ -120,12 +121,16 @@ class TSMRunConfig:
 
     @classmethod
     def from_spec(cls, spec: dict) -> "TSMRunConfig":
-        known = {f.name for f in fields(cls)}
-        ignored = {"family", "name", "run_dir"}
-        unknown = set(spec) - known - ignored
-        if unknown:
-            raise ValueError(f"unknown tsm spec keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: v for k, v in spec.items() if k in known})
+        """The config of a flat spec; an unknown key or a value of the wrong type, range or choice is a ValueError
+        naming it (before the DNS or a training starts)."""
+        at_least = {k: 1 for k in ("history", "hippo_order", "bundle", "layers", "channels", "dns_resolution",
+                                   "n_frames", "resolution", "n_train", "n_test", "stride", "steps", "batch_size",
+                                   "unroll", "threads", "log_every", "data_workers")}
+        at_least.update(checkpoint_every=0, dns_batch=0, warmup_time=0, weight_decay=0, clip=0, warmup_frac=0)
+        choices = {"variant": VARIANTS, "encoder": ENCODERS, "li_calls": LI_CALLS, "memory": MEMORIES}
+        kept = check_fields(cls, spec, "tsm spec", ignored=("family", "name", "run_dir"), at_least=at_least,
+                            positive=("lr", "reynolds", "frame_interval", "beta2", "threshold"), choices=choices)
+        return cls(**kept)
 
 
 def _flow(cfg: TSMRunConfig) -> fv.FlowParameters:

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 import yaml
 
+from .._spec import check_fields
 from ..checkpoint import atomic_write
 from ..metrics import max_error, rel_l2, rmse
 from ._forward import PINN, SamplingConfig
@@ -58,14 +59,37 @@ _WEIGHTING_CLASSES = {"fixed": FixedWeights, "gradnorm": GradNormWeights, "ntk":
 WEIGHTINGS = tuple(_WEIGHTING_CLASSES)
 
 
+# the keys a PINN config may have at its top level (sections hold the rest)
+TOP_LEVEL = ("family", "problem", "mode", "seed", "dtype", "network", "sampling", "weighting", "causal", "amplification",
+             "optim", "eval", "checkpoint_every", "resume", "init_from", "run_dir", "name")
+# sections' values that must be >= a bound (the dataclasses check their own choices)
+_AT_LEAST = {"optim": {"adam_iters": 0, "lbfgs_iters": 0, "decay_every": 1, "history_size": 1, "chunk": 1,
+                       "log_every": 1},
+             "network": {"width": 1, "depth": 1, "harmonics": 0, "fourier_features": 0},
+             "sampling": {"n_residual": 1, "n_initial": 0, "n_boundary": 0, "resample_every": 0},
+             "eval": {"nx": 2, "nt": 2}}
+_POSITIVE = {"optim": ("lr",)}
+
+
 def _checked(name: str, values: dict, cls) -> dict:
-    """``values`` if every key is a field (or keyword) of ``cls``; else a ValueError naming the unknown keys."""
-    known = ({f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls)
-             else set(inspect.signature(cls).parameters))
+    """``values`` if every key is a field (or keyword) of ``cls``, of the default's type (dataclasses: also the
+    bounds above); else a ValueError naming each problem."""
+    if dataclasses.is_dataclass(cls):
+        return check_fields(cls, values, f"config section {name!r}", at_least=_AT_LEAST.get(name, {}),
+                            positive=_POSITIVE.get(name, ()))
+    known = set(inspect.signature(cls).parameters)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
     return values
+
+
+@dataclasses.dataclass(frozen=True)
+class _EvalConfig:
+    """The ``eval`` section: the reference grid the error is measured on."""
+
+    nx: int = 256
+    nt: int = 101
 
 
 def _section(config: dict, name: str, cls) -> Any:
@@ -103,6 +127,11 @@ def build(config: dict) -> tuple[torch.nn.Module, Any]:
     """The (untrained) model and the named problem of a config."""
     if config.get("family", "pinn") != "pinn":
         raise ValueError(f"pdeforge.pinns.run handles family: pinn, got {config.get('family')!r}")
+    unknown = sorted(set(config) - set(TOP_LEVEL))
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {unknown}; known: {sorted(TOP_LEVEL)} (a section's options go "
+                         "inside it, e.g. optim: {adam_iters: 2000}, or --optim.adam_iters 2000 on the command line)")
+    _checked("eval", dict(config.get("eval") or {}), _EvalConfig)
     name = config.get("problem")
     if name not in PROBLEMS:
         raise ValueError(f"config 'problem' must be one of {sorted(PROBLEMS)}, got {name!r}")
@@ -273,8 +302,8 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
         wall = wall_before + time.perf_counter() - start
     os.replace(partial, run_dir / "train_log.jsonl")
 
-    ev = dict(config.get("eval") or {})
-    test, pred, ref = evaluate(model, named, int(ev.get("nx", 256)), int(ev.get("nt", 101)))
+    ev = _section(config, "eval", _EvalConfig)
+    test, pred, ref = evaluate(model, named, ev.nx, ev.nt)
     metrics = {"test": test, "wall_time_s": wall, "problem": config["problem"], "mode": config.get("mode", "forward"),
                "final_loss": log[-1]["loss"] if log else None}
     if start_file is not None:

@@ -315,6 +315,45 @@ def test_unreadable_checkpoints_are_named_as_such(tmp_path: Path) -> None:
     assert load_state(good)["w"].shape == (3,)
 
 
+@pytest.mark.parametrize("config, argv, message", [
+    ("tsm_kolmogorov", ["--steps", "-5"], "tsm spec: steps -5: expected >= 1"),
+    ("tsm_kolmogorov", ["--lr", "fast"], "tsm spec: lr 'fast': expected a number"),
+    ("tsm_kolmogorov", ["--encoder", "lstm"], "tsm spec: encoder 'lstm': expected one of 'hippo', 'frames'"),
+    ("pinn_burgers", ["--steps", "100"], "config: unknown key(s) ['steps']"),
+    ("pinn_burgers", ["--optim.adam_iters", "-1"], "config section 'optim': adam_iters -1: expected >= 0"),
+    ("pinn_burgers", ["--eval.nx", "many"], "config section 'eval': nx 'many': expected an integer"),
+    ("pinn_burgers", ["--seed.x", "1"], "--seed.x: seed is 0 there, not a section of options"),
+    ("scot_pretrain", ["--lr", "fast"], "scot: lr 'fast': expected a number"),
+    ("scot_pretrain", ["--pairing", "any"], "scot: pairing 'any': expected one of 'all', 'next', 'from_first'"),
+    ("noda_ks", ["--bogus", "1"], "noda spec: unknown key(s) ['bogus']"),
+    ("noda_ks", ["--train.lr", "0"], "noda spec: train: lr 0: expected > 0"),
+])
+def test_family_configs_refuse_bad_values_before_any_work(config, argv, message, monkeypatch):
+    """A wrong key, type, range or choice in a family config (or a ``--key``/``--section.key`` override) ends at once
+    with the config file and the problem, before a DNS, a dataset or a training starts (the TSM one used to start its
+    30-minute DNS with ``--steps -5``; a PINN silently ignored unknown top-level keys)."""
+    from pdeforge import train
+
+    monkeypatch.delenv("PDEFORGE_TRACEBACK", raising=False)
+    path = str(REPO / "configs" / f"{config}.yaml")
+    with pytest.raises(SystemExit) as caught:
+        train.cli([path, *argv])
+    assert message in str(caught.value) and str(caught.value).startswith(path), str(caught.value)
+
+
+def test_a_section_option_on_the_command_line_changes_only_that_key(tmp_path):
+    """``--optim.adam_iters 3`` sets one key of the PINN's optim section and keeps the file's others."""
+    from pdeforge import train
+
+    run = tmp_path / "pinn"
+    train.cli([str(REPO / "configs" / "pinn_burgers.yaml"), "--optim.adam_iters", "3", "--optim.lbfgs_iters", "0",
+               "--sampling.n_residual", "64", "--eval.nx", "16", "--eval.nt", "5", "--run-dir", str(run)])
+    config = json.loads((run / "model.json").read_text())["config"]
+    written = yaml.safe_load((REPO / "configs" / "pinn_burgers.yaml").read_text())
+    assert config["optim"] == {**written["optim"], "adam_iters": 3, "lbfgs_iters": 0}
+    assert config["sampling"] == {**written["sampling"], "n_residual": 64} and config["eval"] == {"nx": 16, "nt": 5}
+
+
 def test_a_family_config_error_is_one_line_naming_the_file(tmp_path, monkeypatch):
     """``python train.py cfg.yaml --bad-key 1`` ends with the family's message and the file, no traceback."""
     from pdeforge import train
@@ -325,12 +364,12 @@ def test_a_family_config_error_is_one_line_naming_the_file(tmp_path, monkeypatch
     with pytest.raises(SystemExit) as caught:
         train.cli([str(cfg), "--bad-key", "1"])
     message = str(caught.value)
-    assert message.startswith(f"{cfg}: unknown tsm spec keys ['bad_key']")
+    assert message.startswith(f"{cfg}: tsm spec: unknown key(s) ['bad_key']")
     assert caught.value.__suppress_context__ and caught.value.__cause__ is None  # nothing chained to print
     with pytest.raises(SystemExit, match=r"missing.yaml: no such config file"):
         train.cli([str(tmp_path / "missing.yaml")])
     monkeypatch.setenv("PDEFORGE_TRACEBACK", "1")  # the escape hatch: the original exception
-    with pytest.raises(ValueError, match=r"unknown tsm spec keys \['bad_key'\]"):
+    with pytest.raises(ValueError, match=r"tsm spec: unknown key\(s\) \['bad_key'\]"):
         train.cli([str(cfg), "--bad-key", "1"])
 
 
@@ -391,3 +430,29 @@ def test_two_writers_of_one_file_do_not_share_a_temporary_file(tmp_path: Path) -
     _save(a, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "summary.json"]
+
+
+def test_check_fields_types_ranges_and_choices():
+    """The checker behind every family's spec: an int fits a float, a list a tuple, None a None default; a bool is
+    not an int; every problem is listed in one message."""
+    from pdeforge._spec import check_fields
+
+    @dataclasses.dataclass
+    class Spec:
+        n: int = 1
+        rate: float = 0.5
+        shape: tuple = (1, 2)
+        kind: str = "a"
+        extra: object = None
+
+    ok = check_fields(Spec, {"n": 3, "rate": 2, "shape": [4, 5], "extra": "x", "family": "f"}, "spec", ignored=("family",))
+    assert ok == {"n": 3, "rate": 2, "shape": [4, 5], "extra": "x"}
+    with pytest.raises(ValueError) as caught:
+        check_fields(Spec, {"n": True, "rate": -1.0, "kind": "c", "typo": 1}, "spec", at_least={"rate": 0},
+                     choices={"kind": ("a", "b")})
+    assert str(caught.value) == ("spec: unknown key(s) ['typo']; known: ['extra', 'kind', 'n', 'rate', 'shape']; "
+                                 "spec: n True: expected an integer (the default is 1); spec: rate -1.0: expected >= 0; "
+                                 "spec: kind 'c': expected one of 'a', 'b'")
+    assert check_fields({"n": 1}, {"n": 2}, "mapping") == {"n": 2}
+    with pytest.raises(ValueError, match=r"^m: n 0: expected > 0$"):
+        check_fields({"n": 1}, {"n": 0}, "m", positive=("n",))

@@ -275,7 +275,7 @@ def test_run_writes_a_rebuildable_run_folder(tmp_path, memory):
     saved = json.loads((tmp_path / "run" / "model.json").read_text())["data_fingerprint"]
     assert saved == metrics["data_fingerprint"] == data_fingerprint(traj[:2].float(), traj[2:3].float())
     assert data_fingerprint(traj[:2].float(), traj[2:3].float() + 1e-6) != saved
-    with pytest.raises(ValueError, match="unknown tsm spec keys"):
+    with pytest.raises(ValueError, match=r"tsm spec: unknown key\(s\) \['hipo_order'\]"):
         run({**spec, "hipo_order": 3}, tmp_path / "bad")
 
 

@@ -42,6 +42,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from ..._spec import check_fields
 from ...checkpoint import atomic_write_text, resume_state, save_state
 from ...datasets import AllPairsDataset, AllPairsMixture, channel_union
 from ._config import ScOTConfig
@@ -97,18 +98,17 @@ class ScOTRunConfig:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ScOTRunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(spec) - names)
-        if unknown:
-            raise SystemExit(f"scot: unknown option(s) {unknown}; known: {sorted(names)}")
-        cfg = cls(**spec)
-        if isinstance(cfg.data, str):
-            cfg.data = [cfg.data]
-        if cfg.pairing not in ("all", "next", "from_first"):
-            raise SystemExit(f"scot: pairing should be 'all', 'next' or 'from_first', got {cfg.pairing!r}")
-        if cfg.steps < 1 or cfg.batch_size < 1 or cfg.stride < 1:
-            raise SystemExit(f"scot: steps, batch_size and stride should be >= 1, got {cfg.steps}, {cfg.batch_size}, {cfg.stride}")
-        return cfg
+        """The config of a spec; an unknown option or a value of the wrong type, range or choice is a ValueError
+        naming it (before any data is generated or read)."""
+        spec = dict(spec)
+        if isinstance(spec.get("data"), str):
+            spec["data"] = [spec["data"]]
+        at_least = {"steps": 1, "batch_size": 1, "stride": 1, "trajectories": 3, "resolution": 2, "eval_every": 1,
+                    "n_snapshots": 0, "max_train_trajectories": 0, "checkpoint_every": 0, "threads": 0,
+                    "weight_decay": 0, "grad_clip": 0, "warmup": 0, "lr_embedding_recovery": 0, "lr_time_embedding": 0}
+        return cls(**check_fields(cls, spec, "scot", at_least=at_least, positive=("lr",),
+                                  choices={"pairing": ("all", "next", "from_first"),
+                                           "normalization": ("zscore", "rms", "")}))
 
 
 def build_model(cfg: ScOTRunConfig, n_channels: int, groups: list[int]) -> tuple[ScOT, list[str]]:
