@@ -544,10 +544,8 @@ def run_family(argv: list[str]) -> dict | None:
     if len(rest) % 2 or not all(k.startswith("--") for k in rest[::2]):
         raise SystemExit(f"options after {argv[0]} must be --key value pairs, got {rest}")
     for key, value in zip(rest[::2], rest[1::2]):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # not JSON: the text itself
             value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
         name = key[2:].replace("-", "_")
         if "." in name:  # --section.key value: one option inside a section (a PINN's optim, network, ...)
             section, _, inner = name.partition(".")
