@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pdeforge._spec import field_problems
 
 
 @dataclass
@@ -123,30 +124,18 @@ _CHOICES = {"task": ("operator", "next_step"), "windows": ("all", "first"), "nor
             "loss": ("rel_l2", "mse"), "amp": ("none", "bf16", "fp16")}
 _AT_LEAST = {"epochs": 1, "batch_size": 1, "grad_accum": 1, "pushforward": 1, "n_steps_input": 1, "n_steps_output": 1,
              "dt_stride": 0, "eval_every": 1, "preset_trajectories": 3, "preset_resolution": 2, "patience": 0,
-             "num_workers": 0, "rollout_steps": 0, "max_steps": 0, "max_train_trajectories": 0}
+             "num_workers": 0, "rollout_steps": 0, "max_steps": 0, "max_train_trajectories": 0, "weight_decay": 0,
+             "grad_clip": 0}
 
 
 def check_config(values: dict[str, Any]) -> dict[str, str]:
     """``{option: what is wrong}`` for the options in ``values`` (a type, a range, a choice, the data root)."""
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(Config)}
-    problems: dict[str, str] = {}
-    for k, v in values.items():
-        want = type(defaults[k])
-        ok = isinstance(v, want) and not (want is int and isinstance(v, bool))
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            ok = True
-        if not ok:
-            problems[k] = f"{v!r}: expected {want.__name__}"
-        elif k in _CHOICES and v not in _CHOICES[k]:
-            problems[k] = f"{v!r}: expected one of {', '.join(map(repr, _CHOICES[k]))}"
-        elif k in _AT_LEAST and v < _AT_LEAST[k]:
-            problems[k] = f"{v}: expected an integer >= {_AT_LEAST[k]}"
-        elif k == "device" and not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", v):
-            problems[k] = f"{v!r}: expected auto, cpu, cuda, cuda:N, mps or xpu"
-        elif k in ("lr", "weight_decay", "grad_clip") and not (v > 0 if k == "lr" else v >= 0) or (
-                k == "warmup" and not 0 <= v < 1):
-            problems[k] = f"{v}: expected {'> 0' if k == 'lr' else '>= 0' if k != 'warmup' else 'in [0, 1)'}"
+    problems = field_problems(Config, values, at_least=_AT_LEAST, positive=("lr",), choices=_CHOICES)
+    device, warmup = values.get("device"), values.get("warmup")
+    if "device" not in problems and device is not None and not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", device):
+        problems["device"] = f"{device!r}: expected auto, cpu, cuda, cuda:N, mps or xpu"
+    if "warmup" not in problems and warmup is not None and not 0 <= warmup < 1:
+        problems["warmup"] = f"{warmup}: expected in [0, 1)"
     first = values.get("task", "operator") == "operator" and values.get("windows", "all") == "first"
     if values.get("dt_stride") == 0 and not first:
         problems["dt_stride"] = "0: expected >= 1 (0, the last snapshot, is for task operator with windows first)"
