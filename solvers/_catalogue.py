@@ -24,6 +24,7 @@ from ._equations import (
     KdV,
     KolmogorovForcing,
     KuramotoSivashinsky,
+    KuramotoSivashinskyFlame,
     NavierStokes2D,
     SwiftHohenberg,
     Wave,
@@ -74,6 +75,7 @@ EQUATIONS: tuple[EquationConfig, ...] = (
     EquationConfig(Burgers(nu=0.05), Grid(128), _SMOOTH, dt=0.025, t_final=1.0),
     EquationConfig(KdV(), Grid(64, 20 * math.pi), RandomFourierSeries(max_wavenumber=3, normalization=Normalization(amplitude=0.5)), dt=0.05, t_final=1.0),
     EquationConfig(KuramotoSivashinsky(), Grid(64, 32 * math.pi), _SMOOTH, dt=0.1, t_final=2.0),
+    EquationConfig(KuramotoSivashinskyFlame(), Grid((32, 32), 16 * math.pi), _SMOOTH, dt=0.1, t_final=2.0),
     EquationConfig(AllenCahn(nu=0.01), Grid(64), _SMOOTH, dt=0.1, t_final=1.0),
     EquationConfig(FisherKPP(nu=0.01, r=1.0), Grid((32, 32)), GaussianBlobs(width=0.1), dt=0.1, t_final=1.0),
     EquationConfig(

@@ -37,6 +37,11 @@ class AbstractDerivatives(ABC):
     def coords(self) -> tuple[Tensor, ...]:
         """Coordinates, one tensor per dimension, broadcastable against the fields ``D`` differentiates."""
 
+    @property
+    def ndim(self) -> int:
+        """The number of spatial dimensions (reads no field)."""
+        return len(self.coords())
+
     def inverse_laplacian(self, u: Tensor, alpha: tuple[int, ...]) -> Tensor:
         """``D^alpha lap^{-1} u``; local providers cannot do this and raise :class:`NonLocalTermError`."""
         raise NonLocalTermError(
@@ -141,6 +146,10 @@ class SpectralDerivatives(AbstractDerivatives):
 
     def inverse_laplacian(self, u: Tensor, alpha: tuple[int, ...]) -> Tensor:
         return self._apply(u, tuple(alpha), True)
+
+    @property
+    def ndim(self) -> int:
+        return self.grid.ndim
 
     def coords(self) -> tuple[Tensor, ...]:
         dtype = self._bound.dtype if self._bound is not None else torch.float64

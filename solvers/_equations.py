@@ -136,7 +136,7 @@ class AbstractEquation(ABC):
 
     def linear(self, u: Tensor, D: AbstractDerivatives) -> Tensor:
         """``L u`` in physical space via ``D`` (channels on axis 1)."""
-        ndim = len(D.coords())
+        ndim = D.ndim
         out = [torch.zeros_like(u[:, :1]) for _ in self.channels]
         for t in self.linear_terms(ndim):
             ui = u[:, t.in_channel : t.in_channel + 1]
@@ -145,7 +145,7 @@ class AbstractEquation(ABC):
 
     def fluxes(self, u: Tensor, D: AbstractDerivatives) -> Tensor | None:
         """The flux terms ``sum c D^alpha flux(u)`` in physical space via ``D`` (``None`` if there are none)."""
-        terms = self.flux_terms(len(D.coords()))
+        terms = self.flux_terms(D.ndim)
         if not terms:
             return None
         out = [torch.zeros_like(u[:, :1]) for _ in self.channels]
@@ -310,6 +310,27 @@ class KuramotoSivashinsky(AbstractEquation):
 
     def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
         return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KuramotoSivashinskyFlame(AbstractEquation):
+    """Kuramoto-Sivashinsky in Sivashinsky's flame-front form, any dimension:
+    ``h_t + 1/2 |grad h|^2 + lap h + lap^2 h = 0``.
+
+    In 1D the slope ``u = h_x`` solves :class:`KuramotoSivashinsky`. The mean of ``h`` is not conserved: it falls
+    at the rate ``1/2 <|grad h|^2>`` (the front's speed). The fourth-order term is the isotropic ``lap^2``;
+    exponax's ``KuramotoSivashinsky`` ("combustion format") uses ``sum_d d_d^4`` in 2D and 3D instead.
+    """
+
+    name: ClassVar[str] = "kuramoto_sivashinsky_flame"
+
+    def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
+        return laplacian_terms(-1.0, ndim) + bilaplacian_terms(-1.0, ndim)
+
+    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> Tensor:
+        ndim = D.ndim
+        grad_sq = sum(D(u, unit(ndim, d, 1)) ** 2 for d in range(ndim))
+        return -0.5 * grad_sq
 
 
 # ---------------------------------------------------------------------------------------------------------
