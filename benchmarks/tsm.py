@@ -7,6 +7,7 @@
     python benchmarks/tsm.py --steps 100           # shorter training
     python benchmarks/tsm.py --combine runs/a runs/b   # seeds averaged per test trajectory, paired differences
     python benchmarks/tsm.py --resolution 16 --unroll 16 --runs runs/tsm16_s0   # 16x: the 32^2 data averaged again
+    python benchmarks/tsm.py --device cuda         # DNS, training and evaluation on the GPU (same files as on CPU)
 
 Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2,
 solver dt 0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS
@@ -58,17 +59,25 @@ MODELS = {  # name -> spec changes on top of configs/tsm_kolmogorov.yaml's defau
 
 @torch.no_grad()
 def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) -> float:
-    """Best-of-``repeats`` seconds per solver step for ``frames`` (B, H, 2, N, N)."""
+    """Best-of-``repeats`` seconds per solver step for ``frames`` (B, H, 2, N, N), on the device of ``frames``
+    (a GPU is waited for before each clock reading)."""
     model.rollout(frames, 4)
     best = float("inf")
     for _ in range(repeats):
+        _synchronize(frames)
         t0 = time.perf_counter()
         model.rollout(frames, n_steps)
+        _synchronize(frames)
         best = min(best, (time.perf_counter() - t0) / n_steps)
     return best
 
 
-NOT_COMPARED = ("threads", "log_every", "data_workers", "checkpoint_every", "resume", "progress")
+def _synchronize(t: torch.Tensor) -> None:
+    if t.is_cuda:
+        torch.cuda.synchronize(t.device)
+
+
+NOT_COMPARED = ("threads", "log_every", "data_workers", "checkpoint_every", "resume", "progress", "device")
 
 
 def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
@@ -98,6 +107,7 @@ PROTOCOL_OPTIONS = {  # TSMRunConfig fields the command line sets (--n-test for 
     "bundle": "TSM solver steps per CNN call",
     "unroll": "solver steps unrolled in training",
     "seed": "training seed (initial weights, windows)",
+    "device": "cpu | cuda | cuda:N | auto (cuda if available): the DNS, every training and evaluation",
 }
 
 PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"), ("tsm-running", "li"),
@@ -224,12 +234,17 @@ def main() -> None:
         return combine(args.combine)
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
-    base = TSMRunConfig(steps=args.steps, threads=args.threads, **{k: getattr(args, k) for k in PROTOCOL_OPTIONS})
+    try:  # from_spec: a device that is not here (or a value out of range) is refused before the DNS starts
+        base = TSMRunConfig.from_spec({"steps": args.steps, "threads": args.threads,
+                                       **{k: getattr(args, k) for k in PROTOCOL_OPTIONS}})
+    except ValueError as e:
+        raise SystemExit(f"benchmarks/tsm.py: {e}")
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
-    train, test = load_data(base)
+    train, test = load_data(base)  # on the CPU, for the fingerprint and the plots
     fingerprint = data_fingerprint(train, test)
+    test_on_device = test.to(base.torch_device)
 
     models = {}
     for name, change in MODELS.items():
@@ -241,11 +256,11 @@ def main() -> None:
             _check_reused(folder, spec, fingerprint)
         else:
             run({**spec, "resume": args.resume and (folder / "checkpoint" / "state.pt").exists()}, folder)
-        models[name] = load_model(folder)
+        models[name] = load_model(folder, base.device)
     models = {"coarse": build_model(TSMRunConfig(**{**asdict(base), "variant": "coarse"}), 1.0), **models}
 
-    results = {name: evaluate_model(m, test, base.history, base.threshold) for name, m in models.items()}
-    frames = test[:1, :base.history]
+    results = {name: evaluate_model(m, test_on_device, base.history, base.threshold) for name, m in models.items()}
+    frames = test_on_device[:1, :base.history]
     print(f"Kolmogorov {base.resolution}^2 (DNS {base.dns_resolution}^2, Re {base.reynolds:g}), dt {base.dt:g}, "
           f"{test.shape[0]} test trajectories, "
           f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, "

@@ -108,6 +108,16 @@ def _stencils(order: int) -> tuple[PolynomialStencil, PolynomialStencil]:
     return PolynomialStencil(X_TARGET, order), PolynomialStencil(Y_TARGET, order)
 
 
+@lru_cache(maxsize=None)  # a host-to-device copy blocks: once per (order, dtype, device), not at every stage
+def _stacked_stencils(order: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The x and y stencils' null spaces ``(2, 16, n_logits)`` and base weights ``(2, 16)`` in ``dtype`` on
+    ``device``."""
+    sx, sy = _stencils(order)
+    with torch.inference_mode(False):  # made under inference mode, they could not be saved for a later backward
+        k = torch.stack([sx.null_space, sy.null_space]).to(dtype=dtype, device=device)
+        return k, torch.stack([sx.base, sy.base]).to(dtype=dtype, device=device)
+
+
 def logits_per_cell(order: int = 1) -> int:
     """Number of logits per cell for the 8 stencils (120 for ``order = 1``)."""
     return 8 * PolynomialStencil(X_TARGET, order).n_logits
@@ -174,8 +184,7 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
     if c != 8 * nl:
         raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
     z = logits.reshape(b, 2, 2, 2, nl, n1, n2)
-    k = torch.stack([sx.null_space, sy.null_space]).to(logits)  # (t, 16, nl), t = target axis
-    w0 = torch.stack([sx.base, sy.base]).to(logits)  # (t, 16)
+    k, w0 = _stacked_stencils(order, logits.dtype, logits.device)  # (t, 16, nl), (t, 16); t = target axis
     patches = torch.stack([stencil_patches(velocity[:, f]).flatten(1, 2) for f in range(2)], dim=1)  # (B,f,16,N,N)
     q = torch.einsum("tkl,bfkxy->btflxy", k, patches)  # (B, t, f, nl, N, N)
     q0 = torch.einsum("tk,bfkxy->btfxy", w0, patches)  # (B, t, f, N, N)

@@ -28,6 +28,10 @@ Usage::
     python train.py configs/tsm_kolmogorov.yaml            # or configs/li_kolmogorov.yaml
     python train.py configs/tsm_kolmogorov.yaml --steps 50 --encoder frames
 
+``device`` (``cpu`` | ``cuda`` | ``cuda:N`` | ``auto``) is where the DNS, the training and the evaluation run;
+the data cache and the run folder are the same files on every device (written from CPU tensors), and the windows
+drawn in training come from a CPU generator, so they are the same on every device.
+
 ``run(spec, run_dir)`` writes ``config.yaml``, ``metrics.json``, ``model.safetensors`` + ``model.json``
 (:func:`load_model` rebuilds it), ``train_log.jsonl`` and plots (correlation vs time, vorticity snapshots).
 """
@@ -38,6 +42,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -106,10 +111,11 @@ class TSMRunConfig:
     threads: int = 1
     log_every: int = 10
     checkpoint_every: int = 100   # steps between training states in run_dir/checkpoint/state.pt (0: none)
-    resume: bool = False          # continue run_dir from its checkpoint; at the same `threads`, the result equals an
-                                  # uninterrupted run
+    resume: bool = False          # continue run_dir from its checkpoint; on the CPU at the same `threads`, the result
+                                  # equals an uninterrupted run
     progress: bool = True         # a progress bar over the training steps
     threshold: float = 0.8        # high-correlation threshold
+    device: str = "cpu"           # cpu | cuda | cuda:N | auto (cuda if available): DNS, training and evaluation
 
     def model_config(self) -> TSMConfig:
         return TSMConfig(self.variant, self.encoder, self.history, self.hippo_order, self.bundle, self.order,
@@ -118,6 +124,13 @@ class TSMRunConfig:
     @property
     def dt(self) -> float:
         return self.stride * self.frame_interval
+
+    @property
+    def torch_device(self) -> torch.device:
+        """``device`` as a torch device (``auto``: cuda if available, else cpu)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
 
     @classmethod
     def from_spec(cls, spec: dict) -> "TSMRunConfig":
@@ -130,7 +143,25 @@ class TSMRunConfig:
         choices = {"variant": VARIANTS, "encoder": ENCODERS, "li_calls": LI_CALLS, "memory": MEMORIES}
         kept = check_fields(cls, spec, "tsm spec", ignored=("family", "name", "run_dir"), at_least=at_least,
                             positive=("lr", "reynolds", "frame_interval", "beta2", "threshold"), choices=choices)
+        device = kept.get("device", cls.device)
+        problem = _device_problem(device)
+        if problem:
+            raise ValueError(f"tsm spec: device {device!r}: {problem}")
         return cls(**kept)
+
+
+def _device_problem(device: str) -> str | None:
+    """Why ``device`` cannot run here, as check_fields words it ("expected ..."); None if it can."""
+    if device in ("cpu", "auto"):
+        return None
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        return "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'"
+    if not torch.cuda.is_available():
+        return "expected 'cpu' or 'auto': CUDA is not available here (torch.cuda.is_available() is False)"
+    count = torch.cuda.device_count()
+    if int(device.partition(":")[2] or 0) >= count:
+        return f"expected cuda:0 .. cuda:{count - 1}, the CUDA devices here"
+    return None
 
 
 def _flow(cfg: TSMRunConfig) -> fv.FlowParameters:
@@ -138,6 +169,7 @@ def _flow(cfg: TSMRunConfig) -> fv.FlowParameters:
     return fv.FlowParameters(viscosity=1.0 / cfg.reynolds, drag=preset.drag, forcing=preset.forcing)
 
 
+# the parameters a data cache is made with; not `device`: a cache made on a GPU serves a CPU run and vice versa
 DATA_FIELDS = ("dns_resolution", "dns_batch", "reynolds", "warmup_time", "frame_interval", "n_frames", "resolution",
                "data_seed")
 
@@ -146,14 +178,17 @@ _BEFORE_FIELD = {"dns_batch": 0}  # data fields added later, with the value that
 
 
 def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
-    """``(train, test)`` velocities ``(n, T, 2, R, R)`` float32 at the solver step (every ``stride``-th frame).
+    """``(train, test)`` velocities ``(n, T, 2, R, R)`` float32 at the solver step (every ``stride``-th frame), on
+    the CPU (:func:`run` moves them to ``device`` once).
 
     Generated once by :func:`pdeforge.solvers.fv.kolmogorov_fv_trajectories` (DNS at ``dns_resolution``,
     face-averaged to ``resolution``; ``dns_batch`` trajectories at a time, spread over ``data_workers``
-    processes) and cached at ``data_cache`` (a plain tensor file written atomically, loaded weights-only) with the
-    parameters that made it; a cache made with other parameters is refused. A cache at a finer ``resolution`` that
-    ``resolution`` divides is coarsened by face averaging, which composes exactly (DNS -> 32^2 -> 16^2 is
-    DNS -> 16^2): one DNS serves several downsampling ratios.
+    processes on the CPU, one batch after the other on a GPU ``device``) and cached at ``data_cache`` (a plain tensor
+    file written atomically, loaded weights-only) with the parameters that made it; a cache made with other
+    parameters is refused. The cache does not depend on the device: one made on a GPU serves a CPU run and vice
+    versa (the DNS of the two agree to rounding, not bitwise). A cache at a finer ``resolution`` that ``resolution``
+    divides is coarsened by face averaging, which composes exactly (DNS -> 32^2 -> 16^2 is DNS -> 16^2): one DNS
+    serves several downsampling ratios.
     """
     path = Path(cfg.data_cache)
     want = {k: getattr(cfg, k) for k in DATA_FIELDS}
@@ -191,9 +226,10 @@ def _dns(cfg: TSMRunConfig, part: range | None = None) -> Tensor:
     preset = fv.KolmogorovFVPreset(dns_resolution=cfg.dns_resolution, reynolds=cfg.reynolds,
                                    warmup_time=cfg.warmup_time, frame_interval=cfg.frame_interval,
                                    n_frames=cfg.n_frames)
+    # the initial fields are drawn on the CPU generator and moved: the same on every device
     return fv.kolmogorov_fv_trajectories(cfg.n_train + cfg.n_test, cfg.resolution, preset,
                                          torch.Generator().manual_seed(cfg.data_seed), torch.float32,
-                                         batch_size=cfg.dns_batch or None, trajectories=part)
+                                         cfg.torch_device, batch_size=cfg.dns_batch or None, trajectories=part).cpu()
 
 
 def _dns_worker(cfg: TSMRunConfig, part: range) -> Tensor:
@@ -202,14 +238,14 @@ def _dns_worker(cfg: TSMRunConfig, part: range) -> Tensor:
 
 
 def _generate(cfg: TSMRunConfig) -> Tensor:
-    """The DNS, batch by batch in this process or over ``data_workers`` processes at one thread each (the bytes of
-    one process at one thread), with a progress bar."""
+    """The DNS, batch by batch in this process (always so on a GPU) or over ``data_workers`` processes at one
+    thread each (the bytes of one process at one thread), with a progress bar."""
     n = cfg.n_train + cfg.n_test
     batch = cfg.dns_batch or n
     parts = [range(a, min(a + batch, n)) for a in range(0, n, batch)]
     done = {}
     bar = tqdm(total=n, unit="traj", desc=f"DNS {cfg.dns_resolution}^2")
-    if cfg.data_workers <= 1 or len(parts) == 1:
+    if cfg.data_workers <= 1 or len(parts) == 1 or cfg.torch_device.type != "cpu":
         for part in parts:
             done[part.start] = _dns(cfg, part)
             bar.update(len(part))
@@ -245,9 +281,16 @@ def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, l
     """Unrolled training through the solver; returns the log (one dict per ``log_every`` steps).
 
     ``checkpoint(state)`` is called every ``cfg.checkpoint_every`` steps with the training state (step, model,
-    optimizer, schedule, window sampler, log, elapsed seconds); passing such a ``state`` back continues from it.
+    optimizer, schedule, window sampler, log, elapsed seconds); passing such a ``state`` back continues from it
+    (its tensors may be on any device: they are copied into the model's and the optimizer's).
+
+    The model and ``train`` go to ``cfg.device`` (nothing moves when :func:`run` has put them there); the windows
+    are drawn on a CPU generator, the same on every device, and index the data where it is.
     """
     log = [] if log is None else log
+    device = cfg.torch_device
+    model.to(device)
+    train = train.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return log
@@ -261,7 +304,7 @@ def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, l
     first, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        opt.load_state_dict(state["optimizer"])  # casts the moments to the parameters' device
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
         first, elapsed = int(state["step"]), float(state["elapsed"])
@@ -307,30 +350,44 @@ def vorticity_rollout(velocity: Tensor, grid: fv.StaggeredGrid) -> Tensor:
 def evaluate_model(model: TemporalStencilModel, test: Tensor, history: int, threshold: float = 0.8) -> dict:
     """Roll out from frame ``history - 1`` of each test trajectory to its end and compare vorticities.
 
-    Returns ``{"duration": (B,), "corr": (T,) mean over trajectories, "corr_all": (B, T), "pred": velocity
-    (B, T, 2, N, N), "seconds_per_step": per solver step for the whole batch}``.
+    ``model`` and ``test`` on the same device. Returns, on the CPU, ``{"duration": (B,), "corr": (T,) mean over
+    trajectories, "corr_all": (B, T), "pred": velocity (B, T, 2, N, N), "seconds_per_step": per solver step for the
+    whole batch}``.
     """
     grid, dt = model.solver.grid, model.dt
     n_steps = test.shape[1] - history
+    _synchronize(test)
     t0 = time.perf_counter()
     pred = model.rollout(test[:, :history], n_steps)
+    _synchronize(pred)
     seconds = (time.perf_counter() - t0) / n_steps
     w_pred, w_true = vorticity_rollout(pred, grid), vorticity_rollout(test[:, history:], grid)
     corr = correlation(w_pred, w_true, 2, reduction="none")[..., 0]
     dur = high_correlation_duration(w_pred, w_true, 2, dt, threshold, reduction="sample")
-    return {"duration": dur, "corr": corr.mean(0), "corr_all": corr, "pred": pred, "seconds_per_step": seconds}
+    return {"duration": dur.cpu(), "corr": corr.mean(0).cpu(), "corr_all": corr.cpu(), "pred": pred.cpu(),
+            "seconds_per_step": seconds}
+
+
+def _synchronize(t: Tensor) -> None:
+    """Wait for the GPU work queued so far, if ``t`` is on a GPU (before reading a clock)."""
+    if t.is_cuda:
+        torch.cuda.synchronize(t.device)
 
 
 def build_model(cfg: TSMRunConfig, velocity_scale: float) -> TemporalStencilModel:
-    return TemporalStencilModel(cfg.model_config(), fv.StaggeredGrid(cfg.resolution), _flow(cfg), cfg.dt,
-                                velocity_scale)
+    """The model ``cfg`` describes, on ``cfg.device`` (initialised on the CPU: the same weights on every device)."""
+    model = TemporalStencilModel(cfg.model_config(), fv.StaggeredGrid(cfg.resolution), _flow(cfg), cfg.dt,
+                                 velocity_scale)
+    return model.to(cfg.torch_device)
 
 
-def load_model(run_dir: str | Path) -> TemporalStencilModel:
-    """Rebuild a trained model from its run folder (``model.json`` + ``model.safetensors``)."""
+def load_model(run_dir: str | Path, device: str = "cpu") -> TemporalStencilModel:
+    """Rebuild a trained model from its run folder (``model.json`` + ``model.safetensors``) on ``device`` (``cpu``,
+    ``cuda``, ``cuda:N`` or ``auto``, whichever device it was trained on)."""
     run_dir = Path(run_dir)
     spec = json.loads((run_dir / "model.json").read_text())
-    cfg = TSMRunConfig.from_spec({"li_calls": "stage", **spec["run_config"]})  # runs saved before li_calls: per stage
+    # runs saved before li_calls called the CNN per stage
+    cfg = TSMRunConfig.from_spec({"li_calls": "stage", **spec["run_config"], "device": device})
     model = build_model(cfg, spec["velocity_scale"])
     model.load_state_dict(load_weights(run_dir / "model.safetensors"), strict=False)
     return model
@@ -355,7 +412,8 @@ def _plots(run_dir: Path, dt: float, curves: dict[str, Tensor], snaps: dict[str,
     _save(fig, run_dir / "vorticity_snapshots.png")
 
 
-_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "data_workers")  # may change on resume
+# may change on resume (a checkpoint loads on any device; an uninterrupted run's bytes need the same device and threads)
+_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "data_workers", "device")
 
 
 def run(spec: dict, run_dir: Path) -> dict:
@@ -367,8 +425,9 @@ def run(spec: dict, run_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
     atomic_write_text(run_dir / "config.yaml", "".join(f"{k}: {json.dumps(v)}\n" for k, v in
                                                        {"family": "tsm", **asdict(cfg)}.items()))
-    train, test = load_data(cfg)
-    scale = float(train.std())
+    train_cpu, test_cpu = load_data(cfg)
+    scale = float(train_cpu.std())  # on the CPU: the same scale, hence the same model, on every device
+    train, test = train_cpu.to(cfg.torch_device), test_cpu.to(cfg.torch_device)  # once, not per step
     model = build_model(cfg, scale)
     ckpt = run_dir / "checkpoint" / "state.pt"
     state = resume_state(ckpt, asdict(cfg), free=_RESUME_FREE, every=cfg.checkpoint_every) if cfg.resume else None
@@ -378,7 +437,7 @@ def run(spec: dict, run_dir: Path) -> dict:
     train_seconds = log[-1]["time"] if log else 0.0
     atomic_write_text(run_dir / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
     save_weights(run_dir / "model.safetensors", {k: v.contiguous() for k, v in model.state_dict().items()})
-    fingerprint = data_fingerprint(train, test)
+    fingerprint = data_fingerprint(train_cpu, test_cpu)
     atomic_write_text(run_dir / "model.json", json.dumps({"run_config": asdict(cfg), "velocity_scale": scale,
                                                           "data_fingerprint": fingerprint}))
 
@@ -390,7 +449,7 @@ def run(spec: dict, run_dir: Path) -> dict:
         name = f"tsm-{cfg.encoder}" + ("-running" if cfg.memory == "running" else "")
     k = min(len(res["corr"]) - 1, int(round(2.0 / cfg.dt)))
     grid = model.solver.grid
-    snaps = {"reference": vorticity_rollout(test[:1, cfg.history + k:cfg.history + k + 1], grid)[0, 0, 0],
+    snaps = {"reference": vorticity_rollout(test_cpu[:1, cfg.history + k:cfg.history + k + 1], grid)[0, 0, 0],
              "coarse 32^2": vorticity_rollout(ref["pred"][:1, k:k + 1], grid)[0, 0, 0],
              name: vorticity_rollout(res["pred"][:1, k:k + 1], grid)[0, 0, 0]}
     _plots(run_dir, cfg.dt, {name: res["corr"], "coarse": ref["corr"]}, snaps, (k + 1) * cfg.dt)

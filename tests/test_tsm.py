@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from scipy.special import eval_laguerre
 
 from pdeforge.checkpoint import load_state, load_weights, save_state
 from pdeforge.operators.tsm import (
+    DATA_FIELDS,
     CNNConfig,
     HippoEncoder,
     PolynomialStencil,
@@ -20,6 +21,7 @@ from pdeforge.operators.tsm import (
     TSMConfig,
     TSMRunConfig,
     data_fingerprint,
+    evaluate_model,
     faces_from_logits,
     lagt_kernel,
     lagt_recurrence,
@@ -365,6 +367,118 @@ def test_the_dns_split_over_worker_processes_equals_one_process(tmp_path):
         torch.set_num_threads(threads)
     assert torch.equal(alone[0], train) and torch.equal(alone[1], test)
 
+# ------------------------------------------------------------------------------------------------ devices
+def _tiny_spec(tmp_path: Path, **change) -> dict:
+    """A run of a few seconds on a cache of 3 small DNS trajectories (8^2, 24 frames), made once per folder."""
+    cache = tmp_path / "data.pt"
+    if not cache.exists():
+        preset = fv.KolmogorovFVPreset(dns_resolution=16, warmup_time=0.5, frame_interval=0.05, n_frames=24)
+        traj = fv.kolmogorov_fv_trajectories(3, 8, preset, torch.Generator().manual_seed(0))
+        torch.save({"velocity": traj, "frame_interval": 0.05}, cache)
+    return {"variant": "tsm", "data_cache": str(cache), "resolution": 8, "n_train": 2, "n_test": 1, "stride": 1,
+            "frame_interval": 0.05, "history": 4, "hippo_order": 4, "bundle": 2, "layers": 2, "channels": 4,
+            "steps": 4, "batch_size": 2, "unroll": 2, "log_every": 1, "checkpoint_every": 0, "progress": False,
+            **change}
+
+
+def _train_log(run_dir: Path, timed: bool = False) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    return rows if timed else [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+
+def test_device_cpu_trains_the_bytes_of_a_spec_without_device(tmp_path, monkeypatch):
+    """``device: cpu``, and ``auto`` where CUDA is absent, change nothing: the log, weights and scores of a spec
+    without the key (the run before the key existed)."""
+    spec = _tiny_spec(tmp_path)
+    plain = run(spec, tmp_path / "plain")
+    runs = {"cpu": run({**spec, "device": "cpu"}, tmp_path / "cpu")}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runs["auto"] = run({**spec, "device": "auto"}, tmp_path / "auto")
+    want = load_weights(tmp_path / "plain" / "model.safetensors")
+    assert any(v.abs().max() > 0 for k, v in want.items() if k.startswith("net.2."))  # trained: the CNN is in use
+    for device, metrics in runs.items():
+        assert _train_log(tmp_path / device) == _train_log(tmp_path / "plain")
+        got = load_weights(tmp_path / device / "model.safetensors")
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), device
+        assert metrics["correlation_curve"] == plain["correlation_curve"], device
+        assert metrics["data_fingerprint"] == plain["data_fingerprint"], device
+        saved = json.loads((tmp_path / device / "model.json").read_text())["run_config"]
+        assert saved["device"] == device
+
+
+def test_from_spec_refuses_a_device_that_is_not_here(tmp_path, monkeypatch):
+    spec = _tiny_spec(tmp_path)
+    with pytest.raises(ValueError, match=r"^tsm spec: device 'gpu': expected one of 'cpu', 'cuda', 'cuda:N', 'auto'$"):
+        TSMRunConfig.from_spec({**spec, "device": "gpu"})
+    with pytest.raises(ValueError, match=r"tsm spec: device 0: expected a string"):
+        TSMRunConfig.from_spec({**spec, "device": 0})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match=rf"^tsm spec: device '{device}': expected 'cpu' or 'auto': CUDA is not "
+                                             r"available here \(torch.cuda.is_available\(\) is False\)$"):
+            TSMRunConfig.from_spec({**spec, "device": device})
+    assert TSMRunConfig.from_spec({**spec, "device": "auto"}).torch_device == torch.device("cpu")
+    # refused before any data is generated or any file written
+    fresh = {**spec, "device": "cuda", "data_cache": str(tmp_path / "new.pt")}
+    with pytest.raises(ValueError, match="device 'cuda'"):
+        run(fresh, tmp_path / "run")
+    assert not (tmp_path / "new.pt").exists() and not (tmp_path / "run").exists()
+    (tmp_path / "trained").mkdir()  # load_model checks the device before it reads the weights
+    (tmp_path / "trained" / "model.json").write_text(json.dumps({"run_config": {}, "velocity_scale": 1.0}))
+    with pytest.raises(ValueError, match="device 'cuda'"):
+        load_model(tmp_path / "trained", device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert TSMRunConfig.from_spec({**spec, "device": "cuda:0"}).torch_device == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=r"device 'cuda:1': expected cuda:0 .. cuda:0, the CUDA devices here"):
+        TSMRunConfig.from_spec({**spec, "device": "cuda:1"})
+
+
+def test_a_data_cache_serves_every_device(tmp_path, monkeypatch):
+    """The cache does not record the device: one written by a CPU run is read as it is by a CUDA config (CUDA
+    faked for the config check; a cache that is there is read on the CPU, so no CUDA call is made)."""
+    cfg = TSMRunConfig(data_cache=str(tmp_path / "d.pt"), dns_resolution=16, warmup_time=0.2, frame_interval=0.05,
+                       n_frames=6, resolution=8, n_train=1, n_test=1, stride=1, dns_batch=0, data_workers=1)
+    train, test = load_data(cfg)
+    assert "device" not in DATA_FIELDS and set(load_state(tmp_path / "d.pt")["params"]) == set(DATA_FIELDS)
+    written = (tmp_path / "d.pt").read_bytes()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    on_gpu = TSMRunConfig.from_spec({**asdict(cfg), "device": "cuda"})
+    assert {k for k, v in asdict(on_gpu).items() if v != getattr(cfg, k)} == {"device"}
+    again = load_data(on_gpu)
+    assert torch.equal(again[0], train) and torch.equal(again[1], test) and again[0].device.type == "cpu"
+    assert (tmp_path / "d.pt").read_bytes() == written  # read, not made again
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
+def test_training_on_cuda_agrees_with_the_cpu(tmp_path):
+    """3 steps on cuda give a finite loss; the trained weights score the same on cuda and on the CPU (1e-4
+    relative); a training state written on one device resumes on the other."""
+    spec = _tiny_spec(tmp_path, steps=3, checkpoint_every=2, device="cuda")
+    metrics = run(spec, tmp_path / "gpu")
+    log = _train_log(tmp_path / "gpu")
+    assert [r["step"] for r in log] == [0, 1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    cfg = TSMRunConfig.from_spec(spec)
+    _, test = load_data(cfg)
+    models = {d: load_model(tmp_path / "gpu", d) for d in ("cuda", "cpu")}
+    assert next(models["cuda"].parameters()).is_cuda and models["cuda"].net[-1].weight.abs().max() > 0
+    res = {d: evaluate_model(m, test.to(d), cfg.history, cfg.threshold) for d, m in models.items()}
+    for key in ("pred", "corr_all", "corr"):
+        assert res["cuda"][key].device.type == "cpu"
+        torch.testing.assert_close(res["cuda"][key], res["cpu"][key], rtol=1e-4, atol=1e-6)
+    assert torch.equal(res["cuda"]["duration"], res["cpu"]["duration"])
+    np.testing.assert_allclose(metrics["correlation_curve"], res["cpu"]["corr"].numpy(), rtol=1e-4, atol=1e-6)
+    # the state at step 2 (cuda tensors) finishes on the CPU; a CPU run's state finishes on cuda: the step-2 loss,
+    # from the restored weights and window sampler, is the uninterrupted run's to rounding
+    run({**spec, "device": "cpu"}, tmp_path / "cpu")
+    for folder, then in (("gpu", "cpu"), ("cpu", "cuda")):
+        before = _train_log(tmp_path / folder)
+        run({**spec, "device": then, "resume": True}, tmp_path / folder)
+        after = _train_log(tmp_path / folder)
+        assert after[:2] == before[:2] and np.isfinite(after[2]["loss"])
+        assert after[2]["loss"] == pytest.approx(before[2]["loss"], rel=1e-4), (folder, then)
 
 
 @pytest.mark.parametrize("name", ["tsm_kolmogorov.yaml", "li_kolmogorov.yaml"])
