@@ -30,6 +30,9 @@ squares between them cost ~0.5x, each op ~2-3 us on 50 x 129 modes, about half o
 working on the |k| <= N/3 modes only (a view costs ~1 us to make, an irfft of a padded spectrum is slower); one
 stacked accumulator op per stage (fewer launches, more arithmetic: 1.60-1.65x); the step written in real arithmetic
 and compiled with torch.compile (Inductor leaves the FFTs and complex views to eager and adds ~80 us of overhead).
+
+On a GPU, ``rollout`` replays the step as a CUDA graph while (a) times each FFT with its own launch, so the ratio
+falls below 1 there (0.6-0.8 on an H200) and bounds nothing; (b) is the GPU figure (benchmarks/results/gpu_h200/).
 """
 
 from __future__ import annotations

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The checks a session with a GPU runs, in one go (a few minutes on one GPU): the tests marked `gpu` (CUDA against
+# the CPU), the solver benchmark on CUDA (with the issue's 2D Kuramoto-Sivashinsky job) and what the TSM protocol
+# costs per step at 64^2.
+#
+#   bash benchmarks/gpu.sh [OUT]      # logs into OUT (default: $OUT, else runs/gpu)
+#
+# Where pdeforge is not installed, the checkout is imported as the package through a link under /tmp. Each part has
+# its own time limit, so one that fails or hangs leaves the others' logs.
+set -uo pipefail
+out=${1:-${OUT:-runs/gpu}}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+if ! python3 -c "import pdeforge" 2>/dev/null; then
+    mkdir -p /tmp/pdeforge_path && ln -sfn "$PWD" /tmp/pdeforge_path/pdeforge
+    export PYTHONPATH=/tmp/pdeforge_path${PYTHONPATH:+:$PYTHONPATH}
+fi
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+} 2>&1 | tee "$out/gpu.txt"
+timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts="--import-mode=importlib" -m gpu -rs \
+    tests/test_cuda.py tests/test_tsm.py 2>&1 | tee "$out/tests.log"
+timeout 150 python3 benchmarks/solvers.py --device cuda 2>&1 | tee "$out/solvers.log"
+timeout 90 python3 benchmarks/tsm_cost.py --device cuda --resolution 64 --dns 256,512,1024 --repeats 5 2>&1 | tee "$out/tsm_cost.log"

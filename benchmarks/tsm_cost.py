@@ -1,0 +1,129 @@
+"""What the TSM protocol costs on a device, measured per step, to size a run before making it (e.g. the papers' 64^2).
+
+    python benchmarks/tsm_cost.py                                   # CPU, 16^2 learned grid, DNS 256^2
+    python benchmarks/tsm_cost.py --device cuda --resolution 64 --dns 256,512,1024
+
+Prints, all float32:
+(1) DNS: ms per finite-volume step (van Leer, SSP-RK3) at each DNS grid for batches of 4 and 32, and what the
+    protocol's DNS would take: 32 trajectories x (warm-up 20 + 400 frames x 0.02) / dt, with dt from CFL 0.5 at a
+    max |u| + |v| of --speed (6.5: about the largest seen in the 256^2 DNS at Re 500), in batches of 32.
+(2) Training: seconds per Adam step (unroll --unroll, batch 4, through the solver) of LI and TSM at --resolution,
+    and what --steps of them take.
+(3) Inference: ms per solver step for one trajectory, LI and TSM, and TSM / LI.
+The trainings run on random divergence-free fields: the cost of a step does not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import replace
+
+import torch
+
+from pdeforge.operators.tsm import TSMRunConfig, build_model, train_model
+from pdeforge.solvers import fv
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    """Seconds per call: one untimed call, then the mean of ``repeats`` (synchronized on CUDA)."""
+    fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / repeats
+
+
+def random_frames(n: int, frames: int, resolution: int, seed: int) -> torch.Tensor:
+    grid = fv.StaggeredGrid(resolution)
+    v = fv.random_divergence_free_velocity(grid, n * frames, generator=torch.Generator().manual_seed(seed),
+                                           dtype=torch.float32)
+    return v.unflatten(0, (n, frames))
+
+
+@torch.no_grad()
+def dns_cost(resolutions: list[int], device: torch.device, speed: float, cfg: TSMRunConfig, repeats: int) -> None:
+    print(f"(1) DNS, ms per FV step (float32); protocol: 32 trajectories x {cfg.warmup_time + cfg.n_frames * cfg.frame_interval:g}"
+          f" time units, dt from CFL 0.5 at max |u|+|v| = {speed}")
+    flow = fv.FlowParameters(viscosity=1.0 / cfg.reynolds, drag=0.1, forcing=fv.KolmogorovForcing())
+    for n in resolutions:
+        grid = fv.StaggeredGrid(n)
+        solver = fv.StaggeredNavierStokes2D(grid, flow)
+        dt = fv.stable_time_step(speed, 0.5, grid, flow.viscosity, solver.implicit_viscosity)
+        steps = math.ceil((cfg.warmup_time + cfg.n_frames * cfg.frame_interval) / dt)
+        row = []
+        for batch in (4, 32):
+            v = fv.random_divergence_free_velocity(grid, batch, generator=torch.Generator().manual_seed(0),
+                                                   dtype=torch.float32, device=device)
+            row.append(timed(lambda v=v: solver.step(v, dt), device, repeats))
+        print(f"  {n:5d}^2: batch 4 {row[0] * 1e3:8.2f} ms, batch 32 {row[1] * 1e3:8.2f} ms | dt {dt:.2e}, "
+              f"{steps} steps per trajectory -> all 32 in one batch: {steps * row[1] / 60:.1f} min")
+
+
+def train_cost(cfg: TSMRunConfig, device: torch.device, steps: int, repeats: int) -> None:
+    print(f"(2) training at {cfg.resolution}^2, unroll {cfg.unroll}, batch {cfg.batch_size}, history {cfg.history}: "
+          f"s per Adam step, and {steps} steps")
+    data = random_frames(2, cfg.history + cfg.unroll + 2, cfg.resolution, seed=1).to(device)
+    for variant in ("li", "tsm"):
+        run = replace(cfg, variant=variant, steps=2 + repeats, log_every=10**9, progress=False, checkpoint_every=0)
+        model = build_model(run, float(data.std())).to(device)
+        t0 = time.perf_counter()
+        train_model(model, data, replace(run, steps=2))  # warm-up (kernels, allocator)
+        sync(device)
+        t1 = time.perf_counter()
+        train_model(build_model(run, float(data.std())).to(device), data, replace(run, steps=repeats))
+        sync(device)
+        per_step = (time.perf_counter() - t1) / repeats
+        print(f"  {variant:4s}: {per_step:.3f} s per step (first 2 steps {t1 - t0:.1f} s) -> {steps} steps "
+              f"{per_step * steps / 60:.1f} min")
+
+
+@torch.no_grad()
+def latency(cfg: TSMRunConfig, device: torch.device, repeats: int) -> None:
+    frames = random_frames(1, cfg.history, cfg.resolution, seed=2).to(device)
+    per = {}
+    for variant in ("coarse", "li", "tsm"):
+        model = build_model(replace(cfg, variant=variant), float(frames.std())).to(device)
+        n_steps = 16
+        per[variant] = timed(lambda m=model: m.rollout(frames, n_steps), device, repeats) / n_steps
+    print(f"(3) inference, one trajectory at {cfg.resolution}^2, ms per solver step: "
+          + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in per.items()) + f" | TSM / LI {per['tsm'] / per['li']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resolution", type=int, default=16, help="the learned solvers' grid")
+    parser.add_argument("--dns", default="256", help="comma-separated DNS grids to time")
+    parser.add_argument("--speed", type=float, default=6.5, help="max |u| + |v| that sets the DNS dt")
+    parser.add_argument("--unroll", type=int, default=16)
+    parser.add_argument("--history", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3000, help="training steps to project")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: dns, train, latency")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = TSMRunConfig(resolution=args.resolution, unroll=args.unroll, history=args.history, device=args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} thread(s)"
+    print(f"torch {torch.__version__} on {device} ({name})")
+    skip = set(args.skip.split(",")) - {""}
+    if "dns" not in skip:
+        dns_cost([int(n) for n in args.dns.split(",")], device, args.speed, cfg, args.repeats)
+    if "train" not in skip:
+        train_cost(cfg, device, args.steps, args.repeats)
+    if "latency" not in skip:
+        latency(cfg, device, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
