@@ -42,7 +42,6 @@ import hashlib
 import json
 import math
 import multiprocessing
-import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -53,6 +52,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._device import device_problem, resolve_device
 from .._spec import check_fields
 from ..checkpoint import atomic_write_text, load_state, load_weights, resume_state, save_state, save_weights
 from ..metrics import correlation, high_correlation_duration
@@ -128,9 +128,7 @@ class TSMRunConfig:
     @property
     def torch_device(self) -> torch.device:
         """``device`` as a torch device (``auto``: cuda if available, else cpu)."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     @classmethod
     def from_spec(cls, spec: dict) -> "TSMRunConfig":
@@ -144,24 +142,10 @@ class TSMRunConfig:
         kept = check_fields(cls, spec, "tsm spec", ignored=("family", "name", "run_dir"), at_least=at_least,
                             positive=("lr", "reynolds", "frame_interval", "beta2", "threshold"), choices=choices)
         device = kept.get("device", cls.device)
-        problem = _device_problem(device)
+        problem = device_problem(device)
         if problem:
             raise ValueError(f"tsm spec: device {device!r}: {problem}")
         return cls(**kept)
-
-
-def _device_problem(device: str) -> str | None:
-    """Why ``device`` cannot run here, as check_fields words it ("expected ..."); None if it can."""
-    if device in ("cpu", "auto"):
-        return None
-    if not re.fullmatch(r"cuda(:\d+)?", device):
-        return "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'"
-    if not torch.cuda.is_available():
-        return "expected 'cpu' or 'auto': CUDA is not available here (torch.cuda.is_available() is False)"
-    count = torch.cuda.device_count()
-    if int(device.partition(":")[2] or 0) >= count:
-        return f"expected cuda:0 .. cuda:{count - 1}, the CUDA devices here"
-    return None
 
 
 def _flow(cfg: TSMRunConfig) -> fv.FlowParameters:

@@ -14,7 +14,7 @@ import yaml
 
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter, write_stats
 from pdeforge.datasets import AllPairsDataset, AllPairsMixture, channel_union
-from pdeforge.operators.scot import ScOT, read_state_dict, scot_loss
+from pdeforge.operators.scot import ScOT, read_state_dict, scot_loss, training
 from pdeforge.operators.scot._train_data import channel_groups, masked_scot_loss, selection
 from pdeforge.operators.scot.training import ScOTRunConfig, build_model
 
@@ -266,3 +266,124 @@ def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, crash_after_ch
     assert again["test_median_rel_l1"] == whole["test_median_rel_l1"]
     assert (again["valid_median_rel_l1"], again["best_step"]) == (whole["valid_median_rel_l1"], whole["best_step"])
     assert again["seconds"] > 0
+
+
+# -- devices ------------------------------------------------------------------------------------------------------
+SMALL = {"depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0], "image_size": 16, "patch_size": 2,
+         "window_size": 4}
+
+
+def tiny_spec(root: Path, **changes) -> dict:
+    """A tiny run on ``root``: 60 pairs (7 batches an epoch), validation every 4 steps, a state every 2."""
+    return {"data": [str(root)], "stride": 2, "n_snapshots": 4, "batch_size": 8, "lr": 1e-2, "eval_every": 4,
+            "model": SMALL, "warmup": 0.2, "steps": 8, "checkpoint_every": 2, **changes}
+
+
+def test_a_device_that_is_not_here_is_refused_before_any_work(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"^scot: device 'gpu': expected one of 'cpu', 'cuda', 'cuda:N', 'auto'$"):
+        ScOTRunConfig.from_spec({"device": "gpu"})
+    with pytest.raises(ValueError, match=r"^scot: device 0: expected a string"):
+        ScOTRunConfig.from_spec({"device": 0})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match=rf"^scot: device '{device}': expected 'cpu' or 'auto': CUDA is not "
+                                             r"available here \(torch.cuda.is_available\(\) is False\)$"):
+            ScOTRunConfig.from_spec({"device": device})
+    assert ScOTRunConfig.from_spec({"device": "auto"}).device == "auto"
+    # refused before a named source is generated or the run folder is made
+    monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="device 'cuda'"):
+        training.run({"data": ["ns_grf"], "device": "cuda"}, tmp_path / "run")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert ScOTRunConfig.from_spec({"device": "cuda:0"}).device == "cuda:0"
+    with pytest.raises(ValueError, match=r"^scot: device 'cuda:1': expected cuda:0 .. cuda:0, the CUDA devices here$"):
+        ScOTRunConfig.from_spec({"device": "cuda:1"})
+
+
+@pytest.mark.parametrize("pairing", ["all", "next"])  # validation and test by direct prediction / by rollout
+def test_device_cpu_and_auto_without_cuda_write_the_bytes_of_a_spec_without_device(tmp_path, monkeypatch, pairing):
+    """``device: cpu``, and ``auto`` where CUDA is absent, change nothing: the weights, log, model.json, scores and
+    training state of a spec without the key (the run before the key existed); drop path makes the RNG matter."""
+    from pdeforge.checkpoint import load_state
+
+    root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
+    spec = tiny_spec(root, pairing=pairing, steps=6, model={**SMALL, "drop_path_rate": 0.3})
+    runs = {"plain": training.run(spec, tmp_path / "plain"),
+            "cpu": training.run({**spec, "device": "cpu"}, tmp_path / "cpu")}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runs["auto"] = training.run({**spec, "device": "auto"}, tmp_path / "auto")
+    seconds = {name: metrics.pop("seconds") for name, metrics in runs.items()}
+    assert all(s > 0 for s in seconds.values())
+    want = load_state(tmp_path / "plain" / "checkpoint" / "state.pt")
+    for name in ("cpu", "auto"):
+        assert runs[name] == runs["plain"], name
+        for file in ("model.safetensors", "config.json", "model.json", "train_log.jsonl"):
+            assert (tmp_path / name / file).read_bytes() == (tmp_path / "plain" / file).read_bytes(), (name, file)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert metrics.pop("seconds") == seconds[name] and metrics == runs["plain"]
+        assert yaml.safe_load((tmp_path / name / "config.yaml").read_text())["device"] == name
+        got = load_state(tmp_path / name / "checkpoint" / "state.pt")
+        assert got["step"] == want["step"] == 4
+        assert all(torch.equal(got["model"][k], v) for k, v in want["model"].items())
+        assert "cuda_rng" not in got and torch.equal(got["torch_rng"], want["torch_rng"])
+        moments = [(a["exp_avg"], b["exp_avg"]) for a, b in zip(got["optimizer"]["state"].values(),
+                                                                 want["optimizer"]["state"].values())]
+        assert len(moments) > 0 and all(torch.equal(a, b) for a, b in moments)
+    assert yaml.safe_load((tmp_path / "plain" / "config.yaml").read_text())["device"] == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
+def test_training_on_cuda_agrees_with_the_cpu(tmp_path, crash_after_checkpoint):
+    """A few steps on cuda: finite figures; the saved weights, evaluated on the CPU, give the run's test figure (1e-4
+    relative); the training state holds CPU tensors (plain torch.load reads it) and resumes on the other device
+    (cuda -> cpu, cpu -> cuda) to rounding; on cuda, with drop path, a resumed run restores the CUDA RNG."""
+    import shutil
+
+    from pdeforge.operators.scot._train_data import final_time_error, open_split
+
+    device = "cuda"
+    root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
+    spec = tiny_spec(root, steps=6, eval_every=3, model={**SMALL, "learn_residual": True}, device=device)
+    whole = training.run(spec, tmp_path / "gpu")
+    assert math.isfinite(whole["valid_median_rel_l1"]) and 0 < whole["test_median_rel_l1"] < 1e3, whole
+    log = [json.loads(line) for line in (tmp_path / "gpu" / "train_log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r.get("loss", r.get("valid_median_rel_l1"))) for r in log)
+    model = ScOT.from_pretrained(tmp_path / "gpu")
+    assert next(model.parameters()).device.type == "cpu"
+    info = json.loads((tmp_path / "gpu" / "model.json").read_text())
+    on_cpu = final_time_error(model, open_split(root, "test", "zscore"), info["snapshots"][0], info["channels"], "all")
+    assert on_cpu == pytest.approx(whole["test_median_rel_l1"], rel=1e-4)
+    state = torch.load(tmp_path / "gpu" / "checkpoint" / "state.pt", weights_only=True)  # no map_location
+    assert state["step"] == 4 and ("cuda_rng" in state) == (device == "cuda")
+    assert all(v.device.type == "cpu" for v in state["model"].values())
+    assert all(v.device.type == "cpu" for s in state["optimizer"]["state"].values() for v in s.values())
+
+    # the state at step 4 finishes on the other device: the validation before it as written, after it to rounding
+    training.run({**spec, "device": "cpu"}, tmp_path / "cpu")
+    for folder, then in (("gpu", "cpu"), ("cpu", device)):
+        shutil.copytree(tmp_path / folder, tmp_path / f"{folder}-{then}")
+        again = training.run({**spec, "device": then, "resume": True}, tmp_path / f"{folder}-{then}")
+        logs = [(tmp_path / d / "train_log.jsonl").read_text().splitlines() for d in (folder, f"{folder}-{then}")]
+        assert logs[1][:2] == logs[0][:2] and len(logs[1]) == len(logs[0]) == 3
+        first = whole if folder == "gpu" else json.loads((tmp_path / "cpu" / "metrics.json").read_text())
+        for key in ("valid_median_rel_l1", "test_median_rel_l1"):
+            assert again[key] == pytest.approx(first[key], rel=1e-3), (folder, then, key)
+
+    # drop path on cuda draws from the CUDA generator: a run killed at step 4 and resumed there restores it
+    spec = tiny_spec(root, model={**SMALL, "drop_path_rate": 0.3}, device=device)
+    whole = training.run(spec, tmp_path / "whole")
+    pending = crash_after_checkpoint(training, {"step": 4})
+    with pytest.raises(crash_after_checkpoint.crash):
+        training.run(spec, tmp_path / "cut")
+    assert not pending
+    again = training.run({**spec, "resume": True}, tmp_path / "cut")
+    assert again["best_step"] == whole["best_step"]
+    for key in ("valid_median_rel_l1", "test_median_rel_l1"):
+        assert again[key] == pytest.approx(whole[key], rel=1e-4), key
+    # other drop-path draws after step 4 move some weights by ~1e-2 (a fresh generator, measured on the CPU); a
+    # relative change of 1e-6 in every weight at step 4 moves none by more than ~5e-6
+    a, b = (read_state_dict(tmp_path / d) for d in ("whole", "cut"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4

@@ -127,17 +127,23 @@ def _own(view: AllPairsDataset, fields: Tensor) -> Tensor:
     return view.dataset.denormalize(fields[:, view.channel_index])
 
 
+def _device(model: ScOT) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def predict_pairs(model: ScOT, view: AllPairsDataset, batch_size: int = 32) -> dict[str, Tensor]:
     """Direct predictions u(t_i), lead -> u(t_j) for every sample of ``view``, in physical units of the dataset's own
-    channels: ``pred``, ``target`` (N, C_own, *space) and ``output_index`` (N,)."""
+    channels: ``pred``, ``target`` (N, C_own, *space) and ``output_index`` (N,), on the CPU (the model predicts on
+    its device)."""
     model.eval()
+    device = _device(model)
     preds, targets, outs = [], [], []
     for start in range(0, len(view), batch_size):
         batch = [view[k] for k in range(start, min(start + batch_size, len(view)))]
-        x = torch.stack([s["input_fields"] for s in batch])
-        lead = torch.stack([s["lead_time"] for s in batch])
-        preds.append(_own(view, model(x, lead)))
+        x = torch.stack([s["input_fields"] for s in batch]).to(device)
+        lead = torch.stack([s["lead_time"] for s in batch]).to(device)
+        preds.append(_own(view, model(x, lead).cpu()))
         targets.append(_own(view, torch.stack([s["output_fields"] for s in batch])))
         outs.append(torch.stack([s["output_index"] for s in batch]))
     return {"pred": torch.cat(preds), "target": torch.cat(targets), "output_index": torch.cat(outs)}
@@ -146,18 +152,21 @@ def predict_pairs(model: ScOT, view: AllPairsDataset, batch_size: int = 32) -> d
 @torch.no_grad()
 def rollout_final(model: ScOT, view: AllPairsDataset, batch_size: int = 32) -> dict[str, Tensor]:
     """Autoregressive prediction of the last selected snapshot from the first, stepping over the selection with
-    the model's lead ``lead(i, i + 1)`` (how a next-step-trained model reaches the final time)."""
+    the model's lead ``lead(i, i + 1)`` (how a next-step-trained model reaches the final time); on the CPU, as
+    `predict_pairs`."""
     model.eval()
+    device = _device(model)
     n_traj, sel = view.n_trajectories, view.snapshots
+    mask = view.channel_mask[None, :, None, None].to(device)
     preds, targets = [], []
     for start in range(0, n_traj, batch_size):
         trajs = range(start, min(start + batch_size, n_traj))
         data = [view.dataset.read(t, [int(sel[0]), int(sel[-1])])["fields"] for t in trajs]
-        x = view.pad(torch.stack([d[0] for d in data]))
+        x = view.pad(torch.stack([d[0] for d in data])).to(device)
         for i in range(len(sel) - 1):
-            x = model(x, torch.full((x.shape[0],), view.lead_time(i, i + 1)))
-            x = torch.where(view.channel_mask[None, :, None, None], x, torch.zeros_like(x))
-        preds.append(_own(view, x))
+            x = model(x, torch.full((x.shape[0],), view.lead_time(i, i + 1), device=device))
+            x = torch.where(mask, x, torch.zeros_like(x))
+        preds.append(_own(view, x.cpu()))
         targets.append(view.dataset.denormalize(torch.stack([d[1] for d in data])))
     return {"pred": torch.cat(preds), "target": torch.cat(targets)}
 

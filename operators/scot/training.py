@@ -24,10 +24,16 @@ snapshot selection), ``metrics.json``, ``train_log.jsonl`` and ``loss.png``. Eve
 ``checkpoint/state.pt`` holds the training state (weights, optimiser, schedule, step, best so far, log, RNG and
 shuffling position); ``resume: true`` continues from it, and at the same ``threads`` ends with the bytes of an
 uninterrupted run.
+
+``device`` (``cpu`` | ``cuda`` | ``cuda:N`` | ``auto``) is where the training, the validation and the test run; the
+data are read and shuffled on the CPU, the model is initialised there (the same weights on every device), and every
+file written holds CPU tensors, so a run folder or checkpoint made on a GPU loads on a CPU-only machine (and a
+checkpoint resumes on any device).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -42,6 +48,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from ..._device import device_problem, resolve_device
 from ..._spec import check_fields
 from ...checkpoint import atomic_write_text, resume_state, save_state
 from ...datasets import AllPairsDataset, AllPairsMixture, channel_union
@@ -91,6 +98,7 @@ class ScOTRunConfig:
     progress: bool = False  # print a line per validation
     checkpoint_every: int = 100  # steps between training states in run_dir/checkpoint/state.pt (0: none)
     resume: bool = False  # continue run_dir from its checkpoint (same bytes as an uninterrupted run at equal threads)
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda if available): training, validation and test
     # -- run ------------------------------------------------------------------------------------------------
     family: str = "scot"
     name: str = "scot"
@@ -98,17 +106,21 @@ class ScOTRunConfig:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ScOTRunConfig:
-        """The config of a spec; an unknown option or a value of the wrong type, range or choice is a ValueError
-        naming it (before any data is generated or read)."""
+        """The config of a spec; an unknown option, a value of the wrong type, range or choice, or a device that is not
+        here is a ValueError naming it (before any data is generated or read)."""
         spec = dict(spec)
         if isinstance(spec.get("data"), str):
             spec["data"] = [spec["data"]]
         at_least = {"steps": 1, "batch_size": 1, "stride": 1, "trajectories": 3, "resolution": 2, "eval_every": 1,
                     "n_snapshots": 0, "max_train_trajectories": 0, "checkpoint_every": 0, "threads": 0,
                     "weight_decay": 0, "grad_clip": 0, "warmup": 0, "lr_embedding_recovery": 0, "lr_time_embedding": 0}
-        return cls(**check_fields(cls, spec, "scot", at_least=at_least, positive=("lr",),
-                                  choices={"pairing": ("all", "next", "from_first"),
-                                           "normalization": ("zscore", "rms", "")}))
+        kept = check_fields(cls, spec, "scot", at_least=at_least, positive=("lr",),
+                            choices={"pairing": ("all", "next", "from_first"), "normalization": ("zscore", "rms", "")})
+        device = kept.get("device", cls.device)
+        problem = device_problem(device)
+        if problem:
+            raise ValueError(f"scot: device {device!r}: {problem}")
+        return cls(**kept)
 
 
 def build_model(cfg: ScOTRunConfig, n_channels: int, groups: list[int]) -> tuple[ScOT, list[str]]:
@@ -133,13 +145,29 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-# options that may change on resume: they do not change what is computed, or only name the run folder
-_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "run_dir", "name")
+def _cpu(state: Any) -> Any:
+    """``state`` (nested dicts, lists and tuples of tensors) with every tensor on the CPU, so that a training state
+    written on a GPU loads anywhere; on the CPU the same objects (the same bytes when saved)."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        out = copy.copy(state)  # the same type and attributes (a module state dict's OrderedDict and _metadata)
+        out.update((k, _cpu(v)) for k, v in state.items())
+        return out
+    if isinstance(state, (list, tuple)):
+        return type(state)(_cpu(v) for v in state)
+    return state
+
+
+# options that may change on resume: they do not change what is computed, or only name the run folder (a checkpoint
+# loads on any device; an uninterrupted run's bytes need the same device and threads)
+_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "run_dir", "name", "device")
 
 
 def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Train scOT as ``spec`` says (see `ScOTRunConfig`) and write the run folder ``run_dir``; returns the metrics."""
     cfg = ScOTRunConfig.from_spec(spec)
+    device = resolve_device(cfg.device)
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint" / "state.pt"
     state = (resume_state(ckpt, dataclasses.asdict(cfg), free=_RESUME_FREE, every=cfg.checkpoint_every)
@@ -164,6 +192,7 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
     # 2. model: fresh, or the pretrained checkpoint with the channel-dependent tensors re-initialised -------------
     model, reinit = build_model(cfg, len(channels), groups)
+    model.to(device)  # initialised on the CPU: the same weights on every device
     n_params = sum(p.numel() for p in model.parameters())
 
     # 3. optimiser: one group from scratch, Poseidon's three groups when fine-tuning -----------------------------
@@ -196,9 +225,11 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             model.load_state_dict(state["best_model"])
             model.save_pretrained(run_dir)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # casts the moments to the parameters' device
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])  # dropout / drop path
+        if device.type == "cuda" and "cuda_rng" in state:  # ... on a GPU (a state from a CPU run has none)
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         gen.set_state(state["epoch_generator"])
         step, skip, best, best_step = state["step"], state["epoch_batches"], state["best"], state["best_step"]
         log = [dict(r) for r in state["log"]]
@@ -210,6 +241,7 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         for k, batch in enumerate(loader):
             if k < skip:  # a resumed epoch: the same permutation, past the batches already trained on
                 continue
+            batch = {key: batch[key].to(device) for key in ("input_fields", "lead_time", "output_fields", "channel_mask")}
             pred = model(batch["input_fields"], batch["lead_time"])
             target = batch["output_fields"]
             loss = masked_scot_loss(pred, target, batch["channel_mask"], groups)
@@ -233,10 +265,11 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                     best, best_step = err, step
                     model.save_pretrained(run_dir)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                cuda_rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
                 save_state(ckpt, {
                     "step": step, "epoch_generator": epoch_generator, "epoch_batches": k + 1,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log,
+                    "model": _cpu(model.state_dict()), "optimizer": _cpu(optimizer.state_dict()),
+                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), **cuda_rng, "log": log,
                     "best": best, "best_step": best_step, "best_model": read_state_dict(run_dir) if best_step else {},
                     "elapsed": time.perf_counter() - t_start, "run_config": dataclasses.asdict(cfg)})
             if step >= cfg.steps:
@@ -244,7 +277,7 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         skip = 0
 
     # 5. final evaluation of the best weights: test, once -------------------------------------------------------
-    model = ScOT.from_pretrained(run_dir)
+    model = ScOT.from_pretrained(run_dir).to(device)
     test = [open_split(r, "test", cfg.normalization) for r in roots]
     per_dataset = {d.metadata.dataset_name: final_time_error(model, d, s, channels, cfg.pairing)
                    for d, s in zip(test, snapshots)}
