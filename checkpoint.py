@@ -6,6 +6,7 @@ Nothing here unpickles arbitrary objects: a downloaded checkpoint can carry code
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from ._files import atomic_write
 
 __all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", "save_state", "load_state",
-           "UnsafeCheckpointError", "load_any_weights", "resume_state"]
+           "UnsafeCheckpointError", "load_any_weights", "resume_state", "to_cpu"]
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -49,9 +50,25 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+def to_cpu(tree: Any) -> Any:
+    """``tree`` (nested dicts, lists and tuples of tensors and plain values) with every tensor on the CPU; containers
+    keep their type and attributes (a module state dict's OrderedDict and ``_metadata``), and tensors already on the
+    CPU are the same objects, so a CPU state saves to the same bytes."""
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        out = copy.copy(tree)
+        out.update((k, to_cpu(v)) for k, v in tree.items())
+        return out
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_cpu(v) for v in tree)
+    return tree
+
+
 def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Training state (optimizer, scheduler, RNG, counters) with ``torch.save``; must hold only tensors and plain types."""
-    atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
+    """Training state (optimizer, scheduler, RNG, counters) with ``torch.save``; must hold only tensors and plain types.
+    Tensors are written from the CPU (`to_cpu`), so a state saved on a GPU loads on any machine."""
+    atomic_write(path, lambda tmp: torch.save(dict(to_cpu(state)), tmp))
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:

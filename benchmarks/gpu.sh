@@ -20,6 +20,6 @@ fi
     python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 } 2>&1 | tee "$out/gpu.txt"
 timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts="--import-mode=importlib" -m gpu -rs \
-    tests/test_cuda.py tests/test_tsm.py 2>&1 | tee "$out/tests.log"
+    tests/test_cuda.py tests/test_tsm.py tests/test_scot_training.py tests/test_pinns.py tests/test_noda.py 2>&1 | tee "$out/tests.log"
 timeout 150 python3 benchmarks/solvers.py --device cuda 2>&1 | tee "$out/solvers.log"
 timeout 90 python3 benchmarks/tsm_cost.py --device cuda --resolution 64 --dns 256,512,1024 --repeats 5 2>&1 | tee "$out/tsm_cost.log"

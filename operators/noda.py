@@ -20,7 +20,12 @@ one step at a time) rolled out on its own.
 
 Every ``checkpoint_every`` steps (default 100) of either training, ``checkpoint/state.pt`` holds the training state
 (phase, weights, optimiser, schedule, generators, log, elapsed seconds); ``resume: true`` continues from it, and at
-the same ``threads`` ends with the bytes of an uninterrupted run.
+the same ``threads`` and ``device`` ends with the bytes of an uninterrupted run.
+
+``device`` (``cpu`` | ``cuda`` | ``cuda:N`` | ``auto``) is where the models train and roll out. The initial weights,
+training windows and measurements are drawn on the CPU (from CPU generators: the same on every device) and each batch
+is moved there; everything written holds CPU tensors, so a run folder or checkpoint made on a GPU loads anywhere, and
+``device`` may change on resume.
 
 Public API::
 
@@ -42,8 +47,9 @@ import torch
 import yaml
 from torch import Tensor
 
+from .._device import device_problem, resolve_device
 from .._spec import check_fields
-from ..checkpoint import atomic_write_text, load_weights, resume_state, save_state, save_weights
+from ..checkpoint import atomic_write_text, load_weights, resume_state, save_state, save_weights, to_cpu
 from ..datasets import DatasetMetadata, TrajectoryDataset
 from ..datasets import ObservationConfig, ObservationView, draw_observations
 from ..metrics import rel_l2
@@ -90,8 +96,14 @@ def _rel_sq(pred: Tensor, target: Tensor) -> Tensor:
     return (((pred - target) ** 2).sum(dims) / (target**2).sum(dims).clamp_min(1e-12)).mean()
 
 
+def _device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (a batch goes there)."""
+    return next(model.parameters()).device
+
+
 def _restore(state: dict | None, model, opt, sched, gen: torch.Generator) -> int:
-    """Load a training state written by `_checkpoint` (if any); returns the step to continue from."""
+    """Load a training state written by `_checkpoint` (if any; its tensors may be on any device: they are copied into
+    the model's and the optimizer's); returns the step to continue from."""
     if state is None:
         return 0
     model.load_state_dict(state["model"])
@@ -115,14 +127,16 @@ def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log
                checkpoint_every: int = 0) -> None:
     """Unrolled training of ``model`` on trajectories ``data (N, T, C, *space)``; ``cfg`` as ``TRAIN_DEFAULTS``.
 
-    ``checkpoint(state)`` is called every ``checkpoint_every`` steps with the training state (step, model, optimizer,
-    schedule, generators); passing such a ``state`` back continues from it."""
+    Each batch (windows, measurements, perturbed starts) is drawn from ``data`` on the CPU, from CPU generators, and
+    moved to the model's device. ``checkpoint(state)`` is called every ``checkpoint_every`` steps with the training
+    state (step, model, optimizer, schedule, generators); passing such a ``state`` back continues from it."""
     cfg = {**TRAIN_DEFAULTS, **cfg}
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng([seed, 1])
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg["steps"]))
     W, U = int(cfg["warmup"]), int(cfg["unroll"])
+    device = _device_of(model)
     first = _restore(state, model, opt, sched, gen)
     if state is not None:
         rng.bit_generator.state = state["rng"]
@@ -135,11 +149,11 @@ def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log
             other = _window_batch(data, 1, len(win), gen)[:, 0]
             lam = torch.rand(len(win), generator=gen) * cfg["perturb"] * torch.from_numpy(alphas > 0).to(state.dtype)
             state = state + lam.reshape(-1, *(1,) * (state.ndim - 1)) * (other - state)
+        state, y, m, a, truth = (v.to(device) for v in (state, y, m, a, win[:, W + 1:]))
         if W:
             with torch.no_grad():
                 state = model(state, W, y[:, 1:W + 1], m, a[:, 1:W + 1])["analysis"][:, -1]
         out = model(state, U, y[:, W + 1:], m, a[:, W + 1:])
-        truth = win[:, W + 1:]
         loss = _rel_sq(out["analysis"], truth) + _rel_sq(out["forecast"], truth)
         arr = a[:, W + 1:]
         if cfg["misfit_weight"] and bool(arr.any()):
@@ -160,15 +174,17 @@ def train_noda(model: NODA, data: Tensor, obs: ObservationConfig, cfg: dict, log
 
 def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int = 0, state: dict | None = None,
                    checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> None:
-    """A plain FNO ``z_{k+1} = F(z_k)`` trained one step at a time (teacher forcing) on ``data (N, T, C, *space)``;
-    ``state``, ``checkpoint`` and ``checkpoint_every`` as in `train_noda`."""
+    """A plain FNO ``z_{k+1} = F(z_k)`` trained one step at a time (teacher forcing) on ``data (N, T, C, *space)``
+    (pairs drawn on the CPU and moved to the model's device); ``state``, ``checkpoint`` and ``checkpoint_every`` as in
+    `train_noda`."""
     cfg = {**BASELINE_DEFAULTS, **cfg}
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg["steps"]))
+    device = _device_of(model)
     first = _restore(state, model, opt, sched, gen)
     for it in range(first, int(cfg["steps"])):
-        win = _window_batch(data, 2, int(cfg["batch_size"]), gen)
+        win = _window_batch(data, 2, int(cfg["batch_size"]), gen).to(device)
         loss = _rel_sq(model(win[:, :1])[:, 0][:, None], win[:, 1:])
         opt.zero_grad()
         loss.backward()
@@ -182,30 +198,35 @@ def train_baseline(model: FieldOperator, data: Tensor, cfg: dict, log, seed: int
 @torch.no_grad()
 def rollout_errors(model: NODA, view: ObservationView, horizon: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Rel L2 of the analysis state per step, averaged over the view's trajectories: (horizon,); plus trajectory 0's
-    truth, forecast and analysis, each (horizon + 1, C, *space) (frame 0 is the initial state).
+    truth, forecast and analysis, each (horizon + 1, C, *space) (frame 0 is the initial state); all on the CPU.
 
-    All trajectories roll out as one batch from their first frame, each with its own measurements and sensors."""
+    All trajectories roll out as one batch from their first frame, each with its own measurements and sensors, on
+    the model's device."""
     samples = [view[i] for i in range(len(view))]
     T = samples[0]["fields"].shape[0] - 1 if horizon is None else int(horizon)
-    truth = torch.stack([s["fields"][: T + 1] for s in samples])
-    obs = torch.stack([s["observations"][1:T + 1] for s in samples])
-    mask = torch.stack([s["mask"] for s in samples])
-    arrived = torch.stack([s["arrived"][1:T + 1] for s in samples])
+    device = _device_of(model)
+    truth = torch.stack([s["fields"][: T + 1] for s in samples]).to(device)
+    obs = torch.stack([s["observations"][1:T + 1] for s in samples]).to(device)
+    mask = torch.stack([s["mask"] for s in samples]).to(device)
+    arrived = torch.stack([s["arrived"][1:T + 1] for s in samples]).to(device)
     out = model(truth[:, 0], T, obs, mask, arrived)
     err = rel_l2(out["analysis"], truth[:, 1:], model.n_spatial_dims, reduction="none").mean(-1).mean(0)
     first = {"truth": truth[0], "forecast": torch.cat([truth[0, :1], out["forecast"][0]]),
              "analysis": torch.cat([truth[0, :1], out["analysis"][0]])}
-    return err, first
+    return err.cpu(), to_cpu(first)
 
 
 @torch.no_grad()
 def _baseline_errors(model: FieldOperator, data: Tensor, horizon: int, n_dims: int) -> Tensor:
+    """Rel L2 per step of the plain FNO rolled out from each trajectory's first frame, on the model's device:
+    (horizon,) on the CPU."""
+    data = data.to(_device_of(model))
     state, preds = data[:, 0], []
     for _ in range(horizon):
         state = model(state[:, None])[:, 0]
         preds.append(state)
     pred = torch.stack(preds, 1)
-    return rel_l2(pred, data[:, 1:horizon + 1], n_dims, reduction="none").mean(-1).mean(0)
+    return rel_l2(pred, data[:, 1:horizon + 1], n_dims, reduction="none").mean(-1).mean(0).cpu()
 
 
 def _dataset(spec: dict, split: str) -> TrajectoryDataset:
@@ -213,19 +234,24 @@ def _dataset(spec: dict, split: str) -> TrajectoryDataset:
                              max_trajectories=spec.get("max_trajectories") if split == "train" else None)
 
 
-_RESUME_FREE = ("resume", "checkpoint_every", "threads", "run_dir", "name")  # may change on resume
+# may change on resume (a checkpoint loads on any device; an uninterrupted run's bytes need the same device and threads)
+_RESUME_FREE = ("resume", "checkpoint_every", "threads", "device", "run_dir", "name")
 
 # the spec's top-level keys with their defaults (None: a section, or any value), and its sections' schemas
-_SPEC = dict(family="noda", name="", run_dir="", data="", threads=0, dt_stride=1, max_trajectories=None, seed=0,
+_SPEC = dict(family="noda", name="", run_dir="", data="", threads=0, device="cpu", dt_stride=1, max_trajectories=None, seed=0,
              model=None, gain=None, measurement="identity", observations=None, train=None, baseline=None, eval=None,
              checkpoint_every=100, resume=False)
 
 
 def check_spec(spec: dict) -> None:
-    """Refuse an unknown key, or a value of the wrong type, range or choice, at the top level or in a section, with
-    one ValueError naming each (before any data is read)."""
+    """Refuse an unknown key, or a value of the wrong type, range or choice, at the top level or in a section, or a
+    ``device`` that is not here, with one ValueError naming each (before any data is read)."""
     check_fields(_SPEC, spec, "noda spec", at_least={"threads": 0, "dt_stride": 1, "max_trajectories": 1,
                                                      "checkpoint_every": 0}, choices={"measurement": MEASUREMENTS})
+    device = spec.get("device", "cpu")
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(f"noda spec: device {device!r}: {problem}")
     fno = {f.name: f.default for f in dataclasses.fields(FNOConfig)}
     sections = {
         "model": ({**fno, "n_modes": None}, {"hidden_channels": 1, "n_layers": 1, "domain_padding": 0}, ()),
@@ -253,7 +279,8 @@ def _plain(spec: dict) -> dict:
 def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     """Train NODA (and the plain FNO baseline) as ``spec`` says, evaluate, write the run folder, return the metrics.
 
-    spec keys: ``data`` (dataset root), ``threads`` (torch CPU threads; default untouched), ``dt_stride``, ``max_trajectories``, ``seed``, ``model`` (FNOConfig fields
+    spec keys: ``data`` (dataset root), ``threads`` (torch CPU threads; default untouched), ``device`` (``cpu``,
+    ``cuda``, ``cuda:N`` or ``auto``; default cpu), ``dt_stride``, ``max_trajectories``, ``seed``, ``model`` (FNOConfig fields
     of the prediction step), ``gain`` (GainConfig fields), ``measurement``, ``observations`` (mask, fraction,
     noise), ``train`` (``TRAIN_DEFAULTS``), ``baseline`` (``BASELINE_DEFAULTS``; ``false`` to skip), ``eval``
     (``EVAL_DEFAULTS``; horizon None = whole test trajectories), ``checkpoint_every`` (steps between training
@@ -269,6 +296,7 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     state = resume_state(ckpt, _plain(spec), key="spec", free=_RESUME_FREE, every=every) if spec.get("resume") else None
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(spec.get("seed", 0))
+    device = resolve_device(spec.get("device", "cpu"))
     torch.manual_seed(seed)
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
@@ -297,9 +325,9 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
 
         def saver(phase: str, t0: float, **extra) -> Callable[[dict], None]:
             return lambda st: save_state(ckpt, {**st, **extra, "phase": phase, "log": entries, "timings": timings,
-                                                "elapsed": time.perf_counter() - t0, "spec": _plain(spec)})
+                                                        "elapsed": time.perf_counter() - t0, "spec": _plain(spec)})
 
-        model = build_noda(config, meta)
+        model = build_noda(config, meta).to(device)  # initialised on the CPU: the same weights on every device
         t0 = time.perf_counter() - (state["elapsed"] if phase == "noda" and state else 0.0)
         if phase == "noda":
             train_noda(model, data, obs, dict(spec.get("train") or {}), log, seed, state=state,
@@ -309,7 +337,8 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
             model.load_state_dict(state["noda_model"])
         baseline = None
         if spec.get("baseline", {}) is not False:
-            baseline = build_model(config.predictor, meta, 1, 1, use_grid=False, use_scalars=False, use_constant_fields=False)
+            baseline = build_model(config.predictor, meta, 1, 1, use_grid=False, use_scalars=False,
+                                   use_constant_fields=False).to(device)
             t0 = time.perf_counter() - (state["elapsed"] if phase == "fno" else 0.0)
             train_baseline(baseline, data, dict(spec.get("baseline") or {}), log, seed,
                            state=state if phase == "fno" else None,

@@ -187,8 +187,10 @@ def embedding_kinds(problem: Problem) -> tuple[str, ...]:
     )
 
 
-def boundary_points(domain: Domain, dim: int, n: int, generator: torch.Generator, dtype=torch.float64) -> tuple[Tensor, Tensor, Tensor]:
-    """``n`` random points on each end of dimension ``dim``: ``x (2n, d)``, ``t (2n, 1)``, outward normal sign ``(2n, 1)``."""
+def boundary_points(domain: Domain, dim: int, n: int, generator: torch.Generator, dtype=torch.float64,
+                    device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """``n`` random points on each end of dimension ``dim``: ``x (2n, d)``, ``t (2n, 1)``, outward normal sign ``(2n, 1)``,
+    on ``device`` (drawn on the CPU from ``generator``, a CPU generator: the same points on every device)."""
     lo = torch.tensor(domain.lower, dtype=dtype)
     hi = torch.tensor(domain.upper, dtype=dtype)
     x = lo + (hi - lo) * torch.rand(2 * n, domain.ndim, generator=generator, dtype=dtype)
@@ -197,7 +199,7 @@ def boundary_points(domain: Domain, dim: int, n: int, generator: torch.Generator
     t0, t1 = domain.t_span
     t = t0 + (t1 - t0) * torch.rand(2 * n, 1, generator=generator, dtype=dtype)
     sign = torch.cat([-torch.ones(n, 1, dtype=dtype), torch.ones(n, 1, dtype=dtype)])
-    return x, t, sign
+    return x.to(device), t.to(device), sign.to(device)
 
 
 def boundary_residual(bc: BoundaryCondition, fn, x: Tensor, t: Tensor, sign: Tensor) -> Tensor:

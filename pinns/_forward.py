@@ -66,21 +66,26 @@ class PINN(nn.Module):
             ``None``.
         seed: weights and points.
         dtype: ``torch.float64`` (default) or ``torch.float32``.
+        device: where the network and the points live (weights and points are drawn on the CPU, from CPU
+            generators, then moved: the same on every device; a self-adaptive ``weighting`` must be made there too).
     """
 
     def __init__(self, problem: Problem, network: NetworkConfig = NetworkConfig(), sampling: SamplingConfig = SamplingConfig(),
                  weighting: AbstractWeighting | None = None, causal: CausalWeights | None = None, seed: int = 0,
-                 dtype: torch.dtype = torch.float64, amplification: AmplificationWeights | None = None) -> None:
+                 dtype: torch.dtype = torch.float64, amplification: AmplificationWeights | None = None,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.problem, self.sampling, self.causal, self.dtype = problem, sampling, causal, dtype
+        self.device = torch.device(device)
         self.amplification = amplification
         self.weighting = weighting if weighting is not None else FixedWeights()
-        self.net = PINNNet(problem, network, seed).to(dtype)
+        self.net = PINNNet(problem, network, seed).to(dtype).to(self.device)
         self.generator = torch.Generator().manual_seed(seed + 1)
-        self.points = sample_domain(problem.domain, sampling.n_residual, sampling.method, self.generator, dtype)
-        self.initial_points = sample_initial(problem.domain, sampling.n_initial, sampling.method, self.generator, dtype)
+        dom, on = problem.domain, self.device
+        self.points = sample_domain(dom, sampling.n_residual, sampling.method, self.generator, dtype, on)
+        self.initial_points = sample_initial(dom, sampling.n_initial, sampling.method, self.generator, dtype, on)
         self.boundary_sets = [
-            (bc, *boundary_points(problem.domain, bc.dim, sampling.n_boundary, self.generator, dtype))
+            (bc, *boundary_points(dom, bc.dim, sampling.n_boundary, self.generator, dtype, on))
             for bc in problem.soft_boundary()
         ]
 
@@ -136,9 +141,9 @@ class PINN(nn.Module):
         if step == 0:
             return
         if s.resample_every and step % s.resample_every == 0:
-            self.points = sample_domain(self.problem.domain, s.n_residual, s.method, self.generator, self.dtype)
+            self.points = sample_domain(self.problem.domain, s.n_residual, s.method, self.generator, self.dtype, self.device)
         if s.adaptive and step % s.adaptive_every == 0:
-            cand = sample_domain(self.problem.domain, s.n_candidates, "uniform", self.generator, self.dtype)
+            cand = sample_domain(self.problem.domain, s.n_candidates, "uniform", self.generator, self.dtype, self.device)
             r = self.residual(*cand).detach()
             if s.adaptive == "rar":
                 self.points = rar(self.points, cand, r, s.rar_k)
@@ -155,7 +160,8 @@ class PINN(nn.Module):
                 "causal": None if self.causal is None else self.causal.state_dict()}
 
     def load_training_state(self, state: dict) -> None:
-        self.points = tuple(state["points"])
+        """Restore :meth:`training_state` (its tensors may be on any device: they move to this PINN's)."""
+        self.points = tuple(p.to(self.device) for p in state["points"])
         self.generator.set_state(state["generator"])
         self.weighting.load_state_dict(state["weighting"])
         if self.causal is not None:
@@ -176,8 +182,8 @@ class PINN(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: Tensor, t: Tensor, batch: int = 65536) -> Tensor:
-        """``u (N, C)`` at many points, in batches."""
-        return torch.cat([self.net(x[i : i + batch].to(self.dtype), t[i : i + batch].to(self.dtype))
+        """``u (N, C)`` at many points, in batches, on this PINN's device (``x``, ``t`` may be on any)."""
+        return torch.cat([self.net(x[i : i + batch].to(self.device, self.dtype), t[i : i + batch].to(self.device, self.dtype))
                           for i in range(0, x.shape[0], batch)])
 
 

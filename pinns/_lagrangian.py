@@ -47,22 +47,23 @@ class LagrangianPINN(nn.Module):
     """Characteristic network ``phi`` and state network ``U`` for ``problem`` (periodic or box domain).
 
     The state network takes the problem's hard constraints (e.g. ``hard_initial``); the characteristic network
-    sees the same input embedding.
+    sees the same input embedding. Weights and points are drawn on the CPU (CPU generators) and moved to ``device``.
     """
 
     def __init__(self, problem: Problem, network: NetworkConfig = NetworkConfig(width=50, depth=4),
-                 n_residual: int = 4096, n_initial: int = 256, seed: int = 0) -> None:
+                 n_residual: int = 4096, n_initial: int = 256, seed: int = 0, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.problem = problem
+        self.device = torch.device(device)
         self.velocity = advection_velocity(problem)
-        self.state = PINNNet(problem, network, seed).double()
+        self.state = PINNNet(problem, network, seed).double().to(self.device)
         dom = problem.domain
         self.char_embedding = InputEmbedding(embedding_kinds(problem), dom.lower, dom.upper, dom.t_span, network.harmonics)
         self.char_body = MLP(self.char_embedding.out_features, dom.ndim, network,
-                             torch.Generator().manual_seed(seed + 7)).double()
+                             torch.Generator().manual_seed(seed + 7)).double().to(self.device)
         gen = torch.Generator().manual_seed(seed + 1)
-        self.points = sample_domain(problem.domain, n_residual, "sobol", gen)
-        self.initial_points = sample_domain(problem.domain, n_initial, "sobol", gen)[0]
+        self.points = sample_domain(problem.domain, n_residual, "sobol", gen, device=self.device)
+        self.initial_points = sample_domain(problem.domain, n_initial, "sobol", gen, device=self.device)[0]
 
     def phi(self, xi: Tensor, t: Tensor) -> Tensor:
         """The characteristic through ``xi``: ``(N, d)``."""
@@ -77,7 +78,7 @@ class LagrangianPINN(nn.Module):
         x = torch.cat(xs, 1)
         # characteristics: phi_t = c
         phi = self.phi(x, tt)
-        c = torch.tensor(self.velocity, dtype=phi.dtype)
+        c = torch.tensor(self.velocity, dtype=phi.dtype, device=phi.device)
         phi_t = torch.cat([grad(phi[:, i : i + 1], tt) for i in range(phi.shape[1])], dim=1)
         loss_char = ((phi_t - c) ** 2).sum(1).mean()
         # state: Eulerian residual written in Lagrangian coordinates (see the module docstring)
@@ -110,10 +111,11 @@ class LagrangianPINN(nn.Module):
         return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
 
     def predict(self, x: Tensor, t: Tensor, newton_steps: int = 8) -> Tensor:
-        """``u (N, C)`` at Eulerian points: solve ``phi(xi, t) = x`` (Newton, from ``xi = x - c (t - t0)``), return ``U``."""
+        """``u (N, C)`` at Eulerian points: solve ``phi(xi, t) = x`` (Newton, from ``xi = x - c (t - t0)``), return ``U``
+        (on this PINN's device; ``x``, ``t`` may be on any)."""
         t0 = self.problem.domain.t_span[0]
-        x, t = x.double(), t.double()
-        xi = x - torch.tensor(self.velocity, dtype=x.dtype) * (t - t0)
+        x, t = x.to(self.device, torch.float64), t.to(self.device, torch.float64)
+        xi = x - torch.tensor(self.velocity, dtype=x.dtype, device=x.device) * (t - t0)
         for _ in range(newton_steps):
             xi = xi.detach().requires_grad_(True)
             gap = self.phi(xi, t) - x

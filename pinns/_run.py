@@ -7,6 +7,8 @@ Config (``configs/pinn_*.yaml``; every section optional but ``family`` and ``pro
     mode: forward               # forward | lagrangian (Mojgani et al. 2023)
     seed: 0
     dtype: float64              # float64 | float32
+    device: cpu                 # cpu | cuda | cuda:N | auto (cuda if available): training and evaluation; points and
+                                # initial weights are drawn on the CPU, the run folder loads on any machine
     network:  {width: 100, depth: 5, harmonics: 1, fourier_features: 0, fourier_sigma: 1.0, rwf: false}
     sampling: {method: sobol, n_residual: 8000, n_initial: 256, n_boundary: 128, resample_every: 0,
                adaptive: null, adaptive_every: 1000, n_candidates: 20000, rar_k: 100, rad_k: 1.0, rad_c: 1.0}
@@ -28,6 +30,9 @@ The run folder (each file written to a temporary name, then renamed):
   (PINNacle's L2RE) against the problem's reference;
 * ``train_log.jsonl`` (one record per logged step), ``solution.png`` (prediction / reference / error heat
   maps), ``loss_terms.png`` (each loss term against the step).
+
+Everything written holds CPU tensors, so a run folder (and its checkpoint) made on a GPU loads anywhere;
+``device`` may change on resume.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 import torch
 import yaml
 
+from .._device import device_problem, resolve_device
 from .._spec import check_fields
 from ..checkpoint import atomic_write
 from ..metrics import max_error, rel_l2, rmse
@@ -60,8 +66,8 @@ WEIGHTINGS = tuple(_WEIGHTING_CLASSES)
 
 
 # the keys a PINN config may have at its top level (sections hold the rest)
-TOP_LEVEL = ("family", "problem", "mode", "seed", "dtype", "network", "sampling", "weighting", "causal", "amplification",
-             "optim", "eval", "checkpoint_every", "resume", "init_from", "run_dir", "name")
+TOP_LEVEL = ("family", "problem", "mode", "seed", "dtype", "device", "network", "sampling", "weighting", "causal",
+             "amplification", "optim", "eval", "checkpoint_every", "resume", "init_from", "run_dir", "name")
 # sections' values that must be >= a bound (the dataclasses check their own choices)
 _AT_LEAST = {"optim": {"adam_iters": 0, "lbfgs_iters": 0, "decay_every": 1, "history_size": 1, "chunk": 1,
                        "log_every": 1},
@@ -77,7 +83,7 @@ def _checked(name: str, values: dict, cls) -> dict:
     if dataclasses.is_dataclass(cls):
         return check_fields(cls, values, f"config section {name!r}", at_least=_AT_LEAST.get(name, {}),
                             positive=_POSITIVE.get(name, ()))
-    known = set(inspect.signature(cls).parameters)
+    known = set(inspect.signature(cls).parameters) - {"device"}  # the top-level device says where everything runs
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
@@ -101,7 +107,16 @@ def _options(config: dict, name: str, cls) -> Any:
     return _section(config, name, cls) if config.get(name) else None
 
 
-def _weighting(config: dict, sampling: SamplingConfig, hard_initial: bool):
+def _device(config: dict) -> torch.device:
+    """The config's ``device`` (default cpu) as a torch device; a ValueError if it is not one, or not here."""
+    device = check_fields({"device": "cpu"}, {"device": config.get("device", "cpu")}, "pinn config")["device"]
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(f"pinn config: device {device!r}: {problem}")
+    return resolve_device(device)
+
+
+def _weighting(config: dict, sampling: SamplingConfig, hard_initial: bool, device: torch.device):
     spec = dict(config.get("weighting") or {})
     method = spec.pop("method", "fixed")
     weights = spec.pop("weights", None)
@@ -119,18 +134,19 @@ def _weighting(config: dict, sampling: SamplingConfig, hard_initial: bool):
         sizes = {"residual": sampling.n_residual}
         if not hard_initial:
             sizes["initial"] = sampling.n_initial
-        return SelfAdaptiveWeights(sizes, weights=weights, **spec)
+        return SelfAdaptiveWeights(sizes, weights=weights, device=device, **spec)
     raise ValueError(f"unknown weighting method {method!r}; choose one of {WEIGHTINGS}")
 
 
 def build(config: dict) -> tuple[torch.nn.Module, Any]:
-    """The (untrained) model and the named problem of a config."""
+    """The (untrained) model, on the config's ``device``, and the named problem of a config."""
     if config.get("family", "pinn") != "pinn":
         raise ValueError(f"pdeforge.pinns.run handles family: pinn, got {config.get('family')!r}")
     unknown = sorted(set(config) - set(TOP_LEVEL))
     if unknown:
         raise ValueError(f"config: unknown key(s) {unknown}; known: {sorted(TOP_LEVEL)} (a section's options go "
                          "inside it, e.g. optim: {adam_iters: 2000}, or --optim.adam_iters 2000 on the command line)")
+    device = _device(config)
     _checked("eval", dict(config.get("eval") or {}), _EvalConfig)
     name = config.get("problem")
     if name not in PROBLEMS:
@@ -149,12 +165,12 @@ def build(config: dict) -> tuple[torch.nn.Module, Any]:
     if mode == "lagrangian":
         if config.get("causal") or config.get("amplification"):
             raise ValueError("causal and amplification weights are for mode: forward; the Lagrangian PINN has neither")
-        model = LagrangianPINN(named.problem, network, sampling.n_residual, sampling.n_initial, seed)
+        model = LagrangianPINN(named.problem, network, sampling.n_residual, sampling.n_initial, seed, device)
     else:
         causal = _options(config, "causal", CausalWeights)
         amplification = _options(config, "amplification", AmplificationWeights)
-        model = PINN(named.problem, network, sampling, _weighting(config, sampling, named.problem.hard_initial),
-                     causal, seed, dtype, amplification)
+        model = PINN(named.problem, network, sampling, _weighting(config, sampling, named.problem.hard_initial, device),
+                     causal, seed, dtype, amplification, device)
     return model, named
 
 
@@ -188,15 +204,19 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def evaluate(model: torch.nn.Module, named, nx: int = 256, nt: int = 101) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """Errors against the reference on an ``nx x nt`` grid: ``(metrics, prediction (nt, C, nx), reference)``."""
+    """Errors against the reference on an ``nx x nt`` grid: ``(metrics, prediction (nt, C, nx), reference)``.
+
+    The reference is computed on the CPU (the same on every device) and compared on the model's device; the
+    prediction and the reference come back on the CPU."""
     x, t, ref = named.reference(nx, nt)
     X = x.repeat(len(t))[:, None]
     T = t.repeat_interleave(len(x))[:, None]
     pred = model.predict(X, T).detach().reshape(len(t), len(x), -1).permute(0, 2, 1).to(torch.float64)
+    ref = ref.to(pred.device)
     # space-time as one 2D "field" per channel: global relative errors (PINNacle's L2RE)
     p, r = pred.permute(1, 0, 2)[None], ref.permute(1, 0, 2)[None]
     metrics = {"rel_l2": float(rel_l2(p, r, 2)), "rmse": float(rmse(p, r, 2)), "max_error": float(max_error(p, r, 2))}
-    return metrics, pred, ref
+    return metrics, pred.cpu(), ref.cpu()
 
 
 def _plots(run_dir: Path, named, pred: torch.Tensor, ref: torch.Tensor, log: list[dict]) -> None:
@@ -233,8 +253,9 @@ def _plots(run_dir: Path, named, pred: torch.Tensor, ref: torch.Tensor, log: lis
     plt.close(fig)
 
 
-# keys that may change between a run and its resumption (they do not change what is computed)
-_RESUME_FREE = ("resume", "checkpoint_every", "run_dir", "name")
+# keys that may change between a run and its resumption (they do not change what is computed; device: the same up
+# to rounding, since a checkpoint loads on any device)
+_RESUME_FREE = ("resume", "checkpoint_every", "run_dir", "name", "device")
 
 
 def run(config: dict, run_dir: str | os.PathLike) -> dict:
@@ -248,13 +269,13 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     from ..checkpoint import load_state, save_state
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(int(config.get("seed", 0)))
-    model, named = build(config)
+    model, named = build(config)  # checks the config (device first) before anything is written
     optim = _section(config, "optim", OptimConfig)
     every = int(config.get("checkpoint_every", 1000))
     if every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0: only at the end of Adam), got {every}")
+    run_dir.mkdir(parents=True, exist_ok=True)
     spec = {k: v for k, v in config.items() if k not in _RESUME_FREE}
     ckpt = run_dir / "checkpoint" / "state.pt"
     partial = run_dir / "train_log.jsonl.partial"
@@ -286,9 +307,9 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     def checkpoint(adam_state: dict) -> None:
         ckpt.parent.mkdir(exist_ok=True)
         save_state(ckpt, {"config": spec, "adam": adam_state, "training": model.training_state(),
-                          "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                          "rng_torch": torch.get_rng_state(), "init_from": start_file,
-                          "wall_time_s": wall_before + time.perf_counter() - start})
+                                  "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                                  "rng_torch": torch.get_rng_state(), "init_from": start_file,
+                                  "wall_time_s": wall_before + time.perf_counter() - start})
 
     with open(partial, "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in log)
@@ -310,7 +331,7 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
         metrics["init_from"] = start_file
     if report is not None:
         metrics["lbfgs"] = dataclasses.asdict(report)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(run_dir / "model.safetensors", lambda p: save_file(state, str(p)))
     _write_text(run_dir / "model.json", json.dumps({"config": config, "state_keys": sorted(state)}, indent=1))
     _plots(run_dir, named, pred, ref, log)
@@ -318,13 +339,14 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     return metrics
 
 
-def load(run_dir: str | os.PathLike) -> torch.nn.Module:
-    """Rebuild the trained model of a run folder (``model.json`` + ``model.safetensors``)."""
+def load(run_dir: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
+    """Rebuild the trained model of a run folder (``model.json`` + ``model.safetensors``) on ``device`` (``cpu``,
+    ``cuda``, ``cuda:N`` or ``auto``, whichever device it was trained on)."""
     from safetensors.torch import load_file
 
     run_dir = Path(run_dir)
     spec = json.loads((run_dir / "model.json").read_text())
-    model, _ = build(spec["config"])
+    model, _ = build({**spec["config"], "device": device})
     model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
     return model
 

@@ -8,6 +8,8 @@ Samplers draw ``n`` points of the box ``prod [a_d, b_d] x [t0, t1]`` as ``(x (n,
 * ``"grid"``: the tensor grid with ``round(n^(1/(d+1)))`` points per axis (cell centres in space, so periodic
   ends are not sampled twice; ``t`` includes both ends).
 
+Points are drawn on the CPU from a CPU generator and then moved to ``device``: the same points on every device.
+
 Adaptive refinement from a dense candidate set with residuals ``r``:
 
 * :func:`rar` (residual-based adaptive refinement, Lu et al. 2021, DeepXDE): add the ``k`` candidates with the
@@ -59,8 +61,9 @@ SAMPLERS: dict[str, Callable[[int, int, torch.Generator], Tensor]] = {
 
 
 def sample_domain(domain: Domain, n: int, method: str = "sobol", generator: torch.Generator | None = None,
-                  dtype: torch.dtype = torch.float64) -> Points:
-    """``n`` points of the space-time box (``"grid"`` returns the nearest full grid): ``x (n, d)``, ``t (n, 1)``."""
+                  dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Points:
+    """``n`` points of the space-time box (``"grid"`` returns the nearest full grid): ``x (n, d)``, ``t (n, 1)`` on
+    ``device`` (drawn on the CPU from ``generator``, a CPU generator)."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampling method {method!r}; choose one of {sorted(SAMPLERS)}")
     if n < 1:
@@ -70,13 +73,13 @@ def sample_domain(domain: Domain, n: int, method: str = "sobol", generator: torc
     lo = torch.tensor((*domain.lower, domain.t_span[0]), dtype=torch.float64)
     hi = torch.tensor((*domain.upper, domain.t_span[1]), dtype=torch.float64)
     z = (lo + (hi - lo) * u).to(dtype)
-    return z[:, :-1].contiguous(), z[:, -1:].contiguous()
+    return z[:, :-1].contiguous().to(device), z[:, -1:].contiguous().to(device)
 
 
 def sample_initial(domain: Domain, n: int, method: str = "sobol", generator: torch.Generator | None = None,
-                   dtype: torch.dtype = torch.float64) -> Points:
-    """``n`` points at ``t = t0``."""
-    x, t = sample_domain(domain, n, method, generator, dtype)
+                   dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Points:
+    """``n`` points at ``t = t0``, on ``device``."""
+    x, t = sample_domain(domain, n, method, generator, dtype, device)
     return x, torch.full_like(t, domain.t_span[0])
 
 
@@ -94,10 +97,10 @@ def rar(points: Points, candidates: Points, residual: Tensor, k: int) -> Points:
 def rad(candidates: Points, residual: Tensor, n: int, k: float = 1.0, c: float = 1.0,
         generator: torch.Generator | None = None) -> Points:
     """Residual-based adaptive distribution: ``n`` candidates drawn without replacement with
-    ``p ∝ |r|^k / mean(|r|^k) + c``."""
-    score = _score(residual, candidates).double() ** k
+    ``p ∝ |r|^k / mean(|r|^k) + c`` (drawn on the CPU, from ``generator``, a CPU generator)."""
+    score = _score(residual, candidates).double().cpu() ** k
     p = score / score.mean().clamp_min(1e-300) + c
-    idx = torch.multinomial(p / p.sum(), n, replacement=False, generator=generator)
+    idx = torch.multinomial(p / p.sum(), n, replacement=False, generator=generator).to(candidates[0].device)
     return candidates[0][idx], candidates[1][idx]
 
 

@@ -132,12 +132,15 @@ class SelfAdaptiveWeights(AbstractWeighting):
         sizes: number of points of each adaptive term, e.g. ``{"residual": 8000, "initial": 256}``; the points
             must stay fixed (no resampling) for these terms.
         lr: learning rate of the ascent (Adam, ``maximize=True``).
+        device: where the weights live (the PINN's device).
     """
 
     def __init__(self, sizes: dict[str, int], lr: float = 5e-3, init: float = 1.0,
-                 weights: dict[str, float] | None = None, dtype: torch.dtype = torch.float64) -> None:
+                 weights: dict[str, float] | None = None, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__(weights)
-        self.masks = {name: torch.full((n,), float(init), dtype=dtype, requires_grad=True) for name, n in sizes.items()}
+        self.masks = {name: torch.full((n,), float(init), dtype=dtype, device=device, requires_grad=True)
+                      for name, n in sizes.items()}
         self.optimizer = torch.optim.Adam(list(self.masks.values()), lr=lr, maximize=True)
 
     def pointwise(self, name: str, sq: Tensor) -> Tensor:

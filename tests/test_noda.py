@@ -229,9 +229,120 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, crash_after_checkpo
     with pytest.raises(crash_after_checkpoint.crash):
         run({**spec, "resume": True}, tmp_path / "cut")
     assert not pending
-    again = run({**spec, "resume": True}, tmp_path / "cut")
+    again = run({**spec, "resume": True, "device": "cpu"}, tmp_path / "cut")  # device may change on resume
     for name in ("model.safetensors", "baseline.safetensors"):
         a, b = (load_weights(tmp_path / d / name) for d in ("whole", "cut"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     assert (tmp_path / "whole" / "train_log.jsonl").read_text() == (tmp_path / "cut" / "train_log.jsonl").read_text()
     assert again["table"] == whole["table"] and again["curves"] == whole["curves"]
+
+
+def _device_spec(root, **train) -> dict:
+    """A tiny NODA spec on the toy data at ``root``: learned measurement, noisy random sensors, both trainings."""
+    return {"family": "noda", "data": str(root), "seed": 0, "model": {"n_modes": 6, "hidden_channels": 8, "n_layers": 2},
+            "gain": {"n_modes": 6, "hidden_channels": 8}, "measurement": "learned",
+            "observations": {"mask": "random", "fraction": 0.5, "noise": 0.1},
+            "train": {"steps": 6, "batch_size": 4, "lr": 3e-3, "warmup": 1, "unroll": 3, **train},
+            "baseline": {"steps": 6, "batch_size": 4, "lr": 3e-3, **train}, "eval": {"alphas": [0.0, 0.5, 1.0], "horizon": 6},
+            "checkpoint_every": 2}
+
+
+def _outputs(run_dir) -> dict:
+    """What a run writes that does not depend on the clock or the spec's wording: weights, plots, metrics, log."""
+    out = {name: (run_dir / name).read_bytes() for name in ("model.safetensors", "baseline.safetensors", "error_vs_time.png",
+                                                            "snapshot.png", "train_log.jsonl")}
+    out["metrics"] = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if not k.endswith("_train_s")}
+    return out
+
+
+def test_device_cpu_and_auto_give_the_bytes_of_a_spec_without_device(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _write_toy(tmp_path / "data_root", n_traj=6, n_steps=12)
+    spec = _device_spec(tmp_path / "data_root")
+    run(spec, tmp_path / "none")
+    for device in ("cpu", "auto"):
+        run({**spec, "device": device}, tmp_path / device)
+        assert _outputs(tmp_path / device) == _outputs(tmp_path / "none"), device
+
+
+def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from pdeforge.operators.noda import check_spec
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = _device_spec(tmp_path / "no_data_needed")
+    refused = {"gpu": "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'",
+               "cuda": r"expected 'cpu' or 'auto': CUDA is not available here \(torch.cuda.is_available\(\) is False\)",
+               "cuda:0": "expected 'cpu' or 'auto': CUDA is not available"}
+    for device, why in refused.items():
+        with pytest.raises(ValueError, match=rf"^noda spec: device '{device}': {why}"):
+            run({**spec, "device": device}, tmp_path / "run")
+        assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"^noda spec: device 1: expected a string \(the default is 'cpu'\)$"):
+        check_spec({**spec, "device": 1})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_spec({**spec, "device": "cuda:0"})
+    with pytest.raises(ValueError, match=r"^noda spec: device 'cuda:1': expected cuda:0 .. cuda:0, the CUDA devices here$"):
+        check_spec({**spec, "device": "cuda:1"})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
+def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, crash_after_checkpoint):
+    """6 steps of each training on cuda give finite metrics within 1e-3 (relative) of the CPU's. TF32 is switched off
+    here for cuDNN's convolutions (on by default; its 10-bit mantissa would be all the comparison measured; cuBLAS
+    matmuls have it off by default): what is left is float32 rounding in another order (cuFFT, cuBLAS), ~1e-7..1e-6.
+    Measured on the CPU, noise of 1e-6 (relative, or 1e-6 max|g| added) on every Adam gradient moves these metrics by
+    < 4e-7, so 1e-3 leaves a wide margin, while a batch, a measurement or a model left on the wrong footing, or
+    measurements that do not arrive (alpha 1 scores a third of alpha 0 here), move them by far more. The saved
+    weights load on the CPU and roll out there within 1e-4 of cuda (same weights: the rollout alone); the checkpoint
+    holds CPU tensors; a run cut on cuda resumes on the CPU."""
+    from pdeforge.checkpoint import load_weights
+    from pdeforge.operators import noda
+    from pdeforge.operators.noda import load_baseline, rollout_errors
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # cuBLAS matmuls: TF32 off by default
+    _write_toy(tmp_path / "data_root", n_traj=6, n_steps=12)
+    spec = _device_spec(tmp_path / "data_root", lr=1e-3)
+    cpu = run({**spec, "device": "cpu"}, tmp_path / "cpu")
+    gpu = run({**spec, "device": "cuda"}, tmp_path / "gpu")
+    for name, row in gpu["table"].items():
+        assert all(math.isfinite(v) for v in row.values()), name
+        assert row == pytest.approx(cpu["table"][name], rel=1e-3), name
+    assert cpu["table"]["noda_alpha_1"]["final_rel_l2"] < 0.5 * cpu["table"]["noda_alpha_0"]["final_rel_l2"]  # it assimilates
+
+    # the weights load on the CPU and roll out there as on cuda
+    assert all(t.device.type == "cpu" for t in load_weights(tmp_path / "gpu" / "model.safetensors").values())
+    model = load(tmp_path / "gpu")
+    assert next(model.parameters()).device.type == "cpu" and next(load_baseline(tmp_path / "gpu").parameters()).device.type == "cpu"
+    ds = TrajectoryDataset(tmp_path / "data_root", 1, 1, split="test")
+    for alpha in (0.0, 0.5, 1.0):
+        view = ObservationView(ds, config=ObservationConfig(alpha=alpha, mask="random", fraction=0.5, noise=0.1, seed=12345))
+        err, _ = rollout_errors(model, view, 6)
+        np.testing.assert_allclose(err.numpy(), gpu["curves"][f"noda_alpha_{alpha:g}"], rtol=1e-4)
+        on_cuda, first_cuda = rollout_errors(model.to("cuda"), view, 6)  # on the model's device, returned on the CPU
+        assert on_cuda.device.type == "cpu" and all(v.device.type == "cpu" for v in first_cuda.values())
+        torch.testing.assert_close(on_cuda, err, rtol=1e-4, atol=0)
+        model.cpu()
+
+    # cut after the checkpoint at NODA step 4 on cuda: its state holds CPU tensors and finishes on the CPU
+    pending = crash_after_checkpoint(noda, {"phase": "noda", "step": 4})
+    with pytest.raises(crash_after_checkpoint.crash):
+        run({**spec, "device": "cuda"}, tmp_path / "cut")
+    assert not pending
+    state = torch.load(tmp_path / "cut" / "checkpoint" / "state.pt", weights_only=True)
+    assert all(t.device.type == "cpu" for t in _tensors(state))
+    resumed = run({**spec, "device": "cpu", "resume": True}, tmp_path / "cut")
+    for name, row in resumed["table"].items():
+        assert row == pytest.approx(cpu["table"][name], rel=1e-3), name
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            yield from _tensors(v)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _tensors(v)

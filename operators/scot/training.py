@@ -33,7 +33,6 @@ checkpoint resumes on any device).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -145,20 +144,6 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def _cpu(state: Any) -> Any:
-    """``state`` (nested dicts, lists and tuples of tensors) with every tensor on the CPU, so that a training state
-    written on a GPU loads anywhere; on the CPU the same objects (the same bytes when saved)."""
-    if isinstance(state, torch.Tensor):
-        return state.cpu()
-    if isinstance(state, dict):
-        out = copy.copy(state)  # the same type and attributes (a module state dict's OrderedDict and _metadata)
-        out.update((k, _cpu(v)) for k, v in state.items())
-        return out
-    if isinstance(state, (list, tuple)):
-        return type(state)(_cpu(v) for v in state)
-    return state
-
-
 # options that may change on resume: they do not change what is computed, or only name the run folder (a checkpoint
 # loads on any device; an uninterrupted run's bytes need the same device and threads)
 _RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "run_dir", "name", "device")
@@ -268,7 +253,7 @@ def run(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                 cuda_rng = {"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
                 save_state(ckpt, {
                     "step": step, "epoch_generator": epoch_generator, "epoch_batches": k + 1,
-                    "model": _cpu(model.state_dict()), "optimizer": _cpu(optimizer.state_dict()),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), **cuda_rng, "log": log,
                     "best": best, "best_step": best_step, "best_model": read_state_dict(run_dir) if best_step else {},
                     "elapsed": time.perf_counter() - t_start, "run_config": dataclasses.asdict(cfg)})
