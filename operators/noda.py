@@ -325,7 +325,7 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
 
         def saver(phase: str, t0: float, **extra) -> Callable[[dict], None]:
             return lambda st: save_state(ckpt, {**st, **extra, "phase": phase, "log": entries, "timings": timings,
-                                                        "elapsed": time.perf_counter() - t0, "spec": _plain(spec)})
+                                                "elapsed": time.perf_counter() - t0, "spec": _plain(spec)})
 
         model = build_noda(config, meta).to(device)  # initialised on the CPU: the same weights on every device
         t0 = time.perf_counter() - (state["elapsed"] if phase == "noda" and state else 0.0)

@@ -307,9 +307,9 @@ def run(config: dict, run_dir: str | os.PathLike) -> dict:
     def checkpoint(adam_state: dict) -> None:
         ckpt.parent.mkdir(exist_ok=True)
         save_state(ckpt, {"config": spec, "adam": adam_state, "training": model.training_state(),
-                                  "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                                  "rng_torch": torch.get_rng_state(), "init_from": start_file,
-                                  "wall_time_s": wall_before + time.perf_counter() - start})
+                          "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                          "rng_torch": torch.get_rng_state(), "init_from": start_file,
+                          "wall_time_s": wall_before + time.perf_counter() - start})
 
     with open(partial, "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in log)
