@@ -1,7 +1,7 @@
 """The ``device`` option of the training families: ``cpu`` | ``cuda`` | ``cuda:N`` | ``auto`` (cuda if available).
 
-A config checks it with `device_problem` when it is made (so a run is refused before any work) and turns it into a
-torch device with `resolve_device`.
+A config checks it with `check_device` when it is made (so a run is refused before any work) and turns it into a
+torch device with `resolve_device`; `synchronize` waits for a GPU before a clock is read.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 
 import torch
 
-__all__ = ["device_problem", "resolve_device"]
+__all__ = ["check_device", "device_problem", "resolve_device", "synchronize"]
 
 
 def device_problem(device: str) -> str | None:
@@ -33,3 +33,17 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def check_device(device: str, where: str) -> None:
+    """Raise a one-line ValueError ``"<where>: device '...': expected ..."`` unless ``device`` can run here."""
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(f"{where}: device {device!r}: {problem}")
+
+
+def synchronize(on: torch.Tensor | torch.device) -> None:
+    """Wait for the work queued on ``on``'s device if it is a GPU (CUDA runs asynchronously); nothing on the CPU."""
+    device = on.device if isinstance(on, torch.Tensor) else torch.device(on)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

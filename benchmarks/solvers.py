@@ -44,8 +44,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.overrides import TorchFunctionMode
-
+from pdeforge._device import synchronize
 from pdeforge.solvers import (
     ETDRK,
     Grid,
@@ -56,6 +55,7 @@ from pdeforge.solvers import (
     RandomFourierSeries,
     rollout,
 )
+from torch.overrides import TorchFunctionMode
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,6 @@ JOBS = (
 DEVICE = torch.device("cpu")  # set by main()
 
 
-def sync() -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously), so that a clock read after it is honest."""
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-
-
 def initial_state(job: Job) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     if isinstance(job.equation, NavierStokes2D):
@@ -101,12 +95,12 @@ def initial_state(job: Job) -> torch.Tensor:
 def best_time(fn, repeats: int) -> float:
     """The best of ``repeats`` timed calls of ``fn`` after one untimed call (synchronized on CUDA)."""
     fn()
-    sync()
+    synchronize(DEVICE)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        sync()
+        synchronize(DEVICE)
         times.append(time.perf_counter() - t0)
     return min(times)
 

@@ -37,6 +37,7 @@ try:
 except ImportError:  # not on Windows: two calls must then not finish at the same moment
     fcntl = None
 
+from pdeforge._device import synchronize
 from pdeforge.operators.tsm import (
     TSMRunConfig,
     build_model,
@@ -64,17 +65,12 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
     model.rollout(frames, 4)
     best = float("inf")
     for _ in range(repeats):
-        _synchronize(frames)
+        synchronize(frames)
         t0 = time.perf_counter()
         model.rollout(frames, n_steps)
-        _synchronize(frames)
+        synchronize(frames)
         best = min(best, (time.perf_counter() - t0) / n_steps)
     return best
-
-
-def _synchronize(t: torch.Tensor) -> None:
-    if t.is_cuda:
-        torch.cuda.synchronize(t.device)
 
 
 NOT_COMPARED = ("threads", "log_every", "data_workers", "checkpoint_every", "resume", "progress", "device")

@@ -21,24 +21,19 @@ import time
 from dataclasses import replace
 
 import torch
-
+from pdeforge._device import synchronize
 from pdeforge.operators.tsm import TSMRunConfig, build_model, train_model
 from pdeforge.solvers import fv
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:
     """Seconds per call: one untimed call, then the mean of ``repeats`` (synchronized on CUDA)."""
     fn()
-    sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(repeats):
         fn()
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - t0) / repeats
 
 
@@ -63,7 +58,7 @@ def dns_cost(resolutions: list[int], device: torch.device, speed: float, cfg: TS
         for batch in (4, 32):
             v = fv.random_divergence_free_velocity(grid, batch, generator=torch.Generator().manual_seed(0),
                                                    dtype=torch.float32, device=device)
-            row.append(timed(lambda v=v: solver.step(v, dt), device, repeats))
+            row.append(timed(lambda v=v, s=solver, h=dt: s.step(v, h), device, repeats))
         print(f"  {n:5d}^2: batch 4 {row[0] * 1e3:8.2f} ms, batch 32 {row[1] * 1e3:8.2f} ms | dt {dt:.2e}, "
               f"{steps} steps per trajectory -> all 32 in one batch: {steps * row[1] / 60:.1f} min")
 
@@ -77,10 +72,10 @@ def train_cost(cfg: TSMRunConfig, device: torch.device, steps: int, repeats: int
         model = build_model(run, float(data.std())).to(device)
         t0 = time.perf_counter()
         train_model(model, data, replace(run, steps=2))  # warm-up (kernels, allocator)
-        sync(device)
+        synchronize(device)
         t1 = time.perf_counter()
         train_model(build_model(run, float(data.std())).to(device), data, replace(run, steps=repeats))
-        sync(device)
+        synchronize(device)
         per_step = (time.perf_counter() - t1) / repeats
         print(f"  {variant:4s}: {per_step:.3f} s per step (first 2 steps {t1 - t0:.1f} s) -> {steps} steps "
               f"{per_step * steps / 60:.1f} min")
@@ -90,9 +85,9 @@ def train_cost(cfg: TSMRunConfig, device: torch.device, steps: int, repeats: int
 def latency(cfg: TSMRunConfig, device: torch.device, repeats: int) -> None:
     frames = random_frames(1, cfg.history, cfg.resolution, seed=2).to(device)
     per = {}
+    n_steps = 16
     for variant in ("coarse", "li", "tsm"):
         model = build_model(replace(cfg, variant=variant), float(frames.std())).to(device)
-        n_steps = 16
         per[variant] = timed(lambda m=model: m.rollout(frames, n_steps), device, repeats) / n_steps
     print(f"(3) inference, one trajectory at {cfg.resolution}^2, ms per solver step: "
           + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in per.items()) + f" | TSM / LI {per['tsm'] / per['li']:.2f}")

@@ -47,7 +47,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from .._device import device_problem, resolve_device
+from .._device import check_device, resolve_device
 from .._spec import check_fields
 from ..checkpoint import atomic_write_text, load_weights, resume_state, save_state, save_weights, to_cpu
 from ..datasets import DatasetMetadata, TrajectoryDataset
@@ -248,10 +248,7 @@ def check_spec(spec: dict) -> None:
     ``device`` that is not here, with one ValueError naming each (before any data is read)."""
     check_fields(_SPEC, spec, "noda spec", at_least={"threads": 0, "dt_stride": 1, "max_trajectories": 1,
                                                      "checkpoint_every": 0}, choices={"measurement": MEASUREMENTS})
-    device = spec.get("device", "cpu")
-    problem = device_problem(device)
-    if problem:
-        raise ValueError(f"noda spec: device {device!r}: {problem}")
+    check_device(spec.get("device", "cpu"), "noda spec")
     fno = {f.name: f.default for f in dataclasses.fields(FNOConfig)}
     sections = {
         "model": ({**fno, "n_modes": None}, {"hidden_channels": 1, "n_layers": 1, "domain_padding": 0}, ()),

@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._device import device_problem, resolve_device
+from .._device import check_device, resolve_device, synchronize
 from .._spec import check_fields
 from ..checkpoint import atomic_write_text, load_state, load_weights, resume_state, save_state, save_weights
 from ..metrics import correlation, high_correlation_duration
@@ -141,10 +141,7 @@ class TSMRunConfig:
         choices = {"variant": VARIANTS, "encoder": ENCODERS, "li_calls": LI_CALLS, "memory": MEMORIES}
         kept = check_fields(cls, spec, "tsm spec", ignored=("family", "name", "run_dir"), at_least=at_least,
                             positive=("lr", "reynolds", "frame_interval", "beta2", "threshold"), choices=choices)
-        device = kept.get("device", cls.device)
-        problem = device_problem(device)
-        if problem:
-            raise ValueError(f"tsm spec: device {device!r}: {problem}")
+        check_device(kept.get("device", cls.device), "tsm spec")
         return cls(**kept)
 
 
@@ -340,22 +337,16 @@ def evaluate_model(model: TemporalStencilModel, test: Tensor, history: int, thre
     """
     grid, dt = model.solver.grid, model.dt
     n_steps = test.shape[1] - history
-    _synchronize(test)
+    synchronize(test)
     t0 = time.perf_counter()
     pred = model.rollout(test[:, :history], n_steps)
-    _synchronize(pred)
+    synchronize(pred)
     seconds = (time.perf_counter() - t0) / n_steps
     w_pred, w_true = vorticity_rollout(pred, grid), vorticity_rollout(test[:, history:], grid)
     corr = correlation(w_pred, w_true, 2, reduction="none")[..., 0]
     dur = high_correlation_duration(w_pred, w_true, 2, dt, threshold, reduction="sample")
     return {"duration": dur.cpu(), "corr": corr.mean(0).cpu(), "corr_all": corr.cpu(), "pred": pred.cpu(),
             "seconds_per_step": seconds}
-
-
-def _synchronize(t: Tensor) -> None:
-    """Wait for the GPU work queued so far, if ``t`` is on a GPU (before reading a clock)."""
-    if t.is_cuda:
-        torch.cuda.synchronize(t.device)
 
 
 def build_model(cfg: TSMRunConfig, velocity_scale: float) -> TemporalStencilModel:

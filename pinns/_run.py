@@ -48,7 +48,7 @@ from typing import Any
 import torch
 import yaml
 
-from .._device import device_problem, resolve_device
+from .._device import check_device, resolve_device
 from .._spec import check_fields
 from ..checkpoint import atomic_write
 from ..metrics import max_error, rel_l2, rmse
@@ -110,9 +110,7 @@ def _options(config: dict, name: str, cls) -> Any:
 def _device(config: dict) -> torch.device:
     """The config's ``device`` (default cpu) as a torch device; a ValueError if it is not one, or not here."""
     device = check_fields({"device": "cpu"}, {"device": config.get("device", "cpu")}, "pinn config")["device"]
-    problem = device_problem(device)
-    if problem:
-        raise ValueError(f"pinn config: device {device!r}: {problem}")
+    check_device(device, "pinn config")
     return resolve_device(device)
 
 

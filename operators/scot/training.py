@@ -47,7 +47,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from ..._device import device_problem, resolve_device
+from ..._device import check_device, resolve_device
 from ..._spec import check_fields
 from ...checkpoint import atomic_write_text, resume_state, save_state
 from ...datasets import AllPairsDataset, AllPairsMixture, channel_union
@@ -115,10 +115,7 @@ class ScOTRunConfig:
                     "weight_decay": 0, "grad_clip": 0, "warmup": 0, "lr_embedding_recovery": 0, "lr_time_embedding": 0}
         kept = check_fields(cls, spec, "scot", at_least=at_least, positive=("lr",),
                             choices={"pairing": ("all", "next", "from_first"), "normalization": ("zscore", "rms", "")})
-        device = kept.get("device", cls.device)
-        problem = device_problem(device)
-        if problem:
-            raise ValueError(f"scot: device {device!r}: {problem}")
+        check_device(kept.get("device", cls.device), "scot")
         return cls(**kept)
 
 
