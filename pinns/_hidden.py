@@ -75,19 +75,23 @@ class HiddenTermPINN(nn.Module):
         domain: the space-time box of the data.
         observations: sparse noisy data.
         network: the solution net; hidden: the (small) net for ``F``.
+        device: where the networks, points and observations live (weights and points are drawn on the CPU from
+            CPU generators, then moved: the same start on every device).
     """
 
     def __init__(self, known: AbstractEquation, domain: Domain, observations: Observations,
                  network: NetworkConfig = NetworkConfig(width=50, depth=4),
                  hidden: NetworkConfig = NetworkConfig(width=32, depth=3), n_residual: int = 4096,
-                 residual_weight: float = 1.0, seed: int = 0) -> None:
+                 residual_weight: float = 1.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.known = known
-        self.net = PINNNet(data_problem(known, domain), network, seed).double()
+        self.device = torch.device(device)
+        self.net = PINNNet(data_problem(known, domain), network, seed).double().to(self.device)
         channels = len(known.channels)
-        self.hidden = MLP(channels, channels, hidden, torch.Generator().manual_seed(seed + 2)).double()
-        self.observations = observations
-        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1))
+        self.hidden = MLP(channels, channels, hidden, torch.Generator().manual_seed(seed + 2)).double().to(self.device)
+        self.observations = observations.to(self.device)
+        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1),
+                                    device=self.device)
         self.residual_weight = residual_weight
 
     def objective(self, step: int | None) -> tuple[Tensor, dict]:
@@ -107,7 +111,7 @@ class HiddenTermPINN(nn.Module):
         lo, hi = float(self.observations.u.min()), float(self.observations.u.max())
         u = torch.linspace(lo, hi, n, dtype=torch.float64)[:, None]
         theta, names = polynomial_library(u, degree)
-        return stlsq(theta, self.hidden(u)[:, 0], threshold), names
+        return stlsq(theta, self.hidden(u.to(self.device))[:, 0].cpu(), threshold), names
 
 
 __all__ = ["polynomial_library", "stlsq", "formula", "HiddenTermPINN"]

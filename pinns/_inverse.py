@@ -43,6 +43,10 @@ class Observations:
         """Mean squared data misfit of ``net(x, t)``, relative to the mean square of the observations."""
         return ((net(self.x, self.t) - self.u) ** 2).mean() / (self.u**2).mean()
 
+    def to(self, device: torch.device | str) -> Observations:
+        """The same observations on ``device``."""
+        return Observations(*(v.to(device) for v in (self.x, self.t, self.u, self.u_clean)))
+
 
 def data_problem(equation: AbstractEquation, domain: Domain) -> Problem:
     """A :class:`Problem` for fitting data: the initial condition is never used (zeros, for the interface)."""
@@ -129,17 +133,21 @@ class InversePINN(nn.Module):
         domain: the space-time box (e.g. :func:`dataset_domain`).
         observations: the data.
         n_residual: residual points (Sobol, fixed); residual_weight: ``l_r``.
+        device: where the networks, coefficients, points and observations live (weights and points are drawn on
+            the CPU from CPU generators, then moved: the same start on every device).
     """
 
     def __init__(self, equation: AbstractEquation, initial: dict[str, float], domain: Domain, observations: Observations,
                  network: NetworkConfig = NetworkConfig(width=50, depth=4), n_residual: int = 4096,
-                 residual_weight: float = 1.0, seed: int = 0) -> None:
+                 residual_weight: float = 1.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
         super().__init__()
+        self.device = torch.device(device)
         self.problem = data_problem(equation, domain)
-        self.net = PINNNet(self.problem, network, seed).double()
-        self.coefficients = InverseCoefficients(equation, initial)
-        self.observations = observations
-        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1))
+        self.net = PINNNet(self.problem, network, seed).double().to(self.device)
+        self.coefficients = InverseCoefficients(equation, initial).to(self.device)
+        self.observations = observations.to(self.device)
+        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1),
+                                    device=self.device)
         self.residual_weight = residual_weight
 
     def objective(self, step: int | None) -> tuple[Tensor, dict]:

@@ -224,6 +224,47 @@ def test_inverse_diffusion_coefficient_short_run():
     assert model.coefficients.values()["nu"] == pytest.approx(0.1, rel=0.05)
 
 
+def _heat_observations(noise=0.0):
+    x = Grid(32, 2 * math.pi).coords()[0]
+    times = torch.linspace(0, 1, 11, dtype=torch.float64)
+    fields = torch.exp(-0.1 * times)[:, None, None] * torch.sin(x)[None, None]  # heat solution, nu = 0.1
+    return observations_from_fields(fields, times, [x], 200, noise=noise), Domain((0.0,), (2 * math.pi,), (0.0, 1.0), (True,))
+
+
+def test_inverse_and_hidden_term_pinns_put_everything_on_their_device():
+    # "meta" tensors have a device and shapes but no data: every tensor the objective reads must be there
+    obs, dom = _heat_observations()
+    inverse = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device="meta")
+    hidden = HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL, n_residual=64, device="meta")
+    for model in (inverse, hidden):
+        tensors = [*model.parameters(), *model.points, *vars(model.observations).values()]
+        assert len(tensors) > 6 and {t.device.type for t in tensors} == {"meta"}
+    assert obs.x.device.type == "cpu"  # the caller's observations are not moved under it
+    # on the CPU, passing the device changes nothing
+    loss = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64).objective(None)[0]
+    again = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device="cpu").objective(None)[0]
+    assert torch.equal(loss, again)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
+def test_inverse_and_hidden_term_pinns_on_cuda_match_the_cpu():
+    obs, dom = _heat_observations(noise=0.01)
+    optim = OptimConfig(adam_iters=50, lr=1e-2, lbfgs_iters=0)
+    found = {}
+    for device in ("cpu", "cuda"):
+        model = InversePINN(Diffusion(nu=1.0), {"nu": 0.5}, dom, obs, SMALL, n_residual=128, device=device)
+        model.fit(optim)
+        found[device] = model.coefficients.values()["nu"]
+        hidden = HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL, n_residual=128, device=device)
+        hidden.fit(optim)
+        coefficients, _ = hidden.discover(degree=2)
+        assert coefficients.device.type == "cpu" and torch.isfinite(coefficients).all()
+        found[device, "hidden"] = coefficients
+    assert found["cuda"] == pytest.approx(found["cpu"], rel=1e-6)
+    assert torch.allclose(found["cuda", "hidden"], found["cpu", "hidden"], rtol=1e-5, atol=1e-8)
+
+
 def test_observations_from_a_generated_dataset(tmp_path):
     from pdeforge.datasets import TrajectoryDataset
     from pdeforge.solvers.generate import generate
