@@ -373,21 +373,24 @@ def run(spec: dict, run_dir: str | os.PathLike) -> dict:
     return metrics
 
 
-def load(run_dir: str | os.PathLike) -> NODA:
-    """The trained NODA of a run folder (``model.json`` + ``model.safetensors``)."""
+def load(run_dir: str | os.PathLike, device: str = "cpu") -> NODA:
+    """The trained NODA of a run folder (``model.json`` + ``model.safetensors``) on ``device`` (``cpu``, ``cuda``,
+    ``cuda:N`` or ``auto``, whichever device it was trained on)."""
+    check_device(device, "noda.load")
     run_dir = Path(run_dir)
     spec = json.loads((run_dir / "model.json").read_text())
     model = build_noda(NODAConfig.from_dict(spec["config"]), DatasetMetadata.from_dict(spec["metadata"]))
     model.load_state_dict(load_weights(run_dir / "model.safetensors"))
-    return model
+    return model.to(resolve_device(device))
 
 
-def load_baseline(run_dir: str | os.PathLike) -> FieldOperator:
-    """The plain FNO baseline of a run folder."""
+def load_baseline(run_dir: str | os.PathLike, device: str = "cpu") -> FieldOperator:
+    """The plain FNO baseline of a run folder, on ``device`` (as in :func:`load`)."""
+    check_device(device, "noda.load_baseline")
     run_dir = Path(run_dir)
     model = build_from_spec(json.loads((run_dir / "baseline.json").read_text()))
     model.load_state_dict(load_weights(run_dir / "baseline.safetensors"))
-    return model
+    return model.to(resolve_device(device))
 
 
 def _plots(run_dir: Path, curves: dict[str, Tensor], snaps: dict[float, dict], meta: DatasetMetadata) -> None:

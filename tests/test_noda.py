@@ -127,7 +127,7 @@ def test_identity_gain_full_noiseless_observation_gives_measurement(tmp_path):
     assert torch.equal(d["observations"][1:], fields[1:])
     out = model(fields[:1], 5, d["observations"][None, 1:], d["mask"][None], d["arrived"][None, 1:])
     assert torch.allclose(out["analysis"][0], fields[1:], rtol=0, atol=1e-12)
-    assert float((out["forecast"][0] - fields[1:]).abs().max()) > 1e-2  # the prediction alone is not the truth
+    assert float((out["forecast"][0].detach() - fields[1:]).abs().max()) > 1e-2  # the prediction alone is not the truth
     # sparse: only the observed points take the measurement, the others keep the forecast
     m = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
     m[..., ::2, ::2] = 1
@@ -195,8 +195,11 @@ def test_run_writes_folder_and_learns(tmp_path):
     t = metrics["table"]
     assert set(t) == {"noda_alpha_0", "noda_alpha_1", "fno"} and metrics["horizon_steps"] == 8
     assert t["noda_alpha_1"]["long_horizon_rel_l2"] < t["noda_alpha_0"]["long_horizon_rel_l2"]
-    # reloading gives the same numbers
-    model = load(tmp_path / "run")
+    # reloading gives the same numbers; a device that is not here is refused, naming it
+    with pytest.raises(ValueError, match=r"noda.load: device 'gpu': expected one of 'cpu', 'cuda', 'cuda:N', 'auto'"):
+        load(tmp_path / "run", device="gpu")
+    model = load(tmp_path / "run", device="auto" if not torch.cuda.is_available() else "cpu")
+    assert next(model.parameters()).device.type == "cpu"
     ds = TrajectoryDataset(tmp_path / "data_root", 1, 1, split="test")
     from pdeforge.operators.noda import rollout_errors
 
@@ -315,6 +318,8 @@ def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, crash_aft
     assert all(t.device.type == "cpu" for t in load_weights(tmp_path / "gpu" / "model.safetensors").values())
     model = load(tmp_path / "gpu")
     assert next(model.parameters()).device.type == "cpu" and next(load_baseline(tmp_path / "gpu").parameters()).device.type == "cpu"
+    assert next(load(tmp_path / "gpu", device="cuda").parameters()).is_cuda
+    assert next(load_baseline(tmp_path / "gpu", device="cuda").parameters()).is_cuda
     ds = TrajectoryDataset(tmp_path / "data_root", 1, 1, split="test")
     for alpha in (0.0, 0.5, 1.0):
         view = ObservationView(ds, config=ObservationConfig(alpha=alpha, mask="random", fraction=0.5, noise=0.1, seed=12345))
