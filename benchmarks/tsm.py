@@ -260,7 +260,7 @@ def main() -> None:
     print(f"Kolmogorov {base.resolution}^2 (DNS {base.dns_resolution}^2, Re {base.reynolds:g}), dt {base.dt:g}, "
           f"{test.shape[0]} test trajectories, "
           f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, "
-          f"seed {base.seed}")
+          f"seed {base.seed}; on {base.torch_device}")
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")
     summary = {"protocol": {"data_fingerprint": fingerprint, "resolution": base.resolution,
                             "dns_resolution": base.dns_resolution, "steps": args.steps, "unroll": base.unroll,
@@ -269,7 +269,8 @@ def main() -> None:
         d = res["duration"]
         ms = 1e3 * latency(models[name], frames)
         summary[name] = {"duration_mean": float(d.mean()), "duration_std": float(d.std(unbiased=False)),
-                         "per_trajectory": d.tolist(), "ms_per_step": ms}
+                         "per_trajectory": d.tolist(), "ms_per_step": ms,
+                         "latency_on": f"{base.torch_device}, {torch.get_num_threads()} CPU thread(s)"}
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
     merge_summary(runs / "summary.json", summary)
