@@ -280,7 +280,7 @@ def test_tiny_model_learns_a_smoothing_map(name):
         loss = (model(u) - target).pow(2).mean() / target.pow(2).mean()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert min(losses[-5:]) < 0.1 * losses[0], f"{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
 
 
