@@ -16,6 +16,7 @@ from ._domain import Dirichlet, Domain, Neumann, OutputTransform, Problem
 from ._forward import PINN, SamplingConfig
 from ._hidden import HiddenTermPINN, formula, polynomial_library, stlsq
 from ._inverse import (
+    DataFitPINN,
     InverseCoefficients,
     InversePINN,
     Observations,
@@ -49,6 +50,7 @@ __all__ = [
     "dataset_domain",
     "Observations",
     "InversePINN",
+    "DataFitPINN",
     "InverseCoefficients",
     "stlsq",
     "polynomial_library",

@@ -15,18 +15,14 @@ candidate terms ``Theta(u) = [1, u, u^2, ..., u^p]`` evaluated on the range of t
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..solvers import AbstractEquation
 from ._autograd import pde_residual
 from ._domain import Domain
-from ._inverse import Observations, data_problem
-from ._networks import MLP, NetworkConfig, PINNNet
-from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
-from ._sampling import sample_domain
+from ._inverse import DataFitPINN, Observations, data_problem
+from ._networks import MLP, NetworkConfig
 
 
 def polynomial_library(u: Tensor, degree: int = 3) -> tuple[Tensor, list[str]]:
@@ -67,7 +63,7 @@ def formula(coefficients: Tensor, names: list[str], digits: int = 4) -> str:
     return " ".join(parts) if parts else "0"
 
 
-class HiddenTermPINN(nn.Module):
+class HiddenTermPINN(DataFitPINN):
     """Solution network ``u(x, t)`` and hidden-term network ``F(u)`` for ``u_t = K(u) + F(u)``.
 
     Arguments:
@@ -75,35 +71,24 @@ class HiddenTermPINN(nn.Module):
         domain: the space-time box of the data.
         observations: sparse noisy data.
         network: the solution net; hidden: the (small) net for ``F``.
-        device: where the networks, points and observations live (weights and points are drawn on the CPU from
-            CPU generators, then moved: the same start on every device).
+        device: where everything lives (see :class:`~pdeforge.pinns.DataFitPINN`).
     """
 
     def __init__(self, known: AbstractEquation, domain: Domain, observations: Observations,
                  network: NetworkConfig = NetworkConfig(width=50, depth=4),
                  hidden: NetworkConfig = NetworkConfig(width=32, depth=3), n_residual: int = 4096,
                  residual_weight: float = 1.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
-        super().__init__()
+        super().__init__(data_problem(known, domain), domain, observations, network, n_residual, residual_weight, seed,
+                         device)
         self.known = known
-        self.device = torch.device(device)
-        self.net = PINNNet(data_problem(known, domain), network, seed).double().to(self.device)
         channels = len(known.channels)
         self.hidden = MLP(channels, channels, hidden, torch.Generator().manual_seed(seed + 2)).double().to(self.device)
-        self.observations = observations.to(self.device)
-        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1),
-                                    device=self.device)
-        self.residual_weight = residual_weight
 
     def objective(self, step: int | None) -> tuple[Tensor, dict]:
         data = self.observations.misfit(self.net)
         r, u = pde_residual(self.known, self.net, *self.points)
         res = ((r - self.hidden(u)) ** 2).mean()
         return data + self.residual_weight * res, {"loss_data": float(data.detach()), "loss_residual": float(res.detach())}
-
-    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
-        params = list(self.net.parameters()) + list(self.hidden.parameters())
-        adam(self.objective, params, optim, log)
-        return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
 
     @torch.no_grad()
     def discover(self, degree: int = 3, threshold: float = 0.05, n: int = 512) -> tuple[Tensor, list[str]]:

@@ -124,7 +124,39 @@ class InverseCoefficients(nn.Module):
         return {k: float(torch.exp(s.detach())) for k, s in self.log.items()}
 
 
-class InversePINN(nn.Module):
+class DataFitPINN(nn.Module):
+    """A solution network fitted to :class:`Observations` and to a residual on fixed Sobol points: what
+    :class:`InversePINN` and :class:`~pdeforge.pinns.HiddenTermPINN` share. A subclass adds its unknowns (registered
+    after the solution net, so :meth:`fit` optimises the net first, then them) and its ``objective``.
+
+    Arguments:
+        problem: the data problem of the solution net (:func:`data_problem`).
+        domain, observations, network, n_residual, residual_weight, seed: as in the subclasses.
+        device: where the networks, unknowns, points and observations live (weights and points are drawn on the
+            CPU from CPU generators, then moved: the same start on every device).
+    """
+
+    def __init__(self, problem: Problem, domain: Domain, observations: Observations, network: NetworkConfig,
+                 n_residual: int, residual_weight: float, seed: int, device: torch.device | str) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+        self.net = PINNNet(problem, network, seed).double().to(self.device)
+        self.observations = observations.to(self.device)
+        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1),
+                                    device=self.device)
+        self.residual_weight = residual_weight
+
+    def objective(self, step: int | None) -> tuple[Tensor, dict]:
+        raise NotImplementedError
+
+    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
+        """Adam, then L-BFGS if ``optim.lbfgs_iters``, on every parameter (the net's, then the unknowns)."""
+        params = list(self.parameters())
+        adam(self.objective, params, optim, log)
+        return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
+
+
+class InversePINN(DataFitPINN):
     """Solution network plus :class:`InverseCoefficients`, fitted to :class:`Observations` and the residual.
 
     Arguments:
@@ -133,22 +165,16 @@ class InversePINN(nn.Module):
         domain: the space-time box (e.g. :func:`dataset_domain`).
         observations: the data.
         n_residual: residual points (Sobol, fixed); residual_weight: ``l_r``.
-        device: where the networks, coefficients, points and observations live (weights and points are drawn on
-            the CPU from CPU generators, then moved: the same start on every device).
+        device: where everything lives (see :class:`DataFitPINN`).
     """
 
     def __init__(self, equation: AbstractEquation, initial: dict[str, float], domain: Domain, observations: Observations,
                  network: NetworkConfig = NetworkConfig(width=50, depth=4), n_residual: int = 4096,
                  residual_weight: float = 1.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
-        super().__init__()
-        self.device = torch.device(device)
-        self.problem = data_problem(equation, domain)
-        self.net = PINNNet(self.problem, network, seed).double().to(self.device)
+        problem = data_problem(equation, domain)
+        super().__init__(problem, domain, observations, network, n_residual, residual_weight, seed, device)
+        self.problem = problem
         self.coefficients = InverseCoefficients(equation, initial).to(self.device)
-        self.observations = observations.to(self.device)
-        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1),
-                                    device=self.device)
-        self.residual_weight = residual_weight
 
     def objective(self, step: int | None) -> tuple[Tensor, dict]:
         data = self.observations.misfit(self.net)
@@ -158,11 +184,6 @@ class InversePINN(nn.Module):
                   **{f"coef_{k}": v for k, v in self.coefficients.values().items()}}
         return data + self.residual_weight * res, record
 
-    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
-        params = list(self.net.parameters()) + list(self.coefficients.parameters())
-        adam(self.objective, params, optim, log)
-        return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
-
 
 __all__ = ["Observations", "observations_from_fields", "sample_observations", "dataset_domain",
-           "InverseCoefficients", "InversePINN"]
+           "InverseCoefficients", "InversePINN", "DataFitPINN"]
