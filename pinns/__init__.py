@@ -16,7 +16,7 @@ from ._domain import Dirichlet, Domain, Neumann, OutputTransform, Problem
 from ._forward import PINN, SamplingConfig
 from ._hidden import HiddenTermPINN, formula, polynomial_library, stlsq
 from ._inverse import (
-    DataFitPINN,
+    AbstractDataFitPINN,
     InverseCoefficients,
     InversePINN,
     Observations,
@@ -50,7 +50,7 @@ __all__ = [
     "dataset_domain",
     "Observations",
     "InversePINN",
-    "DataFitPINN",
+    "AbstractDataFitPINN",
     "InverseCoefficients",
     "stlsq",
     "polynomial_library",

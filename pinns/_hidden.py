@@ -21,7 +21,7 @@ from torch import Tensor
 from ..solvers import AbstractEquation
 from ._autograd import pde_residual
 from ._domain import Domain
-from ._inverse import DataFitPINN, Observations, data_problem
+from ._inverse import AbstractDataFitPINN, Observations, data_problem
 from ._networks import MLP, NetworkConfig
 
 
@@ -63,7 +63,7 @@ def formula(coefficients: Tensor, names: list[str], digits: int = 4) -> str:
     return " ".join(parts) if parts else "0"
 
 
-class HiddenTermPINN(DataFitPINN):
+class HiddenTermPINN(AbstractDataFitPINN):
     """Solution network ``u(x, t)`` and hidden-term network ``F(u)`` for ``u_t = K(u) + F(u)``.
 
     Arguments:
@@ -71,7 +71,7 @@ class HiddenTermPINN(DataFitPINN):
         domain: the space-time box of the data.
         observations: sparse noisy data.
         network: the solution net; hidden: the (small) net for ``F``.
-        device: where everything lives (see :class:`~pdeforge.pinns.DataFitPINN`).
+        device: where everything lives (see :class:`~pdeforge.pinns.AbstractDataFitPINN`).
     """
 
     def __init__(self, known: AbstractEquation, domain: Domain, observations: Observations,

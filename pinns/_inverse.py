@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -124,7 +125,7 @@ class InverseCoefficients(nn.Module):
         return {k: float(torch.exp(s.detach())) for k, s in self.log.items()}
 
 
-class DataFitPINN(nn.Module):
+class AbstractDataFitPINN(nn.Module):
     """A solution network fitted to :class:`Observations` and to a residual on fixed Sobol points: what
     :class:`InversePINN` and :class:`~pdeforge.pinns.HiddenTermPINN` share. A subclass adds its unknowns (registered
     after the solution net, so :meth:`fit` optimises the net first, then them) and its ``objective``.
@@ -146,8 +147,9 @@ class DataFitPINN(nn.Module):
                                     device=self.device)
         self.residual_weight = residual_weight
 
+    @abstractmethod
     def objective(self, step: int | None) -> tuple[Tensor, dict]:
-        raise NotImplementedError
+        """``(loss, record)``: the data misfit plus the weighted residual, and what to log."""
 
     def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
         """Adam, then L-BFGS if ``optim.lbfgs_iters``, on every parameter (the net's, then the unknowns)."""
@@ -156,7 +158,7 @@ class DataFitPINN(nn.Module):
         return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
 
 
-class InversePINN(DataFitPINN):
+class InversePINN(AbstractDataFitPINN):
     """Solution network plus :class:`InverseCoefficients`, fitted to :class:`Observations` and the residual.
 
     Arguments:
@@ -165,7 +167,7 @@ class InversePINN(DataFitPINN):
         domain: the space-time box (e.g. :func:`dataset_domain`).
         observations: the data.
         n_residual: residual points (Sobol, fixed); residual_weight: ``l_r``.
-        device: where everything lives (see :class:`DataFitPINN`).
+        device: where everything lives (see :class:`AbstractDataFitPINN`).
     """
 
     def __init__(self, equation: AbstractEquation, initial: dict[str, float], domain: Domain, observations: Observations,
@@ -186,4 +188,4 @@ class InversePINN(DataFitPINN):
 
 
 __all__ = ["Observations", "observations_from_fields", "sample_observations", "dataset_domain",
-           "InverseCoefficients", "InversePINN", "DataFitPINN"]
+           "InverseCoefficients", "InversePINN", "AbstractDataFitPINN"]
