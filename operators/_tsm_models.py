@@ -173,9 +173,10 @@ class TemporalStencilModel(nn.Module):
         n_logits = logits_per_cell(self.config.order)
         while len(out) < n_steps:
             features = self.encoder.features(state) if running else self.encoder(torch.stack(hist[-need:], dim=1))
-            logits = self.net(features)
+            # split, not sliced: the backward of a slice zero-fills the whole bundle's logits at each step
+            logits = self.net(features).split(n_logits, dim=1)
             for s in range(min(self.config.bundle, n_steps - len(out))):
-                interp.logits = logits[:, s * n_logits:(s + 1) * n_logits]
+                interp.logits = logits[s]
                 v = self.solver.step(v, self.dt)
                 out.append(v)
                 if running:

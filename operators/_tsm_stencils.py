@@ -159,13 +159,18 @@ def _van_leer_phi(s_up: Tensor, s_down: Tensor) -> Tensor:
     return torch.where(positive, 2 * s_up / denom, torch.zeros_like(s_up))
 
 
-def tvd_limit(q: Tensor, high: Tensor, a: Tensor, axis: int) -> Tensor:
+def tvd_limit(q: Tensor, high: Tensor, a: Tensor, axis: int, neighbours: tuple[Tensor, Tensor, Tensor] | None = None
+              ) -> Tensor:
     """Blend first-order upwind and a high-order face value of ``q`` at the face forward along ``axis``.
 
-    ``q``, ``high``, ``a`` (advecting velocity at the face): ``(B, N, N)``. Returns
+    ``q``, ``high``, ``a`` (advecting velocity at the face): ``(B, N, N)`` (or any shapes that broadcast). Returns
     ``q_U + phi(r) (high - q_U)`` with ``r = (q_U - q_UU) / (q_D - q_U)`` upwind by the sign of ``a``.
+    ``neighbours``: ``q`` at the points -1, +1, +2 along ``axis`` (periodic), if the caller has them (then
+    ``axis`` is not read).
     """
-    q_m1, q_p1, q_p2 = torch.roll(q, 1, axis), torch.roll(q, -1, axis), torch.roll(q, -2, axis)
+    if neighbours is None:
+        neighbours = torch.roll(q, 1, axis), torch.roll(q, -1, axis), torch.roll(q, -2, axis)
+    q_m1, q_p1, q_p2 = neighbours
     pos = a >= 0
     up = torch.where(pos, q, q_p1)
     phi = torch.where(pos, _van_leer_phi(q - q_m1, q_p1 - q), _van_leer_phi(q_p1 - q_p2, q - q_p1))
@@ -176,7 +181,8 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
     """Face values of the learned interpolation: ``velocity (B, 2, N, N)``, ``logits (B, 8 n_logits, N, N)``.
 
     Equal to contracting :func:`stencil_weights` with the 4x4 patches, computed as
-    ``w_0 . P + z . (K^T P)`` so that all 8 stencils take a few batched operations.
+    ``w_0 . P + z . (K^T P)`` so that all 8 stencils take a few batched operations. The limiter reads its
+    neighbours from the same patches.
     """
     b, c, n1, n2 = logits.shape
     sx, sy = _stencils(order)
@@ -185,18 +191,23 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
         raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
     z = logits.reshape(b, 2, 2, 2, nl, n1, n2)
     k, w0 = _stacked_stencils(order, logits.dtype, logits.device)  # (t, 16, nl), (t, 16); t = target axis
-    patches = torch.stack([stencil_patches(velocity[:, f]).flatten(1, 2) for f in range(2)], dim=1)  # (B,f,16,N,N)
+    grid = stencil_patches(velocity)  # (B, f, 4, 4, N, N): offsets -1..2 along x, then y
+    patches = grid.flatten(2, 3)  # (B, f, 16, N, N)
     q = torch.einsum("tkl,bfkxy->btflxy", k, patches)  # (B, t, f, nl, N, N)
     q0 = torch.einsum("tk,bfkxy->btfxy", w0, patches)  # (B, t, f, N, N)
     # advected u_j at (j, d): target axis d, field j -> index [t=d, f=j]; advecting u_d: [t=j, f=d]
-    advected = q0.transpose(1, 2) + (z[:, 0] * q.transpose(1, 2)).sum(3)
-    advecting = q0 + (z[:, 1] * q).sum(3)
-    if limiter:
-        axes = (-2, -1)
-        advected = torch.stack([torch.stack([
-            tvd_limit(velocity[:, j], advected[:, j, d], advecting[:, j, d], axes[d]) for d in range(2)], 1)
-            for j in range(2)], 1)
+    z_advected, z_advecting = z.unbind(1)  # not z[:, k]: a select's backward zero-fills all of z
+    advected = q0.transpose(1, 2) + (z_advected * q.transpose(1, 2)).sum(3)
+    advecting = q0 + (z_advecting * q).sum(3)
+    if limiter:  # all four (j, d) at once; u_j's neighbours at offsets -1, +1, +2 along d from the patches
+        near = grid[:, :, _NEAR_X, _NEAR_Y]  # (B, j, d, 3, N, N)
+        advected = tvd_limit(velocity[:, :, None], advected, advecting, -1, near.unbind(3))
     return FaceValues(advected, advecting)
+
+
+# patch indices (offset + 1 along x, along y) of the offsets -1, +1, +2 along d = x (row 0) and d = y (row 1)
+_NEAR_X = ((0, 2, 3), (1, 1, 1))
+_NEAR_Y = ((1, 1, 1), (0, 2, 3))
 
 
 class StencilInterpolation(AbstractInterpolation):

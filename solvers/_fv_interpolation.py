@@ -72,17 +72,21 @@ def linear_advected(velocity: Tensor) -> Tensor:
 
 
 def stencil_patches(field: Tensor, size: int = 4) -> Tensor:
-    """Periodic ``size x size`` neighbourhoods of every point: ``(B, N, N) -> (B, size, size, N, N)``.
+    """Periodic ``size x size`` neighbourhoods of every point: ``(..., N, N) -> (..., size, size, N, N)``.
 
-    ``out[b, p, q, i, j] = field[b, i + p - size/2 + 1, j + q - size/2 + 1]`` (``i`` along x, ``j`` along y):
+    ``out[..., p, q, i, j] = field[..., i + p - size/2 + 1, j + q - size/2 + 1]`` (``i`` along x, ``j`` along y):
     for ``size = 4`` the offsets
     ``-1, 0, 1, 2`` along each axis, i.e. the 4x4 points around the face half a cell forward of ``(i, j)``.
     A learned module contracts these with predicted weights (one stencil per flux location and kind).
+
+    A view of one periodically padded copy (two ``unfold``s), not ``size^2`` shifted copies: the learned solvers
+    call this at every Runge-Kutta stage, and on small grids the cost is the number of operations launched.
     """
-    half = size // 2
-    shifts = range(half - 1, -half - 1, -1)  # roll by s brings f[k - s] to position k
-    out = [[torch.roll(field, shifts=(sx, sy), dims=(X_AXIS, Y_AXIS)) for sy in shifts] for sx in shifts]
-    return torch.stack([torch.stack(r, dim=1) for r in out], dim=1)
+    n1, n2 = field.shape[-2:]
+    lo, hi = size // 2 - 1, size // 2  # points before and after: offsets -lo .. hi
+    padded = torch.nn.functional.pad(field.reshape(-1, 1, n1, n2), (lo, hi, lo, hi), mode="circular")[:, 0]
+    patches = padded.unfold(1, n1, 1).unfold(2, n2, 1)  # [m, p, q, i, j] = padded[m, p + i, q + j]
+    return patches.unflatten(0, field.shape[:-2])
 
 
 class AbstractInterpolation(nn.Module):
