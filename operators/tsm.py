@@ -59,11 +59,18 @@ from ..metrics import correlation, high_correlation_duration
 from ..solvers import fv
 from ._tsm_hippo import FrameStackEncoder, HippoEncoder, bilinear, lagt_kernel, lagt_recurrence, lagt_transition
 from ._tsm_models import ENCODERS, LI_CALLS, MEMORIES, VARIANTS, CNNConfig, TemporalStencilModel, TSMConfig, periodic_cnn
-from ._tsm_stencils import PolynomialStencil, StencilInterpolation, faces_from_logits, logits_per_cell, stencil_weights
+from ._tsm_stencils import (
+    PolynomialStencil,
+    StencilInterpolation,
+    faces_from_logits,
+    logits_per_cell,
+    stencil_weights,
+    tvd_limit,
+)
 
 __all__ = [
     "TSMRunConfig", "TSMConfig", "CNNConfig", "TemporalStencilModel", "PolynomialStencil", "StencilInterpolation",
-    "faces_from_logits", "stencil_weights", "logits_per_cell", "HippoEncoder", "FrameStackEncoder", "lagt_transition",
+    "faces_from_logits", "stencil_weights", "tvd_limit", "logits_per_cell", "HippoEncoder", "FrameStackEncoder", "lagt_transition",
     "bilinear", "lagt_kernel", "lagt_recurrence", "periodic_cnn", "load_data", "vorticity_rollout", "evaluate_model",
     "train_model", "build_model", "load_model", "run", "data_fingerprint", "DATA_FIELDS",
 ]

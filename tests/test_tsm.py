@@ -30,6 +30,7 @@ from pdeforge.operators.tsm import (
     logits_per_cell,
     run,
     stencil_weights,
+    tvd_limit,
 )
 from pdeforge.solvers import fv
 
@@ -97,6 +98,21 @@ def test_learned_faces_are_exact_on_affine_fields_at_order_2():
             assert torch.allclose(faces.advected[0, j, d][inner], exact(j, *tq), atol=1e-11)
             ta = (0.5, 0.0) if j == 0 else (0.0, 0.5)
             assert torch.allclose(faces.advecting[0, j, d][inner], exact(d, *ta), atol=1e-11)
+
+
+def test_the_limiter_reads_the_same_neighbours_from_the_patches_as_from_shifted_copies():
+    # faces_from_logits takes each u_j's neighbours -1, +1, +2 along d out of the 4x4 patches; tvd_limit on its own
+    # shifts u_j: the two must agree bit for bit, for random logits on a random flow
+    v = _velocity()
+    logits = torch.randn(2, 120, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    raw = faces_from_logits(v, logits, limiter=False)
+    limited = faces_from_logits(v, logits)
+    for j in range(2):
+        for d in range(2):
+            ref = tvd_limit(v[:, j], raw.advected[:, j, d], raw.advecting[:, j, d], (-2, -1)[d])
+            assert torch.equal(limited.advected[:, j, d], ref), (j, d)
+    assert torch.equal(limited.advecting, raw.advecting)
+    assert not torch.equal(limited.advected, raw.advected)  # the limiter acted somewhere
 
 
 def test_bad_logits_shape_is_refused():
