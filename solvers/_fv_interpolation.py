@@ -144,9 +144,5 @@ class VanLeerInterpolation(AbstractInterpolation):
 
 def advection(velocity: Tensor, faces: FaceValues, h: float) -> Tensor:
     """``-(u . grad) u`` in flux form from face values: ``-sum_d backward_diff_d(a_jd q_jd)``, ``(B, 2, N, N)``."""
-    flux = faces.advected * faces.advecting
-    out = []
-    for j in range(2):
-        div = sum((flux[:, j, d] - torch.roll(flux[:, j, d], 1, _AXES[d])) / h for d in range(2))
-        out.append(-div)
-    return torch.stack(out, dim=1)
+    flux_x, flux_y = (faces.advected * faces.advecting).unbind(2)  # (B, j, N, N) each: d = x, d = y
+    return -((flux_x - torch.roll(flux_x, 1, _AXES[0])) / h + (flux_y - torch.roll(flux_y, 1, _AXES[1])) / h)
