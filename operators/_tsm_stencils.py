@@ -159,16 +159,18 @@ def _van_leer_phi(s_up: Tensor, s_down: Tensor) -> Tensor:
     return torch.where(positive, 2 * s_up / denom, torch.zeros_like(s_up))
 
 
-def tvd_limit(q: Tensor, high: Tensor, a: Tensor, axis: int, neighbours: tuple[Tensor, Tensor, Tensor] | None = None
-              ) -> Tensor:
+def tvd_limit(q: Tensor, high: Tensor, a: Tensor, axis: int | None = None,
+              neighbours: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """Blend first-order upwind and a high-order face value of ``q`` at the face forward along ``axis``.
 
     ``q``, ``high``, ``a`` (advecting velocity at the face): ``(B, N, N)`` (or any shapes that broadcast). Returns
     ``q_U + phi(r) (high - q_U)`` with ``r = (q_U - q_UU) / (q_D - q_U)`` upwind by the sign of ``a``.
-    ``neighbours``: ``q`` at the points -1, +1, +2 along ``axis`` (periodic), if the caller has them (then
-    ``axis`` is not read).
+    Either ``axis`` (the neighbours are ``q`` rolled along it, periodic) or ``neighbours``: ``q`` at the points
+    -1, +1, +2 along the face's axis, if the caller has them.
     """
     if neighbours is None:
+        if axis is None:
+            raise ValueError("tvd_limit needs the axis of the faces or the neighbours of q along it")
         neighbours = torch.roll(q, 1, axis), torch.roll(q, -1, axis), torch.roll(q, -2, axis)
     q_m1, q_p1, q_p2 = neighbours
     pos = a >= 0
@@ -191,8 +193,8 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
         raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
     z = logits.reshape(b, 2, 2, 2, nl, n1, n2)
     k, w0 = _stacked_stencils(order, logits.dtype, logits.device)  # (t, 16, nl), (t, 16); t = target axis
-    grid = stencil_patches(velocity)  # (B, f, 4, 4, N, N): offsets -1..2 along x, then y
-    patches = grid.flatten(2, 3)  # (B, f, 16, N, N)
+    square = stencil_patches(velocity)  # (B, f, 4, 4, N, N): offsets -1..2 along x, then y
+    patches = square.flatten(2, 3)  # (B, f, 16, N, N)
     q = torch.einsum("tkl,bfkxy->btflxy", k, patches)  # (B, t, f, nl, N, N)
     q0 = torch.einsum("tk,bfkxy->btfxy", w0, patches)  # (B, t, f, N, N)
     # advected u_j at (j, d): target axis d, field j -> index [t=d, f=j]; advecting u_d: [t=j, f=d]
@@ -200,8 +202,8 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
     advected = q0.transpose(1, 2) + (z_advected * q.transpose(1, 2)).sum(3)
     advecting = q0 + (z_advecting * q).sum(3)
     if limiter:  # all four (j, d) at once; u_j's neighbours at offsets -1, +1, +2 along d from the patches
-        near = grid[:, :, _NEAR_X, _NEAR_Y]  # (B, j, d, 3, N, N)
-        advected = tvd_limit(velocity[:, :, None], advected, advecting, -1, near.unbind(3))
+        near = square[:, :, _NEAR_X, _NEAR_Y]  # (B, j, d, 3, N, N)
+        advected = tvd_limit(velocity[:, :, None], advected, advecting, neighbours=near.unbind(3))
     return FaceValues(advected, advecting)
 
 
