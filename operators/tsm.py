@@ -71,8 +71,8 @@ from ._tsm_stencils import (
 __all__ = [
     "TSMRunConfig", "TSMConfig", "CNNConfig", "TemporalStencilModel", "PolynomialStencil", "StencilInterpolation",
     "faces_from_logits", "stencil_weights", "tvd_limit", "logits_per_cell", "HippoEncoder", "FrameStackEncoder",
-    "lagt_transition", "bilinear", "lagt_kernel", "lagt_recurrence", "periodic_cnn", "load_data", "vorticity_rollout", "evaluate_model",
-    "train_model", "build_model", "load_model", "run", "data_fingerprint", "DATA_FIELDS",
+    "lagt_transition", "bilinear", "lagt_kernel", "lagt_recurrence", "periodic_cnn", "load_data", "vorticity_rollout",
+    "evaluate_model", "train_model", "build_model", "load_model", "run", "data_fingerprint", "DATA_FIELDS",
 ]
 
 
