@@ -202,14 +202,11 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
     advected = q0.transpose(1, 2) + (z_advected * q.transpose(1, 2)).sum(3)
     advecting = q0 + (z_advecting * q).sum(3)
     if limiter:  # all four (j, d) at once; u_j's neighbours at offsets -1, +1, +2 along d from the patches
-        near = square[:, :, _NEAR_X, _NEAR_Y]  # (B, j, d, 3, N, N)
-        advected = tvd_limit(velocity[:, :, None], advected, advecting, neighbours=near.unbind(3))
+        # (B, j, d, offset -1..2, N, N): the patch row through the cell along x, the column along y (views and one
+        # stack: no index tensor to copy to the device at every stage)
+        m1, _, p1, p2 = torch.stack([square[:, :, :, 1], square[:, :, 1]], dim=2).unbind(3)
+        advected = tvd_limit(velocity[:, :, None], advected, advecting, neighbours=(m1, p1, p2))
     return FaceValues(advected, advecting)
-
-
-# patch indices (offset + 1 along x, along y) of the offsets -1, +1, +2 along d = x (row 0) and d = y (row 1)
-_NEAR_X = ((0, 2, 3), (1, 1, 1))
-_NEAR_Y = ((1, 1, 1), (0, 2, 3))
 
 
 class StencilInterpolation(AbstractInterpolation):
