@@ -59,10 +59,9 @@ MODELS = {  # name -> spec changes on top of configs/tsm_kolmogorov.yaml's defau
 
 
 @torch.no_grad()
-@torch.inference_mode()
 def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) -> float:
     """Best-of-``repeats`` seconds per solver step for ``frames`` (B, H, 2, N, N), on the device of ``frames``
-    (a GPU is waited for before each clock reading); inference only, no autograd graph is recorded."""
+    (a GPU is waited for before each clock reading)."""
     model.rollout(frames, 4)
     best = float("inf")
     for _ in range(repeats):
