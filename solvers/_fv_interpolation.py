@@ -86,7 +86,7 @@ def stencil_patches(field: Tensor, size: int = 4) -> Tensor:
     lo, hi = size // 2 - 1, size // 2  # points before and after: offsets -lo .. hi
     padded = torch.nn.functional.pad(field.reshape(-1, 1, n1, n2), (lo, hi, lo, hi), mode="circular")[:, 0]
     patches = padded.unfold(1, n1, 1).unfold(2, n2, 1)  # [m, p, q, i, j] = padded[m, p + i, q + j]
-    return patches.unflatten(0, field.shape[:-2])
+    return patches.reshape(*field.shape[:-2], size, size, n1, n2)  # a view: the leading axes were flattened
 
 
 class AbstractInterpolation(nn.Module):

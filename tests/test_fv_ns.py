@@ -352,3 +352,6 @@ def test_stencil_patches_reproduce_linear_and_cubic_faces():
     cubic[:, 1] = torch.tensor([-1.0, 9.0, 9.0, -1.0]) / 16
     cubic_face = (patches * cubic[None, :, :, None, None]).sum(dim=(1, 2))
     assert torch.allclose(cubic_face, BlendInterpolation(1.0)(v).advected[:, 0, 0], atol=1e-15)
+    # any leading axes, none included: the same neighbourhoods
+    assert torch.equal(stencil_patches(v), torch.stack([patches, stencil_patches(v[:, 1])], dim=1))
+    assert torch.equal(stencil_patches(v[0, 0]), patches[0])
