@@ -1,7 +1,7 @@
 """TSM vs LI vs coarse solver at CPU scale: high-correlation duration, the HiPPO ablation, per-step latency.
 
     python benchmarks/tsm.py                      # trains every model below (1 free thread)
-    python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames --unroll 16   # the README figures (~1-1.5 h)
+    python benchmarks/tsm.py --models tsm-hippo,li,tsm-frames --unroll 16   # the README figures (~1 h)
     python benchmarks/tsm.py --reuse               # evaluate the run folders already under --runs (refused if
                                                    # trained on other data or with other options)
     python benchmarks/tsm.py --steps 100           # shorter training
