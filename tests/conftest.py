@@ -57,3 +57,39 @@ def crash_after_checkpoint(monkeypatch):
 
     arm.crash = SimulatedCrash
     return arm
+
+
+@pytest.fixture
+def refused_devices(monkeypatch):
+    """With CUDA made unavailable: ``check(where, attempt, leaves)`` asserts that ``attempt(device)`` refuses each
+    device that is not here with the one-line ``"<where>: device '<device>': <why>"`` and that the path ``leaves``
+    does not exist afterwards (nothing half-written)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    why = {"gpu": "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'",
+           "cuda": r"expected 'cpu' or 'auto': CUDA is not available here \(torch.cuda.is_available\(\) is False\)",
+           "cuda:0": "expected 'cpu' or 'auto': CUDA is not available",
+           "cuda:1": "expected 'cpu' or 'auto': CUDA is not available"}
+
+    def check(where: str, attempt, leaves: Path) -> None:
+        for device, reason in why.items():
+            with pytest.raises(ValueError, match=rf"^{where}: device '{device}': {reason}"):
+                attempt(device)
+            assert not leaves.exists(), (device, leaves)
+
+    return check
+
+
+def _devices_in(tree) -> set[str]:
+    if isinstance(tree, torch.Tensor):
+        return {tree.device.type}
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (list, tuple)):
+        return set().union(*(_devices_in(v) for v in tree))
+    return set()
+
+
+@pytest.fixture
+def devices_in():
+    """``devices_in(tree)``: the device types of the tensors in nested dicts, lists and tuples (a training state)."""
+    return _devices_in

@@ -268,18 +268,11 @@ def test_device_cpu_and_auto_give_the_bytes_of_a_spec_without_device(tmp_path, m
         assert _outputs(tmp_path / device) == _outputs(tmp_path / "none"), device
 
 
-def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, monkeypatch, refused_devices):
     from pdeforge.operators.noda import check_spec
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     spec = _device_spec(tmp_path / "no_data_needed")
-    refused = {"gpu": "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'",
-               "cuda": r"expected 'cpu' or 'auto': CUDA is not available here \(torch.cuda.is_available\(\) is False\)",
-               "cuda:0": "expected 'cpu' or 'auto': CUDA is not available"}
-    for device, why in refused.items():
-        with pytest.raises(ValueError, match=rf"^noda spec: device '{device}': {why}"):
-            run({**spec, "device": device}, tmp_path / "run")
-        assert not (tmp_path / "run").exists()
+    refused_devices("noda spec", lambda device: run({**spec, "device": device}, tmp_path / "run"), tmp_path / "run")
     with pytest.raises(ValueError, match=r"^noda spec: device 1: expected a string \(the default is 'cpu'\)$"):
         check_spec({**spec, "device": 1})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -291,7 +284,7 @@ def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_pat
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
-def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, crash_after_checkpoint):
+def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, crash_after_checkpoint, devices_in):
     """6 steps of each training on cuda give finite metrics within 1e-3 (relative) of the CPU's. TF32 is switched off
     here for cuDNN's convolutions (on by default; its 10-bit mantissa would be all the comparison measured; cuBLAS
     matmuls have it off by default): what is left is float32 rounding in another order (cuFFT, cuBLAS), ~1e-7..1e-6.
@@ -336,18 +329,7 @@ def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, crash_aft
         run({**spec, "device": "cuda"}, tmp_path / "cut")
     assert not pending
     state = torch.load(tmp_path / "cut" / "checkpoint" / "state.pt", weights_only=True)
-    assert all(t.device.type == "cpu" for t in _tensors(state))
+    assert devices_in(state) == {"cpu"}
     resumed = run({**spec, "device": "cpu", "resume": True}, tmp_path / "cut")
     for name, row in resumed["table"].items():
         assert row == pytest.approx(cpu["table"][name], rel=1e-3), name
-
-
-def _tensors(tree):
-    if isinstance(tree, torch.Tensor):
-        yield tree
-    elif isinstance(tree, dict):
-        for v in tree.values():
-            yield from _tensors(v)
-    elif isinstance(tree, (list, tuple)):
-        for v in tree:
-            yield from _tensors(v)

@@ -411,18 +411,11 @@ def test_device_cpu_and_auto_give_the_bytes_of_a_config_without_device(tmp_path,
         assert _outputs(tmp_path / device) == _outputs(tmp_path / "none"), device
 
 
-def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, refused_devices):
     from pdeforge.pinns._run import build
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     config = _device_config("lagrangian")
-    refused = {"gpu": "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'",
-               "cuda": r"expected 'cpu' or 'auto': CUDA is not available here \(torch.cuda.is_available\(\) is False\)",
-               "cuda:1": "expected 'cpu' or 'auto': CUDA is not available"}
-    for device, why in refused.items():
-        with pytest.raises(ValueError, match=rf"^pinn config: device '{device}': {why}"):
-            run({**config, "device": device}, tmp_path / "run")
-        assert not (tmp_path / "run").exists()
+    refused_devices("pinn config", lambda device: run({**config, "device": device}, tmp_path / "run"), tmp_path / "run")
     with pytest.raises(ValueError, match=r"^pinn config: device 0: expected a string \(the default is 'cpu'\)$"):
         build({**config, "device": 0})
     # a trained run folder loads on the CPU whatever device it names; another device is checked like a config's
@@ -435,21 +428,10 @@ def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_pat
         load(tmp_path / "done", "cuda")
 
 
-def _tensors(tree):
-    if isinstance(tree, torch.Tensor):
-        yield tree
-    elif isinstance(tree, dict):
-        for v in tree.values():
-            yield from _tensors(v)
-    elif isinstance(tree, (list, tuple)):
-        for v in tree:
-            yield from _tensors(v)
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
 @pytest.mark.parametrize("case", ["rad", "self_adaptive", "lagrangian"])
-def test_a_pinn_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, case):
+def test_a_pinn_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, case, devices_in):
     """On cuda: the same initial weights and points as on the CPU; Adam + L-BFGS give finite metrics within 1e-6
     (relative) of the CPU's. Float64 throughout, TF32 off: the devices differ by the order of reductions, ~1e-16 per
     operation; measured on the CPU, noise of 1e-6 on every Adam gradient moves these metrics by < 4e-8, so 1e-6 is
@@ -476,7 +458,7 @@ def test_a_pinn_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, case):
 
     # written from CPU tensors: read without map_location, and the weights score on the CPU what they did on cuda
     state = torch.load(tmp_path / "gpu" / "checkpoint" / "state.pt", weights_only=True)
-    assert all(t.device.type == "cpu" for t in _tensors(state))
+    assert devices_in(state) == {"cpu"}
     assert all(t.device.type == "cpu" for t in load_weights(tmp_path / "gpu" / "model.safetensors").values())
     model = load(tmp_path / "gpu")
     assert next(model.parameters()).device.type == "cpu"
