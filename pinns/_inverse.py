@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .._device import check_device, resolve_device
 from ..datasets import TrajectoryDataset
 from ..solvers import AbstractEquation
 from ._autograd import pde_residual
@@ -133,13 +134,17 @@ class AbstractDataFitPINN(nn.Module):
     Arguments:
         problem: the data problem of the solution net (:func:`data_problem`).
         domain, observations, network, n_residual, residual_weight, seed: as in the subclasses.
-        device: where the networks, unknowns, points and observations live (weights and points are drawn on the
-            CPU from CPU generators, then moved: the same start on every device).
+        device: where the networks, unknowns, points and observations live: a torch device, or ``cpu`` | ``cuda`` |
+            ``cuda:N`` | ``auto`` (refused with a one-line ValueError where it is not here). Weights and points are
+            drawn on the CPU from CPU generators, then moved: the same start on every device.
     """
 
     def __init__(self, problem: Problem, domain: Domain, observations: Observations, network: NetworkConfig,
                  n_residual: int, residual_weight: float, seed: int, device: torch.device | str) -> None:
         super().__init__()
+        if isinstance(device, str):  # refused in one line if it is not here; "auto": cuda if available
+            check_device(device, type(self).__name__)
+            device = resolve_device(device)
         self.device = torch.device(device)
         self.net = PINNNet(problem, network, seed).double().to(self.device)
         self.observations = observations.to(self.device)

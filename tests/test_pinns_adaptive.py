@@ -234,8 +234,8 @@ def _heat_observations(noise=0.0):
 def test_inverse_and_hidden_term_pinns_put_everything_on_their_device():
     # "meta" tensors have a device and shapes but no data: every tensor the objective reads must be there
     obs, dom = _heat_observations()
-    inverse = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device="meta")
-    hidden = HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL, n_residual=64, device="meta")
+    inverse = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device=torch.device("meta"))
+    hidden = HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL, n_residual=64, device=torch.device("meta"))
     for model in (inverse, hidden):
         tensors = [*model.parameters(), *model.points, *vars(model.observations).values()]
         assert len(tensors) > 6 and {t.device.type for t in tensors} == {"meta"}
@@ -244,6 +244,15 @@ def test_inverse_and_hidden_term_pinns_put_everything_on_their_device():
     loss = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64).objective(None)[0]
     again = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device="cpu").objective(None)[0]
     assert torch.equal(loss, again)
+
+
+def test_inverse_and_hidden_term_pinns_refuse_a_device_that_is_not_here(tmp_path, refused_devices):
+    obs, dom = _heat_observations()
+    refused_devices("InversePINN", lambda device: InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL,
+                                                              n_residual=64, device=device), tmp_path / "none")
+    refused_devices("HiddenTermPINN", lambda device: HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL,
+                                                                    n_residual=64, device=device), tmp_path / "none")
+    assert HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL, n_residual=64, device="auto").device.type == "cpu"
 
 
 @pytest.mark.gpu
