@@ -13,6 +13,7 @@ Everything else (pressure projection, viscosity, drag, forcing, SSP-RK3) is the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 from ..solvers.fv import FlowParameters, StaggeredGrid, StaggeredNavierStokes2D, VanLeerInterpolation
 from ._tsm_hippo import FrameStackEncoder, HippoEncoder
-from ._tsm_stencils import StencilInterpolation, logits_per_cell
+from ._tsm_stencils import StencilInterpolation, logits_per_cell, prepare_stencils
 
 VARIANTS = ("tsm", "li", "coarse")
 ENCODERS = ("hippo", "frames")
@@ -147,9 +148,12 @@ class TemporalStencilModel(nn.Module):
             interp = StencilInterpolation(None, config.order)
         self.solver = StaggeredNavierStokes2D(grid, flow, interpolation=interp)
 
-    def rollout(self, frames: Tensor, n_steps: int) -> Tensor:
+    def rollout(self, frames: Tensor, n_steps: int, step: Callable[[Tensor, float], Tensor] | None = None) -> Tensor:
         """Predict ``n_steps`` solver steps after the last of ``frames`` ``(B, H, 2, N, N)`` (``H >=`` the
-        model's ``config.n_input_frames``; TSM uses the last ``history``). Returns ``(B, n_steps, 2, N, N)``."""
+        model's ``config.n_input_frames``; TSM uses the last ``history``). Returns ``(B, n_steps, 2, N, N)``.
+        ``step``: the solver step to call, ``self.solver.step`` by default (:meth:`compiled_step` gives a
+        compiled one)."""
+        step = self.solver.step if step is None else step
         need = self.config.n_input_frames
         if frames.ndim != 5 or frames.shape[1] < need or frames.shape[2] != 2:
             raise ValueError(f"expected frames (B, >= {need}, 2, N, N), got {tuple(frames.shape)}"
@@ -162,7 +166,7 @@ class TemporalStencilModel(nn.Module):
             for _ in range(n_steps):
                 if per_step:
                     interp.logits = self.net(v / self.velocity_scale)
-                v = self.solver.step(v, self.dt)
+                v = step(v, self.dt)
                 out.append(v)
             if per_step:
                 interp.logits = None
@@ -177,7 +181,7 @@ class TemporalStencilModel(nn.Module):
             logits = self.net(features).split(n_logits, dim=1)
             for s in range(min(self.config.bundle, n_steps - len(out))):
                 interp.logits = logits[s]
-                v = self.solver.step(v, self.dt)
+                v = step(v, self.dt)
                 out.append(v)
                 if running:
                     state = self.encoder.update(state, v)
@@ -185,6 +189,18 @@ class TemporalStencilModel(nn.Module):
                     hist.append(v)
         interp.logits = None
         return torch.stack(out, dim=1)
+
+    def compiled_step(self, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                      **options) -> Callable[[Tensor, float], Tensor]:
+        """``torch.compile(self.solver.step)`` for ``rollout(..., step=)``: one solver step as one graph (the
+        stencils, limiter, advection and both projections of all three SSP-RK3 stages), for velocities of
+        ``dtype`` on ``device``. Shapes are static (``dynamic=False``); another batch size or grid compiles again.
+        The compiled step agrees with the eager one to rounding (other fused arithmetic), not bitwise. In training it
+        compiles twice: for the rollout's first step (frames without gradient) and for the steps after it."""
+        self.solver.prepare(dtype, device)
+        if isinstance(self.solver.interpolation, StencilInterpolation):
+            prepare_stencils(self.config.order, dtype, device)
+        return torch.compile(self.solver.step, dynamic=False, **options)
 
     def forward(self, frames: Tensor, n_steps: int) -> Tensor:
         return self.rollout(frames, n_steps)

@@ -27,7 +27,7 @@ value is linear interpolation and the module reproduces the solver's ``VanLeerIn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -103,19 +103,35 @@ class PolynomialStencil:
         return self.base.to(logits) + logits @ self.null_space.to(logits).T
 
 
-@lru_cache(maxsize=None)  # the SVD of the constraints once per order, not at every solver stage
+# Plain dicts, not functools.lru_cache: torch.compile traces a dict lookup but not lru_cache's lock, which would
+# split a compiled solver step into pieces at every stage.
+_STENCILS: dict[int, tuple[PolynomialStencil, PolynomialStencil]] = {}
+_STACKED: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+
+
 def _stencils(order: int) -> tuple[PolynomialStencil, PolynomialStencil]:
-    return PolynomialStencil(X_TARGET, order), PolynomialStencil(Y_TARGET, order)
+    """The x and y stencils of ``order``: the SVD of the constraints once per order, not at every solver stage."""
+    if order not in _STENCILS:
+        _STENCILS[order] = PolynomialStencil(X_TARGET, order), PolynomialStencil(Y_TARGET, order)
+    return _STENCILS[order]
 
 
-@lru_cache(maxsize=None)  # a host-to-device copy blocks: once per (order, dtype, device), not at every stage
 def _stacked_stencils(order: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """The x and y stencils' null spaces ``(2, 16, n_logits)`` and base weights ``(2, 16)`` in ``dtype`` on
-    ``device``."""
-    sx, sy = _stencils(order)
-    with torch.inference_mode(False):  # made under inference mode, they could not be saved for a later backward
-        k = torch.stack([sx.null_space, sy.null_space]).to(dtype=dtype, device=device)
-        return k, torch.stack([sx.base, sy.base]).to(dtype=dtype, device=device)
+    ``device``, made once per (order, dtype, device): a host-to-device copy blocks."""
+    key = (order, dtype, device)
+    if key not in _STACKED:
+        sx, sy = _stencils(order)
+        with torch.inference_mode(False):  # made under inference mode, they could not be saved for a later backward
+            k = torch.stack([sx.null_space, sy.null_space]).to(dtype=dtype, device=device)
+            _STACKED[key] = k, torch.stack([sx.base, sy.base]).to(dtype=dtype, device=device)
+    return _STACKED[key]
+
+
+def prepare_stencils(order: int, dtype: torch.dtype, device: torch.device | str) -> None:
+    """Make the stencil constants of ``order`` for ``dtype`` on ``device`` now: a compiled solver step then finds
+    them instead of tracing their construction."""
+    _stacked_stencils(order, dtype, torch.empty(0, device=device).device)  # "cuda" -> cuda:0, as a tensor's
 
 
 def logits_per_cell(order: int = 1) -> int:

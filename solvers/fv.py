@@ -163,6 +163,13 @@ class StaggeredNavierStokes2D(nn.Module):
             self._constants[key] = value.to(like.dtype)
         return self._constants[key]
 
+    def prepare(self, dtype: torch.dtype, device: torch.device | str) -> None:
+        """Make the grid constants (forcing, Poisson symbol) for ``dtype`` on ``device`` now, as the first step
+        would: a compiled step then finds them instead of tracing their construction and compiling again."""
+        like = torch.empty(0, dtype=dtype, device=device)
+        self.forcing(like)
+        self._constant("inverse_symbol", like)
+
     # -- pieces ---------------------------------------------------------------------------------------
     def forcing(self, like: Tensor) -> Tensor | None:
         """The body force ``(1, 2, N, N)`` on the faces, in the dtype/device of ``like`` (None if unforced)."""
