@@ -8,7 +8,7 @@ Prints, all float32:
     protocol's DNS would take: 32 trajectories x (warm-up 20 + 400 frames x 0.02) / dt, with dt from CFL 0.5 at a
     max |u| + |v| of --speed (6.5: about the largest seen in the 256^2 DNS at Re 500), in batches of 32.
 (2) Training: seconds per Adam step (unroll --unroll, batch 4, through the solver) of LI and TSM at --resolution,
-    and what --steps of them take.
+    and what --steps of them take; with --compile also with the solver step compiled, and eager / compiled.
 (3) Inference: ms per solver step for one trajectory, LI and TSM, and TSM / LI.
 The trainings run on random divergence-free fields: the cost of a step does not depend on the values.
 """
@@ -63,22 +63,29 @@ def dns_cost(resolutions: list[int], device: torch.device, speed: float, cfg: TS
               f"{steps} steps per trajectory -> all 32 in one batch: {steps * row[1] / 60:.1f} min")
 
 
-def train_cost(cfg: TSMRunConfig, device: torch.device, steps: int, repeats: int) -> None:
+def train_cost(cfg: TSMRunConfig, device: torch.device, steps: int, repeats: int, compiled: bool) -> None:
     print(f"(2) training at {cfg.resolution}^2, unroll {cfg.unroll}, batch {cfg.batch_size}, history {cfg.history}: "
-          f"s per Adam step, and {steps} steps")
+          f"s per Adam step, and {steps} steps" + ("; eager, then the solver step compiled" if compiled else ""))
     data = random_frames(2, cfg.history + cfg.unroll + 2, cfg.resolution, seed=1).to(device)
     for variant in ("li", "tsm"):
-        run = replace(cfg, variant=variant, steps=2 + repeats, log_every=10**9, progress=False, checkpoint_every=0)
-        model = build_model(run, float(data.std())).to(device)
-        t0 = time.perf_counter()
-        train_model(model, data, replace(run, steps=2))  # warm-up (kernels, allocator)
-        synchronize(device)
-        t1 = time.perf_counter()
-        train_model(build_model(run, float(data.std())).to(device), data, replace(run, steps=repeats))
-        synchronize(device)
-        per_step = (time.perf_counter() - t1) / repeats
-        print(f"  {variant:4s}: {per_step:.3f} s per step (first 2 steps {t1 - t0:.1f} s) -> {steps} steps "
-              f"{per_step * steps / 60:.1f} min")
+        per = {}
+        for mode in ("eager", "compiled") if compiled else ("eager",):
+            run = replace(cfg, variant=variant, log_every=10**9, progress=False, checkpoint_every=0,
+                          compile=mode == "compiled")
+            model = build_model(run, float(data.std())).to(device)
+            start = {k: v.clone() for k, v in model.state_dict().items()}
+            t0 = time.perf_counter()
+            train_model(model, data, replace(run, steps=2))  # warm-up (kernels, allocator; compiling)
+            synchronize(device)
+            model.load_state_dict(start)  # the same modules from their first weights: nothing compiles again
+            t1 = time.perf_counter()
+            train_model(model, data, replace(run, steps=repeats))
+            synchronize(device)
+            per[mode] = (time.perf_counter() - t1) / repeats
+            print(f"  {variant:4s} {mode:8s}: {per[mode]:.3f} s per step (first 2 steps {t1 - t0:.1f} s) -> {steps} "
+                  f"steps {per[mode] * steps / 60:.1f} min")
+        if compiled:
+            print(f"  {variant:4s} eager / compiled: {per['eager'] / per['compiled']:.2f}x")
 
 
 @torch.no_grad()
@@ -105,6 +112,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: dns, train, latency")
+    parser.add_argument("--compile", action="store_true",
+                        help="(2) also with the solver step compiled (torch.compile), and the ratio to eager")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -115,7 +124,7 @@ def main() -> None:
     if "dns" not in skip:
         dns_cost([int(n) for n in args.dns.split(",")], device, args.speed, cfg, args.repeats)
     if "train" not in skip:
-        train_cost(cfg, device, args.steps, args.repeats)
+        train_cost(cfg, device, args.steps, args.repeats, args.compile)
     if "latency" not in skip:
         latency(cfg, device, args.repeats)
 

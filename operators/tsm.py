@@ -123,6 +123,8 @@ class TSMRunConfig:
     progress: bool = True         # a progress bar over the training steps
     threshold: float = 0.8        # high-correlation threshold
     device: str = "cpu"           # cpu | cuda | cuda:N | auto (cuda if available): DNS, training and evaluation
+    compile: bool = False         # torch.compile the solver step for training (~1 min of compiling first): on a
+                                  # CPU a step 1.6-1.7x faster at 16^2, 1.2-1.3x at 32^2; eager's numbers to rounding
 
     def model_config(self) -> TSMConfig:
         return TSMConfig(self.variant, self.encoder, self.history, self.hippo_order, self.bundle, self.order,
@@ -298,6 +300,7 @@ def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, l
         first, elapsed = int(state["step"]), float(state["elapsed"])
         log[:] = [dict(r) for r in state["log"]]
     var = train.var().item()
+    step_fn = model.compiled_step(train.dtype, device) if cfg.compile else None
     t0 = time.time() - elapsed
     bar = tqdm(range(first, cfg.steps), initial=first, total=cfg.steps, desc=f"train {model.config.variant}",
                unit="step", disable=not cfg.progress, mininterval=2.0)
@@ -305,7 +308,7 @@ def train_model(model: TemporalStencilModel, train: Tensor, cfg: TSMRunConfig, l
         idx = torch.randint(n, (cfg.batch_size,), generator=gen)
         start = torch.randint(t_len - h - u + 1, (cfg.batch_size,), generator=gen)
         win = torch.stack([train[i, s:s + h + u] for i, s in zip(idx.tolist(), start.tolist())])
-        pred = model.rollout(win[:, :h], u)
+        pred = model.rollout(win[:, :h], u, step=step_fn)
         loss = ((pred - win[:, h:]) ** 2).mean() / var
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{model.config.variant}: step {step}: the unrolled loss is {loss.item()} "
@@ -394,8 +397,9 @@ def _plots(run_dir: Path, dt: float, curves: dict[str, Tensor], snaps: dict[str,
     _save(fig, run_dir / "vorticity_snapshots.png")
 
 
-# may change on resume (a checkpoint loads on any device; an uninterrupted run's bytes need the same device and threads)
-_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "data_workers", "device")
+# may change on resume (a checkpoint loads on any device; an uninterrupted run's bytes need the same device, threads
+# and compile)
+_RESUME_FREE = ("resume", "checkpoint_every", "progress", "threads", "data_workers", "device", "compile")
 
 
 def run(spec: dict, run_dir: Path) -> dict:

@@ -258,6 +258,41 @@ def test_gradients_reach_the_cnn_through_an_unrolled_rollout(variant, li_calls, 
     assert torch.allclose((first.grad * direction).sum(), fd, rtol=1e-5, atol=1e-12)
 
 
+@pytest.mark.parametrize(("variant", "li_calls"), [("tsm", "step"), ("li", "step"), ("li", "stage")])
+def test_the_compiled_solver_step_is_one_graph_with_the_eager_numbers(variant, li_calls, monkeypatch):
+    """``compiled_step`` traces a whole solver step as one graph (``fullgraph``: a graph break raises), twice in a
+    training rollout (the first step reads frames without gradient), even with the stencil and grid constants not
+    yet made (they are made before tracing); the traced step gives the eager rollout and gradients. Dynamo only,
+    with a backend that runs the captured graph as it is (Inductor's numerics: the slow test below)."""
+    import pdeforge.operators._tsm_stencils as stencils
+
+    monkeypatch.setattr(stencils, "_STACKED", {})  # as in a fresh process
+    torch.manual_seed(0)
+    model = _model(variant, li_calls=li_calls)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    step = model.compiled_step(torch.float64, "cpu", backend=backend, fullgraph=True)
+    frames = _velocity(8, 1)[:, None].repeat(1, 4, 1, 1, 1)
+    target = _velocity(8, 1, seed=5)
+    grads = []
+    for s in (step, step, None):  # two training rollouts compiled (nothing compiles for the second), then eager
+        loss = ((model.rollout(frames, 5, step=s) - target) ** 2).mean()
+        grads.append((loss.detach(), *torch.autograd.grad(loss, list(model.net.parameters()))))
+    torch._dynamo.reset()
+    assert len(graphs) == 2
+    for got in grads[:2]:
+        assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-15) for a, b in zip(got, grads[2]))
+    assert grads[0][-2].abs().max() > 0  # the last layer's weight: the CNN is in the loss
+
+
 def test_rollout_refuses_too_short_history():
     with pytest.raises(ValueError, match=r"expected frames \(B, >= 4, 2, N, N\)"):
         _model("tsm").rollout(_velocity(8, 1)[:, None], 2)
@@ -420,6 +455,23 @@ def test_device_cpu_trains_the_bytes_of_a_spec_without_device(tmp_path, monkeypa
         assert metrics["data_fingerprint"] == plain["data_fingerprint"], device
         saved = json.loads((tmp_path / device / "model.json").read_text())["run_config"]
         assert saved["device"] == device
+
+
+@pytest.mark.slow
+def test_a_compiled_training_agrees_with_the_eager_one(tmp_path):
+    """``compile: true`` (Inductor's fused kernels for the solver step) trains the run an eager training does, to
+    rounding: the same losses, weights and scores within float32 tolerances, not the same bytes."""
+    spec = _tiny_spec(tmp_path, steps=6)
+    eager = run(spec, tmp_path / "eager")
+    compiled = run({**spec, "compile": True}, tmp_path / "compiled")
+    logs = [_train_log(tmp_path / d) for d in ("eager", "compiled")]
+    assert [r["step"] for r in logs[1]] == list(range(6))
+    assert np.allclose([r["loss"] for r in logs[1]], [r["loss"] for r in logs[0]], rtol=1e-4, atol=0)
+    a, b = (load_weights(tmp_path / d / "model.safetensors") for d in ("eager", "compiled"))
+    assert any(v.abs().max() > 0 for k, v in a.items() if k.startswith("net.2."))  # trained: the CNN is in use
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-6) for k in a)
+    assert np.allclose(compiled["correlation_curve"], eager["correlation_curve"], atol=1e-4)
+    assert json.loads((tmp_path / "compiled" / "model.json").read_text())["run_config"]["compile"] is True
 
 
 def test_from_spec_refuses_a_device_that_is_not_here(tmp_path, monkeypatch):
