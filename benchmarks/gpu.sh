@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks a session with a GPU runs, in one go (a few minutes on one GPU): the tests marked `gpu` (CUDA against
 # the CPU), the solver benchmark on CUDA (with the issue's 2D Kuramoto-Sivashinsky job) and what the TSM protocol
-# costs per step at 64^2.
+# costs per step at 64^2, eager and with the solver step compiled (the eager step is bound by kernel launches).
 #
 #   bash benchmarks/gpu.sh [OUT]      # logs into OUT (default: $OUT, else runs/gpu)
 #
@@ -23,3 +23,4 @@ timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts="--import-mode=i
     tests/test_cuda.py tests/test_tsm.py tests/test_scot_training.py tests/test_pinns.py tests/test_noda.py 2>&1 | tee "$out/tests.log"
 timeout 150 python3 benchmarks/solvers.py --device cuda 2>&1 | tee "$out/solvers.log"
 timeout 90 python3 benchmarks/tsm_cost.py --device cuda --resolution 64 --dns 256,512,1024 --repeats 5 2>&1 | tee "$out/tsm_cost.log"
+timeout 240 python3 benchmarks/tsm_cost.py --device cuda --resolution 64 --skip dns,latency --compile --repeats 5 2>&1 | tee "$out/tsm_compile.log"
