@@ -11,8 +11,8 @@
 
 Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2,
 solver dt 0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS
-over 2 processes on a 2-core CPU (``--dns-resolution 128 --dns-batch 0`` with another ``--data-cache``: the
-earlier 4x protocol, ~17 min on one core). Each model starts from frame ``history - 1`` of every test trajectory
+over 2 processes on a 2-core CPU (``--dns-resolution 128 --dns-batch 0``: the earlier 4x protocol, ~17 min on
+one core), kept under ``runs/tsm_data/`` with a name made of its parameters (``--data-cache PATH`` to choose). Each model starts from frame ``history - 1`` of every test trajectory
 and runs to its end (184 steps, 7.4 time units). Prints, per model, the high-correlation duration (vorticity
 correlation > 0.8) as mean +- std over the test trajectories and per trajectory, the paired differences (TSM - LI,
 TSM - frames, ...: mean +- standard error and wins, since every model starts from the same frames) and the
@@ -74,7 +74,7 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
 
 
 NOT_COMPARED = ("threads", "log_every", "data_workers", "checkpoint_every", "resume", "progress", "device",
-                "compile")
+                "compile", "data_cache")  # the data are compared by their fingerprint, not by the file's name
 
 
 def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
@@ -94,7 +94,8 @@ def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
 
 PROTOCOL_OPTIONS = {  # TSMRunConfig fields the command line sets (--n-test for n_test, ...)
     "n_test": "test trajectories (after the train ones)",
-    "data_cache": "generated once (DNS of 32 trajectories, ~30 min at 256^2 with 2 workers) and reused",
+    "data_cache": "generated once (DNS of 32 trajectories, ~30 min at 256^2 with 2 workers) and reused; auto: "
+                  "runs/tsm_data/, named by the data parameters (a finer cache there is face-averaged)",
     "dns_resolution": "DNS grid of the data (256: the issue's 8x downsampling to 32^2; use a new --data-cache)",
     "dns_batch": "DNS trajectories solved together (0: all; 4 is ~2x faster per trajectory at 256^2)",
     "data_workers": "processes sharing the DNS (one thread each)",

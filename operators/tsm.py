@@ -73,6 +73,7 @@ __all__ = [
     "faces_from_logits", "stencil_weights", "tvd_limit", "logits_per_cell", "HippoEncoder", "FrameStackEncoder",
     "lagt_transition", "bilinear", "lagt_kernel", "lagt_recurrence", "periodic_cnn", "load_data", "vorticity_rollout",
     "evaluate_model", "train_model", "build_model", "load_model", "run", "data_fingerprint", "DATA_FIELDS",
+    "data_cache_path",
 ]
 
 
@@ -92,7 +93,7 @@ class TSMRunConfig:
     layers: int = 4               # CNN depth
     channels: int = 32            # CNN width
     # data
-    data_cache: str = "runs/tsm_data/kolmogorov_fv_32_dns256.pt"
+    data_cache: str = "auto"      # the DNS cache: a path, or "auto": runs/tsm_data/, named by the data parameters
     dns_resolution: int = 256
     dns_batch: int = 4            # DNS trajectories solved together (each batch has its own CFL steps); 0: all
     data_workers: int = 2         # processes sharing the DNS, one thread each (same numbers as one process, one thread)
@@ -166,6 +167,38 @@ DATA_FIELDS = ("dns_resolution", "dns_batch", "reynolds", "warmup_time", "frame_
 
 _BEFORE_FIELD = {"dns_batch": 0}  # data fields added later, with the value that caches written before them had
 
+DATA_DIR = Path("runs/tsm_data")  # where data_cache "auto" keeps the caches (relative to the working directory)
+_OLD_DEFAULT = DATA_DIR / "kolmogorov_fv_32_dns256.pt"  # the default path before "auto", whatever it holds
+
+
+def _auto_name(cfg: TSMRunConfig, resolution: int) -> Path:
+    """``kolmogorov_fv_{resolution}_dns{dns_resolution}_{hash}.pt``: the hash covers the other data parameters."""
+    rest = {k: getattr(cfg, k) for k in DATA_FIELDS if k not in ("resolution", "dns_resolution")}
+    digest = hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
+    return DATA_DIR / f"kolmogorov_fv_{resolution}_dns{cfg.dns_resolution}_{digest}.pt"
+
+
+def data_cache_path(cfg: TSMRunConfig) -> Path:
+    """The file :func:`load_data` reads, or writes if it is absent: ``data_cache`` as given, or for ``"auto"`` a
+    name under ``runs/tsm_data/`` made of the data parameters, so that other parameters never meet a cache made
+    with different ones. With ``"auto"`` an existing cache at a finer resolution that ``resolution`` divides (same
+    other parameters) is used before a new DNS is made (it is face-averaged: the same data), and so is the file
+    the default path used to be (``runs/tsm_data/kolmogorov_fv_32_dns256.pt``, which held whichever resolution
+    made it first) if its recorded parameters fit."""
+    if cfg.data_cache != "auto":
+        return Path(cfg.data_cache)
+    finer = [r for r in range(cfg.resolution, cfg.dns_resolution + 1, cfg.resolution) if cfg.dns_resolution % r == 0]
+    for r in finer:
+        if _auto_name(cfg, r).exists():
+            return _auto_name(cfg, r)
+    if _OLD_DEFAULT.exists():
+        cached = load_state(_OLD_DEFAULT)
+        made, res = cached.get("params") or {}, cached["velocity"].shape[-1]
+        want = {k: getattr(cfg, k) for k in DATA_FIELDS if k != "resolution"}
+        if res in finer and {**_BEFORE_FIELD, **made, "resolution": None} == {**want, "resolution": None}:
+            return _OLD_DEFAULT
+    return _auto_name(cfg, cfg.resolution)
+
 
 def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
     """``(train, test)`` velocities ``(n, T, 2, R, R)`` float32 at the solver step (every ``stride``-th frame), on
@@ -173,14 +206,14 @@ def load_data(cfg: TSMRunConfig) -> tuple[Tensor, Tensor]:
 
     Generated once by :func:`pdeforge.solvers.fv.kolmogorov_fv_trajectories` (DNS at ``dns_resolution``,
     face-averaged to ``resolution``; ``dns_batch`` trajectories at a time, spread over ``data_workers``
-    processes on the CPU, one batch after the other on a GPU ``device``) and cached at ``data_cache`` (a plain tensor
-    file written atomically, loaded weights-only) with the parameters that made it; a cache made with other
+    processes on the CPU, one batch after the other on a GPU ``device``) and cached at :func:`data_cache_path` (a
+    plain tensor file written atomically, loaded weights-only) with the parameters that made it; a cache made with other
     parameters is refused. The cache does not depend on the device: one made on a GPU serves a CPU run and vice
     versa (the DNS of the two agree to rounding, not bitwise). A cache at a finer ``resolution`` that ``resolution``
     divides is coarsened by face averaging, which composes exactly (DNS -> 32^2 -> 16^2 is DNS -> 16^2): one DNS
     serves several downsampling ratios.
     """
-    path = Path(cfg.data_cache)
+    path = data_cache_path(cfg)
     want = {k: getattr(cfg, k) for k in DATA_FIELDS}
     if path.exists():
         cached = load_state(path)

@@ -404,6 +404,46 @@ def test_a_finer_cache_is_coarsened_by_face_averaging(tmp_path):
         load_data(replace(cfg, resolution=4, reynolds=300.0))
 
 
+def test_the_auto_data_cache_is_named_by_its_parameters_and_reuses_a_finer_one(tmp_path, monkeypatch):
+    """``data_cache: auto``: each set of data parameters has its own file under ``runs/tsm_data/``, so a run at
+    another resolution or Reynolds number neither meets a refusal nor overwrites; a run at a resolution that a
+    cached one's divides reuses it (no DNS); the file the old default path named is used only where its recorded
+    parameters fit."""
+    import pdeforge.operators.tsm as tsm
+
+    monkeypatch.setattr(tsm, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(tsm, "_OLD_DEFAULT", tmp_path / "data" / "old.pt")
+    cfg = TSMRunConfig(dns_resolution=16, warmup_time=0.2, frame_interval=0.05, n_frames=4, resolution=8,
+                       n_train=1, n_test=1, stride=1, dns_batch=0, data_workers=1)
+    assert cfg.data_cache == "auto"
+    path8 = tsm.data_cache_path(cfg)
+    assert path8.parent == tmp_path / "data" and path8.name.startswith("kolmogorov_fv_8_dns16_")
+    train8, _ = load_data(cfg)
+    assert path8.exists()
+    made = []
+    real_generate = tsm._generate
+    monkeypatch.setattr(tsm, "_generate", lambda c: made.append(c.resolution) or real_generate(c))
+    # 4^2: the 8^2 cache face-averaged, no DNS
+    assert tsm.data_cache_path(replace(cfg, resolution=4)) == path8
+    train4, _ = load_data(replace(cfg, resolution=4))
+    assert made == [] and torch.equal(train4[0], fv.downsample_staggered(train8[0], 2))
+    # other parameters: another file, a new DNS, and the first cache untouched
+    other = replace(cfg, reynolds=300.0)
+    assert tsm.data_cache_path(other) not in (path8, tsm._auto_name(cfg, 8))
+    assert tsm.data_cache_path(other).name.startswith("kolmogorov_fv_8_dns16_")
+    load_data(other)
+    assert made == [8] and torch.equal(load_data(cfg)[0], train8)
+    # the old default path: used when its parameters fit (here: the 8^2 cache moved there), not otherwise
+    path8.rename(tsm._OLD_DEFAULT)
+    for c in (cfg, replace(cfg, resolution=4)):
+        assert tsm.data_cache_path(c) == tsm._OLD_DEFAULT
+    assert torch.equal(load_data(cfg)[0], train8) and made == [8]
+    assert tsm.data_cache_path(replace(cfg, n_frames=5)) == tsm._auto_name(replace(cfg, n_frames=5), 8)
+    assert tsm.data_cache_path(replace(cfg, resolution=16)) == tsm._auto_name(cfg, 16)  # 8 does not serve 16
+    # a path as given is used as given
+    assert tsm.data_cache_path(replace(cfg, data_cache=str(tmp_path / "x.pt"))) == tmp_path / "x.pt"
+
+
 def test_the_dns_split_over_worker_processes_equals_one_process(tmp_path):
     """Batches of 2 over 2 spawned processes (one thread each) give the bytes of one process at one thread."""
     cfg = TSMRunConfig(data_cache=str(tmp_path / "d.pt"), dns_resolution=16, warmup_time=0.2, frame_interval=0.05,
