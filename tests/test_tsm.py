@@ -589,6 +589,18 @@ def test_training_on_cuda_agrees_with_the_cpu(tmp_path):
         assert after[2]["loss"] == pytest.approx(before[2]["loss"], rel=1e-4), (folder, then)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
+def test_a_compiled_training_on_cuda_agrees_with_the_eager_one(tmp_path):
+    """``compile: true`` on CUDA (Inductor's GPU kernels for the solver step) trains the eager CUDA run to rounding."""
+    spec = _tiny_spec(tmp_path, steps=4, device="cuda")
+    eager = run(spec, tmp_path / "eager")
+    compiled = run({**spec, "compile": True}, tmp_path / "compiled")
+    logs = [_train_log(tmp_path / d) for d in ("eager", "compiled")]
+    assert np.allclose([r["loss"] for r in logs[1]], [r["loss"] for r in logs[0]], rtol=1e-4, atol=0)
+    np.testing.assert_allclose(compiled["correlation_curve"], eager["correlation_curve"], atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["tsm_kolmogorov.yaml", "li_kolmogorov.yaml"])
 def test_the_family_configs_build_their_models(name):
     import yaml
