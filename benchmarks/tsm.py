@@ -9,17 +9,16 @@
     python benchmarks/tsm.py --resolution 16 --unroll 16 --runs runs/tsm16_s0   # 16x: the 32^2 data averaged again
     python benchmarks/tsm.py --device cuda         # DNS, training and evaluation on the GPU (same files as on CPU)
 
-Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2,
-solver dt 0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS
-over 2 processes on a 2-core CPU (``--dns-resolution 128 --dns-batch 0``: the earlier 4x protocol, ~17 min on
-one core), kept under ``runs/tsm_data/`` with a name made of its parameters (``--data-cache PATH`` to choose). Each model starts from frame ``history - 1`` of every test trajectory
-and runs to its end (184 steps, 7.4 time units). Prints, per model, the high-correlation duration (vorticity
-correlation > 0.8) as mean +- std over the test trajectories and per trajectory, the paired differences (TSM - LI,
-TSM - frames, ...: mean +- standard error and wins, since every model starts from the same frames) and the
-per-step latency for one trajectory. Writes ``summary.json``, ``correlation_vs_time.png`` and
-``vorticity_snapshots.png`` (reference, coarse, LI, TSM) into ``--runs``. ``--resume`` continues interrupted
-trainings from their checkpoints.
-"""
+Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2, solver dt
+0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS over 2
+processes on a 2-core CPU (``--dns-resolution 128 --dns-batch 0``: the earlier 4x protocol, ~17 min on one core),
+kept under ``runs/tsm_data/`` with a name made of its parameters (``--data-cache PATH`` to choose). Each model
+starts from frame ``history - 1`` of every test trajectory and runs to its end (184 steps, 7.4 time units). Prints,
+per model, the high-correlation duration (vorticity correlation > 0.8) as mean +- std over the test trajectories
+and per trajectory, the paired differences (TSM - LI, TSM - frames, ...: mean +- standard error and wins, since
+every model starts from the same frames) and the per-step latency for one trajectory. Writes ``summary.json``,
+``correlation_vs_time.png`` and ``vorticity_snapshots.png`` (reference, coarse, LI, TSM) into ``--runs``.
+``--resume`` continues interrupted trainings from their checkpoints. """
 
 from __future__ import annotations
 
