@@ -18,7 +18,8 @@ per model, the high-correlation duration (vorticity correlation > 0.8) as mean +
 and per trajectory, the paired differences (TSM - LI, TSM - frames, ...: mean +- standard error and wins, since
 every model starts from the same frames) and the per-step latency for one trajectory. Writes ``summary.json``,
 ``correlation_vs_time.png`` and ``vorticity_snapshots.png`` (reference, coarse, LI, TSM) into ``--runs``.
-``--resume`` continues interrupted trainings from their checkpoints. """
+``--resume`` continues interrupted trainings from their checkpoints.
+"""
 
 from __future__ import annotations
 
