@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch.distributed as dist
     from pdeforge import metrics as M
     from pdeforge import plots
+    from pdeforge._device import compile_problem
     from pdeforge.checkpoint import (
         UnsafeCheckpointError,
         atomic_write_text,
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {cfg.device}: no CUDA device here (torch {torch.__version__}); use cpu or auto")
+    if cfg.compile and (problem := compile_problem(cfg.device.split(":")[0])):
+        raise SystemExit(f"--compile: {problem}; install it or drop --compile")
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if cfg.device.startswith("cuda"):

@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._device import check_device, resolve_device, synchronize
+from .._device import check_device, compile_problem, resolve_device, synchronize
 from .._spec import check_fields
 from ..checkpoint import atomic_write_text, load_state, load_weights, resume_state, save_state, save_weights
 from ..metrics import correlation, high_correlation_duration
@@ -152,6 +152,9 @@ class TSMRunConfig:
         kept = check_fields(cls, spec, "tsm spec", ignored=("family", "name", "run_dir"), at_least=at_least,
                             positive=("lr", "reynolds", "frame_interval", "beta2", "threshold"), choices=choices)
         check_device(kept.get("device", cls.device), "tsm spec")
+        problem = compile_problem(resolve_device(kept.get("device", cls.device))) if kept.get("compile") else None
+        if problem:
+            raise ValueError(f"tsm spec: compile true: {problem}; install it or set compile: false")
         return cls(**kept)
 
 

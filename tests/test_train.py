@@ -287,6 +287,17 @@ def test_operator_loop_bad_input_met_after_parsing_is_one_line(tmp_path: Path, d
         with pytest.raises(SystemExit) as caught:
             train.cli(base + extra)
         assert str(caught.value).split("error: ")[-1].startswith(message), (extra, str(caught.value))
+    # --compile on a CPU without a C++ compiler: one line before any work, not Inductor's error at the first step
+    import torch._inductor.cpp_builder as cpp_builder
+
+    def no_compiler():
+        raise RuntimeError("no working C++ compiler found")
+
+    with monkeypatch.context() as patch, pytest.raises(SystemExit) as caught:
+        patch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+        train.cli(base + ["--device", "cpu", "--compile", "true"])
+    assert str(caught.value).startswith("--compile: Inductor needs a C++ compiler for CPU kernels"), str(caught.value)
+    assert not (tmp_path / "run").exists()
     train.cli(base + ["--model", "unet", "--model-args", '{"n_stages": 3, "init_features": 4}'])
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["model"] == "unet" and saved["model_args"] == {"n_stages": 3, "init_features": 4}

@@ -514,6 +514,27 @@ def test_a_compiled_training_agrees_with_the_eager_one(tmp_path):
     assert json.loads((tmp_path / "compiled" / "model.json").read_text())["run_config"]["compile"] is True
 
 
+def test_compile_without_a_cpu_compiler_is_refused_before_any_work(tmp_path, monkeypatch):
+    """``compile: true`` where Inductor has no C++ compiler: one line from the spec check (before the DNS), naming
+    the option, what is missing and the way out; with a compiler (or without compile) the spec is accepted."""
+    import torch._inductor.cpp_builder as cpp_builder
+
+    spec = _tiny_spec(tmp_path, compile=True)
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", lambda: "g++")  # found
+    assert TSMRunConfig.from_spec(spec).compile is True
+
+    def no_compiler():
+        raise RuntimeError("no working C++ compiler found")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    with pytest.raises(ValueError, match=r"^tsm spec: compile true: Inductor needs a C\+\+ compiler for CPU kernels "
+                                         r"\(g\+\+, or the one named in \$CXX\) and finds none; install it or set "
+                                         r"compile: false$"):
+        run(spec, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert TSMRunConfig.from_spec({**spec, "compile": False}).compile is False
+
+
 def test_from_spec_refuses_a_device_that_is_not_here(tmp_path, monkeypatch):
     spec = _tiny_spec(tmp_path)
     with pytest.raises(ValueError, match=r"^tsm spec: device 'gpu': expected one of 'cpu', 'cuda', 'cuda:N', 'auto'$"):
