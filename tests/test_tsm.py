@@ -533,6 +533,16 @@ def test_compile_without_a_cpu_compiler_is_refused_before_any_work(tmp_path, mon
         run(spec, tmp_path / "run")
     assert not (tmp_path / "run").exists()
     assert TSMRunConfig.from_spec({**spec, "compile": False}).compile is False
+    # on CUDA Inductor needs Triton instead (asked of the device type alone, so this runs without a GPU)
+    import importlib.util
+
+    from pdeforge._device import compile_problem
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else find_spec(name, *a))
+    assert compile_problem("cuda:0") == ("Inductor needs Triton for CUDA kernels (pip install triton) and it is not "
+                                         "installed")
+    assert compile_problem("meta") is None
 
 
 def test_from_spec_refuses_a_device_that_is_not_here(tmp_path, monkeypatch):
