@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {cfg.device}: no CUDA device here (torch {torch.__version__}); use cpu or auto")
-    if cfg.compile and (problem := compile_problem(cfg.device.split(":")[0])):
+    if cfg.compile and (problem := compile_problem(cfg.device)):
         raise SystemExit(f"--compile: {problem}; install it or drop --compile")
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
