@@ -264,7 +264,7 @@ def test_folded_flux_path_equals_generic_path(order):
 
 
 @pytest.mark.parametrize("equation", [Burgers(nu=0.05), KdV(nu=0.01), KuramotoSivashinsky()], ids=lambda e: e.name)
-@pytest.mark.parametrize("order", [1, 2, 4])
+@pytest.mark.parametrize("order", [1, 2, 4, "cm"])
 def test_lean_single_flux_step_equals_the_generic_loop(equation, order):
     """``_step_single_flux`` (in-place accumulation, 1D transforms) against the generic stage loop, with and
     without autograd (which turns the in-place writes off), and gradients through it."""
@@ -272,9 +272,10 @@ def test_lean_single_flux_step_equals_the_generic_loop(equation, order):
     (x,) = grid.coords()
     k = 2 * math.pi / grid.length[0]  # mode 30 is above N/3: the masks matter
     u0 = (torch.sin(k * x) + 0.5 * torch.cos(3 * k * x) + 0.2 * torch.sin(30 * k * x))[None, None]
-    lean = ETDRK(equation, grid, dt=0.01, order=order)
+    tableau = ETDRK4_COX_MATTHEWS if order == "cm" else None  # both ETDRK4s take the difference stage
+    lean = ETDRK(equation, grid, dt=0.01, order=4 if tableau else order, tableau=tableau)
     assert lean._lean
-    generic = ETDRK(equation, grid, dt=0.01, order=order)
+    generic = ETDRK(equation, grid, dt=0.01, order=4 if tableau else order, tableau=tableau)
     generic._lean = False
     a, b = rollout(lean, u0, 10), rollout(generic, u0, 10)
     assert (a - b).abs().max() <= 1e-13 * b.abs().max()
@@ -342,3 +343,29 @@ def test_basdevant_form_equals_the_advective_form():
     w = RandomFourierSeries(max_wavenumber=5)(grid, 2, gen, dtype=torch.float64)
     got = NavierStokes2D(nu=0.01).fluxes(w, D)
     assert (got - _JacobianVorticity(0.01).nonlinear_term(w, D)).abs().max() < 1e-11 * w.abs().max() ** 2
+
+
+def _expand(values_row: list, diff_stage: int) -> tuple:
+    """Coefficients on N_0 .. N_3 of ``sum_j r_j V_j`` where ``V_{s-1} = N_{s-1} - N_{s-2}`` (``s`` the difference
+    stage) and every other ``V_j = N_j``."""
+    canonical = etdrk_module._canonical
+    r = [tuple(co) for co in values_row] + [()] * (4 - len(values_row))
+    r[diff_stage - 2] = canonical(r[diff_stage - 2], tuple((-w, k, c) for w, k, c in r[diff_stage - 1]))
+    return tuple(canonical(co) for co in r)
+
+
+@pytest.mark.parametrize("tableau", [etdrk_module.TABLEAUS[4], ETDRK4_COX_MATTHEWS], ids=lambda t: t.name)
+def test_difference_stage_rewrite_keeps_the_tableau(tableau):
+    """Stage 3 of both ETDRK4s is stage 2 plus ``a32 (N2 - N1)``; rows and weights on the stored values (slot 2
+    holding N2 - N1) expand back to the tableau's own, and nothing changes for orders 1-3."""
+    canonical = etdrk_module._canonical
+    diff, rows, b = etdrk_module._difference_stages(tableau)
+    assert diff == (False, False, True, False)
+    a = tableau.a
+    assert canonical(a[2][0], a[2][1]) == canonical(a[1][0])  # U3 - U2 = a32 (N2 - N1)
+    assert canonical(*a[2][2:]) == ()
+    assert _expand(rows[3], 2) == tuple(canonical(co) for co in (*a[3], ()))
+    assert _expand(b, 2) == tuple(canonical(co) for co in tableau.b)
+    assert _expand(b, 2) != tuple(canonical(co) for co in b)  # the weights did change: b1 took b2
+    for order in (1, 2, 3):
+        assert not any(etdrk_module._difference_stages(etdrk_module.TABLEAUS[order])[0])
