@@ -25,11 +25,16 @@ steps, dt 0.1, the GPU job of the issue (goal: <= 0.5 s for the rollout on a GPU
 compare, not the numbers. Timings depend on the machine and its load; on CUDA every timing ends with a
 synchronize.
 
-On a 2-core CPU (float32, one thread) the KS step stays at ~1.55-1.63x its 8 FFTs: the 11 complex multiply-adds and 4
-squares between them cost ~0.5x, each op ~2-3 us on 50 x 129 modes, about half of it dispatch. What did not help:
-working on the |k| <= N/3 modes only (a view costs ~1 us to make, an irfft of a padded spectrum is slower); one
-stacked accumulator op per stage (fewer launches, more arithmetic: 1.60-1.65x); the step written in real arithmetic
-and compiled with torch.compile (Inductor leaves the FFTs and complex views to eager and adds ~80 us of overhead).
+On a shared 2-core CPU (float32, one thread) the KS 1D step is 1.40-1.46x its 8 FFTs (8 runs; 1.58-1.62x before
+the two changes below, 6 runs of the previous code on the same machine). Between the FFTs are 11 complex
+multiply-adds and 4 squares, each ~1-3 us on 50 x 129 modes, about a third of it dispatch from Python. What
+helped: stage 3 of ETDRK4 computed as stage 2 plus ``a32 (N2 - N1)`` (``_difference_stages``: a subtraction in
+place of a multiply-add), and rollouts on the CPU running the steps between two saves in one call of a TorchScript
+function (``solvers/_etdrk_kernel.py``: the Python between the operations goes). What did not: working on the
+|k| <= N/3 modes only (a view costs ~1 us to make, an irfft of a padded spectrum is slower); one stacked
+accumulator op per stage (fewer launches, more arithmetic: 1.60-1.65x); the step written in real or complex
+arithmetic and compiled with torch.compile (Inductor hands the FFTs and complex operations back to ATen one by
+one: ~1.9x and more).
 
 On a GPU, ``rollout`` replays the step as a CUDA graph while (a) times each FFT with its own launch, so the ratio
 falls below 1 there (0.6-0.8 on an H200) and bounds nothing; (b) is the GPU figure (benchmarks/results/gpu_h200/).

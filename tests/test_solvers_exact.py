@@ -369,3 +369,80 @@ def test_difference_stage_rewrite_keeps_the_tableau(tableau):
     assert _expand(b, 2) != tuple(canonical(co) for co in b)  # the weights did change: b1 took b2
     for order in (1, 2, 3):
         assert not any(etdrk_module._difference_stages(etdrk_module.TABLEAUS[order])[0])
+
+
+def _kernel_case(equation, dt):
+    grid = Grid(64, 8 * math.pi) if equation.name == "kuramoto_sivashinsky" else Grid(64, 2 * math.pi)
+    (x,) = grid.coords()
+    k = 2 * math.pi / grid.length[0]
+    u0 = torch.stack([torch.sin(k * x) + 0.5 * torch.cos(3 * k * x) + 0.2 * torch.sin(30 * k * x),
+                      torch.cos(2 * k * x) + 0.1 * torch.sin(25 * k * x)])[:, None]  # (2, 1, 64), modes above N/3
+    return grid, u0
+
+
+@pytest.mark.parametrize("tableau", [etdrk_module.TABLEAUS[4], ETDRK4_COX_MATTHEWS], ids=lambda t: t.name)
+@pytest.mark.parametrize("equation, dt, flush", [
+    (KuramotoSivashinsky(), 0.1, True), (KuramotoSivashinsky(), 0.01, False), (Burgers(nu=0.05), 0.01, False),
+    (KdV(nu=0.0), 0.002, False)], ids=["ks-flush", "ks", "burgers", "kdv"])
+def test_rollout_kernel_equals_the_rollout_step_by_step(equation, dt, flush, tableau, monkeypatch):
+    """On the CPU a rollout runs the steps between two saves in one call of ``_etdrk_kernel``: the same operations
+    in the same order as the lean step, so the same bytes (float64 and float32), with and without the flush."""
+    grid, u0 = _kernel_case(equation, dt)
+    calls = []
+    kernel = etdrk_module._etdrk_kernel.kernel()
+    monkeypatch.setattr(etdrk_module._etdrk_kernel, "kernel", lambda: lambda *a: calls.append(a[12]) or kernel(*a))
+    for dtype in (torch.float64, torch.float32):
+        stepper = ETDRK(equation, grid, dt, tableau=tableau)
+        assert stepper._kernel and stepper.coefficients(dtype, torch.device("cpu"))["flush"] is flush
+        calls.clear()
+        fast = rollout(stepper, u0.to(dtype), 12, save_every=5)  # 5 + 5 steps saved, 2 more after the last save
+        assert calls == [5, 5, 2]
+        stepper._kernel = False
+        slow = rollout(stepper, u0.to(dtype), 12, save_every=5)
+        assert calls == [5, 5, 2]  # not called again
+        assert torch.equal(fast, slow)
+        assert (fast[:, -1] - fast[:, 0]).abs().max() > 1e-3  # it moved
+
+
+def test_scripted_kernel_equals_the_python_function_and_does_eight_ffts(monkeypatch):
+    """TorchScript runs the written-out step as it is (same bytes as the plain function), whose step does the 8
+    FFTs of ETDRK4; where scripting fails the plain function is used."""
+    from torch.overrides import TorchFunctionMode
+
+    kernel_module = etdrk_module._etdrk_kernel
+    grid, u0 = _kernel_case(KuramotoSivashinsky(), 0.1)
+    stepper = ETDRK(KuramotoSivashinsky(), grid, 0.1)
+    co = stepper.coefficients(torch.float64, torch.device("cpu"))
+    (b1, _), (b23, _), (b4, _) = co["lean_b"]
+    a = co["lean_a"]
+    args = (co["mask"] * stepper.to_spectral(u0), co["mask"], co["E_c"][1], co["E_c"][2], co["E"], a[1][0], a[2][1],
+            a[3][0], a[3][2], b1, b23, b4, 7, True, [64], [-1])
+    scripted = kernel_module.kernel()
+    assert isinstance(scripted, torch.jit.ScriptFunction)
+    with torch.inference_mode():
+        plain = kernel_module.etdrk4_square_steps(*args)
+        assert torch.equal(scripted(*args), plain)
+
+        class Count(TorchFunctionMode):
+            def __init__(self):
+                super().__init__()
+                self.names = []
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if getattr(func, "__module__", "") == "torch._C._fft" or "fft" in getattr(func, "__name__", ""):
+                    self.names.append(func.__name__)
+                return func(*args, **(kwargs or {}))
+
+        with Count() as count:
+            kernel_module.etdrk4_square_steps(*args)
+    assert sorted(set(count.names)) == ["fft_irfft", "fft_rfft"] and len(count.names) == 8 * 7
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("TorchScript is not available")
+
+    monkeypatch.setattr(kernel_module, "_SCRIPTED", [])
+    monkeypatch.setattr(torch.jit, "script", refuse)
+    assert kernel_module.kernel() is kernel_module.etdrk4_square_steps
+    step_by_step = ETDRK(KuramotoSivashinsky(), grid, 0.1)
+    step_by_step._kernel = False
+    assert torch.equal(rollout(stepper, u0, 9, save_every=3), rollout(step_by_step, u0, 9, save_every=3))
