@@ -446,3 +446,35 @@ def test_scripted_kernel_equals_the_python_function_and_does_eight_ffts(monkeypa
     step_by_step = ETDRK(KuramotoSivashinsky(), grid, 0.1)
     step_by_step._kernel = False
     assert torch.equal(rollout(stepper, u0, 9, save_every=3), rollout(step_by_step, u0, 9, save_every=3))
+
+
+@pytest.mark.parametrize("save_every", [1, 4, 5])
+@pytest.mark.parametrize("records", [True, False], ids=["recorded", "recording-fails"])
+def test_rollout_graph_branch_replays_every_step_after_the_first(save_every, records, monkeypatch):
+    """The CUDA-graph branch of ``rollout``, walked on the CPU with a stand-in graph that replays one eager step:
+    one eager step, then a replay per step (or, where recording fails, eager steps); the same states as the
+    step-by-step rollout for any ``save_every``."""
+    grid, u0 = _kernel_case(KuramotoSivashinsky(), 0.1)
+    stepper = ETDRK(KuramotoSivashinsky(), grid, 0.1)
+    stepper._kernel = False
+    replays = []
+
+    def record(stepper, state):
+        if not records:
+            return None, state
+        buffer = state.clone()
+
+        class Graph:
+            def replay(self):
+                replays.append(1)
+                buffer.copy_(stepper._step(buffer, own=True))
+
+        return Graph(), buffer
+
+    expected = rollout(stepper, u0, 13, save_every=save_every)
+    monkeypatch.setattr(etdrk_module, "_graphable", lambda u: True)
+    monkeypatch.setattr(etdrk_module, "_record_step", record)
+    assert torch.equal(rollout(stepper, u0, 13, save_every=save_every), expected)
+    assert len(replays) == (12 if records else 0)
+    assert torch.equal(rollout(stepper, u0, 13, save_every=save_every, cuda_graph=False), expected)
+    assert len(replays) == (12 if records else 0)  # cuda_graph=False: never
