@@ -4,7 +4,6 @@ import torch
 
 torch.set_num_threads(1)  # tests use small tensors: one thread is fastest and fair on a shared 2-core machine
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def find_shared() -> Path | None:
-    """The project's shared/ folder: $PDEFORGE_SHARED, ./shared in the checkout, or ../shared beside it."""
-    candidates = [os.environ.get("PDEFORGE_SHARED"), REPO / "shared", REPO.parent / "shared"]
-    for c in candidates:
-        if c and (Path(c) / "reference").is_dir():
-            return Path(c)
-    return None
+REFERENCE = REPO / "tests" / "reference"  # files made by running original implementations, each set with its README
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    found = find_shared()
-    if found is None:
-        raise FileNotFoundError(
-            f"shared/ with reference data not found (looked at $PDEFORGE_SHARED, {REPO / 'shared'}, "
-            f"{REPO.parent / 'shared'}); set PDEFORGE_SHARED to the folder that holds reference/"
-        )
-    return found
+def reference_dir() -> Path:
+    """``tests/reference/``: the reference outputs the compatibility tests compare against, kept in the repository."""
+    return REFERENCE
 
 
 class SimulatedCrash(Exception):

@@ -1,6 +1,6 @@
 """scOT (Poseidon): checkpoint compatibility with the original implementation, resampling, loss, I/O, fine-tuning.
 
-The reference files in shared/reference/poseidon were produced by camlab-ethz/poseidon's own code.
+The reference files in tests/reference/poseidon were produced by camlab-ethz/poseidon's own code.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ save_file({k: v.contiguous() for k, v in out.items()}, out_file)
 
 
 @pytest.fixture(scope="session")
-def ref_dir(shared_dir: Path) -> Path:
-    return shared_dir / "reference" / "poseidon"
+def ref_dir(reference_dir: Path) -> Path:
+    return reference_dir / "poseidon"
 
 
 @pytest.fixture(scope="session")
