@@ -1,0 +1,39 @@
+"""The run skeleton shared by every model family: config grammar, run folder, schedule, RNG bundle, the loop.
+
+    from pdeforge.training import AbstractFamily, fit, load_config
+
+A family subclasses :class:`AbstractFamily` (its config, data, model, loss, evaluation, plots, how its model is
+rebuilt) and :func:`fit` trains it: see :mod:`pdeforge.training.loop` for the steps and
+:mod:`pdeforge.training.config` for the grammar (``--section.key value``).
+
+Names are imported on first use (PEP 562), so the config grammar loads without torch: ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# every public name, with the module that defines it
+_WHERE = {
+    **dict.fromkeys(("ConfigError", "DataSection", "OptimSection", "RunSection", "build_config", "config_help",
+                     "config_to_dict", "load_config", "option", "parse_overrides", "read_yaml", "resume_safe_keys",
+                     "section"), ".config"),
+    **dict.fromkeys(("cache_dir", "dataset_root", "root_problem"), ".data"),
+    **dict.fromkeys(("LOGGERS", "AbstractFamily", "Environment", "NonFiniteLossError", "fit", "init_matching",
+                     "setup_environment"), ".loop"),
+    **dict.fromkeys(("capture_rng", "restore_rng", "seed_everything"), ".rng"),
+    **dict.fromkeys(("ENVELOPE_FORMAT", "RunFolder", "check_finite", "read_envelope"), ".run_folder"),
+    **dict.fromkeys(("lr_factor", "make_scheduler", "warmup_steps"), ".schedule"),
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

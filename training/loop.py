@@ -1,0 +1,380 @@
+"""The run skeleton: one training loop for every family.
+
+A family (:class:`AbstractFamily`) says what is particular to it: its config class, how it reads its data, its
+model, the loss on a batch, its evaluation, its plots and how its model is rebuilt. :func:`fit` does the rest, the
+same way for all: devices and DDP processes, seeding, the run folder, the optimiser (AdamW) with the warm-up +
+cosine schedule, gradient accumulation, clipping and AMP, the non-finite-loss stop, validation with best-by-valid
+selection and early stopping, checkpoints with the whole RNG bundle and exact resume, the progress bar, the log
+and the final metrics, weights and plots.
+
+The loop, in order::
+
+    1. environment: device, processes (torchrun: DDP, gloo on CPU, NCCL on GPU), threads, seeds
+    2. run folder: fresh (refused if it holds a run), overwritten, or resumed (refused if the config changed)
+    3. family.prepare(): data; family.build_model(): the model (on the CPU, then moved); --run.init_from
+    4. optimiser, schedule, GradScaler; a resumed run puts back every state and the RNG bundle
+    5. steps: micro-batches of family.train_batches(epoch, start) -> loss -> backward; every grad_accum of them an
+       optimiser step; validation and checkpoints at their cadence; stop at the budget or --run.max_steps
+    6. the selected weights: family.evaluate(model, "valid"/"test"), metrics.json, model.safetensors + model.json,
+       plots
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from .._device import check_device, resolve_device
+from ..checkpoint import UnsafeCheckpointError, load_any_weights
+from .config import config_to_dict, resume_safe_keys
+from .rng import capture_rng, restore_rng, seed_everything
+from .run_folder import RunFolder
+from .schedule import make_scheduler
+
+__all__ = ["AbstractFamily", "Environment", "NonFiniteLossError", "fit", "setup_environment", "init_matching",
+           "LOGGERS"]
+
+#: experiment trackers by name (`run.loggers`); none is built in yet
+LOGGERS: dict[str, Any] = {}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; the run folder keeps its last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a run executes: its device and, under torchrun, its process ``rank`` of ``world``."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_environment(run: Any, where: str) -> Environment:
+    """The device (checked: a device that is not here is a one-line ValueError naming ``where``), the processes
+    (torchrun's ``WORLD_SIZE``/``RANK``: DDP), the CPU threads and the seeds of ``run`` (a :class:`RunSection`)."""
+    check_device(run.device, f"{where}: run.device")
+    for name in run.loggers:
+        if name not in LOGGERS:
+            raise ValueError(f"{where}: run.loggers: {name!r}: expected a list of "
+                             f"{sorted(LOGGERS) or 'trackers (none is built in yet: use [])'}")
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    device = resolve_device(run.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if run.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    seed_everything(run.seed)
+    return Environment(device, rank, world)
+
+
+def init_matching(model: nn.Module, weights: Mapping[str, torch.Tensor], reinit: tuple[str, ...] = ()) -> dict:
+    """Copy the tensors of ``weights`` whose name and shape match ``model``'s; keep the fresh initialisation for the
+    others and for names starting with a ``reinit`` prefix. Returns ``{"loaded": n, "reinitialised": [names]}``;
+    none matching is a ValueError."""
+    own = model.state_dict()
+    loaded, fresh = 0, []
+    for name, value in own.items():
+        src = weights.get(name)
+        if src is None or name.startswith(tuple(reinit)) or tuple(src.shape) != tuple(value.shape):
+            fresh.append(name)
+            continue
+        own[name] = src.to(value.dtype)
+        loaded += 1
+    if loaded == 0:
+        raise ValueError("no tensor of the checkpoint matches this model by name and shape")
+    model.load_state_dict(own)
+    return {"loaded": loaded, "reinitialised": fresh}
+
+
+class AbstractFamily(abc.ABC):
+    """A model family as the run skeleton sees it. Subclasses set ``name`` and ``config_class`` (a dataclass with
+    ``run``, ``data`` and ``optim`` sections) and answer the abstract hooks; :func:`fit` calls them in order."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any, env: Environment) -> None:
+        self.config = config
+        self.env = env
+
+    # -- data and model -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def prepare(self) -> None:
+        """Open the data the run trains and validates on (a dataset root, or a preset made once into the cache)."""
+
+    @abc.abstractmethod
+    def build_model(self) -> nn.Module:
+        """The untrained model, sized from the data's metadata (on the CPU: the same weights on every device)."""
+
+    @abc.abstractmethod
+    def steps_per_epoch(self) -> int:
+        """Micro-batches in one epoch of this process."""
+
+    @abc.abstractmethod
+    def train_batches(self, epoch: int, start: int) -> Iterator[Any]:
+        """The micro-batches of ``epoch`` from the ``start``-th on, in an order fixed by (seed, epoch, rank), on
+        ``env.device``. Under DDP each process yields its own share, all of the same size."""
+
+    @abc.abstractmethod
+    def loss(self, net: nn.Module, batch: Any) -> torch.Tensor:
+        """The scalar training loss of one micro-batch; ``net`` is the model as trained (DDP-wrapped, compiled)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, Any]:
+        """The metrics of ``model`` on ``split`` ("valid" or "test"), in physical units."""
+
+    @abc.abstractmethod
+    def envelope(self, model: nn.Module) -> dict[str, Any]:
+        """What rebuilds the model besides its config: ``{"model_spec", "metadata", "stats", ...}`` (plain JSON)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def rebuild(cls, envelope: Mapping[str, Any]) -> nn.Module:
+        """The model of a run folder's ``model.json`` (its weights are loaded afterwards)."""
+
+    # -- optional hooks, with what most families want -------------------------------------------------------
+    def validate(self, model: nn.Module) -> float | None:
+        """The selection metric on the valid split (lower is better), or None: no selection, the last weights."""
+        return None
+
+    def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "name": "all"}]
+
+    def init_from(self, model: nn.Module, source: str) -> str:
+        """Start from the weights at ``source`` (``run.init_from``); returns a line saying what was loaded."""
+        report = init_matching(model, load_any_weights(source))
+        return f"{report['loaded']} tensors loaded, re-initialised {report['reinitialised']}"
+
+    def generators(self) -> dict[str, Any]:
+        """The family's own random generators, saved in the RNG bundle."""
+        return {}
+
+    def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
+        """Write the family's plots into the run folder."""
+
+    def summary(self, metrics: Mapping[str, Any]) -> str:
+        """The line printed at the end of a run."""
+        return ""
+
+
+def _budget(family: AbstractFamily, optim: Any) -> tuple[int, int]:
+    per_epoch = family.steps_per_epoch()
+    if per_epoch < 1:
+        raise ValueError(f"{family.name}: the training data give no batch of {optim.batch_size} per process "
+                         f"({family.env.world} process(es)); use fewer processes, a smaller batch or more data")
+    steps_per_epoch = max(1, per_epoch // optim.grad_accum)
+    return (optim.steps or optim.epochs * steps_per_epoch), steps_per_epoch
+
+
+def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config") -> dict[str, Any]:
+    """Train ``family_class`` as ``config`` says; write its run folder; return the final metrics (``{}`` on
+    processes other than the main one)."""
+    from tqdm.auto import tqdm
+
+    run_cfg, optim = config.run, config.optim
+    # 1. environment ---------------------------------------------------------------------------------------
+    env = setup_environment(run_cfg, where)
+    family = family_class(config, env)
+    folder = RunFolder(run_cfg.resume or run_cfg.run_dir or Path("runs") / family.name, writer=env.is_main)
+    # 2. run folder (before any data is made: a refused folder costs nothing) ----------------------------------
+    plain = {"family": family.name, **{k: v for k, v in config_to_dict(config).items() if k != "family"}}
+    saved = folder.start(plain, resume=bool(run_cfg.resume), overwrite=run_cfg.overwrite,
+                         safe=resume_safe_keys(type(config)))
+    # 3. data and model --------------------------------------------------------------------------------------
+    family.prepare()
+    model = family.build_model()
+    if run_cfg.init_from and saved is None:
+        try:
+            said = family.init_from(model, run_cfg.init_from)
+        except (UnsafeCheckpointError, FileNotFoundError, ValueError) as e:
+            raise ValueError(f"--run.init_from {run_cfg.init_from}: {e}") from None
+        if env.is_main:
+            print(f"init from {run_cfg.init_from}: {said}")
+    model.to(env.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    # 4. optimiser, schedule, scaler; resume -----------------------------------------------------------------
+    groups = family.parameter_groups(model)
+    for g in groups:
+        g.setdefault("lr", optim.lr)
+        g.setdefault("weight_decay", optim.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    total, steps_per_epoch = _budget(family, optim)
+    scheduler = make_scheduler(optimizer, total, optim.warmup, optim.schedule)
+    use_scaler = optim.amp == "fp16" and env.device.type == "cuda"
+    scaler = torch.amp.GradScaler(env.device.type, enabled=use_scaler)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(optim.amp)
+    counters = {"step": 0, "epoch": 0, "batch": 0, "best": math.inf, "best_step": -1, "bad_evals": 0, "elapsed": 0.0}
+    best_weights: dict[str, torch.Tensor] | None = None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"]) if saved.get("scaler") else None
+        counters.update(saved["counters"])
+        best_weights = saved.get("best_weights") or None
+        restore_rng(saved["rng"], family.generators())
+        if env.is_main:
+            print(f"resuming {folder.path} at step {counters['step']} (epoch {counters['epoch']})")
+    net: nn.Module = model
+    if env.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
+    if env.is_main:
+        print(f"run {folder.path}: {family.name} ({n_params:,} parameters), {total} optimiser steps "
+              f"({steps_per_epoch} per epoch), {env.world} process(es) on {env.device}")
+
+    def checkpoint() -> None:
+        folder.save_checkpoint({
+            "family": family.name, "config": plain, "counters": dict(counters), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if use_scaler else {}, "rng": capture_rng(family.generators()),
+            "best_weights": best_weights or {}})
+
+    def validation() -> bool:
+        """Validate (main process), keep the best weights; True when early stopping says stop."""
+        nonlocal best_weights
+        stop = False
+        if env.is_main:
+            value = family.validate(model)
+            model.train()
+            if value is not None:
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(f"{family.name}: the validation metric is {value} at step "
+                                             f"{counters['step']}: the model's predictions hold NaN/Inf")
+                folder.record({"step": counters["step"], "epoch": counters["epoch"], "valid": value})
+                if value < counters["best"]:
+                    counters.update(best=value, best_step=counters["step"], bad_evals=0)
+                    best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                else:
+                    counters["bad_evals"] += 1
+                bar.write(f"step {counters['step']:6d}  valid {value:.4g}  (best {counters['best']:.4g} at step "
+                          f"{counters['best_step']})")
+                stop = bool(optim.patience) and counters["bad_evals"] >= optim.patience
+        return _agree(stop, env)
+
+    # 5. the steps -------------------------------------------------------------------------------------------
+    stop_at = min(total, run_cfg.max_steps or total)
+    bar = tqdm(total=stop_at, initial=counters["step"], disable=not (run_cfg.progress and env.is_main),
+               unit="step", dynamic_ncols=True)
+    autocast = (lambda: torch.autocast(env.device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    t0 = time.perf_counter() - counters["elapsed"]
+    done = counters["step"] >= stop_at
+    model.train()
+    while not done:
+        micro = 0
+        for batch in family.train_batches(counters["epoch"], counters["batch"]):
+            micro += 1
+            counters["batch"] += 1
+            last = micro % optim.grad_accum == 0
+            sync = contextlib.nullcontext() if last or env.world == 1 else net.no_sync()
+            with sync:
+                with autocast():
+                    loss = family.loss(net, batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"{family.name}: the loss is {loss.item()} at step {counters['step']} (epoch "
+                        f"{counters['epoch']}, lr {scheduler.get_last_lr()[0]:.3g}); the run folder keeps its last "
+                        f"good checkpoint: {folder.checkpoint_path}")
+                scaler.scale(loss / optim.grad_accum).backward()
+            if not last:
+                continue
+            if optim.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
+            else:
+                grad_norm = None
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            counters["step"] += 1
+            step = counters["step"]
+            bar.update(1)
+            if env.is_main and (step % 10 == 0 or step == 1):
+                entry = {"step": step, "epoch": counters["epoch"], "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+                if grad_norm is not None:
+                    entry["grad_norm"] = grad_norm
+                folder.record(entry)
+                bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+            done = step >= stop_at
+            if (optim.eval_every and step % optim.eval_every == 0) or done:
+                done = validation() or done
+            if run_cfg.checkpoint_every and step % run_cfg.checkpoint_every == 0 and not done:
+                counters["elapsed"] = time.perf_counter() - t0
+                checkpoint()
+            if done:
+                break
+        else:  # the epoch ran out: a partial accumulation is dropped
+            if micro == 0:
+                raise ValueError(f"{family.name}: epoch {counters['epoch']} gave no batch from batch "
+                                 f"{counters['batch']} on (steps_per_epoch says {family.steps_per_epoch()})")
+            optimizer.zero_grad(set_to_none=True)
+            counters["epoch"] += 1
+            counters["batch"] = 0
+            if not optim.eval_every:
+                done = validation() or counters["step"] >= stop_at
+            if not run_cfg.checkpoint_every:
+                counters["elapsed"] = time.perf_counter() - t0
+                checkpoint()
+    bar.close()
+    counters["elapsed"] = time.perf_counter() - t0
+    checkpoint()
+
+    # 6. the selected weights: evaluation, metrics, model, plots (main process) --------------------------------
+    metrics: dict[str, Any] = {}
+    if env.is_main:
+        if best_weights is not None:
+            model.load_state_dict(best_weights)
+        model.eval()
+        metrics = {"valid": family.evaluate(model, "valid"), "test": family.evaluate(model, "test"),
+                   "steps": counters["step"], "best_step": counters["best_step"], "epochs": counters["epoch"],
+                   "n_parameters": n_params, "train_seconds": round(counters["elapsed"], 2)}
+        folder.flush_log()
+        folder.save_model(model.state_dict(), {"family": family.name, "config": plain, **family.envelope(model)})
+        folder.write_metrics(metrics)
+        family.plots(model, folder, metrics)
+        line = family.summary(metrics)
+        print((line + "\n" if line else "") + f"run folder: {folder.path}")
+    if env.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return metrics
+
+
+def _agree(flag: bool, env: Environment) -> bool:
+    """The main process's ``flag``, the same on every process."""
+    if env.world == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([float(flag)], device=env.device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
