@@ -7,6 +7,7 @@ neuraloperator, which pulls wandb, cost seconds to import).
     pdeforge convert pdebench SRC OUT        a PDEBench file into pdeforge's format (The Well's layout)
     pdeforge generate PRESET --out ROOT      reference data from the solvers (``--list`` shows the presets)
     pdeforge plot PATH                       look at a trajectory (space-time image in 1D, snapshots in 2D)
+    pdeforge train CONFIG [--section.key V]  train any family's config (python train.py is the same code path)
     pdeforge evaluate RUN_DIR                recompute a training run's metrics from its saved weights
 
 Bad input (a missing or invalid file, an option out of range) ends with one ``error: ...`` line and exit status 1;
@@ -91,10 +92,17 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+def _train(args: argparse.Namespace) -> int:
+    from .train import main
 
-    metrics = evaluate_run(args.run_dir, data=args.data, split=args.split)
+    main([a for a in (args.config, *args.overrides) if a is not None])
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .families import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, data=args.data, splits=args.split or ("valid", "test"), device=args.device)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -143,17 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output .png or .gif (default: FILE.trajI.png next to a file, SPLIT_trajI.png in a root)")
     s.set_defaults(func=_plot)
 
-    s = sub.add_parser("evaluate", help="recompute a run's metrics from its saved weights")
-    s.add_argument("run_dir", help="run folder written by train.py")
+    s = sub.add_parser("train", help="train any family's config (--section.key value overrides; CONFIG --help: options)",
+                       add_help=False)
+    s.add_argument("config", nargs="?", default=None, help="a YAML config (configs/*.yaml); none: the main job")
+    s.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.key value ... (e.g. --optim.lr 1e-3)")
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("evaluate", help="recompute a run's metrics from its saved weights (any family)")
+    s.add_argument("run_dir", help="a run folder written by pdeforge train or train.py")
     s.add_argument("--data", default=None, help="dataset root (default: the one the run was trained on)")
-    s.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    s.add_argument("--split", action="append", choices=("train", "valid", "test"),
+                   help="a split to evaluate (repeatable; default valid and test)")
+    s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     s.set_defaults(func=_evaluate)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # its options are the config's (--section.key value), not argparse's
+        args = argparse.Namespace(func=_train, config=None, overrides=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -141,17 +141,21 @@ def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLi
     return plot_trajectory(fields, data["time"].numpy(), coords, names, target, title=f"{ds.metadata.dataset_name}  trajectory {trajectory}")
 
 
-def plot_losses(log: Sequence[dict], out: Path) -> Path:
-    """Training loss per step and validation rel L2 per evaluation, log scale."""
+def plot_losses(log: Sequence[dict], out: Path, loss_label: str = "train loss",
+                valid_label: str = "valid (selection metric)") -> Path:
+    """Training loss per logged step and the validation metric per validation (the run skeleton's log records
+    ``loss`` and ``valid``), log scale."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     train = [(r["step"], r["loss"]) for r in log if "loss" in r]
-    valid = [(r["step"], r["valid_rel_l2"]) for r in log if "valid_rel_l2" in r]
+    valid = [(r["step"], r["valid"]) for r in log if "valid" in r]
     if train:
-        ax.plot(*zip(*train), lw=0.8, label="train loss")
+        ax.plot(*zip(*train), lw=0.8, label=loss_label)
     if valid:
-        ax.plot(*zip(*valid), "o-", label="valid rel L2")
-    ax.set_yscale("log"), ax.set_xlabel("step"), ax.legend(), ax.grid(alpha=0.3)
+        ax.plot(*zip(*valid), "o-", label=valid_label)
+    ax.set_yscale("log"), ax.set_xlabel("optimiser step"), ax.set_ylabel("loss / metric"), ax.grid(alpha=0.3)
+    if train or valid:
+        ax.legend()
     return _save(fig, out)
 
 

@@ -131,9 +131,10 @@ def train(data: Path, run_dir: Path, model_args: dict, epochs: int, lr: float, e
     """train.py's operator loop on ``data``; returns ``metrics.json`` plus ``wall_time`` (seconds)."""
     from pdeforge.train import main
 
-    argv = ["--data", str(data), "--task", "operator", "--model", "fno", "--model-args", json.dumps(model_args),
-            "--epochs", str(epochs), "--batch-size", "20", "--lr", str(lr), "--run-dir", str(run_dir),
-            "--progress", "false", "--seed", "0", *extra]
+    argv = ["--data.root", str(data), "--task.kind", "operator", "--model.name", "fno", "--model.args",
+            json.dumps(model_args), "--optim.epochs", str(epochs), "--optim.batch_size", "20", "--optim.lr", str(lr),
+            "--run.run_dir", str(run_dir), "--run.overwrite", "true", "--run.progress", "false", "--run.seed", "0",
+            *extra]
     t0 = time.perf_counter()
     results = main(argv)
     return results | {"wall_time": time.perf_counter() - t0}
@@ -159,7 +160,7 @@ def main() -> None:
         print(f"burgers data: {root} ({time.perf_counter() - t0:.0f} s); max rel L2 of the targets against a solve at "
               f"2s = {2 * s}, dt/2: {check_reference(s, setting):.2e}")
         r = train(root, args.out / f"run_burgers_s{s}", {"n_modes": 16, "hidden_channels": 64, "n_layers": 4},
-                  args.burgers_epochs, args.lr, ["--windows", "first", "--dt-stride", "1"])
+                  args.burgers_epochs, args.lr, ["--task.windows", "first", "--task.dt_stride", "1"])
         rows.append(("Burgers nu=0.1, u0 -> u(1)", f"{s}", "1000/200", args.burgers_epochs, r, PUBLISHED["burgers"]))
     if args.only in (None, "darcy"):
         t0 = time.perf_counter()

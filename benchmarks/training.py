@@ -70,11 +70,13 @@ def run_train_py(data: Path, run_dir: Path, model_args: dict, batch_size: int, e
     """``pdeforge.train.main`` on ``data``; returns its per-epoch log entries, steps per epoch and parameters."""
     from pdeforge.train import main
 
-    argv = ["--data", str(data), "--task", "next_step", "--n-steps-input", "1", "--n-steps-output", "1", "--dt-stride", "1",
-            "--model", "fno", "--model-args", json.dumps(model_args), "--epochs", str(epochs), "--batch-size",
-            str(batch_size), "--run-dir", str(run_dir), "--progress", "false", "--num-workers", str(num_workers),
-            "--max-train-trajectories", str(max_train_trajectories), "--rollout-steps", "1",
-            "--grad-clip", "0"]  # like for like: neuraloperator's Trainer does not clip gradients
+    argv = ["--data.root", str(data), "--task.kind", "next_step", "--task.n_steps_input", "1",
+            "--task.n_steps_output", "1", "--task.dt_stride", "1", "--model.name", "fno", "--model.args",
+            json.dumps(model_args), "--optim.epochs", str(epochs), "--optim.batch_size", str(batch_size),
+            "--run.run_dir", str(run_dir), "--run.overwrite", "true", "--run.progress", "false",
+            "--data.num_workers", str(num_workers), "--data.max_train_trajectories", str(max_train_trajectories),
+            "--task.rollout_steps", "1",
+            "--optim.grad_clip", "0"]  # like for like: neuraloperator's Trainer does not clip gradients
     results = main(argv)
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
     epochs_log = [r for r in log if "epoch_time" in r]

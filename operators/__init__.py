@@ -16,33 +16,28 @@ stencils / learned interpolation inside the FV solver), ``pdeforge.operators.nod
 assimilation) and ``pdeforge.operators.scot.training`` (all-pairs pretraining and fine-tuning).
 """
 
-from ._build import MODELS, FieldOperator, InputLayout, build_from_spec, build_model, config_from_dict, config_to_dict
-from ._neuralop import FNOConfig, NeuralOperatorNet, TFNOConfig, UNOConfig
-from ._unet import UNetConfig, UNetConvNeXt
+from __future__ import annotations
 
-__all__ = [
-    "MODELS",
-    "FieldOperator",
-    "InputLayout",
-    "build_model",
-    "build_from_spec",
-    "config_to_dict",
-    "config_from_dict",
-    "FNOConfig",
-    "TFNOConfig",
-    "UNOConfig",
-    "NeuralOperatorNet",
-    "UNetConfig",
-    "UNetConvNeXt",
-    "ScOT",
-    "ScOTConfig",
-]
+import importlib
+from typing import Any
+
+# every public name with the module that defines it; imported on first use, so that the families' config classes
+# (``pdeforge.operators.field.OperatorConfig``, ...) load without torch and ``--help`` answers at once
+_WHERE = {
+    **dict.fromkeys(("MODELS", "FieldOperator", "InputLayout", "build_model", "build_from_spec", "config_to_dict",
+                     "config_from_dict"), "._build"),
+    **dict.fromkeys(("FNOConfig", "NeuralOperatorNet", "TFNOConfig", "UNOConfig"), "._neuralop"),
+    **dict.fromkeys(("UNetConfig", "UNetConvNeXt"), "._unet"),
+    **dict.fromkeys(("ScOT", "ScOTConfig"), ".scot"),
+}
+__all__ = list(_WHERE)
 
 
-def __getattr__(name: str):
-    # scOT is a separate family with its own subpackage; import it on first use only.
-    if name in ("ScOT", "ScOTConfig"):
-        from . import scot
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)
 
-        return getattr(scot, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return __all__

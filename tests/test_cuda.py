@@ -150,9 +150,10 @@ def test_train_on_cuda_reaches_the_cpu_figure(tmp_path: Path, model: str) -> Non
     figures = []
     for i, device in enumerate(("cpu", CUDA)):
         run = tmp_path / f"run{i}"
-        out = train.main(["--data", str(data), "--model", model, "--model-args", json.dumps(args), "--epochs", "5",
-                          "--batch-size", "4", "--task", "next_step", "--dt-stride", "1", "--seed", "0", "--device", device, "--progress", "false",
-                          "--run-dir", str(run)])
+        out = train.main(["--data.root", str(data), "--model.name", model, "--model.args", json.dumps(args),
+                          "--optim.epochs", "5", "--optim.batch_size", "4", "--task.kind", "next_step",
+                          "--task.dt_stride", "1", "--run.seed", "0", "--run.device", device, "--run.progress", "false",
+                          "--run.run_dir", str(run)])
         figures.append(out["test"]["rel_l2"])
         assert (run / "model.safetensors").is_file()
     assert math.isfinite(figures[1]) and 0 < figures[1] < 1

@@ -96,7 +96,10 @@ class OptimSection:
     betas: list = option([0.9, 0.999], "AdamW's betas")
     weight_decay: float = option(0.0, "AdamW's decoupled weight decay", min=0)
     warmup: float = option(0.05, "fraction of the steps with linear warm-up", min=0)
-    schedule: str = option("cosine", "learning-rate schedule after the warm-up", choices=("cosine", "constant"))
+    schedule: str = option("cosine", "learning-rate schedule after the warm-up",
+                           choices=("cosine", "constant", "exponential"))
+    decay_rate: float = option(0.9, "schedule exponential: the factor per decay_every steps", positive=True)
+    decay_every: int = option(1000, "schedule exponential: steps per decay_rate factor", min=1)
     grad_clip: float = option(1.0, "max gradient norm (0: off)", min=0)
     grad_accum: int = option(1, "micro-batches per optimiser step", min=1)
     amp: str = option("none", "mixed precision: bf16 (CUDA or a recent CPU) | fp16 (CUDA, with a GradScaler)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,11 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, is_main: bool 
         barrier()
     if is_main and not (root / "stats.yaml").exists():
         preset = with_overrides(base, **{k: v for k, v in options.items() if k in fields})
-        print(f"generating {data.preset} ({options['n_trajectories']} trajectories) into {root} (once; cached)")
+        print(f"generating {data.preset} ({options['n_trajectories']} trajectories) into {root} (once; cached)", file=sys.stderr)
         generate(preset, root, n_trajectories=options["n_trajectories"], resolution=options["resolution"],
                  seed=options["seed"], batch_size=options.get("batch_size"), progress=progress)
     if is_main and barrier is not None:
         barrier()
     if is_main:
-        print(f"data: {root}")
+        print(f"data: {root}", file=sys.stderr)  # stdout stays for results (pdeforge evaluate prints JSON)
     return root

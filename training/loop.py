@@ -15,8 +15,8 @@ The loop, in order::
     4. optimiser, schedule, GradScaler; a resumed run puts back every state and the RNG bundle
     5. steps: micro-batches of family.train_batches(epoch, start) -> loss -> backward; every grad_accum of them an
        optimiser step; validation and checkpoints at their cadence; stop at the budget or --run.max_steps
-    6. the selected weights: family.evaluate(model, "valid"/"test"), metrics.json, model.safetensors + model.json,
-       plots
+    6. the selected weights (best on valid, or the last): family.finish(model) (e.g. L-BFGS), then
+       family.evaluate(model, "valid"/"test"), metrics.json, model.safetensors + model.json, plots
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ class AbstractFamily(abc.ABC):
 
     @abc.abstractmethod
     def envelope(self, model: nn.Module) -> dict[str, Any]:
-        """What rebuilds the model besides its config: ``{"model_spec", "metadata", "stats", ...}`` (plain JSON)."""
+        """What rebuilds the model besides its config, as plain JSON: ``{"model_spec", "metadata", "stats", ...}``;
+        ``metadata`` is ``DatasetMetadata.to_dict()`` of the data the model was built for (None without a dataset)."""
 
     @classmethod
     @abc.abstractmethod
@@ -172,6 +173,19 @@ class AbstractFamily(abc.ABC):
 
     def generators(self) -> dict[str, Any]:
         """The family's own random generators, saved in the RNG bundle."""
+        return {}
+
+    def training_state(self) -> dict[str, Any]:
+        """The family's own training state besides the model's weights and its generators (a PINN's collocation
+        points and loss weights), saved in the checkpoint: tensors and plain containers."""
+        return {}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Put back what :meth:`training_state` saved (a resumed run, after the weights and the RNG bundle)."""
+
+    def finish(self, model: nn.Module) -> dict[str, Any]:
+        """Training after the optimiser steps, on the selected weights (a PINN's L-BFGS phase); returns what it
+        reports, kept in ``metrics.json`` under ``"finish"`` (main process only)."""
         return {}
 
     def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
@@ -216,6 +230,7 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
         if env.is_main:
             print(f"init from {run_cfg.init_from}: {said}")
     model.to(env.device)
+    folder.create()
     n_params = sum(p.numel() for p in model.parameters())
     # 4. optimiser, schedule, scaler; resume -----------------------------------------------------------------
     groups = family.parameter_groups(model)
@@ -224,7 +239,7 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
         g.setdefault("weight_decay", optim.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
     total, steps_per_epoch = _budget(family, optim)
-    scheduler = make_scheduler(optimizer, total, optim.warmup, optim.schedule)
+    scheduler = make_scheduler(optimizer, total, optim.warmup, optim.schedule, optim.decay_rate, optim.decay_every)
     use_scaler = optim.amp == "fp16" and env.device.type == "cuda"
     scaler = torch.amp.GradScaler(env.device.type, enabled=use_scaler)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(optim.amp)
@@ -238,6 +253,7 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
         counters.update(saved["counters"])
         best_weights = saved.get("best_weights") or None
         restore_rng(saved["rng"], family.generators())
+        family.load_training_state(saved.get("family_state", {}))
         if env.is_main:
             print(f"resuming {folder.path} at step {counters['step']} (epoch {counters['epoch']})")
     net: nn.Module = model
@@ -254,6 +270,7 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
             "family": family.name, "config": plain, "counters": dict(counters), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if use_scaler else {}, "rng": capture_rng(family.generators()),
+            "family_state": family.training_state(),
             "best_weights": best_weights or {}})
 
     def validation() -> bool:
@@ -286,9 +303,11 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
     t0 = time.perf_counter() - counters["elapsed"]
     done = counters["step"] >= stop_at
     model.train()
+    per_epoch = family.steps_per_epoch()
     while not done:
-        micro = 0
-        for batch in family.train_batches(counters["epoch"], counters["batch"]):
+        micro, fetching, t_epoch = 0, [0.0], time.perf_counter()
+        ended = True  # False when the budget ends the run before the epoch's last micro-batch
+        for batch in _timed(family.train_batches(counters["epoch"], counters["batch"]), fetching):
             micro += 1
             counters["batch"] += 1
             last = micro % optim.grad_accum == 0
@@ -329,19 +348,25 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
                 counters["elapsed"] = time.perf_counter() - t0
                 checkpoint()
             if done:
+                ended = counters["batch"] >= per_epoch
                 break
-        else:  # the epoch ran out: a partial accumulation is dropped
-            if micro == 0:
-                raise ValueError(f"{family.name}: epoch {counters['epoch']} gave no batch from batch "
-                                 f"{counters['batch']} on (steps_per_epoch says {family.steps_per_epoch()})")
-            optimizer.zero_grad(set_to_none=True)
-            counters["epoch"] += 1
-            counters["batch"] = 0
-            if not optim.eval_every:
-                done = validation() or counters["step"] >= stop_at
-            if not run_cfg.checkpoint_every:
-                counters["elapsed"] = time.perf_counter() - t0
-                checkpoint()
+        if not ended:
+            break
+        # the epoch ran out (a partial accumulation is dropped)
+        if micro == 0:
+            raise ValueError(f"{family.name}: epoch {counters['epoch']} gave no batch from batch "
+                             f"{counters['batch']} on (steps_per_epoch says {per_epoch})")
+        optimizer.zero_grad(set_to_none=True)
+        epoch_time = time.perf_counter() - t_epoch
+        folder.record({"step": counters["step"], "epoch": counters["epoch"], "epoch_time": round(epoch_time, 4),
+                       "data_time_fraction": round(fetching[0] / max(epoch_time, 1e-9), 4)})
+        counters["epoch"] += 1
+        counters["batch"] = 0
+        if not done and not optim.eval_every:
+            done = validation() or counters["step"] >= stop_at
+        if not done and not run_cfg.checkpoint_every:
+            counters["elapsed"] = time.perf_counter() - t0
+            checkpoint()
     bar.close()
     counters["elapsed"] = time.perf_counter() - t0
     checkpoint()
@@ -351,10 +376,12 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
     if env.is_main:
         if best_weights is not None:
             model.load_state_dict(best_weights)
+        finished = family.finish(model)
         model.eval()
         metrics = {"valid": family.evaluate(model, "valid"), "test": family.evaluate(model, "test"),
                    "steps": counters["step"], "best_step": counters["best_step"], "epochs": counters["epoch"],
-                   "n_parameters": n_params, "train_seconds": round(counters["elapsed"], 2)}
+                   "n_parameters": n_params, "train_seconds": round(counters["elapsed"], 2),
+                   **({"finish": finished} if finished else {})}
         folder.flush_log()
         folder.save_model(model.state_dict(), {"family": family.name, "config": plain, **family.envelope(model)})
         folder.write_metrics(metrics)
@@ -367,6 +394,19 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+def _timed(batches: Iterator[Any], clock: list[float]) -> Iterator[Any]:
+    """``batches``, adding the seconds spent waiting for each to ``clock[0]`` (the data-stall time of an epoch)."""
+    batches = iter(batches)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        clock[0] += time.perf_counter() - t0
+        yield batch
 
 
 def _agree(flag: bool, env: Environment) -> bool:

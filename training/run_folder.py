@@ -66,6 +66,7 @@ class RunFolder:
         self.path = Path(path)
         self.writer = writer
         self.log: list[dict[str, Any]] = []
+        self._fresh: dict[str, Any] | None = None  # the config of a fresh run, written by create()
 
     # -- claiming the folder --------------------------------------------------------------------------------
     @property
@@ -77,7 +78,7 @@ class RunFolder:
 
     def start(self, config: Mapping[str, Any], *, resume: bool, overwrite: bool, safe: set[str]) -> dict | None:
         """Claim the folder for ``config`` (a plain nested mapping). Fresh: refuse a folder that holds a run unless
-        ``overwrite`` (then its old contents go); write ``config.yaml``. ``resume``: load the checkpoint, refuse a
+        ``overwrite`` (its old contents go at :meth:`create`). ``resume``: load the checkpoint, refuse a
         config that differs from the one it was started with in any key outside ``safe`` (dotted keys), log the safe
         keys that changed, and return the checkpoint (None for a fresh start)."""
         if resume:
@@ -98,17 +99,24 @@ class RunFolder:
             self.log.append({"step": int(state["counters"]["step"]), "event": "resume", **(
                 {"changed": changed} if changed else {})})
             return state
-        if self.holds_a_run():
-            if not overwrite:
-                raise FileExistsError(f"{self.path}: a run folder already holds a run; resume it with --run.resume "
-                                      f"{self.path}, replace it with --run.overwrite true, or choose another "
-                                      "--run.run_dir")
-            if self.writer:
-                shutil.rmtree(self.path)
-        if self.writer:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.write_text("config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+        # only the writer (the main process) claims the folder: under DDP the others may find it claimed already
+        if self.writer and self.holds_a_run() and not overwrite:
+            raise FileExistsError(f"{self.path}: a run folder already holds a run; resume it with --run.resume "
+                                  f"{self.path}, replace it with --run.overwrite true, or choose another "
+                                  "--run.run_dir")
+        self._fresh = dict(config)
         return None
+
+    def create(self) -> None:
+        """Write a fresh run's folder once its data and model are made (a run refused before leaves no folder, and
+        an overwritten run stays until then): clear an old run, write ``config.yaml``."""
+        if self._fresh is None or not self.writer:
+            return
+        if self.holds_a_run():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_text("config.yaml", yaml.safe_dump(self._fresh, sort_keys=False))
+        self._fresh = None
 
     # -- writing --------------------------------------------------------------------------------------------
     def write_text(self, name: str, text: str) -> None:
