@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ import torch
 
 from pdeforge.datasets import DatasetMetadata, TrajectoryDataset, TrajectoryWriter
 from pdeforge.datasets import ObservationConfig, ObservationView, draw_observations
-from pdeforge.operators import FNOConfig
-from pdeforge.operators.noda import NODA, GainConfig, GatedGain, IdentityGain, NODAConfig, build_noda, load, run, spread_innovation
+from pdeforge.operators.noda import NODA, GainConfig, GatedGain, IdentityGain, NODAConfig, build_noda, spread_innovation
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _meta(n: int = 32, ndim: int = 1, channels: int = 1) -> DatasetMetadata:
@@ -24,8 +26,8 @@ def _meta(n: int = 32, ndim: int = 1, channels: int = 1) -> DatasetMetadata:
 
 def _model(gain: str = "gated", measurement: str = "identity", **meta) -> NODA:
     torch.manual_seed(0)
-    cfg = NODAConfig(predictor=FNOConfig(n_modes=6, hidden_channels=8, n_layers=2), gain=GainConfig(kind=gain, n_modes=6, hidden_channels=8),
-                     measurement=measurement)
+    cfg = NODAConfig(predictor={"n_modes": 6, "hidden_channels": 8, "n_layers": 2},
+                          gain=GainConfig(kind=gain, n_modes=6, hidden_channels=8), measurement=measurement)
     return build_noda(cfg, _meta(**meta)).double()
 
 
@@ -33,7 +35,7 @@ def _write_toy(root, n_traj: int = 6, n_steps: int = 12, n: int = 32) -> None:
     """Advected sine waves of random phase/amplitude: u(x, t) = a sin(k (x - c t) + phi), train/test splits."""
     x = 2 * math.pi * np.arange(n) / n
     rng = np.random.default_rng(0)
-    for split, count in (("train", n_traj), ("test", 2)):
+    for split, count in (("train", n_traj), ("valid", 2), ("test", 2)):
         a = rng.uniform(0.5, 1.5, (count, 1, 1))
         phi = rng.uniform(0, 2 * math.pi, (count, 1, 1))
         t = 0.1 * np.arange(n_steps)[None, :, None]
@@ -178,158 +180,213 @@ def test_gradients_flow_through_the_unrolled_recursion():
         assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in block.parameters()), bname
 
 
-def test_run_writes_folder_and_learns(tmp_path):
-    _write_toy(tmp_path / "data_root", n_traj=8, n_steps=12)
-    spec = {"family": "noda", "data": str(tmp_path / "data_root"), "seed": 0,
-            "model": {"n_modes": 6, "hidden_channels": 8, "n_layers": 2}, "gain": {"n_modes": 6, "hidden_channels": 8},
-            "observations": {"mask": "regular", "fraction": 0.5, "noise": 0.0},
-            "train": {"steps": 60, "batch_size": 8, "lr": 3e-3, "warmup": 1, "unroll": 3},
-            "baseline": {"steps": 60, "batch_size": 8, "lr": 3e-3}, "eval": {"alphas": [0.0, 1.0], "horizon": 8}}
-    metrics = run(spec, tmp_path / "run")
-    for f in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl", "error_vs_time.png", "snapshot.png",
-              "baseline.safetensors"):
-        assert (tmp_path / "run" / f).is_file(), f
-    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
-    noda_loss = [r["loss"] for r in log if r["model"] == "noda"]
-    assert noda_loss[-1] < 0.5 * noda_loss[0]
-    t = metrics["table"]
-    assert set(t) == {"noda_alpha_0", "noda_alpha_1", "fno"} and metrics["horizon_steps"] == 8
-    assert t["noda_alpha_1"]["long_horizon_rel_l2"] < t["noda_alpha_0"]["long_horizon_rel_l2"]
-    # reloading gives the same numbers; a device that is not here is refused, naming it
-    with pytest.raises(ValueError, match=r"noda.load: device 'gpu': expected one of 'cpu', 'cuda', 'cuda:N', 'auto'"):
-        load(tmp_path / "run", device="gpu")
-    model = load(tmp_path / "run", device="auto" if not torch.cuda.is_available() else "cpu")
-    assert next(model.parameters()).device.type == "cpu"
-    ds = TrajectoryDataset(tmp_path / "data_root", 1, 1, split="test")
-    from pdeforge.operators.noda import rollout_errors
-
-    err, _ = rollout_errors(model, ObservationView(ds, alpha=0.0, mask="regular", fraction=0.5, seed=12345), 8)
-    assert abs(float(err[-2:].mean()) - t["noda_alpha_0"]["long_horizon_rel_l2"]) < 1e-5
+# ------------------------------------------------------------------------------------------- the family
+CONFIG = REPO / "configs" / "noda_ks.yaml"
+TINY_MODEL = ["--model.predictor", "{n_modes: 6, hidden_channels: 8, n_layers: 2}", "--model.gain.n_modes", "6",
+              "--model.gain.hidden_channels", "8"]
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, crash_after_checkpoint):
-    """Killed after the checkpoint at NODA step 6 of 10, resumed, killed again at baseline step 3 of 10 and resumed:
-    the weights of both models, the log and the metrics are those of an uninterrupted run."""
-    import pdeforge.operators.noda as noda
+def _toy_overrides(root, run_dir, *extra: str) -> list[str]:
+    """configs/noda_ks.yaml made tiny on the toy data at ``root``: 4-frame windows, horizon 6, no progress bar."""
+    return ["--data.root", str(root), "--data.preset", "", "--run.run_dir", str(run_dir), "--run.progress", "false",
+            "--run.device", "cpu", "--window.spinup", "1", "--window.unroll", "3", "--optim.batch_size", "4",
+            "--eval.alphas", "[0.0, 1.0]", "--eval.horizon", "6", "--observations.fraction", "0.5", *TINY_MODEL,
+            *extra]
+
+
+def _weights(run_dir) -> dict:
     from pdeforge.checkpoint import load_weights
 
-    _write_toy(tmp_path / "data_root", n_traj=6, n_steps=12)
-    spec = {"family": "noda", "data": str(tmp_path / "data_root"), "seed": 0,
-            "model": {"n_modes": 6, "hidden_channels": 8, "n_layers": 2}, "gain": {"n_modes": 6, "hidden_channels": 8},
-            "observations": {"mask": "random", "fraction": 0.5, "noise": 0.1},
-            "train": {"steps": 10, "batch_size": 4, "lr": 3e-3, "warmup": 1, "unroll": 3},
-            "baseline": {"steps": 10, "batch_size": 4, "lr": 3e-3}, "eval": {"alphas": [0.0, 1.0], "horizon": 6},
-            "checkpoint_every": 3}
-    whole = run(spec, tmp_path / "whole")
-
-    pending = crash_after_checkpoint(noda, {"phase": "noda", "step": 6}, {"phase": "fno", "step": 3})
-    with pytest.raises(crash_after_checkpoint.crash):
-        run(spec, tmp_path / "cut")
-    with pytest.raises(ValueError, match=r"started with another configuration \(seed 0 there, 1 now\)"):
-        run({**spec, "resume": True, "seed": 1}, tmp_path / "cut")
-    with pytest.raises(FileNotFoundError, match=r"never.checkpoint.state.pt not found.*drop resume to start it"):
-        run({**spec, "resume": True}, tmp_path / "never")
-    with pytest.raises(crash_after_checkpoint.crash):
-        run({**spec, "resume": True}, tmp_path / "cut")
-    assert not pending
-    again = run({**spec, "resume": True, "device": "cpu"}, tmp_path / "cut")  # device may change on resume
-    for name in ("model.safetensors", "baseline.safetensors"):
-        a, b = (load_weights(tmp_path / d / name) for d in ("whole", "cut"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    assert (tmp_path / "whole" / "train_log.jsonl").read_text() == (tmp_path / "cut" / "train_log.jsonl").read_text()
-    assert again["table"] == whole["table"] and again["curves"] == whole["curves"]
+    return load_weights(run_dir / "model.safetensors")
 
 
-def _device_spec(root, **train) -> dict:
-    """A tiny NODA spec on the toy data at ``root``: learned measurement, noisy random sensors, both trainings."""
-    return {"family": "noda", "data": str(root), "seed": 0, "model": {"n_modes": 6, "hidden_channels": 8, "n_layers": 2},
-            "gain": {"n_modes": 6, "hidden_channels": 8}, "measurement": "learned",
-            "observations": {"mask": "random", "fraction": 0.5, "noise": 0.1},
-            "train": {"steps": 6, "batch_size": 4, "lr": 3e-3, "warmup": 1, "unroll": 3, **train},
-            "baseline": {"steps": 6, "batch_size": 4, "lr": 3e-3, **train}, "eval": {"alphas": [0.0, 0.5, 1.0], "horizon": 6},
-            "checkpoint_every": 2}
+def test_the_shipped_config_runs_tiny_and_its_run_folder_evaluates_and_loads(tmp_path, monkeypatch):
+    """configs/noda_ks.yaml as shipped (the ks_1d preset, made small), 2 steps: evaluate_run recomputes metrics.json
+    exactly; load_run rebuilds the NODA; the plots are written."""
+    from pdeforge.families import evaluate_run, load_run, train
+
+    monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    metrics = train(CONFIG, ["--run.max_steps", "2", "--run.run_dir", str(run_dir), "--run.progress", "false",
+                             "--data.preset_options",
+                             "{n_trajectories: 6, resolution: 32, n_snapshots: 12, warmup: 1.0}",
+                             "--window.spinup", "1", "--window.unroll", "3", "--optim.batch_size", "4",
+                             "--eval.horizon", "5", *TINY_MODEL])
+    assert metrics["steps"] == 2
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    again = evaluate_run(run_dir)
+    assert again["valid"] == saved["valid"] and again["test"] == saved["test"]
+    assert set(saved["test"]["table"]) == {"noda_alpha_0", "noda_alpha_0.1", "noda_alpha_0.25", "noda_alpha_0.5"}
+    assert saved["test"]["horizon_steps"] == 5
+    loaded = load_run(run_dir)
+    assert isinstance(loaded.model, NODA) and loaded.config.window.unroll == 3
+    assert tuple(loaded.metadata.resolution) == (32,)
+    for name in ("loss.png", "error_vs_time.png", "snapshot.png", "config.yaml", "train_log.jsonl"):
+        assert (run_dir / name).is_file(), name
 
 
-def _outputs(run_dir) -> dict:
-    """What a run writes that does not depend on the clock or the spec's wording: weights, plots, metrics, log."""
-    out = {name: (run_dir / name).read_bytes() for name in ("model.safetensors", "baseline.safetensors", "error_vs_time.png",
-                                                            "snapshot.png", "train_log.jsonl")}
-    out["metrics"] = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if not k.endswith("_train_s")}
-    return out
+def test_training_learns_and_a_baseline_run_is_rolled_out_beside_it(tmp_path):
+    """60 steps on advected waves: the forecast beats the one-step-trained model's, measurements help; that
+    one-step model, named as the baseline run, is rolled out on the same trajectories and scores there what its own
+    run scored without measurements. (The logged loss of one batch is no measure of progress here: each window draws
+    its own arrival rate and perturbed start, and the batch losses spread over a factor 10.)"""
+    from pdeforge.families import load_run, train
+
+    _write_toy(tmp_path / "data", n_traj=8, n_steps=12)
+    common = ["--optim.steps", "60", "--optim.lr", "3e-3", "--observations.noise", "0.0", "--eval.horizon", "8"]
+    base = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "base", *common, "--window.alpha_max", "0",
+                                        "--optim.steps", "1"))
+    metrics = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "run", *common, "--eval.baseline_run",
+                                           str(tmp_path / "base")))
+    t = metrics["test"]["table"]
+    assert set(t) == {"noda_alpha_0", "noda_alpha_1", "baseline"} and metrics["test"]["horizon_steps"] == 8
+    assert t["noda_alpha_0"]["long_horizon_rel_l2"] < 0.75 * t["baseline"]["long_horizon_rel_l2"]
+    assert t["noda_alpha_1"]["long_horizon_rel_l2"] < 0.5 * t["noda_alpha_0"]["long_horizon_rel_l2"]
+    np.testing.assert_allclose(metrics["test"]["curves"]["baseline"], base["test"]["curves"]["noda_alpha_0"],
+                               rtol=1e-6)
+    # the loaded model rolls out to the same numbers
+    from pdeforge.operators.noda import rollout_errors
+
+    model = load_run(tmp_path / "run").model
+    ds = TrajectoryDataset(tmp_path / "data", 1, 1, split="test")
+    err = rollout_errors(model, ObservationView(ds, alpha=0.0, mask="regular", fraction=0.5, seed=12345), 8)
+    assert abs(float(err[-2:].mean()) - t["noda_alpha_0"]["long_horizon_rel_l2"]) < 1e-6
+    with pytest.raises(ValueError, match=r"eval.baseline_run .*nowhere: not a run folder"):
+        train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "r2", *common, "--optim.steps", "1",
+                                     "--eval.baseline_run", str(tmp_path / "nowhere")))
 
 
-def test_device_cpu_and_auto_give_the_bytes_of_a_spec_without_device(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    _write_toy(tmp_path / "data_root", n_traj=6, n_steps=12)
-    spec = _device_spec(tmp_path / "data_root")
-    run(spec, tmp_path / "none")
-    for device in ("cpu", "auto"):
-        run({**spec, "device": device}, tmp_path / device)
-        assert _outputs(tmp_path / device) == _outputs(tmp_path / "none"), device
+def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Cut right after the checkpoint at step 6 of 10 and resumed: same weights (bitwise), log and metrics."""
+    from pdeforge.families import train
+    from pdeforge.training import RunFolder
+
+    _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
+    extra = ["--optim.steps", "10", "--run.checkpoint_every", "3", "--model.measurement", "learned",
+             "--observations.mask", "random"]
+    whole = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "whole", *extra))
+    save, calls = RunFolder.save_checkpoint, []
+
+    def crash_after_second(self, state):
+        save(self, state)
+        calls.append(state["counters"]["step"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, "save_checkpoint", crash_after_second)
+        with pytest.raises(KeyboardInterrupt):
+            train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra))
+    assert calls == [3, 6]
+    again = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra, "--run.resume",
+                                         str(tmp_path / "cut")))
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {k: v for k, v in again.items() if k != "train_seconds"} == \
+           {k: v for k, v in whole.items() if k != "train_seconds"}
+    losses = [[r["loss"] for r in (json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text()
+                                   .splitlines()) if "loss" in r] for d in ("whole", "cut")]
+    assert losses[0] == losses[1]
 
 
-def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, monkeypatch, refused_devices):
-    from pdeforge.operators.noda import check_spec
+def test_a_nan_loss_stops_with_a_named_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from pdeforge.checkpoint import load_state
+    from pdeforge.families import train
+    from pdeforge.operators.noda import _family
+    from pdeforge.training import NonFiniteLossError
 
-    spec = _device_spec(tmp_path / "no_data_needed")
-    refused_devices("noda spec", lambda device: run({**spec, "device": device}, tmp_path / "run"), tmp_path / "run")
-    with pytest.raises(ValueError, match=r"^noda spec: device 1: expected a string \(the default is 'cpu'\)$"):
-        check_spec({**spec, "device": 1})
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    check_spec({**spec, "device": "cuda:0"})
-    with pytest.raises(ValueError, match=r"^noda spec: device 'cuda:1': expected cuda:0 .. cuda:0, the CUDA devices here$"):
-        check_spec({**spec, "device": "cuda:1"})
+    _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
+    rel_sq, calls = _family._rel_sq, []
+
+    def poisoned(pred, target):
+        calls.append(1)
+        value = rel_sq(pred, target)
+        return value * float("nan") if len(calls) > 2 * 4 else value  # two terms per step: NaN from step 5 (0-based 4)
+
+    monkeypatch.setattr(_family, "_rel_sq", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"noda: the loss is nan at step 4 \(epoch 0, .*state.pt"):
+        train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "run", "--optim.steps", "10",
+                                     "--run.checkpoint_every", "3"))
+    state = load_state(tmp_path / "run" / "checkpoint" / "state.pt")
+    assert state["counters"]["step"] == 3
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda", "generators"}
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_bad_options_are_one_line_naming_the_option(tmp_path, monkeypatch, refused_devices):
+    import re
+
+    from pdeforge.families import train
+    from pdeforge.training import ConfigError
+
+    _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
+    bad = [(["--window.alpha_max", "1.5"], r"noda: window.alpha_max 1.5: expected a probability in \[0, 1\]"),
+           (["--eval.alphas", "[0.5, 2]"], r"noda: eval.alphas \[0.5, 2\]: expected a non-empty list"),
+           (["--model.predictor.width", "3"], r"model.predictor: unknown option\(s\) \['width'\]"),
+           (["--window.unroll", "20"], r"noda: window.spinup \+ window.unroll \+ 1 = 22 frames .*do not fit"),
+           (["--window.unrol", "2"], r"--window.unrol: unknown option; did you mean --window.unroll\?")]
+    for extra, message in bad:
+        with pytest.raises((ValueError, ConfigError), match=message):
+            train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "run", *extra))
+    refused_devices(re.escape(str(CONFIG)) + ": run.device",
+                    lambda device: train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "dev", "--run.device",
+                                                                device)), tmp_path / "dev")
+
+
+DDP_SCRIPT = """import sys
+from pdeforge.families import train
+train(sys.argv[1], sys.argv[2:])
+"""
+
+
+def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path):
+    """2 gloo processes of 4 windows each give the weights of 1 process of 8 (misfit on, learned E, clipping on)."""
+    import os
+    import subprocess
+    import sys
+
+    from pdeforge.checkpoint import load_state
+    from pdeforge.families import train
+
+    _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
+    script = tmp_path / "train_noda.py"
+    script.write_text(DDP_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    common = ["--optim.steps", "4", "--model.measurement", "learned", "--observations.mask", "random",
+              "--observations.noise", "0.1"]
+    one = _toy_overrides(tmp_path / "data", tmp_path / "one", *common, "--optim.batch_size", "8")
+    two = _toy_overrides(tmp_path / "data", tmp_path / "two", *common, "--optim.batch_size", "4")
+    train(CONFIG, one)  # the reference, in this process
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(script), str(CONFIG), *two], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = (load_state(tmp_path / n / "checkpoint" / "state.pt")["model"] for n in ("one", "two"))
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-7) for k in a)
+    start = load_state(tmp_path / "one" / "checkpoint" / "state.pt")
+    assert start["counters"]["step"] == 4
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
-def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, crash_after_checkpoint, devices_in):
-    """6 steps of each training on cuda give finite metrics within 1e-3 (relative) of the CPU's. TF32 is switched off
-    here for cuDNN's convolutions (on by default; its 10-bit mantissa would be all the comparison measured; cuBLAS
-    matmuls have it off by default): what is left is float32 rounding in another order (cuFFT, cuBLAS), ~1e-7..1e-6.
-    Measured on the CPU, noise of 1e-6 (relative, or 1e-6 max|g| added) on every Adam gradient moves these metrics by
-    < 4e-7, so 1e-3 leaves a wide margin, while a batch, a measurement or a model left on the wrong footing, or
-    measurements that do not arrive (alpha 1 scores a third of alpha 0 here), move them by far more. The saved
-    weights load on the CPU and roll out there within 1e-4 of cuda (same weights: the rollout alone); the checkpoint
-    holds CPU tensors; a run cut on cuda resumes on the CPU."""
-    from pdeforge.checkpoint import load_weights
-    from pdeforge.operators import noda
-    from pdeforge.operators.noda import load_baseline, rollout_errors
+def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch):
+    """6 steps on cuda give finite metrics within 1e-3 (relative) of the CPU's (TF32 off for cuDNN: what is left is
+    float32 rounding in another order); the saved weights load on the CPU and roll out there within 1e-4 of cuda."""
+    from pdeforge.families import load_run, train
+    from pdeforge.operators.noda import rollout_errors
 
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # cuBLAS matmuls: TF32 off by default
-    _write_toy(tmp_path / "data_root", n_traj=6, n_steps=12)
-    spec = _device_spec(tmp_path / "data_root", lr=1e-3)
-    cpu = run({**spec, "device": "cpu"}, tmp_path / "cpu")
-    gpu = run({**spec, "device": "cuda"}, tmp_path / "gpu")
-    for name, row in gpu["table"].items():
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
+    extra = ["--optim.steps", "6", "--model.measurement", "learned", "--observations.mask", "random",
+             "--observations.noise", "0.1", "--eval.alphas", "[0.0, 0.5, 1.0]"]
+    cpu = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cpu", *extra))
+    gpu = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "gpu", *extra, "--run.device", "cuda"))
+    for name, row in gpu["test"]["table"].items():
         assert all(math.isfinite(v) for v in row.values()), name
-        assert row == pytest.approx(cpu["table"][name], rel=1e-3), name
-    assert cpu["table"]["noda_alpha_1"]["final_rel_l2"] < 0.5 * cpu["table"]["noda_alpha_0"]["final_rel_l2"]  # it assimilates
-
-    # the weights load on the CPU and roll out there as on cuda
-    assert all(t.device.type == "cpu" for t in load_weights(tmp_path / "gpu" / "model.safetensors").values())
-    model = load(tmp_path / "gpu")
-    assert next(model.parameters()).device.type == "cpu" and next(load_baseline(tmp_path / "gpu").parameters()).device.type == "cpu"
-    assert next(load(tmp_path / "gpu", device="cuda").parameters()).is_cuda
-    assert next(load_baseline(tmp_path / "gpu", device="cuda").parameters()).is_cuda
-    ds = TrajectoryDataset(tmp_path / "data_root", 1, 1, split="test")
-    for alpha in (0.0, 0.5, 1.0):
-        view = ObservationView(ds, config=ObservationConfig(alpha=alpha, mask="random", fraction=0.5, noise=0.1, seed=12345))
-        err, _ = rollout_errors(model, view, 6)
-        np.testing.assert_allclose(err.numpy(), gpu["curves"][f"noda_alpha_{alpha:g}"], rtol=1e-4)
-        on_cuda, first_cuda = rollout_errors(model.to("cuda"), view, 6)  # on the model's device, returned on the CPU
-        assert on_cuda.device.type == "cpu" and all(v.device.type == "cpu" for v in first_cuda.values())
-        torch.testing.assert_close(on_cuda, err, rtol=1e-4, atol=0)
-        model.cpu()
-
-    # cut after the checkpoint at NODA step 4 on cuda: its state holds CPU tensors and finishes on the CPU
-    pending = crash_after_checkpoint(noda, {"phase": "noda", "step": 4})
-    with pytest.raises(crash_after_checkpoint.crash):
-        run({**spec, "device": "cuda"}, tmp_path / "cut")
-    assert not pending
-    state = torch.load(tmp_path / "cut" / "checkpoint" / "state.pt", weights_only=True)
-    assert devices_in(state) == {"cpu"}
-    resumed = run({**spec, "device": "cpu", "resume": True}, tmp_path / "cut")
-    for name, row in resumed["table"].items():
-        assert row == pytest.approx(cpu["table"][name], rel=1e-3), name
+        assert row == pytest.approx(cpu["test"]["table"][name], rel=1e-3), name
+    model = load_run(tmp_path / "gpu").model
+    assert next(model.parameters()).device.type == "cpu"
+    ds = TrajectoryDataset(tmp_path / "data", 1, 1, split="test")
+    view = ObservationView(ds, config=ObservationConfig(alpha=0.5, mask="random", fraction=0.5, noise=0.1, seed=12345))
+    err = rollout_errors(model, view, 6)
+    np.testing.assert_allclose(err.numpy(), gpu["test"]["curves"]["noda_alpha_0.5"], rtol=1e-4)

@@ -19,67 +19,20 @@ FNO's correction of it; :class:`IdentityGain` is ``K = I`` (then ``z^a = y`` wit
 from __future__ import annotations
 
 import abc
-import dataclasses
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from ._build import FieldOperator, build_model, config_to_dict
-from ._neuralop import FNOConfig
+from .._build import FieldOperator, build_model
+from .._neuralop import FNOConfig
+from ._config import GainConfig, NODAConfig
 
 if TYPE_CHECKING:
-    from ..datasets import DatasetMetadata
+    from ...datasets import DatasetMetadata
 
-__all__ = ["spread_innovation", "GainConfig", "NODAConfig", "AbstractGain", "IdentityGain", "GatedGain", "AbstractMeasurement",
-           "IdentityMeasurement", "LearnedMeasurement", "NODA", "build_noda", "GAINS", "MEASUREMENTS"]
-
-GAINS = ("gated", "identity")
-MEASUREMENTS = ("identity", "learned")
-
-
-@dataclass(frozen=True)
-class GainConfig:
-    """The gain ``K``.
-
-    Attributes:
-        kind: ``"gated"`` (learned, :class:`GatedGain`) or ``"identity"`` (``K = I``).
-        n_modes, hidden_channels, n_layers: size of the gated gain's spreading FNO.
-    """
-
-    kind: str = "gated"
-    n_modes: int = 16
-    hidden_channels: int = 16
-    n_layers: int = 2
-
-    def __post_init__(self) -> None:
-        if self.kind not in GAINS:
-            raise ValueError(f"gain kind should be one of {GAINS}, got {self.kind!r}")
-
-
-@dataclass(frozen=True)
-class NODAConfig:
-    """A NODA model: prediction FNO, gain, measurement operator (``"identity"`` or ``"learned"``)."""
-
-    predictor: FNOConfig = FNOConfig(n_modes=16, hidden_channels=32, n_layers=4)
-    gain: GainConfig = GainConfig()
-    measurement: str = "identity"
-
-    def __post_init__(self) -> None:
-        if self.measurement not in MEASUREMENTS:
-            raise ValueError(f"measurement should be one of {MEASUREMENTS}, got {self.measurement!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"predictor": config_to_dict(self.predictor), "gain": dataclasses.asdict(self.gain), "measurement": self.measurement}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NODAConfig":
-        pred = dict(d.get("predictor") or {})
-        if isinstance(pred.get("n_modes"), list):
-            pred["n_modes"] = tuple(pred["n_modes"])
-        return cls(predictor=FNOConfig(**pred), gain=GainConfig(**(d.get("gain") or {})), measurement=d.get("measurement", "identity"))
-
+__all__ = ["spread_innovation", "AbstractGain", "IdentityGain", "GatedGain", "AbstractMeasurement",
+           "IdentityMeasurement", "LearnedMeasurement", "NODA", "build_noda", "predictor_config"]
 
 # ------------------------------------------------------------------------------------------------ gains
 class AbstractGain(nn.Module, abc.ABC):
@@ -244,14 +197,24 @@ class NODA(nn.Module):
         return {"forecast": torch.stack(forecasts, 1), "analysis": torch.stack(analyses, 1)}
 
 
+def predictor_config(config: NODAConfig) -> FNOConfig:
+    """The prediction step's :class:`FNOConfig` from ``config.predictor`` (a list of modes becomes a tuple)."""
+    options = dict(config.predictor)
+    if isinstance(options.get("n_modes"), list):
+        options["n_modes"] = tuple(options["n_modes"])
+    return FNOConfig(**options)
+
+
 def build_noda(config: NODAConfig, metadata: "DatasetMetadata") -> NODA:
-    """A :class:`NODA` sized from the dataset's metadata (fields, resolution, boundary conditions)."""
-    predictor = build_model(config.predictor, metadata, n_steps_input=1, n_steps_output=1, use_grid=False,
+    """A :class:`NODA` sized from the dataset's metadata (fields, resolution, boundary conditions); its
+    ``model_spec`` is ``{"config": config.to_dict(), "metadata": metadata.to_dict()}``."""
+    predictor = build_model(predictor_config(config), metadata, n_steps_input=1, n_steps_output=1, use_grid=False,
                             use_scalars=False, use_constant_fields=False)
     res = tuple(int(s) for s in metadata.resolution)
     periodic = tuple(bc == "periodic" for bc in metadata.boundary_conditions)
     C = metadata.n_fields
     gain: AbstractGain = IdentityGain() if config.gain.kind == "identity" else GatedGain(C, config.gain, res, periodic)
-    measurement: AbstractMeasurement = IdentityMeasurement() if config.measurement == "identity" else LearnedMeasurement(C)
+    measurement: AbstractMeasurement = (IdentityMeasurement() if config.measurement == "identity"
+                                        else LearnedMeasurement(C))
     spec = {"config": config.to_dict(), "metadata": metadata.to_dict()}
     return NODA(predictor, gain, measurement, spec)
