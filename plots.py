@@ -13,10 +13,12 @@ import numpy as np
 
 from ._files import atomic_write
 
-__all__ = ["plot_file", "plot_trajectory", "plot_losses", "plot_prediction", "plot_rollout_error"]
+__all__ = ["plot_file", "plot_trajectory", "plot_losses", "plot_prediction", "plot_rollout_error", "pyplot",
+           "save_figure"]
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,9 +27,10 @@ def _plt():
     return plt
 
 
-def _save(fig, out: Path) -> Path:
+def save_figure(fig, out: Path) -> Path:
+    """Write ``fig`` to ``out`` atomically (the format from its extension) and close it."""
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
-    _plt().close(fig)
+    pyplot().close(fig)
     return out
 
 
@@ -47,7 +50,7 @@ def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.nd
 
     A ``.gif`` output animates 2D fields over time instead.
     """
-    plt = _plt()
+    plt = pyplot()
     n_dims = fields.ndim - 2
     C = fields.shape[1]
     if n_dims == 1:
@@ -76,11 +79,11 @@ def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.nd
         raise ValueError(f"plotting supports 1D and 2D fields, got {n_dims}D (shape {fields.shape})")
     if title:
         fig.suptitle(title)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _gif(fields: np.ndarray, time: np.ndarray, names: Sequence[str], out: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     C = fields.shape[1]
@@ -145,7 +148,7 @@ def plot_losses(log: Sequence[dict], out: Path, loss_label: str = "train loss",
                 valid_label: str = "valid (selection metric)") -> Path:
     """Training loss per logged step and the validation metric per validation (the run skeleton's log records
     ``loss`` and ``valid``), log scale."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     train = [(r["step"], r["loss"]) for r in log if "loss" in r]
     valid = [(r["step"], r["valid"]) for r in log if "valid" in r]
@@ -156,12 +159,12 @@ def plot_losses(log: Sequence[dict], out: Path, loss_label: str = "train loss",
     ax.set_yscale("log"), ax.set_xlabel("optimiser step"), ax.set_ylabel("loss / metric"), ax.grid(alpha=0.3)
     if train or valid:
         ax.legend()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_prediction(inp: np.ndarray | None, truth: np.ndarray, pred: np.ndarray, names: Sequence[str], out: Path) -> Path:
     """One sample: input, truth, prediction, error. Arrays ``(C, *space)`` (first output frame)."""
-    plt = _plt()
+    plt = pyplot()
     C, n_dims = truth.shape[0], truth.ndim - 1
     cols = [("input", inp), ("truth", truth), ("prediction", pred), ("error", pred - truth)]
     cols = [(t, a) for t, a in cols if a is not None]
@@ -184,12 +187,12 @@ def plot_prediction(inp: np.ndarray | None, truth: np.ndarray, pred: np.ndarray,
                 im = axes[c, j].imshow(a[c].T, origin="lower", cmap="RdBu_r")
                 axes[c, j].set_title(f"{names[c]} {title}", fontsize=9), axes[c, j].set_xticks([]), axes[c, j].set_yticks([])
                 fig.colorbar(im, ax=axes[c, j], shrink=0.8)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_rollout_error(curves: dict, dt: float, out: Path) -> Path:
     """Per-step rollout rel L2 (and correlation) against time."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     err = curves.get("rel_l2_per_step", [])
     t = dt * (1 + np.arange(len(err)))
@@ -200,4 +203,4 @@ def plot_rollout_error(curves: dict, dt: float, out: Path) -> Path:
         ax2.plot(t, curves["correlation_per_step"], "g.-", ms=3, label="correlation")
         ax2.set_ylabel("correlation", color="g"), ax2.set_ylim(-0.05, 1.05)
     ax.set_title("autoregressive rollout on test trajectories")
-    return _save(fig, out)
+    return save_figure(fig, out)

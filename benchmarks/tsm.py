@@ -6,13 +6,13 @@
                                                    # trained on other data or with other options)
     python benchmarks/tsm.py --steps 100           # shorter training
     python benchmarks/tsm.py --combine runs/a runs/b   # seeds averaged per test trajectory, paired differences
-    python benchmarks/tsm.py --resolution 16 --unroll 16 --runs runs/tsm16_s0   # 16x: the 32^2 data averaged again
-    python benchmarks/tsm.py --device cuda         # DNS, training and evaluation on the GPU (same files as on CPU)
+    python benchmarks/tsm.py --resolution 16 --unroll 16 --runs runs/tsm16_s0   # 16x downsampling (a new DNS)
+    python benchmarks/tsm.py --device cuda         # training and evaluation on the GPU (the same data files)
 
-Protocol (see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500 face-averaged to 32^2, solver dt
-0.04, 16 train / 16 test trajectories (``--n-test``). The data file is generated once: ~30 min of DNS over 2
-processes on a 2-core CPU (``--dns-resolution 128 --dns-batch 0``: the earlier 4x protocol, ~17 min on one core),
-kept under ``runs/tsm_data/`` with a name made of its parameters (``--data-cache PATH`` to choose). Each model
+Protocol (configs/tsm_kolmogorov.yaml, see :mod:`pdeforge.operators.tsm`): Kolmogorov flow, DNS 256^2 at Re 500
+face-averaged to 32^2, solver dt 0.04, 16 train / 8 valid / 16 test trajectories. The data are the
+``kolmogorov_fv_2d`` preset with the config's options, generated once into the pdeforge cache
+(``--data ROOT``: a dataset root instead). Each model
 starts from frame ``history - 1`` of every test trajectory and runs to its end (184 steps, 7.4 time units). Prints,
 per model, the high-correlation duration (vorticity correlation > 0.8) as mean +- std over the test trajectories
 and per trajectory, the paired differences (TSM - LI, TSM - frames, ...: mean +- standard error and wins, since
@@ -24,10 +24,10 @@ every model starts from the same frames) and the per-step latency for one trajec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -38,23 +38,28 @@ except ImportError:  # not on Windows: two calls must then not finish at the sam
     fcntl = None
 
 from pdeforge._device import synchronize
+from pdeforge.families import load_run
 from pdeforge.operators.tsm import (
+    CoarseSolver,
+    TSMFamily,
     TSMRunConfig,
-    build_model,
     data_fingerprint,
-    evaluate_model,
-    load_data,
-    load_model,
-    run,
+    flow_of,
+    score,
     vorticity_rollout,
 )
+from pdeforge.solvers import fv
+from pdeforge.training import fit, load_config, setup_environment
+from pdeforge.training.config import ConfigError
 
-MODELS = {  # name -> spec changes on top of configs/tsm_kolmogorov.yaml's defaults
-    "tsm-hippo": {"variant": "tsm", "encoder": "hippo"},
-    "li": {"variant": "li", "li_calls": "step"},  # the papers' LI: one CNN call per solver step
-    "li-stage": {"variant": "li", "li_calls": "stage"},  # a stronger, 3x costlier LI: a call at each RK stage
-    "tsm-frames": {"variant": "tsm", "encoder": "frames"},
-    "tsm-running": {"variant": "tsm", "encoder": "hippo", "memory": "running"},  # the HiPPO state of TSM's code
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tsm_kolmogorov.yaml"
+
+MODELS = {  # name -> overrides of configs/tsm_kolmogorov.yaml
+    "tsm-hippo": {"model.variant": "tsm", "model.encoder": "hippo"},
+    "li": {"model.variant": "li", "model.li_calls": "step"},  # the papers' LI: one CNN call per solver step
+    "li-stage": {"model.variant": "li", "model.li_calls": "stage"},  # a stronger, 3x costlier LI: a call per RK stage
+    "tsm-frames": {"model.variant": "tsm", "model.encoder": "frames"},
+    "tsm-running": {"model.variant": "tsm", "model.encoder": "hippo", "model.memory": "running"},  # TSM's code
 }
 
 
@@ -73,39 +78,46 @@ def latency(model, frames: torch.Tensor, n_steps: int = 16, repeats: int = 3) ->
     return best
 
 
-NOT_COMPARED = ("threads", "log_every", "data_workers", "checkpoint_every", "resume", "progress", "device",
-                "compile", "data_cache")  # the data are compared by their fingerprint, not by the file's name
+NOT_COMPARED = ("run.", "model.compile", "data.root", "data.preset")  # where and how fast, not what is trained; the
+# data are compared by their fingerprint, not by where they are
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
 
 
 def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
-    """``--reuse`` scores a run folder only if it was trained as asked, on the data loaded now."""
+    """``--reuse`` scores a run folder only if it was trained as asked (``spec``: dotted config keys), on the data
+    loaded now."""
     saved = json.loads((folder / "model.json").read_text())
     theirs = saved.get("data_fingerprint")
     if theirs != fingerprint:
         raise SystemExit(f"--reuse: {folder} was trained on other data (data fingerprint {theirs or 'not recorded'}, "
                          f"now {fingerprint}); retrain it (drop --reuse) or point --runs elsewhere")
-    differ = {k: (v, spec[k]) for k, v in saved["run_config"].items()
-              if k in spec and k not in NOT_COMPARED and v != spec[k]}
+    then = _flatten(saved["config"])
+    differ = {k: (v, spec[k]) for k, v in then.items()
+              if k in spec and not k.startswith(NOT_COMPARED) and v != spec[k]}
     if differ:
         raise SystemExit(f"--reuse: {folder} was trained with "
                          + ", ".join(f"{k} {v} (asked {w})" for k, (v, w) in differ.items())
                          + "; retrain it (drop --reuse) or pass the same options")
 
 
-PROTOCOL_OPTIONS = {  # TSMRunConfig fields the command line sets (--n-test for n_test, ...)
-    "n_test": "test trajectories (after the train ones)",
-    "data_cache": "generated once (DNS of 32 trajectories, ~30 min at 256^2 with 2 workers) and reused; auto: "
-                  "runs/tsm_data/, named by the data parameters (a finer cache there is face-averaged)",
-    "dns_resolution": "DNS grid of the data (256: the issue's 8x downsampling to 32^2; use a new --data-cache)",
-    "dns_batch": "DNS trajectories solved together (0: all; 4 is ~2x faster per trajectory at 256^2)",
-    "data_workers": "processes sharing the DNS (one thread each)",
-    "resolution": "the learned solvers' grid (16: the cached 32^2 data face-averaged again, 16x the DNS)",
-    "history": "frames of history TSM encodes (every model starts from frame history - 1)",
-    "hippo_order": "HiPPO-LagT coefficients per velocity component (below --history: a compressed history)",
-    "bundle": "TSM solver steps per CNN call",
-    "unroll": "solver steps unrolled in training",
-    "seed": "training seed (initial weights, windows)",
-    "device": "cpu | cuda | cuda:N | auto (cuda if available): the DNS, every training and evaluation",
+PROTOCOL_OPTIONS = {  # command-line option -> (config key, help)
+    "dns_resolution": ("data.preset_options.dns_resolution", "DNS grid of the data (256: 8x downsampling to 32^2)"),
+    "resolution": ("data.preset_options.resolution", "the learned solvers' grid (the DNS face-averaged onto it)"),
+    "history": ("model.history", "frames of history TSM encodes (every model starts from frame history - 1)"),
+    "hippo_order": ("model.hippo_order", "HiPPO-LagT coefficients per velocity component"),
+    "bundle": ("model.bundle", "TSM solver steps per CNN call"),
+    "unroll": ("data.unroll", "solver steps unrolled in training"),
+    "seed": ("run.seed", "training seed (initial weights, windows)"),
+    "device": ("run.device", "cpu | cuda | cuda:N | auto (cuda if available): every training and evaluation"),
 }
 
 PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"), ("tsm-running", "li"),
@@ -213,20 +225,23 @@ def combine(folders: list[str]) -> None:
                   f"{float(d.mean()):+.3f} +- {se:.3f} ({int((d > 0).sum())} of {len(d)} positive)")
 
 
+def _overrides(values: dict) -> list[str]:
+    return [x for k, v in values.items() for x in (f"--{k}", json.dumps(v) if not isinstance(v, str) else v)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/tsm_bench")
     ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--data", default="", help="a dataset root of the kolmogorov_fv_2d layout (default: the preset)")
     ap.add_argument("--reuse", action="store_true", help="do not train; load the run folders under --runs")
     ap.add_argument("--resume", action="store_true",
                     help="continue each training from its checkpoint under --runs (same result as uninterrupted)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true",
-                    help="torch.compile the solver step in training (~1 min first; CPU steps 1.6-1.7x faster "
-                         "at 16^2, 1.2-1.3x at 32^2)")
-    for name, text in PROTOCOL_OPTIONS.items():  # each a TSMRunConfig field, with its default
-        ap.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(TSMRunConfig, name)),
-                        default=getattr(TSMRunConfig, name), help=text)
+                    help="torch.compile the solver step in training (~1 min first; CPU steps 1.2-1.7x faster)")
+    for name, (_, text) in PROTOCOL_OPTIONS.items():
+        ap.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"{text} (default: the config's)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     ap.add_argument("--combine", nargs="+", metavar="RUNS",
                     help="do not train: average the summary.json of these --runs folders (seeds) per test trajectory")
@@ -235,75 +250,91 @@ def main() -> None:
         return combine(args.combine)
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
-    try:  # from_spec: a device that is not here (or a value out of range) is refused before the DNS starts
-        base = TSMRunConfig.from_spec({"steps": args.steps, "threads": args.threads, "compile": args.compile,
-                                       **{k: getattr(args, k) for k in PROTOCOL_OPTIONS}})
-    except ValueError as e:
-        raise SystemExit(f"benchmarks/tsm.py: {e}")
+    common = {"optim.steps": args.steps, "run.threads": args.threads, "model.compile": args.compile,
+              "run.progress": True, **({"data.root": args.data} if args.data else {}),
+              **{key: getattr(args, name) for name, (key, _) in PROTOCOL_OPTIONS.items()
+                 if getattr(args, name) is not None}}
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
-    train, test = load_data(base)  # on the CPU, for the fingerprint and the plots
-    fingerprint = data_fingerprint(train, test)
-    test_on_device = test.to(base.torch_device)
+    try:  # a device that is not here (or a value out of range) is refused before the DNS starts
+        base = load_config(TSMRunConfig, CONFIG, _overrides(common))
+    except ConfigError as e:
+        raise SystemExit(f"benchmarks/tsm.py: {e}")
+    env = setup_environment(base.run, "benchmarks/tsm.py")
+    family = TSMFamily(base, env)
+    family.prepare()  # the data (generated once), the test split, the coarse solver's scores
+    fingerprint = data_fingerprint(family.root)
+    inputs, targets = family.split("test")
+    spec = family.spec
 
-    models = {}
+    models, results = {}, {"coarse": family.coarse_score("test")}
     for name, change in MODELS.items():
         if name not in wanted:
             continue
         folder = runs / name
-        spec = {**asdict(base), **change}
+        values = {**common, **change, "run.run_dir": str(folder)}
         if args.reuse and (folder / "model.json").exists():
-            _check_reused(folder, spec, fingerprint)
+            config = load_config(TSMRunConfig, CONFIG, _overrides(values))
+            _check_reused(folder, _flatten(dataclasses.asdict(config)), fingerprint)
         else:
-            run({**spec, "resume": args.resume and (folder / "checkpoint" / "state.pt").exists()}, folder)
-        models[name] = load_model(folder, base.device)
-    models = {"coarse": build_model(TSMRunConfig(**{**asdict(base), "variant": "coarse"}), 1.0), **models}
-
-    results = {name: evaluate_model(m, test_on_device, base.history, base.threshold) for name, m in models.items()}
-    frames = test_on_device[:1, :base.history]
-    print(f"Kolmogorov {base.resolution}^2 (DNS {base.dns_resolution}^2, Re {base.reynolds:g}), dt {base.dt:g}, "
-          f"{test.shape[0]} test trajectories, "
-          f"{test.shape[1] - base.history} steps; training {args.steps} Adam steps, unroll {base.unroll}, "
-          f"seed {base.seed}; on {base.torch_device}")
+            resume = args.resume and (folder / "checkpoint" / "state.pt").exists()
+            values.update({"run.resume": str(folder)} if resume else {"run.overwrite": True})
+            fit(TSMFamily, load_config(TSMRunConfig, CONFIG, _overrides(values)))
+        models[name] = load_run(folder, str(env.device)).model
+        results[name] = score(models[name], inputs, targets, base.eval.threshold)
+    models = {"coarse": CoarseSolver(fv.StaggeredGrid(spec["resolution"]), flow_of(spec), spec["dt"]).to(env.device),
+              **models}
+    dt = spec["dt"]
+    frames = inputs[:1].to(env.device)
+    options = base.data.preset_options
+    print(f"Kolmogorov {spec['resolution']}^2 (DNS {options['dns_resolution']}^2, Re {spec['reynolds']:g}), dt {dt:g}, "
+          f"{targets.shape[0]} test trajectories, {targets.shape[1]} steps; training {args.steps} AdamW steps, unroll "
+          f"{base.data.unroll}, seed {base.run.seed}; on {env.device}")
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")
-    summary = {"protocol": {"data_fingerprint": fingerprint, "resolution": base.resolution,
-                            "dns_resolution": base.dns_resolution, "steps": args.steps, "unroll": base.unroll,
-                            "history": base.history, "hippo_order": base.hippo_order, "seed": base.seed}}
+    summary = {"protocol": {"data_fingerprint": fingerprint, "resolution": spec["resolution"],
+                            "dns_resolution": options["dns_resolution"], "steps": args.steps,
+                            "unroll": base.data.unroll, "history": base.model.history,
+                            "hippo_order": base.model.hippo_order, "seed": base.run.seed}}
     for name, res in results.items():
         d = res["duration"]
         ms = 1e3 * latency(models[name], frames)
         summary[name] = {"duration_mean": float(d.mean()), "duration_std": float(d.std(unbiased=False)),
                          "per_trajectory": d.tolist(), "ms_per_step": ms,
-                         "latency_on": f"{base.torch_device}, {torch.get_num_threads()} CPU thread(s)"}
+                         "latency_on": f"{env.device}, {torch.get_num_threads()} CPU thread(s)"}
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
     merge_summary(runs / "summary.json", summary)
 
-    from pdeforge.plots import _plt, _save
+    import matplotlib
 
-    plt = _plt()
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, res in results.items():
-        t = base.dt * (1 + torch.arange(len(res["corr"])))
+        t = dt * (1 + torch.arange(len(res["corr"])))
         ax.plot(t.numpy(), res["corr"].numpy(), label=name)
-    ax.axhline(base.threshold, color="k", lw=0.8, ls="--")
+    ax.axhline(base.eval.threshold, color="k", lw=0.8, ls="--")
     ax.set_xlabel("time"), ax.set_ylabel("vorticity correlation (mean of test)"), ax.set_ylim(-0.1, 1.02)
     ax.legend(), ax.grid(alpha=0.3)
-    _save(fig, runs / "correlation_vs_time.png")
-    grid = models["coarse"].solver.grid
-    steps = [int(round(t / base.dt)) - 1 for t in (1.0, 2.0, 4.0)]
+    fig.savefig(runs / "correlation_vs_time.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    grid = fv.StaggeredGrid(spec["resolution"])
+    steps = [min(targets.shape[1], int(round(t / dt))) - 1 for t in (1.0, 2.0, 4.0)]
     show = [n for n in ("coarse", "li", "tsm-hippo", "tsm-running") if n in results]
-    fig, axes = plt.subplots(len(steps), 1 + len(show), figsize=(3 * (1 + len(show)), 3 * len(steps)))
+    fig, axes = plt.subplots(len(steps), 1 + len(show), figsize=(3 * (1 + len(show)), 3 * len(steps)), squeeze=False)
     for row, k in zip(axes, steps):
-        ref = vorticity_rollout(test[:1, base.history + k:base.history + k + 1], grid)[0, 0, 0]
+        ref = vorticity_rollout(targets[:1, k:k + 1], grid)[0, 0, 0]
         lim = float(ref.abs().max())
         panels = [("reference", ref)] + [(n, vorticity_rollout(results[n]["pred"][:1, k:k + 1], grid)[0, 0, 0])
                                          for n in show]
         for ax, (n, w) in zip(row, panels):
             ax.imshow(w.T.numpy(), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
-            ax.set_title(f"{n}, t = {(k + 1) * base.dt:.2f}"), ax.set_xticks([]), ax.set_yticks([])
-    _save(fig, runs / "vorticity_snapshots.png")
+            ax.set_title(f"{n}, t = {(k + 1) * dt:.2f}"), ax.set_xlabel("x"), ax.set_ylabel("y")
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.savefig(runs / "vorticity_snapshots.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
     print(f"plots: {runs / 'correlation_vs_time.png'}, {runs / 'vorticity_snapshots.png'}")
 
 

@@ -44,7 +44,7 @@ from ._ic import (
     RandomFourierSeries,
 )
 
-__all__ = ["AbstractPreset", "SpectralPreset", "VaryingParameter", "Solved", "trajectory_generator", "PRESETS"]
+__all__ = ["AbstractPreset", "SpectralPreset", "KolmogorovFVDataPreset", "VaryingParameter", "Solved", "trajectory_generator", "PRESETS"]
 
 
 def trajectory_generator(seed: int, index: int) -> torch.Generator:
@@ -334,6 +334,75 @@ class FVNavierStokesPreset(AbstractPreset):
 
 
 @dataclass(frozen=True)
+class KolmogorovFVDataPreset(FVNavierStokesPreset):
+    """Preset ``kolmogorov_fv_2d``: Kolmogorov flow by DNS on a ``dns_resolution^2`` grid, stored face-averaged at
+    ``resolution^2`` (:func:`pdeforge.solvers.fv.kolmogorov_fv_trajectories`). Its DNS options are plain fields, so a
+    config's ``data.preset_options`` sets them; ``config`` is derived from them.
+
+    ``initial_draw``:
+      - ``"per_trajectory"`` (default): trajectory ``j`` from its own generator ``(seed, j)``, solved alone; the
+        numbers do not depend on batching or sharding.
+      - ``"joint"``: the initial fields of all ``n_trajectories`` drawn at once from one generator seeded by ``seed``
+        and solved in batches of ``dns_batch`` that share their CFL steps (the step follows the batch's fastest
+        flow), as ``kolmogorov_fv_trajectories(n_trajectories, resolution, config, Generator().manual_seed(seed),
+        dtype, batch_size=dns_batch)`` (the data of the TSM protocol; ~2x faster per trajectory at 256^2 on a CPU
+        with batches of 4). Generation batches (``batch_size``) and split boundaries must then be whole DNS batches.
+
+    ``dtype``: the DNS's precision (stored as float32 either way).
+    """
+
+    config: Any = field(default=None, init=False)  # derived from the fields below
+    dns_resolution: int = 128
+    reynolds: float = 500.0
+    warmup_time: float = 20.0
+    frame_interval: float = 0.1
+    n_frames: int = 100
+    dtype: str = "float64"
+    initial_draw: str = "per_trajectory"
+    dns_batch: int = 1
+
+    def __post_init__(self) -> None:
+        from . import fv
+
+        if self.initial_draw not in ("per_trajectory", "joint"):
+            raise ValueError(f"preset {self.name}: initial_draw {self.initial_draw!r}: expected 'per_trajectory' or "
+                             "'joint'")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"preset {self.name}: dtype {self.dtype!r}: expected 'float32' or 'float64'")
+        if self.dns_batch < 1:
+            raise ValueError(f"preset {self.name}: dns_batch {self.dns_batch}: expected >= 1")
+        object.__setattr__(self, "config", fv.KolmogorovFVPreset(
+            dns_resolution=self.dns_resolution, reynolds=self.reynolds, warmup_time=self.warmup_time,
+            frame_interval=self.frame_interval, n_frames=self.n_frames))
+
+    def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
+        from . import fv
+
+        dtype = getattr(torch, self.dtype)
+        if resolution < 4 or self.dns_resolution % resolution:
+            raise ValueError(f"preset {self.name}: resolution {resolution} must divide dns_resolution "
+                             f"{self.dns_resolution} (the DNS frames are face-averaged onto it)")
+        if self.initial_draw == "per_trajectory":
+            trajs = [fv.kolmogorov_fv_trajectories(1, resolution, self.config, trajectory_generator(seed, j), dtype,
+                                                   device) for j in indices]
+            fields = torch.cat(trajs)
+        else:
+            a, b = int(indices[0]), int(indices[-1]) + 1
+            whole = list(indices) == list(range(a, b)) and a % self.dns_batch == 0 and (
+                b % self.dns_batch == 0 or b == self.n_trajectories)
+            if not whole or b > self.n_trajectories:
+                raise ValueError(f"preset {self.name} with initial_draw 'joint': trajectories {a}..{b - 1} are not "
+                                 f"whole DNS batches of dns_batch={self.dns_batch} within n_trajectories="
+                                 f"{self.n_trajectories}; choose a generation batch_size and split sizes that are "
+                                 "multiples of dns_batch, and the same n_trajectories for the preset and generate")
+            # the initial fields are drawn on the CPU generator and moved: the same on every device
+            fields = fv.kolmogorov_fv_trajectories(self.n_trajectories, resolution, self.config,
+                                                   torch.Generator().manual_seed(seed), dtype, device,
+                                                   batch_size=self.dns_batch, trajectories=range(a, b))
+        return Solved(fields=fields.cpu(), parameters=[self._params()] * len(indices))
+
+
+@dataclass(frozen=True)
 class DarcyPreset(AbstractPreset):
     """Steady Darcy flow ``-div(a grad u) = f`` on the unit square (`pdeforge.solvers.darcy`).
 
@@ -375,9 +444,9 @@ def _extra_presets() -> dict[str, AbstractPreset]:
     from . import fv
 
     return {
-        "kolmogorov_fv_2d": FVNavierStokesPreset(
+        "kolmogorov_fv_2d": KolmogorovFVDataPreset(
             name="kolmogorov_fv_2d", summary="Kolmogorov flow by the FV solver: DNS 128^2 (Re 500), stored face-averaged at 32^2 (set dns_resolution=256 on a GPU)",
-            config=fv.KolmogorovFVPreset(dns_resolution=128, warmup_time=20.0), resolution=32, n_trajectories=20),
+            resolution=32, n_trajectories=20),
         "taylor_green_fv_2d": FVNavierStokesPreset(
             name="taylor_green_fv_2d", summary="decaying Taylor-Green vortices (random wavenumber, amplitude, shift) by the FV solver",
             config=fv.TaylorGreenFVPreset(), resolution=32, n_trajectories=20),

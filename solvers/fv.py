@@ -25,6 +25,7 @@ Everything is batched, runs on any device and dtype of the input, and is differe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -175,9 +176,10 @@ class StaggeredNavierStokes2D(nn.Module):
         """The body force ``(1, 2, N, N)`` on the faces, in the dtype/device of ``like`` (None if unforced)."""
         return None if self.flow.forcing is None else self._constant("forcing", like)
 
-    def explicit_terms(self, velocity: Tensor) -> Tensor:
-        """``-(u . grad) u [+ nu L_h u] - alpha u + f`` before projection, ``(B, 2, N, N)``."""
-        faces = self.interpolation(velocity)
+    def explicit_terms(self, velocity: Tensor, faces: Callable[[Tensor], FaceValues] | None = None) -> Tensor:
+        """``-(u . grad) u [+ nu L_h u] - alpha u + f`` before projection, ``(B, 2, N, N)``; the advection's face
+        values from ``faces(velocity)`` (default: ``self.interpolation``)."""
+        faces = (self.interpolation if faces is None else faces)(velocity)
         rhs = advection(velocity, faces, self.grid.h)
         if self.flow.viscosity and not self.implicit_viscosity:
             rhs = rhs + self.flow.viscosity * laplacian(velocity, self.grid.h)
@@ -200,8 +202,12 @@ class StaggeredNavierStokes2D(nn.Module):
         return torch.fft.irfft2(torch.fft.rfft2(velocity) * decay.to(velocity.dtype), s=velocity.shape[-2:])
 
     # -- time stepping --------------------------------------------------------------------------------
-    def step(self, velocity: Tensor, dt: float) -> Tensor:
-        """One time step of size ``dt``: ``(B, 2, N, N) -> (B, 2, N, N)``, projected after every stage."""
+    def step(self, velocity: Tensor, dt: float, faces: Callable[[Tensor], FaceValues] | None = None) -> Tensor:
+        """One time step of size ``dt``: ``(B, 2, N, N) -> (B, 2, N, N)``, projected after every stage.
+
+        ``faces``: the face values of this step's advection, ``velocity (B, 2, N, N) -> FaceValues``, called at
+        every Runge-Kutta stage (a learned model passes the stencils its network computed for this step); default
+        ``self.interpolation``."""
         check_velocity(velocity, self.grid)
         implicit = self.implicit_viscosity and self.flow.viscosity > 0
         if implicit:
@@ -211,7 +217,7 @@ class StaggeredNavierStokes2D(nn.Module):
             y = velocity
             if i:
                 y = self.project(velocity + dt * sum(a * k for a, k in zip(tab.a[i], ks) if a))
-            ks.append(self.explicit_terms(y))
+            ks.append(self.explicit_terms(y, faces))
         out = self.project(velocity + dt * sum(b * k for b, k in zip(tab.b, ks) if b))
         return self.diffuse(out, dt / 2) if implicit else out
 

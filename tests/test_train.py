@@ -461,7 +461,7 @@ def test_two_writers_of_one_file_do_not_share_a_temporary_file(tmp_path: Path) -
     while the first is between writing and renaming. With one fixed temporary name the first rename found nothing
     (FileNotFoundError); each must keep its own. Also for a figure, whose format comes from the extension."""
     from pdeforge.checkpoint import atomic_write
-    from pdeforge.plots import _plt, _save
+    from pdeforge.plots import pyplot, save_figure
 
     target = tmp_path / "summary.json"
 
@@ -472,17 +472,17 @@ def test_two_writers_of_one_file_do_not_share_a_temporary_file(tmp_path: Path) -
     atomic_write(target, first)
     assert target.read_text() == "first"  # the last rename wins, and nothing was lost on the way
 
-    plt = _plt()
+    plt = pyplot()
     png = tmp_path / "curve.png"
     a, b = plt.figure(), plt.figure()
     savefig = a.savefig
 
     def interleaved(fname, **kwargs):
         savefig(fname, **kwargs)
-        _save(b, png)
+        save_figure(b, png)
 
     a.savefig = interleaved
-    _save(a, png)
+    save_figure(a, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "summary.json"]
 

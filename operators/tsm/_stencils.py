@@ -32,7 +32,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from ..solvers.fv import AbstractInterpolation, FaceValues, stencil_patches
+from ...solvers.fv import AbstractInterpolation, FaceValues, stencil_patches
 
 STENCIL_SIZE = 4
 STENCIL_OFFSETS = (-1.0, 0.0, 1.0, 2.0)  # stencil_patches(field, 4) offsets along each axis
@@ -226,22 +226,17 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
 
 
 class StencilInterpolation(AbstractInterpolation):
-    """Learned face values from logits: a ``logits_fn(velocity) -> (B, 8 n_logits, N, N)`` (LI: a CNN on the
-    current stage velocity) or, when ``logits_fn`` is None, the tensor last stored in ``self.logits`` (TSM: the
-    logits of the current step of a temporal bundle, set by the rollout before each solver step)."""
+    """Learned face values from a ``logits_fn(velocity) -> (B, 8 n_logits, N, N)`` called on every velocity it is
+    given (LI with a CNN call at each Runge-Kutta stage)."""
 
-    def __init__(self, logits_fn: torch.nn.Module | None = None, order: int = 1, limiter: bool = True) -> None:
+    def __init__(self, logits_fn: torch.nn.Module, order: int = 1, limiter: bool = True) -> None:
         super().__init__()
         self.logits_fn = logits_fn
         self.order = order
         self.limiter = limiter
-        self.logits: Tensor | None = None
 
     def forward(self, velocity: Tensor) -> FaceValues:
-        logits = self.logits_fn(velocity) if self.logits_fn is not None else self.logits
-        if logits is None:
-            raise RuntimeError("StencilInterpolation without logits_fn needs .logits set before the solver step")
-        return faces_from_logits(velocity, logits, self.order, self.limiter)
+        return faces_from_logits(velocity, self.logits_fn(velocity), self.order, self.limiter)
 
 
 __all__ = ["PolynomialStencil", "StencilInterpolation", "faces_from_logits", "logits_per_cell",
