@@ -16,8 +16,8 @@ __all__ = ["check_device", "compile_problem", "device_problem", "resolve_device"
 
 
 def device_problem(device: str) -> str | None:
-    """Why ``device`` cannot run here, worded as `pdeforge._spec.check_fields` words a problem ("expected ...");
-    None if it can."""
+    """Why ``device`` cannot run here, worded as the config checker words a problem ("expected ..."); None if it
+    can."""
     if device in ("cpu", "auto"):
         return None
     if not re.fullmatch(r"cuda(:\d+)?", device):

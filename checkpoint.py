@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from ._files import atomic_write
 
 __all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", "save_state", "load_state",
-           "UnsafeCheckpointError", "load_any_weights", "resume_state", "to_cpu"]
+           "UnsafeCheckpointError", "load_any_weights", "to_cpu"]
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -124,27 +124,4 @@ def load_any_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{p}: expected a state dict of tensors, found {type(state).__name__}")
-    return state
-
-
-def resume_state(ckpt: str | os.PathLike, config: Mapping[str, Any], key: str = "run_config",
-                 free: tuple[str, ...] = (), every: int | None = None) -> dict[str, Any]:
-    """The training state in ``ckpt`` (``<run>/checkpoint/state.pt``) to continue a run from.
-
-    Refused with a ValueError naming each differing key with both values if the run was started with another
-    configuration (``state[key]`` against ``config``; keys in ``free`` may change); a missing file is a
-    FileNotFoundError that says how to start instead.
-    """
-    ckpt = Path(ckpt)
-    if not ckpt.exists():
-        hint = f"; checkpoint_every {every}" if every is not None else ""
-        raise FileNotFoundError(f"resume: {ckpt} not found: the run has no checkpoint to continue "
-                                f"(drop resume to start it{hint})")
-    state = load_state(ckpt)
-    then = state[key]
-    differ = sorted(k for k in set(then) | set(config) if k not in free and then.get(k) != config.get(k))
-    if differ:
-        raise ValueError(f"resume: {ckpt.parent.parent} was started with another configuration ("
-                         + ", ".join(f"{k} {then.get(k)!r} there, {config.get(k)!r} now" for k in differ)
-                         + "); resume with the same options or start a new run folder")
     return state

@@ -20,7 +20,10 @@ u(t=0) -> u(t=0.4) on the test trajectories (Poseidon's metric), and Poseidon's 
 with N_baseline from a power law E(N) = c N^-a fitted to the baseline's errors (model-based, as Poseidon). Also:
 all-pairs vs next-step-only training on the same trajectories, and the error at lead times never seen in training
 (odd snapshots; training saw the even ones) against its neighbours. Plot: foundation.png in the output folder.
-Every run is a run folder; existing ones (with metrics.json) are reused.
+Every run is a run folder trained through ``pdeforge.families.train`` (the scOT runs from configs/scot_*.yaml with
+overrides); existing ones (with metrics.json, made with the same options) are reused. The four datasets (two
+pretraining initial-condition families, two downstream choices) are ``pdeforge generate`` presets and variants of
+them, written once into ``OUT/data/`` as dataset roots.
 """
 
 from __future__ import annotations
@@ -34,56 +37,109 @@ import numpy as np
 import torch
 import yaml
 
-from pdeforge.operators.scot import ScOT
-from pdeforge.operators.scot._train_data import lead_time_errors, median_error, open_split, resolve_data
-from pdeforge.operators.scot.training import run as scot_run
+from pdeforge.families import load_family_config, load_run, train
+from pdeforge.operators.scot import lead_time_errors, median_error, open_split
+from pdeforge.training import config_to_dict
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def _spec(name: str, **changes) -> dict:
-    spec = yaml.safe_load((CONFIGS / name).read_text())
-    spec.update(changes, progress=False)
-    return spec
+def benchmark_sources() -> dict:
+    """The benchmark's datasets, `pdeforge generate` presets and variants of them, written out here:
+
+    - ``ns_lognormal``: decaying 2D Navier-Stokes (vorticity), log-normal spectrum initial data (the preset);
+    - ``ns_grf``: the same PDE from Gaussian-random-field vorticity (exponent 4), a second initial-condition family;
+    - ``ns_blobs``: the same PDE from Gaussian vortex blobs (an unseen family);
+    - ``kolmogorov``: forced Kolmogorov flow with drag (a different PDE, same vorticity field; after the preset's
+      warm-up onto the attractor).
+
+    Snapshots every 0.05 time units up to t = 0.4 (the presets store every 0.2 up to 5): at the presets' spacing the
+    fields decorrelate within a few snapshots, too far for a CPU-sized model.
+    """
+    from pdeforge.solvers import GaussianBlobs, GaussianRandomField, Normalization
+    from pdeforge.solvers.generate import PRESETS, with_overrides
+
+    short = dict(save_every=5, n_snapshots=9)
+    ns = with_overrides(PRESETS["navier_stokes_2d"], **short)
+    amp = Normalization(scale_by="std", amplitude=2.0)
+    return {
+        "ns_lognormal": ns,
+        "ns_grf": with_overrides(ns, name="ns_grf_2d", initial_condition=GaussianRandomField(exponent=4.0, normalization=amp)),
+        "ns_blobs": with_overrides(ns, name="ns_blobs_2d", initial_condition=GaussianBlobs(n_blobs=6, width=0.02, normalization=amp)),
+        "kolmogorov": with_overrides(PRESETS["kolmogorov_2d"], **short),
+    }
 
 
-def _scot(run_dir: Path, spec: dict, after: Path | None = None) -> dict:
-    """``scot_run(spec, run_dir)``, or the metrics of an earlier run in ``run_dir`` made with the same options (and,
-    with ``after``, finished after the run folder ``after``: a fine-tuning run is stale once its checkpoint is redone)."""
+def source_root(name: str, n_trajectories: int, out: Path, resolution: int = 32) -> Path:
+    """The dataset root of the benchmark source ``name`` (80/10/10 split, seed 0), generated once into ``out/data``."""
+    from pdeforge.solvers.generate import generate
+
+    sources = benchmark_sources()
+    if name not in sources:
+        raise SystemExit(f"--downstream {name}: expected one of {', '.join(sources)}")
+    root = out / "data" / f"{name}-n{n_trajectories}-r{resolution}"
+    if not (root / "stats.yaml").exists():
+        print(f"generating {name} ({n_trajectories} trajectories at {resolution}^2) into {root}")
+        generate(sources[name], root, n_trajectories=n_trajectories, resolution=resolution, seed=0, progress=False)
+    return root
+
+
+def _config(name: str, overrides: list[str]) -> dict:
+    """The config ``configs/<name>`` with ``overrides``, as the plain mapping its run folder's config.yaml holds."""
+    _, config = load_family_config(CONFIGS / name, overrides)
+    return config_to_dict(config)
+
+
+def _what_it_computes(config: dict) -> dict:
+    """A config without the options that do not change what a run computes (where it writes, progress, ...)."""
+    run = config.get("run", {})
+    return {**{k: v for k, v in config.items() if k != "run"}, "run": {k: run.get(k) for k in ("seed", "init_from")}}
+
+
+def scot_run(name: str, overrides: list[str], run_dir: Path) -> dict:
+    """``pdeforge train configs/<name> [overrides]`` into ``run_dir`` (replaced); its metrics."""
+    return train(CONFIGS / name, [*overrides, "--run.run_dir", str(run_dir), "--run.overwrite", "true",
+                                  "--run.progress", "false"])
+
+
+def _scot(run_dir: Path, name: str, overrides: list[str], after: Path | None = None) -> float:
+    """The test median relative L1 (%) of ``scot_run(name, overrides, run_dir)``, or of an earlier run in ``run_dir``
+    made with the same options (and, with ``after``, finished after the run folder ``after``: a fine-tuning run is
+    stale once its checkpoint is redone)."""
     metrics = run_dir / "metrics.json"
     if metrics.is_file() and (run_dir / "config.yaml").is_file():
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        same = all(saved.get(k) == v for k, v in yaml.safe_load(yaml.safe_dump(spec)).items() if k != "progress")
+        same = _what_it_computes(saved) == _what_it_computes(_config(name, overrides))
         if same and (after is None or metrics.stat().st_mtime > (after / "metrics.json").stat().st_mtime):
-            return json.loads(metrics.read_text())
-    return scot_run(spec, run_dir)
+            return json.loads(metrics.read_text())["test"]["median_rel_l1"]
+    return scot_run(name, overrides, run_dir)["test"]["median_rel_l1"]
 
 
 def fno_error(root: Path, n: int, steps: int, out: Path, lead_snapshots: int, n_steps: int) -> float:
-    """Train an FNO with `pdeforge.train.main` on u(t) -> u(t + lead) windows of the first n trajectories (same
-    number of optimiser steps as scOT) and return its median relative L1 (%) of u(0) -> u(lead) on test."""
-    from pdeforge.evaluate import load_run
-    from pdeforge.train import main as train_main
+    """Train an FNO (the operator family, ``pdeforge.families.train``) on u(t) -> u(t + lead) windows of the first n
+    trajectories (same number of optimiser steps as scOT) and return its median relative L1 (%) of u(0) -> u(lead)
+    on test."""
     from pdeforge.datasets import TrajectoryDataset
 
     run_dir = out / f"fno_n{n}"
     saved = json.loads((run_dir / "model.json").read_text())["config"] if (run_dir / "model.json").is_file() else {}
-    if (saved.get("max_steps"), saved.get("max_train_trajectories"), saved.get("data")) != (steps, n, str(Path(root).resolve())):
+    done = (saved.get("optim", {}).get("steps"), saved.get("data", {}).get("max_train_trajectories"),
+            saved.get("data", {}).get("root"))
+    if done != (steps, n, str(Path(root).resolve())):
         windows = n * (n_steps - lead_snapshots)
-        batch = min(16, windows)
-        per_epoch = max(1, windows // batch)
-        train_main(["--data", str(root), "--task", "operator", "--dt-stride", str(lead_snapshots),
-                    "--max-train-trajectories", str(n), "--model", "fno",
-                    "--model-args", json.dumps({"n_modes": 12, "hidden_channels": 32, "n_layers": 4}),
-                    "--batch-size", str(batch), "--lr", "3e-3", "--epochs", "100000", "--max-steps", str(steps),
-                    "--eval-every", str(max(1, steps // (4 * per_epoch))), "--run-dir", str(run_dir),
-                    "--progress", "false"])
-    model, info = load_run(run_dir)
-    ds = TrajectoryDataset(root, 1, 1, lead_snapshots, split="test", normalization="zscore", stats=info["stats"])
+        train(None, ["--data.root", str(Path(root).resolve()), "--task.kind", "operator",
+                     "--task.dt_stride", str(lead_snapshots), "--data.max_train_trajectories", str(n),
+                     "--model.name", "fno",
+                     "--model.args", json.dumps({"n_modes": 12, "hidden_channels": 32, "n_layers": 4}),
+                     "--optim.batch_size", str(min(16, windows)), "--optim.lr", "3e-3", "--optim.steps", str(steps),
+                     "--optim.eval_every", str(max(1, steps // 4)), "--run.run_dir", str(run_dir),
+                     "--run.overwrite", "true", "--run.progress", "false"])
+    run = load_run(run_dir)
+    model = run.model
+    ds = TrajectoryDataset(root, 1, 1, lead_snapshots, split="test", normalization="zscore", stats=run.envelope["stats"])
     samples = [ds[t * ds.windows_per_trajectory] for t in range(len(ds.trajectories))]  # start 0 of each
     batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
     with torch.no_grad():
-        model.eval()
         pred = ds.denormalize(model.forward_batch(batch)[:, 0])
     return median_error(pred, ds.denormalize(batch["output_fields"][:, 0]), ds.metadata.field_names)
 
@@ -124,7 +180,7 @@ def main() -> None:
     ap.add_argument("--embed-dim", type=int, default=32,
                     help="scOT width (ScOTConfig.tiny: 8 gives 363k parameters, 32 gives 4.9M); every scOT run uses it")
     ap.add_argument("--pretrain-trajectories", type=int, default=128, help="trajectories per pretraining source")
-    ap.add_argument("--downstream", default="ns_blobs",
+    ap.add_argument("--downstream", default="ns_blobs", choices=("ns_blobs", "kolmogorov"),
                     help="the fine-tuning data: ns_blobs (an initial-condition family of the pretraining PDE not in "
                          "pretraining) or kolmogorov (a different PDE, as configs/scot_finetune.yaml)")
     args = ap.parse_args()
@@ -135,41 +191,41 @@ def main() -> None:
     pre_dir = out / "pretrain"
     width = {"learn_residual": True, "embed_dim": args.embed_dim,
              "num_heads": [max(1, args.embed_dim // 16) * 2**i for i in range(4)]}  # 16 channels per head (8: 1, 2, 4, 8)
-    pre = _scot(pre_dir, _spec("scot_pretrain.yaml", steps=args.pretrain_steps, eval_every=300, model=width,
-                               trajectories=args.pretrain_trajectories))
-    print(f"pretrained on NS (two IC families): test median rel L1 {pre['test_median_rel_l1']:.2f}%  [{time.perf_counter() - t0:.0f} s]")
+    sources = [{"root": str(source_root(name, args.pretrain_trajectories, out))} for name in ("ns_lognormal", "ns_grf")]
+    pre = _scot(pre_dir, "scot_pretrain.yaml", ["--data.sources", json.dumps(sources), "--optim.steps",
+                                               str(args.pretrain_steps), "--optim.eval_every", "300",
+                                               "--model.args", json.dumps(width)])
+    print(f"pretrained on NS (two IC families): test median rel L1 {pre:.2f}%  [{time.perf_counter() - t0:.0f} s]")
 
-    ft = yaml.safe_load((CONFIGS / "scot_finetune.yaml").read_text())
-    if args.downstream:
-        ft["data"] = [args.downstream]
-    root = resolve_data(ft["data"][0], ft["trajectories"], ft["resolution"], 0)
-    lead = (ft["n_snapshots"] - 1) * ft["stride"]
+    _, ft = load_family_config(CONFIGS / "scot_finetune.yaml")
+    root = source_root(args.downstream, ft.data.preset_options["n_trajectories"], out).resolve()
+    data = ["--data.preset", "", "--data.preset_options", "{}", "--data.root", str(root)]
+    lead = (ft.data.n_snapshots - 1) * ft.data.stride
     test = open_split(root, "test", "zscore")
     times = np.asarray(test.files[0].time)
     persistence = persistence_error(root, lead)
-    print(f"persistence u({times[lead]:g}) = u(0) on {ft['data'][0]}: median rel L1 {persistence:.2f}%")
+    print(f"persistence u({times[lead]:g}) = u(0) on {args.downstream}: median rel L1 {persistence:.2f}%")
     rows = {"pretrained": [], "scratch": [], "fno": []}
+    scratch = ["--run.init_from", "", "--optim.lr", "2e-3", "--model.args", json.dumps(width)]
     for n in args.ns:
-        common = dict(max_train_trajectories=n, steps=args.steps, eval_every=max(1, args.steps // 3))
-        d = out / f"finetune_n{n}"
-        rows["pretrained"].append(_scot(d, _spec("scot_finetune.yaml", data=ft["data"], init_from=str(pre_dir), **common), after=pre_dir)["test_median_rel_l1"])
-        d = out / f"scratch_n{n}"
-        rows["scratch"].append(_scot(d, _spec("scot_finetune.yaml", data=ft["data"], init_from="", lr=2e-3, model=width, **common))["test_median_rel_l1"])
+        common = [*data, "--data.max_train_trajectories", str(n), "--optim.steps", str(args.steps),
+                  "--optim.eval_every", str(max(1, args.steps // 3))]
+        rows["pretrained"].append(_scot(out / f"finetune_n{n}", "scot_finetune.yaml",
+                                        [*common, "--run.init_from", str(pre_dir)], after=pre_dir))
+        rows["scratch"].append(_scot(out / f"scratch_n{n}", "scot_finetune.yaml", [*common, *scratch]))
         rows["fno"].append(fno_error(root, n, args.steps, out, lead, test.n_steps))
         print(f"N = {n:3d}: pretrained+fine-tuned {rows['pretrained'][-1]:6.2f}%  scratch {rows['scratch'][-1]:6.2f}%  "
               f"FNO {rows['fno'][-1]:6.2f}%  [{time.perf_counter() - t0:.0f} s]")
 
     # all-pairs vs next-step-only, same trajectories, same steps, from scratch
     nc = args.compare_n
-    common = dict(max_train_trajectories=nc, steps=args.steps, eval_every=max(1, args.steps // 3), init_from="", lr=2e-3,
-                  data=ft["data"], model=width)
-    d = out / f"scratch_n{nc}"
-    allp = _scot(d, _spec("scot_finetune.yaml", **common))["test_median_rel_l1"]
-    d = out / f"nextstep_n{nc}"
-    nxt = _scot(d, _spec("scot_finetune.yaml", pairing="next", **common))["test_median_rel_l1"]
+    common = [*data, "--data.max_train_trajectories", str(nc), "--optim.steps", str(args.steps),
+              "--optim.eval_every", str(max(1, args.steps // 3)), *scratch]
+    allp = _scot(out / f"scratch_n{nc}", "scot_finetune.yaml", common)
+    nxt = _scot(out / f"nextstep_n{nc}", "scot_finetune.yaml", [*common, "--data.pairing", "next"])
 
     # lead times not seen in training: odd snapshots, the model saw the even ones
-    model = ScOT.from_pretrained(out / f"finetune_n{args.ns[-1]}")
+    model = load_run(out / f"finetune_n{args.ns[-1]}").model
     leads = lead_time_errors(model, test, list(range(1, lead + 1)), float(times[lead] - times[0]), test.metadata.field_names)
 
     res = {"ns": args.ns, **rows, "pretrain": pre, "persistence": persistence, "embed_dim": args.embed_dim,
@@ -182,7 +238,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "foundation.json").write_text(json.dumps(res, indent=1))
 
-    print(f"\nmedian relative L1 (%) of u(0) -> u({times[lead]:g}) on {ft['data'][0]} (not in pretraining), test trajectories")
+    print(f"\nmedian relative L1 (%) of u(0) -> u({times[lead]:g}) on {args.downstream} (not in pretraining), test trajectories")
     print(f"{'N':>4} {'pretrained':>11} {'scratch':>9} {'FNO':>8} {'AG/scratch':>11} {'AG/FNO':>8} {'EG/scratch':>11} {'EG/FNO':>8}")
     for k, n in enumerate(args.ns):
         print(f"{n:4d} {rows['pretrained'][k]:11.2f} {rows['scratch'][k]:9.2f} {rows['fno'][k]:8.2f} "
@@ -192,8 +248,8 @@ def main() -> None:
           f" -> {'all pairs better' if allp < nxt else 'next-step better'}")
     print("lead-time query (fine-tuned model, N = %d); training saw the even snapshots only:" % args.ns[-1])
     for k, (lt, e) in leads.items():
-        print(f"  snapshot {k:2d}  lead {lt:.2f}  {'unseen' if k % ft['stride'] else 'seen  '}  {e:6.2f}%")
-    for k in range(1, lead, ft["stride"]):
+        print(f"  snapshot {k:2d}  lead {lt:.2f}  {'unseen' if k % ft.data.stride else 'seen  '}  {e:6.2f}%")
+    for k in range(1, lead, ft.data.stride):
         lo, hi = sorted((leads[k - 1][1] if k > 1 else 0.0, leads[k + 1][1]))
         print(f"  unseen snapshot {k}: {leads[k][1]:.2f}% {'within' if lo <= leads[k][1] <= hi else 'OUTSIDE'} [{lo:.2f}, {hi:.2f}]")
     _plot(res, out / "foundation.png")

@@ -6,6 +6,9 @@
 
 Figures and targets:
 
+The config figures train the shipped configs through the run skeleton (``pdeforge.families.train``, the code path of
+``pdeforge train``), with ``--scale`` shortening ``optim.steps`` (Adam) and ``lbfgs.iters``.
+
 * ``burgers``: PINNacle Burgers1d-C, MLP 100x5, 20k iterations (5k Adam + 15k L-BFGS), 8000 Sobol points,
   hard initial/boundary conditions; relative L2 <= 1e-2, mean over seeds 0, 1, 2. Reference: ETDRK4 on the
   periodic extension, N = 4096, dt = 1e-4.
@@ -21,7 +24,6 @@ Figures and targets:
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import tempfile
 import time
@@ -30,6 +32,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from pdeforge.families import train
 from pdeforge.pinns import (
     HiddenTermPINN,
     InversePINN,
@@ -38,7 +41,6 @@ from pdeforge.pinns import (
     dataset_domain,
     formula,
     observations_from_fields,
-    run,
     sample_observations,
     spectral_reference,
 )
@@ -47,13 +49,25 @@ from pdeforge.solvers import Burgers, Diffusion, FisherKPP, Grid
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def _scaled(config: dict, scale: float) -> dict:
-    config = copy.deepcopy(config)
-    opt = config.setdefault("optim", {})
-    for key in ("adam_iters", "lbfgs_iters"):
-        if opt.get(key, 0) > 0:  # a phase the config switches off (0) stays off
-            opt[key] = max(1, int(opt[key] * scale))
-    return config
+def _budget(config: dict, scale: float) -> list[str]:
+    """The overrides of a config's Adam steps (``optim.steps``) and L-BFGS iterations (``lbfgs.iters``) at ``scale``
+    of its budget: at least 1 each, and a phase the config switches off (0) stays off."""
+    steps = config.get("optim", {}).get("steps", 0)
+    iters = config.get("lbfgs", {}).get("iters", 0)
+    scaled = [max(1, int(n * scale)) if n > 0 else 0 for n in (steps, iters)]
+    return ["--optim.steps", str(scaled[0]), "--lbfgs.iters", str(scaled[1])]
+
+
+def _run(name: str, scale: float, out: Path, *overrides: str) -> dict:
+    """Train configs/NAME.yaml at ``scale`` of its budget into ``out`` (replacing a run there); its metrics."""
+    path = CONFIGS / f"{name}.yaml"
+    return train(path, [*_budget(yaml.safe_load(path.read_text()), scale), "--run.run_dir", str(out),
+                        "--run.overwrite", "true", "--run.progress", "false", "--run.threads", str(THREADS),
+                        *overrides])
+
+
+def _lbfgs_reason(metrics: dict) -> str | None:
+    return metrics.get("finish", {}).get("lbfgs", {}).get("reason")
 
 
 def _progress(entry: dict) -> None:
@@ -68,13 +82,12 @@ def _report(name: str, value: str, ok: bool, start: float) -> None:
 
 def burgers(seeds: list[int], scale: float, out: Path) -> None:
     start = time.perf_counter()
-    base = yaml.safe_load((CONFIGS / "pinn_burgers.yaml").read_text())
     errors = []
     for seed in seeds:
         t0 = time.perf_counter()
-        m = run({**_scaled(base, scale), "seed": seed}, out / f"burgers_{seed}")
+        m = _run("pinn_burgers", scale, out / f"burgers_{seed}", "--run.seed", str(seed))
         errors.append(m["test"]["rel_l2"])
-        print(f"  burgers seed {seed}: rel_l2 {errors[-1]:.3e} ({m.get('lbfgs', {}).get('reason')}), "
+        print(f"  burgers seed {seed}: rel_l2 {errors[-1]:.3e} ({_lbfgs_reason(m)}), "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
     mean = sum(errors) / len(errors)
     _report("burgers", f"rel L2 mean {mean:.3e} over seeds {seeds} (target <= 1e-2)", mean <= 1e-2, start)
@@ -82,15 +95,15 @@ def burgers(seeds: list[int], scale: float, out: Path) -> None:
 
 def allen_cahn(scale: float, out: Path) -> None:
     start = time.perf_counter()
-    m = run(_scaled(yaml.safe_load((CONFIGS / "pinn_allen_cahn.yaml").read_text()), scale), out / "allen_cahn")
+    m = _run("pinn_allen_cahn", scale, out / "allen_cahn")
     e = m["test"]["rel_l2"]
     _report("allen_cahn", f"rel L2 {e:.3e} (target <= 1e-3)", e <= 1e-3, start)
 
 
 def advection(scale: float, out: Path) -> None:
     start = time.perf_counter()
-    plain = run(_scaled(yaml.safe_load((CONFIGS / "pinn_advection.yaml").read_text()), scale), out / "advection")
-    lag = run(_scaled(yaml.safe_load((CONFIGS / "pinn_advection_lagrangian.yaml").read_text()), scale), out / "lagrangian")
+    plain = _run("pinn_advection", scale, out / "advection")
+    lag = _run("pinn_advection_lagrangian", scale, out / "lagrangian")
     ep, el = plain["test"]["rel_l2"], lag["test"]["rel_l2"]
     _report("advection", f"plain rel L2 {ep:.3f} (> 0.5), Lagrangian {el:.2e} (<= 0.05)", ep > 0.5 and el <= 0.05, start)
 
@@ -131,6 +144,7 @@ def hidden(scale: float, out: Path) -> None:
 
 
 FIGURES = ("advection", "hidden", "inverse", "burgers", "allen_cahn")
+THREADS = 1  # torch CPU threads of every figure (--threads)
 
 
 def main() -> None:
@@ -141,6 +155,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="run folders (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="pinn_bench_"))
     print(f"run folders under {out}; budget scale {args.scale}", flush=True)

@@ -9,17 +9,17 @@ Public API::
     pred = model(batch["input_fields"])            # (B, T_in, C, *space) -> (B, T_out, C, *space)
     same = build_from_spec(model.model_spec)       # JSON-able spec -> same architecture
 
-Importing this package does not import ``neuralop`` (slow); that happens when an FNO/TFNO/UNO is built.
-scOT (Poseidon) lives in ``pdeforge.operators.scot``; ``ScOT`` and ``ScOTConfig`` are re-exported here lazily.
-Families with their own training loop are public modules, imported on use: ``pdeforge.operators.tsm`` (temporal
-stencils / learned interpolation inside the FV solver), ``pdeforge.operators.noda`` (prediction with data
-assimilation) and ``pdeforge.operators.scot.training`` (all-pairs pretraining and fine-tuning).
+Importing this package imports neither torch nor ``neuralop`` (slow): names load on first use. The model families
+that train these networks and others through the run skeleton are subpackages: ``pdeforge.operators.field`` (the
+networks above on a dataset root), ``pdeforge.operators.tsm`` (temporal stencils / learned interpolation inside the
+FV solver), ``pdeforge.operators.noda`` (prediction with data assimilation) and ``pdeforge.operators.scot``
+(scOT / Poseidon: all-pairs pretraining and fine-tuning; ``ScOT`` and ``ScOTConfig`` are re-exported here).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
+
 
 # every public name with the module that defines it; imported on first use, so that the families' config classes
 # (``pdeforge.operators.field.OperatorConfig``, ...) load without torch and ``--help`` answers at once
@@ -31,13 +31,4 @@ _WHERE = {
     **dict.fromkeys(("ScOT", "ScOTConfig"), ".scot"),
 }
 __all__ = list(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

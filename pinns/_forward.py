@@ -15,7 +15,7 @@ point set and frozen weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,7 @@ from ._domain import Problem, boundary_points, boundary_residual
 from ._networks import NetworkConfig, PINNNet
 from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
 from ._sampling import rad, rar, sample_domain, sample_initial
-from ._weighting import AbstractWeighting, AmplificationWeights, CausalWeights, FixedWeights
+from ._weighting import AbstractWeighting, AmplificationWeights, CausalWeights, FixedWeights, SelfAdaptiveWeights
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,9 @@ class PINN(nn.Module):
         self.amplification = amplification
         self.weighting = weighting if weighting is not None else FixedWeights()
         self.net = PINNNet(problem, network, seed).to(dtype).to(self.device)
+        # self-adaptive per-point weights are parameters of the loss: saved and moved with the network
+        self.weight_masks = nn.ParameterDict(self.weighting.masks if isinstance(self.weighting, SelfAdaptiveWeights)
+                                             else {})
         self.generator = torch.Generator().manual_seed(seed + 1)
         dom, on = problem.domain, self.device
         self.points = sample_domain(dom, sampling.n_residual, sampling.method, self.generator, dtype, on)
@@ -153,37 +156,41 @@ class PINN(nn.Module):
                 raise ValueError(f"unknown adaptive sampling {s.adaptive!r}; choose 'rar' or 'rad'")
 
     # -- training -----------------------------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: the network's parameters, then the weighting's own (self-adaptive
+        weights: ascent)."""
+        return [{"params": [p for p in self.net.parameters() if p.requires_grad], "name": "network"},
+                *self.weighting.parameter_groups()]
+
     def training_state(self) -> dict:
-        """Beyond the parameters, what the Adam phase changes: points, sampler state, loss weights."""
-        return {"points": [p.clone() for p in self.points], "generator": self.generator.get_state(),
-                "weighting": self.weighting.state_dict(),
+        """Beyond the parameters and the point generator, what the Adam phase changes: points, loss weights, the
+        causal tolerance."""
+        return {"points": [p.clone() for p in self.points], "weighting": self.weighting.state_dict(),
                 "causal": None if self.causal is None else self.causal.state_dict()}
 
     def load_training_state(self, state: dict) -> None:
         """Restore :meth:`training_state` (its tensors may be on any device: they move to this PINN's)."""
         self.points = tuple(p.to(self.device) for p in state["points"])
-        self.generator.set_state(state["generator"])
         self.weighting.load_state_dict(state["weighting"])
         if self.causal is not None:
             self.causal.load_state_dict(state["causal"])
 
-    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None, *, resume: dict | None = None,
-            checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> LBFGSReport | None:
-        """Adam then (if ``optim.lbfgs_iters``) L-BFGS; returns the L-BFGS report. ``resume``, ``checkpoint`` and
-        ``checkpoint_every`` go to :func:`adam` (a resumed run restores :meth:`training_state` first)."""
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        adam(self.objective, params, optim, log, self.weighting.after_backward, resume=resume, checkpoint=checkpoint,
-             checkpoint_every=checkpoint_every)
-        if optim.lbfgs_iters:
-            if self.causal is not None:
-                self.causal.freeze()  # one fixed objective for the line searches
-            return lbfgs(self.objective, params, optim, log)
-        return None
+    def lbfgs(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport:
+        """L-BFGS on the network's parameters, on the last points with frozen weights (and causal tolerance)."""
+        if self.causal is not None:
+            self.causal.freeze()  # one fixed objective for the line searches
+        return lbfgs(self.objective, [p for p in self.net.parameters() if p.requires_grad], optim, log)
+
+    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
+        """Adam then (if ``optim.lbfgs_iters``) L-BFGS, in memory; returns the L-BFGS report."""
+        adam(self.objective, self.parameter_groups(), optim, log)
+        return self.lbfgs(optim, log) if optim.lbfgs_iters else None
 
     @torch.no_grad()
     def predict(self, x: Tensor, t: Tensor, batch: int = 65536) -> Tensor:
-        """``u (N, C)`` at many points, in batches, on this PINN's device (``x``, ``t`` may be on any)."""
-        return torch.cat([self.net(x[i : i + batch].to(self.device, self.dtype), t[i : i + batch].to(self.device, self.dtype))
+        """``u (N, C)`` at many points, in batches, on the network's device (``x``, ``t`` may be on any)."""
+        on = next(self.net.parameters()).device
+        return torch.cat([self.net(x[i : i + batch].to(on, self.dtype), t[i : i + batch].to(on, self.dtype))
                           for i in range(0, x.shape[0], batch)])
 
 

@@ -97,6 +97,10 @@ class LagrangianPINN(nn.Module):
         loss = sum(means.values())
         return loss, {f"loss_{k}": float(v.detach()) for k, v in means.items()}
 
+    def parameter_groups(self) -> list[dict]:
+        """One group: both networks' parameters."""
+        return [{"params": list(self.parameters()), "name": "network"}]
+
     def training_state(self) -> dict:
         """Nothing beyond the parameters changes during training (the points are fixed)."""
         return {}
@@ -104,17 +108,21 @@ class LagrangianPINN(nn.Module):
     def load_training_state(self, state: dict) -> None:
         """Nothing to restore (see :meth:`training_state`)."""
 
-    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None, *, resume: dict | None = None,
-            checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> LBFGSReport | None:
-        params = list(self.parameters())
-        adam(self.objective, params, optim, log, resume=resume, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
-        return lbfgs(self.objective, params, optim, log) if optim.lbfgs_iters else None
+    def lbfgs(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport:
+        """L-BFGS on both networks' parameters."""
+        return lbfgs(self.objective, list(self.parameters()), optim, log)
+
+    def fit(self, optim: OptimConfig, log: Callable[[dict], None] | None = None) -> LBFGSReport | None:
+        """Adam then (if ``optim.lbfgs_iters``) L-BFGS, in memory; returns the L-BFGS report."""
+        adam(self.objective, self.parameter_groups(), optim, log)
+        return self.lbfgs(optim, log) if optim.lbfgs_iters else None
 
     def predict(self, x: Tensor, t: Tensor, newton_steps: int = 8) -> Tensor:
         """``u (N, C)`` at Eulerian points: solve ``phi(xi, t) = x`` (Newton, from ``xi = x - c (t - t0)``), return ``U``
         (on this PINN's device; ``x``, ``t`` may be on any)."""
         t0 = self.problem.domain.t_span[0]
-        x, t = x.to(self.device, torch.float64), t.to(self.device, torch.float64)
+        on = next(self.state.parameters()).device
+        x, t = x.to(on, torch.float64), t.to(on, torch.float64)
         xi = x - torch.tensor(self.velocity, dtype=x.dtype, device=x.device) * (t - t0)
         for _ in range(newton_steps):
             xi = xi.detach().requires_grad_(True)

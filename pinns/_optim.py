@@ -1,5 +1,9 @@
 """Optimisation: Adam (exponential learning-rate decay), then L-BFGS with a strong-Wolfe line search that says why it stopped.
 
+:func:`adam` and :func:`lbfgs` train a PINN in memory (``PINN.fit``, the inverse and hidden-term PINNs); a config run
+(``pdeforge train configs/pinn_*.yaml``) takes its Adam steps in the run skeleton (:class:`~pdeforge.pinns.PINNFamily`)
+with the same schedule (:func:`pdeforge.training.lr_factor`, ``"exponential"``) and :func:`lbfgs` after them.
+
 ``torch.optim.LBFGS`` returns silently; users see "L-BFGS stopped after one iteration" with no reason. Here
 L-BFGS runs in chunks of ``chunk`` iterations and each return is explained from the optimiser's state, in the
 order ``torch`` tests its conditions:
@@ -35,7 +39,8 @@ Objective = Callable[[int | None], tuple[Tensor, dict]]
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam for ``adam_iters`` steps (``lr`` times ``decay_rate`` every ``decay_every``), then ``lbfgs_iters`` of L-BFGS."""
+    """Adam for ``adam_iters`` steps (learning rate ``lr decay_rate^(step / decay_every)``), then ``lbfgs_iters`` of
+    L-BFGS; ``log_every``: Adam steps between records."""
 
     adam_iters: int = 1000
     lr: float = 1e-3
@@ -73,30 +78,21 @@ def disable_tf32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-def adam(objective: Objective, params: list[Tensor], config: OptimConfig, log: Callable[[dict], None] | None = None,
-         after_backward: Callable[[], None] | None = None, *, resume: dict | None = None,
-         checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0) -> float:
-    """Run the Adam phase; returns the last loss.
+def adam(objective: Objective, params: list[Tensor] | list[dict], config: OptimConfig,
+         log: Callable[[dict], None] | None = None) -> float:
+    """Run the Adam phase on ``params`` (tensors, or parameter groups: a group may set its own ``lr`` and
+    ``maximize``); returns the last loss. The learning rate decays smoothly, ``lr decay_rate^(step / decay_every)``
+    (the run skeleton's ``"exponential"`` schedule)."""
+    from ..training.schedule import make_scheduler
 
-    ``checkpoint(state)`` is called every ``checkpoint_every`` steps and after the last one with
-    ``{"step": steps done, "optimizer": ..., "scheduler": ..., "elapsed": seconds of Adam so far}``; passing such a
-    state as ``resume`` continues from it (the caller restores the parameters and whatever else the objective draws
-    from), and the logged ``time`` goes on from ``elapsed``."""
     disable_tf32()
     opt = torch.optim.Adam(params, lr=config.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, config.decay_every), gamma=config.decay_rate)
-    first, elapsed = 0, 0.0
-    if resume is not None:
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        first, elapsed = int(resume["step"]), float(resume.get("elapsed", 0.0))  # no "elapsed": saved before it was
-    loss_value, start = math.nan, time.perf_counter() - elapsed
-    for step in range(first, config.adam_iters):
+    sched = make_scheduler(opt, config.adam_iters, 0.0, "exponential", config.decay_rate, config.decay_every)
+    loss_value, start = math.nan, time.perf_counter()
+    for step in range(config.adam_iters):
         opt.zero_grad(set_to_none=True)
         loss, record = objective(step)
         loss.backward()
-        if after_backward is not None:
-            after_backward()
         opt.step()
         sched.step()
         loss_value = float(loss.detach())
@@ -105,10 +101,6 @@ def adam(objective: Objective, params: list[Tensor], config: OptimConfig, log: C
         if log is not None and (step % config.log_every == 0 or step == config.adam_iters - 1):
             log({"phase": "adam", "step": step, "loss": loss_value, "lr": sched.get_last_lr()[0],
                  "time": time.perf_counter() - start, **record})
-        done = step + 1
-        if checkpoint is not None and ((checkpoint_every and done % checkpoint_every == 0) or done == config.adam_iters):
-            checkpoint({"step": done, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "elapsed": time.perf_counter() - start})
     return loss_value
 
 

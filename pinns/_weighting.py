@@ -8,7 +8,8 @@
   ``hat lambda_i = sum_j m_j / m_i`` with ``m_i`` the mean NTK diagonal ``||d r_n / d theta||^2`` over a few
   points of term ``i``, same moving average.
 * :class:`SelfAdaptiveWeights` (McClenny & Braga-Neto 2023): one trainable weight ``s_n`` per point of a fixed
-  point set, the term becomes ``mean(s_n^2 r_n^2)``; the network minimises, the weights ascend (``maximize``).
+  point set, the term becomes ``mean(s_n^2 r_n^2)``; the network minimises, the weights ascend (``maximize``) in
+  the same optimiser step (their parameter group).
 * :class:`CausalWeights` (Wang, Sankaran & Perdikaris 2024, "Respecting causality"): the residual loss over
   ``M`` time chunks ``L_r = (1/M) sum_i w_i L_i`` with ``w_i = exp(-epsilon sum_{k<i} L_k)`` (no gradient):
   later times count only once earlier ones are resolved; a list of tolerances is walked through as in the
@@ -58,8 +59,9 @@ class AbstractWeighting(ABC):
             params: the trainable network parameters.
         """
 
-    def after_backward(self) -> None:
-        """Called after ``loss.backward()`` (self-adaptive weights take their ascent step here)."""
+    def parameter_groups(self) -> list[dict]:
+        """Optimiser parameter groups of weights that are trained with the network (self-adaptive: ascent)."""
+        return []
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue exactly (tensors and plain types)."""
@@ -128,10 +130,13 @@ class NTKWeights(_AbstractMovingAverage):
 class SelfAdaptiveWeights(AbstractWeighting):
     """Per-point trainable weights ``s_n`` for fixed point sets, ``L_i = mean(s_n^2 r_n^2)``, ``s`` ascends.
 
+    The weights ``masks[name] (n,)`` are parameters trained in the network's optimiser step, in a parameter group
+    of their own (:meth:`parameter_groups`: learning rate ``lr``, ``maximize=True``, no weight decay).
+
     Arguments:
         sizes: number of points of each adaptive term, e.g. ``{"residual": 8000, "initial": 256}``; the points
             must stay fixed (no resampling) for these terms.
-        lr: learning rate of the ascent (Adam, ``maximize=True``).
+        lr: learning rate of the ascent.
         device: where the weights live (the PINN's device).
     """
 
@@ -139,9 +144,9 @@ class SelfAdaptiveWeights(AbstractWeighting):
                  weights: dict[str, float] | None = None, dtype: torch.dtype = torch.float64,
                  device: torch.device | str = "cpu") -> None:
         super().__init__(weights)
-        self.masks = {name: torch.full((n,), float(init), dtype=dtype, device=device, requires_grad=True)
+        self.masks = {name: torch.nn.Parameter(torch.full((n,), float(init), dtype=dtype, device=device))
                       for name, n in sizes.items()}
-        self.optimizer = torch.optim.Adam(list(self.masks.values()), lr=lr, maximize=True)
+        self.lr = lr
 
     def pointwise(self, name: str, sq: Tensor) -> Tensor:
         if name not in self.masks:
@@ -153,21 +158,11 @@ class SelfAdaptiveWeights(AbstractWeighting):
         return s.to(sq.dtype) ** 2 * sq
 
     def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
-        self.optimizer.zero_grad(set_to_none=False)
+        return None
 
-    def after_backward(self) -> None:
-        self.optimizer.step()
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "masks": {k: v.detach().clone() for k, v in self.masks.items()},
-                "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        with torch.no_grad():
-            for name, value in state["masks"].items():
-                self.masks[name].copy_(value)
-        self.optimizer.load_state_dict(state["optimizer"])
+    def parameter_groups(self) -> list[dict]:
+        return [{"params": list(self.masks.values()), "lr": self.lr, "maximize": True, "weight_decay": 0.0,
+                 "name": "self_adaptive"}]
 
 
 class CausalWeights:

@@ -254,6 +254,18 @@ PRESETS: dict[str, AbstractPreset] = {
             n_trajectories=32, batch_size=8,
         ),
         SpectralPreset(
+            name="ns_grf_2d", summary="decaying 2D turbulence as navier_stokes_2d, vorticity from a Gaussian random field",
+            equation=NavierStokes2D(nu=1e-3), ndim=2, length=TWO_PI, resolution=64, dt=0.01, save_every=20,
+            n_snapshots=26, initial_condition=GaussianRandomField(exponent=4.0, normalization=Normalization(scale_by="std", amplitude=2.0)),
+            n_trajectories=32, batch_size=8,
+        ),
+        SpectralPreset(
+            name="ns_blobs_2d", summary="decaying 2D turbulence as navier_stokes_2d, vorticity from 6 Gaussian vortex blobs",
+            equation=NavierStokes2D(nu=1e-3), ndim=2, length=TWO_PI, resolution=64, dt=0.01, save_every=20,
+            n_snapshots=26, initial_condition=GaussianBlobs(n_blobs=6, width=0.02, normalization=Normalization(scale_by="std", amplitude=2.0)),
+            n_trajectories=32, batch_size=8,
+        ),
+        SpectralPreset(
             name="kolmogorov_2d", summary="forced Kolmogorov flow (k = 4, drag 0.1, nu = 1/200); warm-up onto the attractor",
             equation=NavierStokes2D(nu=5e-3, drag=0.1, forcing=KolmogorovForcing(wavenumber=4, amplitude=1.0)), ndim=2,
             length=TWO_PI, resolution=64, dt=0.01, save_every=20, n_snapshots=26, warmup=10.0,

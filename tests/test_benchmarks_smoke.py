@@ -94,69 +94,94 @@ def test_foundation_persistence_floor_is_the_relative_l1_of_u0(foundation, tmp_p
     assert foundation.persistence_error(tmp_path, 2) == pytest.approx(100 * 0.2 / 1.2, rel=1e-5)
 
 
-def test_foundation_reuses_a_run_folder_only_with_the_same_options(foundation, tmp_path, monkeypatch):
+def _fake_scot_run(foundation, calls):
+    """A stand-in for foundation.scot_run: writes the run folder's config.yaml as the run skeleton would."""
     import json
 
     import yaml
 
+    def run(name, overrides, run_dir):
+        calls.append(overrides)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(foundation._config(name, overrides)))
+        (run_dir / "metrics.json").write_text(json.dumps({"test": {"median_rel_l1": 1.0}}))
+        return {"test": {"median_rel_l1": 1.0}}
+
+    return run
+
+
+def test_foundation_reuses_a_run_folder_only_with_the_same_options(foundation, tmp_path, monkeypatch):
+    import json
+
     calls = []
-    monkeypatch.setattr(foundation, "scot_run", lambda spec, run_dir: calls.append(spec) or {"test_median_rel_l1": 1.0})
+    monkeypatch.setattr(foundation, "scot_run", _fake_scot_run(foundation, calls))
     run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.json").write_text(json.dumps({"test_median_rel_l1": 42.0}))
-    (run / "config.yaml").write_text(yaml.safe_dump({"steps": 600, "model": {"embed_dim": 32, "num_heads": [2, 4]}, "progress": True}))
-    assert foundation._scot(run, {"steps": 600, "model": {"embed_dim": 32, "num_heads": [2, 4]}, "progress": False})["test_median_rel_l1"] == 42.0
-    assert calls == []
-    assert foundation._scot(run, {"steps": 600, "model": {"embed_dim": 8, "num_heads": [2, 4]}})["test_median_rel_l1"] == 1.0
-    assert foundation._scot(run, {"steps": 300, "model": {"embed_dim": 32, "num_heads": [2, 4]}})["test_median_rel_l1"] == 1.0
-    assert len(calls) == 2
+    width = ["--optim.steps", "600", "--model.args", json.dumps({"embed_dim": 32, "num_heads": [2, 4, 8, 16]})]
+    assert foundation._scot(run, "scot_pretrain.yaml", width) == 1.0 and len(calls) == 1
+    (run / "metrics.json").write_text(json.dumps({"test": {"median_rel_l1": 42.0}}))
+    # the same options (where it writes, progress and threads aside): reused
+    assert foundation._scot(run, "scot_pretrain.yaml", [*width, "--run.progress", "true", "--run.threads", "2"]) == 42.0
+    assert len(calls) == 1
+    assert foundation._scot(run, "scot_pretrain.yaml", [*width, "--model.args.embed_dim", "8"]) == 1.0
+    assert foundation._scot(run, "scot_pretrain.yaml", [*width, "--optim.steps", "300"]) == 1.0
+    assert len(calls) == 3
 
 
 def test_foundation_fine_tuning_is_stale_once_the_pretrained_checkpoint_is_newer(foundation, tmp_path, monkeypatch):
     import json
     import os
 
-    import yaml
-
     calls = []
-    monkeypatch.setattr(foundation, "scot_run", lambda spec, run_dir: calls.append(spec) or {"test_median_rel_l1": 1.0})
+    monkeypatch.setattr(foundation, "scot_run", _fake_scot_run(foundation, calls))
     pre, ft = tmp_path / "pretrain", tmp_path / "finetune"
-    for d in (pre, ft):
-        d.mkdir()
-        (d / "metrics.json").write_text(json.dumps({"test_median_rel_l1": 42.0}))
-        (d / "config.yaml").write_text(yaml.safe_dump({"steps": 600}))
+    foundation._scot(pre, "scot_pretrain.yaml", [])
+    foundation._scot(ft, "scot_finetune.yaml", ["--run.init_from", str(pre)], after=pre)
+    assert len(calls) == 2
+    (ft / "metrics.json").write_text(json.dumps({"test": {"median_rel_l1": 42.0}}))
     os.utime(pre / "metrics.json", (1000, 1000)), os.utime(ft / "metrics.json", (2000, 2000))
-    assert foundation._scot(ft, {"steps": 600}, after=pre)["test_median_rel_l1"] == 42.0 and calls == []
+    assert foundation._scot(ft, "scot_finetune.yaml", ["--run.init_from", str(pre)], after=pre) == 42.0
+    assert len(calls) == 2
     os.utime(pre / "metrics.json", (3000, 3000))  # pretraining redone after the fine-tuning run
-    assert foundation._scot(ft, {"steps": 600}, after=pre)["test_median_rel_l1"] == 1.0 and len(calls) == 1
+    assert foundation._scot(ft, "scot_finetune.yaml", ["--run.init_from", str(pre)], after=pre) == 1.0
+    assert len(calls) == 3
 
 
 def test_tsm_reuses_a_run_folder_only_if_trained_on_this_data_as_asked(tmp_path):
     import json
 
     tsm = _load("tsm")
-    spec = {"variant": "li", "steps": 3000, "threads": 1}
+    spec = {"model.variant": "li", "optim.steps": 3000, "run.threads": 1}
     folder = tmp_path / "li"
     folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"run_config": {**spec, "threads": 4}, "data_fingerprint": "abc"}))
+    config = {"model": {"variant": "li"}, "optim": {"steps": 3000}, "run": {"threads": 4}}
+    (folder / "model.json").write_text(json.dumps({"config": config, "data_fingerprint": "abc"}))
     tsm._check_reused(folder, spec, "abc")  # threads do not matter
     with pytest.raises(SystemExit, match="trained on other data \\(data fingerprint abc, now abd\\)"):
         tsm._check_reused(folder, spec, "abd")
-    with pytest.raises(SystemExit, match="trained with steps 3000 \\(asked 600\\)"):
-        tsm._check_reused(folder, {**spec, "steps": 600}, "abc")
-    (folder / "model.json").write_text(json.dumps({"run_config": spec}))
+    with pytest.raises(SystemExit, match="trained with optim.steps 3000 \\(asked 600\\)"):
+        tsm._check_reused(folder, {**spec, "optim.steps": 600}, "abc")
+    (folder / "model.json").write_text(json.dumps({"config": config}))
     with pytest.raises(SystemExit, match="data fingerprint not recorded"):
         tsm._check_reused(folder, spec, "abc")
 
 
 def test_pinn_budgets_scale_and_a_phase_switched_off_stays_off():
     pinns = _load("pinns")
-    config = {"optim": {"adam_iters": 35000, "lbfgs_iters": 0, "lr": 1e-3}}
-    assert pinns._scaled(config, 1.0)["optim"] == config["optim"]  # was: one L-BFGS iteration after Adam
-    assert pinns._scaled(config, 0.1)["optim"] == {"adam_iters": 3500, "lbfgs_iters": 0, "lr": 1e-3}
-    assert pinns._scaled({"optim": {"adam_iters": 5, "lbfgs_iters": 3}}, 0.01)["optim"] == {"adam_iters": 1,
-                                                                                           "lbfgs_iters": 1}
-    assert config["optim"]["adam_iters"] == 35000  # the config itself is not changed
+    config = {"optim": {"steps": 35000, "lr": 1e-3}, "lbfgs": {"iters": 0}}
+    assert pinns._budget(config, 1.0) == ["--optim.steps", "35000", "--lbfgs.iters", "0"]  # no L-BFGS made up
+    assert pinns._budget(config, 0.1) == ["--optim.steps", "3500", "--lbfgs.iters", "0"]
+    assert pinns._budget({"optim": {"steps": 5}, "lbfgs": {"iters": 3}}, 0.01) == ["--optim.steps", "1",
+                                                                                   "--lbfgs.iters", "1"]
+    assert config["optim"]["steps"] == 35000  # the config itself is not changed
+
+
+def test_pinn_benchmark_trains_a_shipped_config_through_the_skeleton(tmp_path):
+    """The advection figure's runs at a tiny budget: both configs train, with finite errors, through train()."""
+    pinns = _load("pinns")
+    plain = pinns._run("pinn_advection_lagrangian", 0.001, tmp_path / "lag", "--data.n_residual", "64",
+                       "--model.width", "8", "--eval.nx", "16", "--eval.nt", "5")
+    assert plain["steps"] == 2 and plain["finish"]["lbfgs"]["iterations"] <= 2
+    assert math.isfinite(plain["test"]["rel_l2"]) and (tmp_path / "lag" / "model.safetensors").is_file()
 
 
 def test_tsm_combine_averages_the_seeds_per_trajectory(tmp_path, capsys):

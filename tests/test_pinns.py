@@ -1,4 +1,5 @@
-"""PINNs on the shared equations: residual consistency with the solver, derivatives, constraints, samplers, run folder."""
+"""PINNs on the shared equations: residual consistency with the solver, derivatives, constraints, samplers; the family
+on the run skeleton: run folder, init_from, crash + resume, NaN stop, configs, devices."""
 
 import json
 import math
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from pdeforge.pinns import (
     PROBLEMS,
@@ -17,14 +19,17 @@ from pdeforge.pinns import (
     OptimConfig,
     PINNNet,
     Problem,
+    PINNConfig,
+    PINNFamily,
     TrigInterpolant,
-    load,
+    build_pinn,
     pde_residual,
     rad,
     rar,
-    run,
+    reference_errors,
     sample_domain,
 )
+from pdeforge.families import evaluate_run, load_run, train
 from pdeforge.pinns._domain import boundary_residual
 from pdeforge.solvers import (
     EQUATIONS,
@@ -202,58 +207,79 @@ def test_rar_and_rad_pick_high_residual_points():
     assert near > 0.5  # uniform sampling would put 10% there
 
 
+
+# -- the family on the run skeleton ---------------------------------------------------------------------------------
+def _train(tmp_path: Path, name: str, values: dict, *overrides: str) -> dict:
+    """``pdeforge train`` of the config ``values`` (written as tmp_path/NAME.yaml) into tmp_path/NAME."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return train(path, ["--run.run_dir", str(tmp_path / name), "--run.progress", "false", *overrides])
+
+
+def _config(values: dict, *overrides: str) -> PINNConfig:
+    from pdeforge.training import load_config
+
+    return load_config(PINNConfig, values=values, overrides=list(overrides))
+
+
+LAGRANGIAN = {"family": "pinn", "problem": "advection", "run": {"seed": 0},
+              "model": {"mode": "lagrangian", "width": 20, "depth": 2}, "data": {"n_residual": 500, "n_initial": 64},
+              "optim": {"steps": 100}, "lbfgs": {"iters": 50}, "loss": {"log_every": 20}, "eval": {"nx": 64, "nt": 21}}
+
+
 def test_run_writes_a_complete_run_folder(tmp_path):
-    config = {"family": "pinn", "problem": "advection", "mode": "lagrangian", "seed": 0,
-              "network": {"width": 20, "depth": 2}, "sampling": {"n_residual": 500, "n_initial": 64},
-              "optim": {"adam_iters": 100, "lbfgs_iters": 50, "log_every": 20}, "eval": {"nx": 64, "nt": 21}}
-    metrics = run(config, tmp_path)
+    metrics = _train(tmp_path, "run", LAGRANGIAN)
+    run = tmp_path / "run"
     assert metrics["test"]["rel_l2"] < 0.05  # the Lagrangian PINN learns c = 30 advection in seconds
     for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl",
-                 "solution.png", "loss_terms.png"):
-        assert (tmp_path / name).stat().st_size > 0, name
-    saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["test"]["rel_l2"] == pytest.approx(metrics["test"]["rel_l2"])
-    assert saved["lbfgs"]["iterations"] == 50 and saved["lbfgs"]["reason"] == "max iterations"
-    lines = (tmp_path / "train_log.jsonl").read_text().splitlines()
-    assert json.loads(lines[0])["phase"] == "adam" and json.loads(lines[-1])["phase"] == "lbfgs"
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.partial"))
-    model = load(tmp_path)
+                 "solution.png", "loss_terms.png", "checkpoint/state.pt"):
+        assert (run / name).stat().st_size > 0, name
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics)) and saved["steps"] == 100 and saved["valid"] == {}
+    assert saved["finish"]["lbfgs"]["iterations"] == 50 and saved["finish"]["lbfgs"]["reason"] == "max iterations"
+    log = [r for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert log[0]["step"] == 1 and log[-1]["step"] == 100 and all(math.isfinite(r["loss"]) for r in log)
+    assert not list(run.glob("*.tmp"))
+    assert evaluate_run(run) == {"valid": saved["valid"], "test": saved["test"]}  # recomputed from the saved weights
+    model = load_run(run).model
     x, t = torch.rand(8, 1, dtype=torch.float64) * 6, torch.rand(8, 1, dtype=torch.float64)
-    from pdeforge.pinns._run import build
-
-    fresh, _ = build(config)
+    fresh = build_pinn(_config(LAGRANGIAN))
     assert not torch.allclose(model.predict(x, t), fresh.predict(x, t))
-    with pytest.raises(ValueError, match="one of"):
-        run({**config, "problem": "nope"}, tmp_path / "bad")
-    with pytest.raises(ValueError, match="unknown key"):
-        run({**config, "optim": {"adam_iter": 3}}, tmp_path / "bad")
-    with pytest.raises(ValueError, match=r"config 'dtype' must be one of \['float32', 'float64'\], got 'float16'"):
-        run({**config, "dtype": "float16"}, tmp_path / "bad")
-    with pytest.raises(ValueError, match=r"'weighting': unknown key\(s\) \['evrey'\]"):
-        build({**config, "mode": "forward", "weighting": {"method": "gradnorm", "evrey": 10}})
+    bad = [({**LAGRANGIAN, "problem": "nope"}, r"problem 'nope': expected one of 'burgers'"),
+           ({**LAGRANGIAN, "optim": {"adam_iters": 3}}, r"optim.adam_iters: unknown option"),
+           ({**LAGRANGIAN, "model": {"dtype": "float16"}},
+            r"model.dtype 'float16': expected one of 'float64', 'float32'"),
+           ({**LAGRANGIAN, "loss": {"evrey": 10}}, r"loss.evrey: unknown option; did you mean loss.every\?"),
+           ({**LAGRANGIAN, "data": {"preset": "burgers_1d"}}, r"data.root / data.preset: a PINN trains on collocation"),
+           ({**LAGRANGIAN, "optim": {"grad_accum": 2}}, r"optim.grad_accum 2: expected 1"),
+           ({**LAGRANGIAN, "loss": {"causal_chunks": 4}}, r"are for model.mode forward")]
+    for i, (values, message) in enumerate(bad):
+        with pytest.raises(ValueError, match=message):
+            _train(tmp_path, f"bad{i}", values)
+        assert not (tmp_path / f"bad{i}").exists()  # refused before the run folder is claimed
 
 
 def test_init_from_continues_a_run_and_rejects_another_network(tmp_path):
-    config = {"family": "pinn", "problem": "advection", "mode": "lagrangian", "seed": 0,
-              "network": {"width": 20, "depth": 2}, "sampling": {"n_residual": 500, "n_initial": 64},
-              "optim": {"adam_iters": 100, "lbfgs_iters": 50, "log_every": 20}, "eval": {"nx": 64, "nt": 21}}
-    first = run(config, tmp_path / "a")
-    # no optimisation: the continued run is the first run's model (another seed: nothing is redrawn that matters)
-    same = run({**config, "seed": 1, "init_from": str(tmp_path / "a"), "optim": {"adam_iters": 0}}, tmp_path / "b")
-    assert same["test"]["rel_l2"] == pytest.approx(first["test"]["rel_l2"], rel=1e-12)
-    assert same["init_from"] == str(tmp_path / "a" / "model.safetensors")
-    fresh = run({**config, "optim": {"adam_iters": 0}}, tmp_path / "c")
+    first = _train(tmp_path, "a", LAGRANGIAN)
+    a = str(tmp_path / "a")
+    # (almost) no optimisation: the continued run is the first run's model (another seed: nothing is redrawn that
+    # matters); one Adam step at lr 1e-12, since a run takes at least one
+    still = ["--optim.steps", "1", "--optim.lr", "1e-12", "--lbfgs.iters", "0"]
+    same = _train(tmp_path, "b", LAGRANGIAN, "--run.seed", "1", "--run.init_from", a, *still)
+    assert same["test"]["rel_l2"] == pytest.approx(first["test"]["rel_l2"], rel=1e-6)
+    fresh = _train(tmp_path, "c", LAGRANGIAN, *still)
     assert fresh["test"]["rel_l2"] > 1.5 * first["test"]["rel_l2"]
-    more = run({**config, "init_from": str(tmp_path / "a" / "model.safetensors"),
-                "optim": {"adam_iters": 0, "lbfgs_iters": 20}}, tmp_path / "d")
-    assert more["final_loss"] < 0.99 * first["final_loss"]  # L-BFGS goes on from where the first run stopped
+    more = _train(tmp_path, "d", LAGRANGIAN, "--run.init_from", str(tmp_path / "a" / "model.safetensors"),
+                  "--optim.steps", "1", "--optim.lr", "1e-12", "--lbfgs.iters", "20")
+    # L-BFGS goes on from where the first run stopped
+    assert more["finish"]["lbfgs"]["loss"] < 0.99 * first["finish"]["lbfgs"]["loss"]
     with pytest.raises(ValueError, match=r"does not fit .*shape \(20, 3\), this network has \(30, 3\)"):
-        run({**config, "network": {"width": 30, "depth": 2}, "init_from": str(tmp_path / "a")}, tmp_path / "e")
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        run({**config, "init_from": str(tmp_path / "nowhere")}, tmp_path / "f")
+        _train(tmp_path, "e", LAGRANGIAN, "--model.width", "30", "--run.init_from", a)
+    with pytest.raises(ValueError, match=r"--run.init_from .*nowhere"):
+        _train(tmp_path, "f", LAGRANGIAN, "--run.init_from", str(tmp_path / "nowhere"))
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.safetensors is not a readable safetensors file"):
-        run({**config, "init_from": str(tmp_path / "junk.safetensors")}, tmp_path / "g")
+    with pytest.raises(ValueError, match="junk.safetensors: not a readable safetensors file"):
+        _train(tmp_path, "g", LAGRANGIAN, "--run.init_from", str(tmp_path / "junk.safetensors"))
 
 
 def test_network_parts_compute_what_they_say():
@@ -273,15 +299,13 @@ def test_network_parts_compute_what_they_say():
 
 
 @pytest.mark.parametrize("weighting", ["fixed", "gradnorm", "ntk", "self_adaptive"])
-def test_every_weighting_and_network_option_trains(weighting, tmp_path):
-    from pdeforge.pinns._run import build
-
-    config = {"family": "pinn", "problem": "advection", "seed": 1,
-              "network": {"width": 16, "depth": 2, "harmonics": 2, "fourier_features": 8, "rwf": True},
-              "sampling": {"n_residual": 256, "n_initial": 64, "method": "lhs"},
-              "weighting": {"method": weighting, **({"every": 10} if weighting in ("gradnorm", "ntk") else {})},
-              "causal": {"n_chunks": 4, "epsilon": 1.0}}
-    model, _ = build(config)
+def test_every_weighting_and_network_option_trains(weighting):
+    config = _config({"problem": "advection", "run": {"seed": 1},
+                      "model": {"width": 16, "depth": 2, "harmonics": 2, "fourier_features": 8, "rwf": True},
+                      "data": {"n_residual": 256, "n_initial": 64, "method": "lhs"},
+                      "loss": {"weighting": weighting, "causal_chunks": 4, "causal_epsilon": [1.0],
+                               **({"every": 10} if weighting in ("gradnorm", "ntk") else {})}})
+    model = build_pinn(config)
     records = []
     model.fit(OptimConfig(adam_iters=150, lr=3e-3, log_every=149), records.append)
     first, last = records[0], records[-1]
@@ -295,28 +319,35 @@ class _Crash(RuntimeError):
     """Raised by a patched objective to stand for a killed run."""
 
 
-@pytest.mark.parametrize("adaptive", ["rad", "self_adaptive", "lagrangian"])
-def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch, adaptive):
-    """Crash in Adam (between checkpoints) and in L-BFGS, resume each time: the same weights, metrics and log as
-    one uninterrupted run, with RAD resampling + causal annealing, or self-adaptive weights, in play (and for the
-    Lagrangian PINN)."""
+def _resume_config(case: str) -> dict:
+    """A tiny run with L-BFGS and checkpoints mid-Adam on advection (soft initial condition, an exact reference):
+    forward with RAD points, causal annealing and gradnorm weights, or with self-adaptive weights; or Lagrangian."""
+    config = {"family": "pinn", "problem": "advection", "run": {"seed": 0, "checkpoint_every": 15},
+              "model": {"width": 16, "depth": 2}, "data": {"n_residual": 300, "n_initial": 64, "n_boundary": 32},
+              "optim": {"steps": 40, "lr": 3e-3, "decay_every": 7}, "lbfgs": {"iters": 6, "chunk": 3},
+              "loss": {"weighting": "gradnorm", "every": 5, "log_every": 4}, "eval": {"nx": 32, "nt": 11}}
+    if case == "rad":
+        config["data"].update(adaptive="rad", adaptive_every=7, n_candidates=1000)
+        config["loss"].update(causal_chunks=4, causal_epsilon=[1.0, 10.0])
+    elif case == "self_adaptive":
+        config["loss"] = {"weighting": "self_adaptive", "log_every": 4}
+    else:
+        config.update(model={"mode": "lagrangian", "width": 16, "depth": 2}, loss={"log_every": 4})
+    return config
+
+
+@pytest.mark.parametrize("case", ["rad", "self_adaptive", "lagrangian"])
+def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch, case):
+    """Crash in Adam (between checkpoints) and in L-BFGS, resume each time through the run skeleton: the same weights,
+    metrics, loss records and plots as one uninterrupted run, with RAD resampling + causal annealing, or
+    self-adaptive weights, in play (and for the Lagrangian PINN)."""
+    from pdeforge.checkpoint import load_state
     from pdeforge.pinns import LagrangianPINN
     from pdeforge.pinns._forward import PINN
 
-    sampling = ({"n_residual": 300, "adaptive": "rad", "adaptive_every": 7, "n_candidates": 1000}
-                if adaptive == "rad" else {"n_residual": 300})
-    config = {"family": "pinn", "problem": "burgers", "seed": 0, "network": {"width": 16, "depth": 2},
-              "sampling": {**sampling, "n_initial": 64, "n_boundary": 32},
-              "weighting": {"method": "self_adaptive"} if adaptive == "self_adaptive" else {"method": "gradnorm", "every": 5},
-              "causal": {"n_chunks": 4, "epsilon": [1.0, 10.0]} if adaptive == "rad" else None,
-              "optim": {"adam_iters": 40, "lr": 3e-3, "decay_every": 7, "lbfgs_iters": 6, "chunk": 3, "log_every": 4},
-              "checkpoint_every": 15, "eval": {"nx": 32, "nt": 11}}
-    cls = PINN
-    if adaptive == "lagrangian":
-        cls = LagrangianPINN
-        config = {**config, "problem": "advection", "mode": "lagrangian", "weighting": None, "causal": None}
-    whole = run(config, tmp_path / "whole")
-
+    config = _resume_config(case)
+    whole = _train(tmp_path, "whole", config)
+    cls = LagrangianPINN if case == "lagrangian" else PINN
     objective = cls.objective
     calls = {"n": 0, "crash_at": 33}
 
@@ -326,106 +357,146 @@ def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatc
             raise _Crash
         return objective(self, step)
 
+    def step_saved() -> int:
+        return load_state(tmp_path / "cut" / "checkpoint" / "state.pt")["counters"]["step"]
+
     monkeypatch.setattr(cls, "objective", flaky)
     with pytest.raises(_Crash):  # Adam step 32: resumes from the checkpoint after step 30
-        run(config, tmp_path / "cut")
-    assert load_state_step(tmp_path / "cut") == 30
+        _train(tmp_path, "cut", config)
+    assert step_saved() == 30
+    state = load_state(tmp_path / "cut" / "checkpoint" / "state.pt")
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda", "generators"}
+    assert set(state["rng"]["generators"]) == ({"points"} if case != "lagrangian" else set())
+    resume = ["--run.resume", str(tmp_path / "cut")]
     calls.update(n=0, crash_at=15)  # 40 - 30 = 10 Adam steps, then a few L-BFGS evaluations
     with pytest.raises(_Crash):
-        run({**config, "resume": True}, tmp_path / "cut")
-    assert load_state_step(tmp_path / "cut") == 40
+        _train(tmp_path, "cut", config, *resume)
+    assert step_saved() == 40
     calls.update(n=0, crash_at=-1)
-    # device may change on resume (here from none, the default cpu, to an explicit cpu)
-    resumed = run({**config, "resume": True, "checkpoint_every": 100, "device": "cpu"}, tmp_path / "cut")
-    assert resumed["test"] == whole["test"] and resumed["final_loss"] == whole["final_loss"]
-    assert resumed["lbfgs"] == whole["lbfgs"]
-    a, b = (load(tmp_path / d).state_dict() for d in ("whole", "cut"))
+    with pytest.raises(ValueError, match=r"started with other options \(optim.lr 0.003 there, 0.001 now\)"):
+        _train(tmp_path, "cut", config, *resume, "--optim.lr", "1e-3")
+    # where it runs and how often it saves may change on resume
+    resumed = _train(tmp_path, "cut", config, *resume, "--run.checkpoint_every", "100", "--run.device", "cpu")
+    drop = lambda m: {k: v for k, v in m.items() if k != "train_seconds"}  # noqa: E731
+    assert drop(resumed) == drop(whole)
+    a, b = (load_run(tmp_path / d).model.state_dict() for d in ("whole", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "time"}
-                          for line in (path / "train_log.jsonl").read_text().splitlines()]
-    assert strip(tmp_path / "cut") == strip(tmp_path / "whole")
-    # the Adam records' time goes on across the two resumes instead of starting again at 0
-    times = [r["time"] for r in map(json.loads, (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines())
-             if r["phase"] == "adam"]
-    assert times == sorted(times) and len(times) > 3
-    with pytest.raises(ValueError, match="started with another config \\(optim differ\\)"):
-        run({**config, "resume": True, "optim": {**config["optim"], "lr": 1e-3}}, tmp_path / "cut")
-    with pytest.raises(FileNotFoundError, match="has no checkpoint to continue"):
-        run({**config, "resume": True}, tmp_path / "fresh")
+    for name in ("model.safetensors", "loss_terms.png", "solution.png"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+    def losses(name: str) -> list[dict]:
+        return [r for r in map(json.loads, (tmp_path / name / "train_log.jsonl").read_text().splitlines())
+                if "loss" in r]
+
+    assert losses("cut") == losses("whole")
+    with pytest.raises(FileNotFoundError, match="no checkpoint to continue"):
+        _train(tmp_path, "fresh", config, "--run.resume", str(tmp_path / "fresh"))
 
 
-def load_state_step(run_dir):
+def test_a_nan_loss_stops_with_a_named_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from pdeforge.checkpoint import load_state
+    from pdeforge.training import NonFiniteLossError
 
-    return load_state(run_dir / "checkpoint" / "state.pt")["adam"]["step"]
+    loss = PINNFamily.loss
+
+    def nan_from_step_7(self, net, batch):
+        value = loss(self, net, batch)
+        return value * float("nan") if batch >= 7 else value
+
+    monkeypatch.setattr(PINNFamily, "loss", nan_from_step_7)
+    config = _resume_config("rad")
+    with pytest.raises(NonFiniteLossError, match=r"pinn: the loss is nan at step 7 \(epoch 0, lr .*state.pt"):
+        _train(tmp_path, "run", config, "--run.checkpoint_every", "3")
+    state = load_state(tmp_path / "run" / "checkpoint" / "state.pt")
+    assert state["counters"]["step"] == 6 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda", "generators"} and state["rng"]["generators"]
+    assert len(state["family_state"]["model"]["points"][0]) == 300  # the points as they were at step 6
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("pinn_*.yaml"))
+# the references of Burgers and Allen-Cahn are spectral solves of several seconds each: those configs run with -m slow
+def test_a_pinn_run_is_one_process():
+    from pdeforge.training import Environment
+
+    with pytest.raises(ValueError, match="a PINN run is one process .* without torchrun"):
+        PINNFamily(_config(LAGRANGIAN), Environment(torch.device("cpu"), rank=0, world=2))
 
 
-@pytest.mark.parametrize("path", _CONFIGS, ids=lambda p: p.name)
-def test_every_pinn_config_builds(path):
-    import yaml
+_HEAVY = ("pinn_burgers", "pinn_allen_cahn")
+_CONFIGS = [pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.stem in _HEAVY else [])
+            for p in sorted((Path(__file__).resolve().parents[1] / "configs").glob("pinn_*.yaml"))]
 
-    from pdeforge.pinns._optim import OptimConfig
-    from pdeforge.pinns._run import _section, build
 
-    config = yaml.safe_load(path.read_text())
-    model, named = build(config)
-    optim = _section(config, "optim", OptimConfig)
-    assert optim.adam_iters > 0 and named.problem is model.problem
+def test_problem_names_of_the_config_are_the_problems():
+    from pdeforge.pinns._config import PROBLEM_NAMES
+
+    assert set(PROBLEM_NAMES) == set(PROBLEMS)
+
+
+@pytest.mark.parametrize("path", _CONFIGS)
+def test_every_pinn_config_runs_tiny_and_evaluates_the_same(path, tmp_path):
+    """Each shipped config as it is, 2 Adam steps (and at most 2 L-BFGS iterations: a smoke run caps both), few
+    points and small networks, a coarse grid."""
+    values = yaml.safe_load(path.read_text())
+    assert values["family"] == "pinn" and values["optim"]["steps"] > 0
+    small = ["--data.n_residual", "64", "--data.n_initial", "16", "--data.n_boundary", "8",
+             "--data.n_candidates", "128", "--model.width", "8", "--model.depth", "1", "--eval.nx", "32", "--eval.nt", "5"]
+    run = tmp_path / "run"
+    metrics = train(path, ["--run.max_steps", "2", "--run.run_dir", str(run), "--run.progress", "false", *small])
+    assert metrics["steps"] == 2 and math.isfinite(metrics["test"]["rel_l2"])
+    if values.get("lbfgs", {}).get("iters"):
+        assert metrics["finish"]["lbfgs"]["iterations"] <= 2
+    saved = json.loads((run / "metrics.json").read_text())
+    assert evaluate_run(run) == {"valid": saved["valid"], "test": saved["test"]}
+    loaded = load_run(run)
+    assert loaded.envelope["family"] == "pinn" and loaded.config.problem == values["problem"]
 
 
 def _device_config(case: str) -> dict:
     """A tiny float64 run with L-BFGS and a checkpoint mid-Adam: forward mode with RAD points, causal and gradnorm
     weights, or with self-adaptive weights, or the Lagrangian PINN."""
-    config = {"family": "pinn", "problem": "advection", "seed": 0, "network": {"width": 16, "depth": 2},
-              "sampling": {"n_residual": 200, "n_initial": 32},
-              "optim": {"adam_iters": 20, "lr": 3e-3, "decay_every": 7, "lbfgs_iters": 6, "chunk": 3, "log_every": 4},
-              "checkpoint_every": 10, "eval": {"nx": 32, "nt": 11}}
+    config = {"family": "pinn", "problem": "advection", "run": {"seed": 0, "checkpoint_every": 10},
+              "model": {"width": 16, "depth": 2}, "data": {"n_residual": 200, "n_initial": 32},
+              "optim": {"steps": 20, "lr": 3e-3, "decay_every": 7}, "lbfgs": {"iters": 6, "chunk": 3},
+              "loss": {"log_every": 4}, "eval": {"nx": 32, "nt": 11}}
     if case == "rad":
-        return {**config, "sampling": {**config["sampling"], "adaptive": "rad", "adaptive_every": 7, "n_candidates": 600},
-                "weighting": {"method": "gradnorm", "every": 5}, "causal": {"n_chunks": 4, "epsilon": [1.0, 10.0]}}
+        return {**config, "data": {**config["data"], "adaptive": "rad", "adaptive_every": 7, "n_candidates": 600},
+                "loss": {"weighting": "gradnorm", "every": 5, "causal_chunks": 4, "causal_epsilon": [1.0, 10.0],
+                         "log_every": 4}}
     if case == "self_adaptive":
-        return {**config, "weighting": {"method": "self_adaptive"}}
-    return {**config, "mode": "lagrangian"}
+        return {**config, "loss": {"weighting": "self_adaptive", "log_every": 4}}
+    return {**config, "model": {**config["model"], "mode": "lagrangian"}}
 
 
 def _outputs(run_dir: Path) -> dict:
     """What a run writes that does not depend on the clock or the config's wording: weights, plots, metrics, log."""
     out = {name: (run_dir / name).read_bytes() for name in ("model.safetensors", "solution.png", "loss_terms.png")}
-    out["metrics"] = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k != "wall_time_s"}
-    out["log"] = [{k: v for k, v in json.loads(line).items() if k != "time"}
-                  for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    out["metrics"] = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items()
+                      if k != "train_seconds"}
+    out["log"] = [r for r in map(json.loads, (run_dir / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
     return out
 
 
 @pytest.mark.parametrize("case", ["rad", "lagrangian"])
-def test_device_cpu_and_auto_give_the_bytes_of_a_config_without_device(tmp_path, monkeypatch, case):
-    """No device, device cpu and device auto where CUDA is not available: the same weights, plots, metrics and log."""
+def test_device_cpu_and_auto_give_the_same_bytes(tmp_path, monkeypatch, case):
+    """device cpu and device auto (the default) where CUDA is not available: the same weights, plots, metrics and
+    log."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     config = _device_config(case)
-    run(config, tmp_path / "none")
-    for device in ("cpu", "auto"):
-        run({**config, "device": device}, tmp_path / device)
-        assert _outputs(tmp_path / device) == _outputs(tmp_path / "none"), device
+    _train(tmp_path, "auto", config)
+    _train(tmp_path, "cpu", config, "--run.device", "cpu")
+    assert _outputs(tmp_path / "cpu") == _outputs(tmp_path / "auto")
 
 
 def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, refused_devices):
-    from pdeforge.pinns._run import build
-
     config = _device_config("lagrangian")
-    refused_devices("pinn config", lambda device: run({**config, "device": device}, tmp_path / "run"), tmp_path / "run")
-    with pytest.raises(ValueError, match=r"^pinn config: device 0: expected a string \(the default is 'cpu'\)$"):
-        build({**config, "device": 0})
-    # a trained run folder loads on the CPU whatever device it names; another device is checked like a config's
-    run({**config, "optim": {"adam_iters": 2, "lbfgs_iters": 0}}, tmp_path / "done")
-    spec = json.loads((tmp_path / "done" / "model.json").read_text())
-    spec["config"]["device"] = "cuda"  # as if trained on a GPU
-    (tmp_path / "done" / "model.json").write_text(json.dumps(spec))
-    assert next(load(tmp_path / "done").parameters()).device.type == "cpu"
-    with pytest.raises(ValueError, match="^pinn config: device 'cuda': expected 'cpu' or 'auto'"):
-        load(tmp_path / "done", "cuda")
+    refused_devices(f"{tmp_path / 'run.yaml'}: run.device",
+                    lambda device: _train(tmp_path, "run", config, "--run.device", device), tmp_path / "run")
+    # a trained run folder loads on the CPU; another device is checked like a config's
+    _train(tmp_path, "done", config, "--optim.steps", "2", "--lbfgs.iters", "0")
+    assert next(load_run(tmp_path / "done").model.parameters()).device.type == "cpu"
+    with pytest.raises(ValueError, match="^load_run: device 'cuda': expected 'cpu' or 'auto'"):
+        load_run(tmp_path / "done", "cuda")
 
 
 @pytest.mark.gpu
@@ -434,38 +505,33 @@ def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_pat
 def test_a_pinn_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, case, devices_in):
     """On cuda: the same initial weights and points as on the CPU; Adam + L-BFGS give finite metrics within 1e-6
     (relative) of the CPU's. Float64 throughout, TF32 off: the devices differ by the order of reductions, ~1e-16 per
-    operation; measured on the CPU, noise of 1e-6 on every Adam gradient moves these metrics by < 4e-8, so 1e-6 is
-    far above rounding, while a point set, weight or reference on the wrong footing changes the error at O(1e-2).
-    The run folder and the checkpoint hold CPU tensors, the weights load on the CPU and score there what they scored
-    on cuda (1e-9); a run cut on one device resumes on the other."""
-    from pdeforge.checkpoint import load_weights
+    operation; noise of 1e-6 on every Adam gradient moves these metrics by < 4e-8, so 1e-6 is far above rounding,
+    while a point set, weight or reference on the wrong footing changes the error at O(1e-2). The run folder and the
+    checkpoint hold CPU tensors, the weights load on the CPU and score there what they scored on cuda (1e-9); a run
+    cut on one device resumes on the other."""
     from pdeforge.pinns import LagrangianPINN
     from pdeforge.pinns._forward import PINN
-    from pdeforge.pinns._run import build, evaluate
 
     config = _device_config(case)
-    on = {d: build({**config, "device": d})[0] for d in ("cpu", "cuda")}
+    on = {d: build_pinn(_config(config), d) for d in ("cpu", "cuda")}
     assert next(on["cuda"].parameters()).is_cuda and on["cuda"].points[0].is_cuda
-    assert all(torch.equal(a.cpu(), b) for a, b in zip(on["cuda"].state_dict().values(), on["cpu"].state_dict().values()))
+    pairs = zip(on["cuda"].state_dict().values(), on["cpu"].state_dict().values())
+    assert all(torch.equal(a.cpu(), b) for a, b in pairs)
     assert all(torch.equal(a.cpu(), b) for a, b in zip(on["cuda"].points, on["cpu"].points))
 
-    cpu = run({**config, "device": "cpu"}, tmp_path / "cpu")
-    gpu = run({**config, "device": "cuda"}, tmp_path / "gpu")
-    assert all(math.isfinite(v) for v in gpu["test"].values()) and math.isfinite(gpu["final_loss"])
+    cpu = _train(tmp_path, "cpu", config, "--run.device", "cpu")
+    gpu = _train(tmp_path, "gpu", config, "--run.device", "cuda")
+    assert all(math.isfinite(v) for v in gpu["test"].values())
     assert gpu["test"] == pytest.approx(cpu["test"], rel=1e-6)
-    assert gpu["final_loss"] == pytest.approx(cpu["final_loss"], rel=1e-6)
-    assert gpu["lbfgs"]["iterations"] == cpu["lbfgs"]["iterations"] == 6
+    assert gpu["finish"]["lbfgs"]["loss"] == pytest.approx(cpu["finish"]["lbfgs"]["loss"], rel=1e-6)
+    assert gpu["finish"]["lbfgs"]["iterations"] == cpu["finish"]["lbfgs"]["iterations"] == 6
 
-    # written from CPU tensors: read without map_location, and the weights score on the CPU what they did on cuda
     state = torch.load(tmp_path / "gpu" / "checkpoint" / "state.pt", weights_only=True)
     assert devices_in(state) == {"cpu"}
-    assert all(t.device.type == "cpu" for t in load_weights(tmp_path / "gpu" / "model.safetensors").values())
-    model = load(tmp_path / "gpu")
+    model = load_run(tmp_path / "gpu").model
     assert next(model.parameters()).device.type == "cpu"
-    test, _, _ = evaluate(model, PROBLEMS[config["problem"]](), config["eval"]["nx"], config["eval"]["nt"])
+    test, _, _ = reference_errors(model, PROBLEMS[config["problem"]](), config["eval"]["nx"], config["eval"]["nt"])
     assert test == pytest.approx(gpu["test"], rel=1e-9)
-    x, t = torch.rand(16, 1, dtype=torch.float64) * 6, torch.rand(16, 1, dtype=torch.float64)
-    torch.testing.assert_close(load(tmp_path / "gpu", "cuda").predict(x, t).cpu(), model.predict(x, t), rtol=1e-12, atol=1e-12)
 
     # cut at Adam step 12 (checkpoint after step 10) on one device, resumed on the other: the other's whole run
     cls = LagrangianPINN if case == "lagrangian" else PINN
@@ -481,9 +547,8 @@ def test_a_pinn_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, case, dev
         calls["n"] = 0
         monkeypatch.setattr(cls, "objective", flaky)
         with pytest.raises(_Crash):
-            run({**config, "device": first}, tmp_path / f"cut_{first}")
+            _train(tmp_path, f"cut_{first}", config, "--run.device", first)
         monkeypatch.setattr(cls, "objective", objective)
-        assert load_state_step(tmp_path / f"cut_{first}") == 10
-        resumed = run({**config, "device": then, "resume": True}, tmp_path / f"cut_{first}")
+        resumed = _train(tmp_path, f"cut_{first}", config, "--run.device", then,
+                         "--run.resume", str(tmp_path / f"cut_{first}"))
         assert resumed["test"] == pytest.approx(whole["test"], rel=1e-6), (first, then)
-        assert resumed["final_loss"] == pytest.approx(whole["final_loss"], rel=1e-6), (first, then)

@@ -364,13 +364,20 @@ def test_amplification_weights_favour_points_whose_errors_grow():
         AmplificationWeights(power=0.0)
 
 
+def _build(values: dict, *overrides: str):
+    """The PINN of a config (``values``: its sections, as in a YAML file)."""
+    from pdeforge.pinns import PINNConfig, build_pinn
+    from pdeforge.training import load_config
+
+    return build_pinn(load_config(PINNConfig, values=values, overrides=list(overrides)))
+
+
 def test_amplification_weights_enter_the_residual_loss_of_a_run_config():
     from pdeforge.pinns import AmplificationWeights
-    from pdeforge.pinns._run import build
 
-    config = {"family": "pinn", "problem": "allen_cahn", "network": {"width": 16, "depth": 2, "harmonics": 2},
-              "sampling": {"n_residual": 200}, "amplification": {"power": 1.0}}
-    model, _ = build(config)
+    config = {"family": "pinn", "problem": "allen_cahn", "model": {"width": 16, "depth": 2, "harmonics": 2},
+              "data": {"n_residual": 200}, "loss": {"amplification": 1.0}}
+    model = _build(config)
     assert isinstance(model.amplification, AmplificationWeights)
     means, values = model.terms()
     x, t = model.points
@@ -380,31 +387,29 @@ def test_amplification_weights_enter_the_residual_loss_of_a_run_config():
     assert w.max() / w.min() > 10  # early points near u = 0 against late or saturated ones
     expected = (w * values["residual"].detach()[:, 0] ** 2).mean()
     assert means["residual"].item() == pytest.approx(expected.item(), rel=1e-12)
-    plain, _ = build({k: v for k, v in config.items() if k != "amplification"})
+    plain = _build({k: v for k, v in config.items() if k != "loss"})
     assert plain.terms()[0]["residual"].item() == pytest.approx((values["residual"].detach() ** 2).mean().item(), rel=1e-12)
-    with pytest.raises(ValueError, match="for mode: forward"):
-        build({**config, "problem": "advection", "mode": "lagrangian"})
-    with pytest.raises(ValueError, match=r"'amplification': unknown key\(s\) \['pow'\]; known: \['power'\]"):
-        build({**config, "amplification": {"pow": 1.0}})
+    with pytest.raises(ValueError, match="are for model.mode forward"):
+        _build({**config, "problem": "advection", "model": {"mode": "lagrangian"}})
+    with pytest.raises(ValueError, match=r"loss.amplification {'pow': 1.0}: expected a number"):
+        _build({**config, "loss": {"amplification": {"pow": 1.0}}})
 
 
 def test_amplification_weights_make_the_residual_small_where_errors_grow():
     """A short Allen-Cahn run with and without them: the residual where ``1 - 3 u^2 > 0`` in the first half of the
     time span (errors there grow the most) comes out several times smaller with them (14x here; 3.5x to 14x over
     seeds 0-2), the rest larger: the weights move the network's effort, as intended."""
-    from pdeforge.pinns._run import build
-
     x = torch.linspace(-1, 1, 65, dtype=torch.float64)[:-1]
     s = torch.linspace(0, 5, 41, dtype=torch.float64)
     X, S = x.repeat(41)[:, None], s.repeat_interleave(64)[:, None]
     out = {}
     for amp in (False, True):
-        config = {"family": "pinn", "problem": "allen_cahn", "seed": 2,
-                  "network": {"width": 32, "depth": 3, "harmonics": 4}, "sampling": {"n_residual": 1000}}
+        config = {"family": "pinn", "problem": "allen_cahn", "run": {"seed": 2},
+                  "model": {"width": 32, "depth": 3, "harmonics": 4}, "data": {"n_residual": 1000}}
         if amp:
-            config["amplification"] = {"power": 1.0}
+            config["loss"] = {"amplification": 1.0}
         torch.manual_seed(2)
-        model, _ = build(config)
+        model = _build(config)
         model.fit(OptimConfig(adam_iters=300, lr=3e-3, log_every=1000))
         r = model.residual(X, S).detach()[:, 0] ** 2
         with torch.no_grad():

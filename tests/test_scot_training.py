@@ -1,10 +1,14 @@
-"""scOT training: the all-pairs view (pairs, lead times, padding and masking, mixtures), the masked loss, and a tiny
-pretrain -> save_pretrained -> fine-tune round trip through train.py's family dispatch."""
+"""scOT training: the all-pairs view (pairs, lead times, padding and masking, mixtures), the masked loss (alone and
+combined over processes), and the family through the run skeleton: pretrain -> fine-tune round trips (from a scOT run
+folder and a Hugging Face folder), the shipped configs, crash + resume, the NaN stop, DDP and CUDA."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +18,11 @@ import yaml
 
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter, write_stats
 from pdeforge.datasets import AllPairsDataset, AllPairsMixture, channel_union
-from pdeforge.operators.scot import ScOT, read_state_dict, scot_loss, training
-from pdeforge.operators.scot._train_data import channel_groups, masked_scot_loss, selection
-from pdeforge.operators.scot.training import ScOTRunConfig, build_model
+from pdeforge.checkpoint import load_state, load_weights
+from pdeforge.families import evaluate_run, load_run, train
+from pdeforge.operators.scot import ScOT, ScOTConfig, ScOTFamily, read_state_dict, save_pretrained, scot_loss
+from pdeforge.operators.scot import channel_groups, masked_scot_loss, selection
+from pdeforge.training import NonFiniteLossError, RunFolder
 
 
 def write_root(root: Path, fields: tuple[FieldSpec, ...], make, n_t: int = 7, n: int = 16,
@@ -144,7 +150,51 @@ def test_masked_loss_matches_scot_loss_and_ignores_padded_channels():
         scot_loss(pred[:, :3], target[:, :3], [0, 1, 3]).item(), rel=1e-12)
 
 
-# -- pretrain -> save_pretrained -> fine-tune --------------------------------------------------------------------
+def test_the_loss_combined_over_processes_equals_the_loss_of_the_combined_batch():
+    """Two halves of a batch, each reducing its sums with the other's (what all_reduce does under DDP): every half's
+    value is the loss of the whole batch, and the mean of the halves' gradients is its gradient."""
+    from pdeforge.operators.scot._data import _group_sums
+
+    g = torch.Generator().manual_seed(1)
+    pred = torch.randn(6, 4, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(6, 4, 8, 8, generator=g, dtype=torch.float64)
+    mask = torch.ones(6, 4, dtype=torch.bool)
+    mask[:3, 3] = False  # the first half lacks the last group
+    groups = [0, 1, 3, 4]
+    whole = masked_scot_loss(pred, target, mask, groups)
+    (want,) = torch.autograd.grad(whole, pred)
+    halves = (slice(0, 3), slice(3, 6))
+    sums = [_group_sums(pred[h], target[h], mask[h], groups).detach() for h in halves]
+    grads = []
+    for k, h in enumerate(halves):
+        other = sums[1 - k]
+        reduce = lambda t: t + (other if t.dim() else 1.0)  # noqa: E731  (a sum over two processes)
+        part = masked_scot_loss(pred[h], target[h], mask[h], groups, reduce)
+        assert part.item() == pytest.approx(whole.item(), rel=1e-12)
+        grads.append(torch.autograd.grad(part, pred)[0])
+    torch.testing.assert_close((grads[0] + grads[1]) / 2, want, rtol=1e-10, atol=1e-14)
+
+
+# -- the family through the run skeleton ---------------------------------------------------------------------------
+SMALL = {"depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0], "image_size": 16, "patch_size": 2,
+         "window_size": 4}
+
+
+def scot_config(path: Path, roots: list[Path], *, run: dict | None = None, data: dict | None = None,
+                optim: dict | None = None, model: dict | None = None) -> Path:
+    """A scOT config file on the dataset ``roots``: stride 2, 4 snapshots (10 pairs a trajectory), batch 8."""
+    values = {"family": "scot", "run": {"progress": False, **(run or {})},
+              "data": {"sources": [{"root": str(r)} for r in roots], "stride": 2, "n_snapshots": 4, **(data or {})},
+              "optim": {"batch_size": 8, "lr": 1e-2, "warmup": 0.2, "eval_every": 4, "steps": 8, **(optim or {})},
+              "model": {"args": {**SMALL, **(model or {})}}}
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def same_metrics(a: dict, b: dict) -> bool:
+    return {k: v for k, v in a.items() if k != "train_seconds"} == {k: v for k, v in b.items() if k != "train_seconds"}
+
+
 @torch.no_grad()
 def train_loss(model: ScOT, roots: list[Path], max_trajectories: int | None = None) -> float:
     """The masked relative L1 loss over every training pair (stride 2, 4 snapshots), in one batch."""
@@ -158,60 +208,74 @@ def train_loss(model: ScOT, roots: list[Path], max_trajectories: int | None = No
                             batch["channel_mask"], groups).item()
 
 
-def test_pretrain_save_finetune_round_trip(tmp_path):
-    from pdeforge.train import run_family
+def family_on(config: Path) -> ScOTFamily:
+    from pdeforge.training import Environment, load_config
 
+    family = ScOTFamily(load_config(ScOTFamily.config_class, config), Environment(torch.device("cpu")))
+    family.prepare()
+    return family
+
+
+CHANNEL_TENSORS = ["embeddings.patch_embeddings.projection.weight", "patch_recovery.mixup.weight",
+                   "patch_recovery.projection.bias", "patch_recovery.projection.weight"]
+
+
+def test_pretrain_then_finetune_from_the_run_folder_and_from_a_hugging_face_folder(tmp_path):
     pre_a = write_root(tmp_path / "pa", (FieldSpec("vorticity"),), waves)
     pre_b = write_root(tmp_path / "pb", (FieldSpec("vorticity"),), lambda b, t, c: waves(b + 50, t, c) * 0.5)
     new = write_root(tmp_path / "new", (FieldSpec("velocity", order=1),), lambda b, t, c: waves(b + 100, t, c))
-    small = {"learn_residual": True, "depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0],
-             "image_size": 16, "patch_size": 2, "window_size": 4}
-    base = {"family": "scot", "stride": 2, "n_snapshots": 4, "batch_size": 8, "lr": 1e-2, "eval_every": 20,
-            "model": small, "warmup": 0.0}
-    cfg = tmp_path / "pre.yaml"
-    cfg.write_text(yaml.safe_dump({**base, "data": [str(pre_a), str(pre_b)], "steps": 40}))
+    common = dict(optim={"lr": 1e-2, "eval_every": 20, "warmup": 0.0, "steps": 40}, model={"learn_residual": True})
     pre_dir = tmp_path / "runs" / "pre"
-    res = run_family([str(cfg), "--run_dir", str(pre_dir)])
-    for name in ("config.json", "model.safetensors", "config.yaml", "model.json", "metrics.json", "train_log.jsonl"):
+    metrics = train(scot_config(tmp_path / "pre.yaml", [pre_a, pre_b], **common), ["--run.run_dir", str(pre_dir)])
+    for name in ("config.yaml", "model.safetensors", "model.json", "metrics.json", "train_log.jsonl", "loss.png"):
         assert (pre_dir / name).is_file(), name
-    assert res["train_pairs"] == 2 * 6 * 10  # two datasets x 6 trajectories x 4 (4 + 1) / 2 pairs
-    model = ScOT.from_pretrained(pre_dir)  # the run folder is a Hugging Face scOT folder
+    assert evaluate_run(pre_dir) == {"valid": metrics["valid"], "test": metrics["test"]}
+    run = load_run(pre_dir)
+    assert run.envelope["view"]["train_pairs"] == 2 * 6 * 10  # two datasets x 6 trajectories x 4 (4 + 1) / 2 pairs
+    model = run.model
     assert model.config.num_channels == 1 and model.config.learn_residual
     torch.manual_seed(0)
     initial = ScOT(model.config)
     before, after = train_loss(initial, [pre_a, pre_b]), train_loss(model, [pre_a, pre_b])
     assert after < 0.8 * before, (before, after)
 
-    # fine-tune on a 2-channel field: exactly the channel-dependent tensors are re-initialised
-    spec = {**base, "data": [str(new)], "init_from": str(pre_dir), "max_train_trajectories": 4}
-    run_cfg = ScOTRunConfig.from_spec(spec)
-    fresh, reinit = build_model(run_cfg, 2, [0, 2])
-    assert sorted(reinit) == ["embeddings.patch_embeddings.projection.weight", "patch_recovery.mixup.weight",
-                              "patch_recovery.projection.bias", "patch_recovery.projection.weight"]
-    stored = read_state_dict(pre_dir)
-    own = fresh.state_dict()
-    assert all(torch.equal(own[k], stored[k]) for k in own if k not in reinit)
-    assert fresh.config.channel_slice_list_normalized_loss == (0, 2)
+    # fine-tuning a 2-channel field: exactly the channel-dependent tensors are re-initialised, three lr groups
+    hf = save_pretrained(model, tmp_path / "hf")  # the same weights as a Hugging Face folder
+    lrs = {"lr": 1e-3, "lr_embedding_recovery": 1e-2, "lr_time_embedding": 1e-2, "steps": 40, "eval_every": 20,
+           "warmup": 0.0}
+    for source in (pre_dir, hf):
+        ft_cfg = scot_config(tmp_path / "ft.yaml", [new], run={"init_from": str(source)},
+                             data={"max_train_trajectories": 4}, optim=lrs, model={"learn_residual": True})
+        family = family_on(ft_cfg)
+        fresh = family.build_model()
+        said = family.init_from(fresh, str(source))
+        assert sorted(family.reinitialised) == CHANNEL_TENSORS and "re-initialised" in said
+        stored = read_state_dict(hf)
+        own = fresh.state_dict()
+        assert all(torch.equal(own[k], stored[k]) for k in own if k not in CHANNEL_TENSORS)
+        assert fresh.config.channel_slice_list_normalized_loss == (0, 2) and fresh.config.num_channels == 2
+        groups = family.parameter_groups(fresh)
+        assert [(g["name"], g["lr"]) for g in groups] == [("backbone", 1e-3), ("embedding_recovery", 1e-2),
+                                                          ("time_embedding", 1e-2)]
+        assert sum(len(g["params"]) for g in groups) == len(list(fresh.parameters()))
 
-    cfg2 = tmp_path / "ft.yaml"
-    cfg2.write_text(yaml.safe_dump({**spec, "steps": 40, "lr": 1e-3, "lr_embedding_recovery": 1e-2,
-                                    "lr_time_embedding": 1e-2}))
     ft_dir = tmp_path / "runs" / "ft"
-    out = run_family([str(cfg2), "--run_dir", str(ft_dir)])
-    assert sorted(out["reinitialised"]) == sorted(reinit)
-    assert out["train_trajectories"] == 4 and out["train_pairs"] == 4 * 10
-    tuned = ScOT.from_pretrained(ft_dir)
-    assert tuned.config.num_channels == 2
-    before, after = train_loss(fresh, [new], 4), train_loss(tuned, [new], 4)
+    out = train(scot_config(tmp_path / "ft.yaml", [new], run={"init_from": str(pre_dir)},
+                            data={"max_train_trajectories": 4}, optim=lrs, model={"learn_residual": True}),
+                ["--run.run_dir", str(ft_dir)])
+    tuned = load_run(ft_dir)
+    assert sorted(tuned.envelope["view"]["reinitialised"]) == CHANNEL_TENSORS
+    assert tuned.envelope["view"]["train_trajectories"] == 4 and tuned.envelope["view"]["train_pairs"] == 4 * 10
+    assert tuned.model.config.num_channels == 2
+    before, after = train_loss(fresh, [new], 4), train_loss(tuned.model, [new], 4)
     assert after < 0.8 * before, (before, after)
-    assert 0 < out["test_median_rel_l1"] < 100
+    assert 0 < out["valid"]["median_rel_l1"] < 100 and 0 < out["test"]["median_rel_l1"] < 150, out
 
 
 def test_evaluation_with_an_identity_model(tmp_path):
     """A scOT whose recovery is zeroed and that learns the residual returns its input: the final-time error (direct
     and by rollout) and the lead-time errors are then the persistence errors, computed here independently."""
-    from pdeforge.operators.scot import ScOTConfig, relative_l1
-    from pdeforge.operators.scot._train_data import final_time_error, lead_time_errors
+    from pdeforge.operators.scot import final_time_error, lead_time_errors, relative_l1
 
     root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
     ds = TrajectoryDataset(root, split="test", normalization="zscore")
@@ -233,157 +297,155 @@ def test_evaluation_with_an_identity_model(tmp_path):
     assert persistence(1) < persistence(3) < persistence(6)
 
 
-def test_a_resumed_training_equals_an_uninterrupted_one(tmp_path, crash_after_checkpoint):
-    """Killed after the checkpoint at step 10 of 14 (3 batches into the second epoch of 7 batches, between the
-    validations at 8 and 12), ``resume: true`` finishes with the bytes, log and test error of an uninterrupted run;
-    drop path makes the global RNG matter."""
-    import pdeforge.operators.scot.training as training
-    from pdeforge.checkpoint import load_weights
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
+
+def test_the_shipped_configs_run_tiny_and_evaluate_to_their_metrics(tmp_path, monkeypatch):
+    """configs/scot_pretrain.yaml, then configs/scot_finetune.yaml from its run folder: their presets with 3
+    trajectories each (generated into a temporary cache), 2 optimiser steps; `evaluate_run` recomputes metrics.json
+    and `load_run` rebuilds the model."""
+    monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
+    pre = yaml.safe_load((CONFIGS / "scot_pretrain.yaml").read_text())
+    small = [{**s, "preset_options": {**s["preset_options"], "n_trajectories": 3}} for s in pre["data"]["sources"]]
+    runs = {"scot_pretrain": ["--data.sources", json.dumps(small)],
+            "scot_finetune": ["--data.preset_options.n_trajectories", "3", "--run.init_from",
+                              str(tmp_path / "scot_pretrain")]}
+    for name, extra in runs.items():
+        run_dir = tmp_path / name
+        metrics = train(CONFIGS / f"{name}.yaml", ["--run.max_steps", "2", "--run.run_dir", str(run_dir),
+                                                   "--optim.batch_size", "4", "--run.progress", "false", *extra])
+        assert metrics["steps"] == 2 and 0 < metrics["test"]["median_rel_l1"] < 1e3
+        assert evaluate_run(run_dir) == {"valid": metrics["valid"], "test": metrics["test"]}
+        loaded = load_run(run_dir)
+        assert isinstance(loaded.model, ScOT) and loaded.family is ScOTFamily
+        assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert sorted(metrics["test"]["median_rel_l1_per_dataset"]) == ["kolmogorov_2d"]
+    assert len(list((tmp_path / "cache" / "datasets").iterdir())) == 3  # two pretraining datasets, one fine-tuning
+
+
+def test_bad_sources_and_model_args_are_one_line_each(tmp_path):
     root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
-    small = {"depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0], "image_size": 16, "patch_size": 2,
-             "window_size": 4, "drop_path_rate": 0.3}
-    spec = {"data": [str(root)], "stride": 2, "n_snapshots": 4, "batch_size": 8, "lr": 1e-2, "eval_every": 4,
-            "model": small, "warmup": 0.2, "steps": 14, "checkpoint_every": 2}  # 60 pairs: 7 batches an epoch
-    whole = training.run(spec, tmp_path / "whole")
+    cfg = scot_config(tmp_path / "c.yaml", [root])
+    cases = [(["--data.sources", "[ns]"], r"data.sources\[0\] 'ns': expected a mapping \{root: PATH\}"),
+             (["--data.sources", "[{root: nowhere}]"], r"data.sources\[0\]: data.root nowhere: no such folder"),
+             (["--data.preset", "navier_stokes_2d"], "expected data.sources or data.root / data.preset, not both"),
+             (["--model.args.embed", "4"], r"model.args .*embed.*expected ScOTConfig fields"),
+             (["--data.n_snapshots", "9"], r"data.n_snapshots 9: expected 2..4")]
+    for k, (extra, message) in enumerate(cases):
+        with pytest.raises(ValueError, match=message):
+            train(cfg, ["--run.run_dir", str(tmp_path / f"r{k}"), *extra])
+    with pytest.raises(FileNotFoundError, match=r"^--run.init_from \S*nowhere: \S*nowhere: expected a scOT run folder"):
+        train(cfg, ["--run.run_dir", str(tmp_path / "i"), "--run.init_from", str(tmp_path / "nowhere")])
 
-    pending = crash_after_checkpoint(training, {"step": 10})
-    with pytest.raises(crash_after_checkpoint.crash):
-        training.run(spec, tmp_path / "cut")
-    assert not pending
-    with pytest.raises(ValueError, match=r"started with another configuration \(lr 0.01 there, 0.02 now\)"):
-        training.run({**spec, "resume": True, "lr": 2e-2}, tmp_path / "cut")
-    with pytest.raises(FileNotFoundError, match=r"never.checkpoint.state.pt not found.*drop resume to start it"):
-        training.run({**spec, "resume": True}, tmp_path / "never")
-    again = training.run({**spec, "resume": True}, tmp_path / "cut")
 
+def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Killed after the checkpoint at step 10 of 14 (3 batches into the second epoch of 7 batches, between the
+    validations at 8 and 12), --run.resume finishes with the weights, log and metrics of an uninterrupted run; drop
+    path makes the global RNG matter."""
+    root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
+    cfg = scot_config(tmp_path / "c.yaml", [root], run={"checkpoint_every": 2}, optim={"steps": 14},
+                      model={"drop_path_rate": 0.3})  # 60 pairs: 7 batches an epoch
+    whole = train(cfg, ["--run.run_dir", str(tmp_path / "whole")])
+    save = RunFolder.save_checkpoint
+
+    def crash_at_step_10(self, state):
+        save(self, state)
+        if state["counters"]["step"] == 10:
+            raise KeyboardInterrupt("simulated crash")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, "save_checkpoint", crash_at_step_10)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, ["--run.run_dir", str(tmp_path / "cut")])
+    state = load_state(tmp_path / "cut" / "checkpoint" / "state.pt")
+    assert state["counters"]["step"] == 10 and state["counters"]["batch"] == 3
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda", "generators"}
+    with pytest.raises(ValueError, match=r"started with other options \(optim.lr 0.01 there, 0.02 now\)"):
+        train(cfg, ["--run.run_dir", str(tmp_path / "cut"), "--run.resume", str(tmp_path / "cut"), "--optim.lr", "0.02"])
+    again = train(cfg, ["--run.run_dir", str(tmp_path / "cut"), "--run.resume", str(tmp_path / "cut")])
+    assert same_metrics(again, whole)
     a, b = (load_weights(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    logs = [(tmp_path / d / "train_log.jsonl").read_text() for d in ("whole", "cut")]
-    assert logs[0] == logs[1]
-    valid = [json.loads(line) for line in logs[0].splitlines() if "valid_median_rel_l1" in line]
-    assert [r["step"] for r in valid] == [4, 8, 12, 14]
-    assert again["test_median_rel_l1"] == whole["test_median_rel_l1"]
-    assert (again["valid_median_rel_l1"], again["best_step"]) == (whole["valid_median_rel_l1"], whole["best_step"])
-    assert again["seconds"] > 0
+    logs = [[json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text().splitlines()]
+            for d in ("whole", "cut")]
+    computed = [[r for r in log if "loss" in r or "valid" in r] for log in logs]  # not the timings
+    assert computed[1] == computed[0] and len(computed[0]) > 4
+    assert [r["step"] for r in logs[0] if "valid" in r] == [4, 8, 12, 14]
 
 
-# -- devices ------------------------------------------------------------------------------------------------------
-SMALL = {"depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0], "image_size": 16, "patch_size": 2,
-         "window_size": 4}
-
-
-def tiny_spec(root: Path, **changes) -> dict:
-    """A tiny run on ``root``: 60 pairs (7 batches an epoch), validation every 4 steps, a state every 2."""
-    return {"data": [str(root)], "stride": 2, "n_snapshots": 4, "batch_size": 8, "lr": 1e-2, "eval_every": 4,
-            "model": SMALL, "warmup": 0.2, "steps": 8, "checkpoint_every": 2, **changes}
-
-
-def test_a_device_that_is_not_here_is_refused_before_any_work(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"^scot: device 'gpu': expected one of 'cpu', 'cuda', 'cuda:N', 'auto'$"):
-        ScOTRunConfig.from_spec({"device": "gpu"})
-    with pytest.raises(ValueError, match=r"^scot: device 0: expected a string"):
-        ScOTRunConfig.from_spec({"device": 0})
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for device in ("cuda", "cuda:0"):
-        with pytest.raises(ValueError, match=rf"^scot: device '{device}': expected 'cpu' or 'auto': CUDA is not "
-                                             r"available here \(torch.cuda.is_available\(\) is False\)$"):
-            ScOTRunConfig.from_spec({"device": device})
-    assert ScOTRunConfig.from_spec({"device": "auto"}).device == "auto"
-    # refused before a named source is generated or the run folder is made
-    monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ValueError, match="device 'cuda'"):
-        training.run({"data": ["ns_grf"], "device": "cuda"}, tmp_path / "run")
-    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert ScOTRunConfig.from_spec({"device": "cuda:0"}).device == "cuda:0"
-    with pytest.raises(ValueError, match=r"^scot: device 'cuda:1': expected cuda:0 .. cuda:0, the CUDA devices here$"):
-        ScOTRunConfig.from_spec({"device": "cuda:1"})
-
-
-@pytest.mark.parametrize("pairing", ["all", "next"])  # validation and test by direct prediction / by rollout
-def test_device_cpu_and_auto_without_cuda_write_the_bytes_of_a_spec_without_device(tmp_path, monkeypatch, pairing):
-    """``device: cpu``, and ``auto`` where CUDA is absent, change nothing: the weights, log, model.json, scores and
-    training state of a spec without the key (the run before the key existed); drop path makes the RNG matter."""
-    from pdeforge.checkpoint import load_state
-
+def test_a_nan_loss_stops_with_a_named_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
-    spec = tiny_spec(root, pairing=pairing, steps=6, model={**SMALL, "drop_path_rate": 0.3})
-    runs = {"plain": training.run(spec, tmp_path / "plain"),
-            "cpu": training.run({**spec, "device": "cpu"}, tmp_path / "cpu")}
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    runs["auto"] = training.run({**spec, "device": "auto"}, tmp_path / "auto")
-    seconds = {name: metrics.pop("seconds") for name, metrics in runs.items()}
-    assert all(s > 0 for s in seconds.values())
-    want = load_state(tmp_path / "plain" / "checkpoint" / "state.pt")
-    for name in ("cpu", "auto"):
-        assert runs[name] == runs["plain"], name
-        for file in ("model.safetensors", "config.json", "model.json", "train_log.jsonl"):
-            assert (tmp_path / name / file).read_bytes() == (tmp_path / "plain" / file).read_bytes(), (name, file)
-        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert metrics.pop("seconds") == seconds[name] and metrics == runs["plain"]
-        assert yaml.safe_load((tmp_path / name / "config.yaml").read_text())["device"] == name
-        got = load_state(tmp_path / name / "checkpoint" / "state.pt")
-        assert got["step"] == want["step"] == 4
-        assert all(torch.equal(got["model"][k], v) for k, v in want["model"].items())
-        assert "cuda_rng" not in got and torch.equal(got["torch_rng"], want["torch_rng"])
-        moments = [(a["exp_avg"], b["exp_avg"]) for a, b in zip(got["optimizer"]["state"].values(),
-                                                                 want["optimizer"]["state"].values())]
-        assert len(moments) > 0 and all(torch.equal(a, b) for a, b in moments)
-    assert yaml.safe_load((tmp_path / "plain" / "config.yaml").read_text())["device"] == "cpu"
+    cfg = scot_config(tmp_path / "c.yaml", [root], run={"checkpoint_every": 2})
+    loss, calls = ScOTFamily.loss, []
+
+    def nan_from_the_fourth_batch(self, net, batch):
+        calls.append(1)
+        value = loss(self, net, batch)
+        return value * float("nan") if len(calls) > 3 else value
+
+    monkeypatch.setattr(ScOTFamily, "loss", nan_from_the_fourth_batch)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"scot: the loss is nan at step 3 \(epoch 0, lr .*state.pt"):
+        train(cfg, ["--run.run_dir", str(run)])
+    state = load_state(run / "checkpoint" / "state.pt")
+    assert state["counters"]["step"] == 2 and set(state["rng"]) == {"python", "numpy", "torch", "cuda", "generators"}
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (run / "metrics.json").exists()
+
+
+def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path):
+    """2 gloo processes of 8 pairs a step equal 1 process of 16 (the loss's normalisers are summed over processes):
+    every weight tensor within 1e-4 of its norm (Adam divides by the gradients' own size, so an element whose gradient
+    is near 0 carries float32 rounding of the reduction order further than rtol per element would allow)."""
+    root = write_root(tmp_path / "w", (FieldSpec("velocity", order=1),), waves)
+    cfg = scot_config(tmp_path / "c.yaml", [root], optim={"steps": 4, "eval_every": 2}, model={"learn_residual": True})
+    train(cfg, ["--run.run_dir", str(tmp_path / "one"), "--optim.batch_size", "16"])
+    script = tmp_path / "train_scot.py"
+    script.write_text("import sys\nfrom pdeforge.families import train\ntrain(sys.argv[1], sys.argv[2:])\n")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(script), str(cfg), "--run.run_dir", str(tmp_path / "two"), "--optim.batch_size", "8"],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = (load_state(tmp_path / n / "checkpoint" / "state.pt") for n in ("one", "two"))
+    assert one["counters"]["step"] == two["counters"]["step"] == 4
+    for k, a in one["model"].items():
+        assert float((a - two["model"][k]).norm()) <= 1e-4 * float(a.norm()) + 1e-12, k
+    logs = [[json.loads(line) for line in (tmp_path / n / "train_log.jsonl").read_text().splitlines()]
+            for n in ("one", "two")]
+    assert [r["loss"] for r in logs[1] if "loss" in r] == pytest.approx([r["loss"] for r in logs[0] if "loss" in r],
+                                                                        rel=1e-4)
+    assert [r["valid"] for r in logs[1] if "valid" in r] == pytest.approx([r["valid"] for r in logs[0] if "valid" in r],
+                                                                          rel=1e-4)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
-def test_training_on_cuda_agrees_with_the_cpu(tmp_path, crash_after_checkpoint):
-    """A few steps on cuda: finite figures; the saved weights, evaluated on the CPU, give the run's test figure (1e-4
-    relative); the training state holds CPU tensors (plain torch.load reads it) and resumes on the other device
-    (cuda -> cpu, cpu -> cuda) to rounding; on cuda, with drop path, a resumed run restores the CUDA RNG."""
-    import shutil
-
-    from pdeforge.operators.scot._train_data import final_time_error, open_split
-
-    device = "cuda"
+def test_training_on_cuda_resumes_exactly_and_evaluates_on_the_cpu(tmp_path, monkeypatch):
+    """A few steps on cuda with drop path (the CUDA generator, in the RNG bundle): finite metrics; the checkpoint holds
+    CPU tensors; a run killed at step 4 and resumed ends with the weights of an uninterrupted one; the saved weights
+    evaluated on the CPU give the run's metrics (1e-4)."""
     root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
-    spec = tiny_spec(root, steps=6, eval_every=3, model={**SMALL, "learn_residual": True}, device=device)
-    whole = training.run(spec, tmp_path / "gpu")
-    assert math.isfinite(whole["valid_median_rel_l1"]) and 0 < whole["test_median_rel_l1"] < 1e3, whole
-    log = [json.loads(line) for line in (tmp_path / "gpu" / "train_log.jsonl").read_text().splitlines()]
-    assert all(math.isfinite(r.get("loss", r.get("valid_median_rel_l1"))) for r in log)
-    model = ScOT.from_pretrained(tmp_path / "gpu")
-    assert next(model.parameters()).device.type == "cpu"
-    info = json.loads((tmp_path / "gpu" / "model.json").read_text())
-    on_cpu = final_time_error(model, open_split(root, "test", "zscore"), info["snapshots"][0], info["channels"], "all")
-    assert on_cpu == pytest.approx(whole["test_median_rel_l1"], rel=1e-4)
-    state = torch.load(tmp_path / "gpu" / "checkpoint" / "state.pt", weights_only=True)  # no map_location
-    assert state["step"] == 4 and ("cuda_rng" in state) == (device == "cuda")
-    assert all(v.device.type == "cpu" for v in state["model"].values())
-    assert all(v.device.type == "cpu" for s in state["optimizer"]["state"].values() for v in s.values())
+    cfg = scot_config(tmp_path / "c.yaml", [root], run={"checkpoint_every": 2, "device": "cuda"},
+                      model={"drop_path_rate": 0.3, "learn_residual": True})
+    whole = train(cfg, ["--run.run_dir", str(tmp_path / "whole")])
+    assert 0 < whole["test"]["median_rel_l1"] < 1e3
+    state = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=True)
+    assert len(state["rng"]["cuda"]) >= 1 and all(v.device.type == "cpu" for v in state["model"].values())
+    save = RunFolder.save_checkpoint
 
-    # the state at step 4 finishes on the other device: the validation before it as written, after it to rounding
-    training.run({**spec, "device": "cpu"}, tmp_path / "cpu")
-    for folder, then in (("gpu", "cpu"), ("cpu", device)):
-        shutil.copytree(tmp_path / folder, tmp_path / f"{folder}-{then}")
-        again = training.run({**spec, "device": then, "resume": True}, tmp_path / f"{folder}-{then}")
-        logs = [(tmp_path / d / "train_log.jsonl").read_text().splitlines() for d in (folder, f"{folder}-{then}")]
-        assert logs[1][:2] == logs[0][:2] and len(logs[1]) == len(logs[0]) == 3
-        first = whole if folder == "gpu" else json.loads((tmp_path / "cpu" / "metrics.json").read_text())
-        for key in ("valid_median_rel_l1", "test_median_rel_l1"):
-            assert again[key] == pytest.approx(first[key], rel=1e-3), (folder, then, key)
+    def crash_at_step_4(self, state):
+        save(self, state)
+        if state["counters"]["step"] == 4:
+            raise KeyboardInterrupt("simulated crash")
 
-    # drop path on cuda draws from the CUDA generator: a run killed at step 4 and resumed there restores it
-    spec = tiny_spec(root, model={**SMALL, "drop_path_rate": 0.3}, device=device)
-    whole = training.run(spec, tmp_path / "whole")
-    pending = crash_after_checkpoint(training, {"step": 4})
-    with pytest.raises(crash_after_checkpoint.crash):
-        training.run(spec, tmp_path / "cut")
-    assert not pending
-    again = training.run({**spec, "resume": True}, tmp_path / "cut")
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, "save_checkpoint", crash_at_step_4)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, ["--run.run_dir", str(tmp_path / "cut")])
+    again = train(cfg, ["--run.run_dir", str(tmp_path / "cut"), "--run.resume", str(tmp_path / "cut")])
+    a, b = (load_weights(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
     assert again["best_step"] == whole["best_step"]
-    for key in ("valid_median_rel_l1", "test_median_rel_l1"):
-        assert again[key] == pytest.approx(whole[key], rel=1e-4), key
-    # other drop-path draws after step 4 move some weights by ~1e-2 (a fresh generator, measured on the CPU); a
-    # relative change of 1e-6 in every weight at step 4 moves none by more than ~5e-6
-    a, b = (read_state_dict(tmp_path / d) for d in ("whole", "cut"))
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+    on_cpu = evaluate_run(tmp_path / "whole", device="cpu")
+    for split in ("valid", "test"):
+        assert on_cpu[split]["median_rel_l1"] == pytest.approx(whole[split]["median_rel_l1"], rel=1e-4)

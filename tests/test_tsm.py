@@ -499,7 +499,6 @@ def test_bad_options_are_one_line_naming_them(tmp_path, cache, monkeypatch):
         _train(tmp_path / "f", "--model.compile", "true", "--run.device", "cpu")
 
 
-@pytest.mark.slow  # ~30 s: three Python processes start torch
 def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path, cache):
     env = dict(os.environ, OMP_NUM_THREADS="1", PDEFORGE_CACHE=str(cache))
     script = tmp_path / "train_tsm.py"

@@ -11,8 +11,8 @@ Names are imported on first use (PEP 562), so the config grammar loads without t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
+
 
 # every public name, with the module that defines it
 _WHERE = {
@@ -27,13 +27,4 @@ _WHERE = {
     **dict.fromkeys(("lr_factor", "make_scheduler", "warmup_steps"), ".schedule"),
 }
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

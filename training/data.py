@@ -40,10 +40,12 @@ def _cache_name(preset: str, options: dict[str, Any]) -> str:
     return name
 
 
-def dataset_root(data: Any, *, where: str, progress: bool = True, is_main: bool = True, barrier=None) -> Path:
+def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = None) -> Path:
     """The dataset root of a ``data`` section: ``data.root`` (checked), or ``data.preset`` generated once into
-    ``cache_dir()/datasets/<preset>-n<N>-r<R>-s<seed>[-<hash of other fields>]`` (printed). Under DDP the main
-    process generates while the others wait at ``barrier()``."""
+    ``cache_dir()/datasets/<preset>-n<N>-r<R>-s<seed>[-<hash of other fields>]`` (printed). Under DDP (``env``, an
+    :class:`~pdeforge.training.loop.Environment`) the main process generates while the others wait."""
+    is_main = env is None or env.is_main
+    barrier = env.barrier if env is not None else None
     if data.root:
         problem = root_problem(data.root)
         if problem:

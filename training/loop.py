@@ -63,6 +63,13 @@ class Environment:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def barrier(self) -> None:
+        """Wait for every process (nothing with one process)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
 
 def setup_environment(run: Any, where: str) -> Environment:
     """The device (checked: a device that is not here is a one-line ValueError naming ``where``), the processes

@@ -10,8 +10,8 @@ so the config loads without torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
+
 
 _WHERE = {
     **dict.fromkeys(("OperatorConfig", "OperatorData", "TaskSection", "ModelSection", "MODEL_NAMES", "DEFAULT_ARGS"),
@@ -19,13 +19,4 @@ _WHERE = {
     **dict.fromkeys(("FieldOperatorFamily", "make_task"), "._family"),
 }
 __all__ = list(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -48,13 +48,7 @@ class FieldOperatorFamily(AbstractFamily):
     # -- data and model -------------------------------------------------------------------------------------
     def prepare(self) -> None:
         cfg, env = self.config, self.env
-        barrier = None
-        if env.world > 1:
-            import torch.distributed as dist
-
-            barrier = dist.barrier
-        self.root = dataset_root(cfg.data, where="operator", progress=cfg.run.progress, is_main=env.is_main,
-                                 barrier=barrier)
+        self.root = dataset_root(cfg.data, where="operator", progress=cfg.run.progress, env=env)
         self.stats = load_stats(self.root / "stats.yaml") if cfg.data.normalization else None
         self.views = Views(self.root, cfg.data.normalization or None, self.stats)
         self.train_ds = self.task.dataset(self.views, "train", training=True,

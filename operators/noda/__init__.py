@@ -22,8 +22,8 @@ Public API (names load on first use: the config classes without torch)::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
+
 
 # every public name, with the module that defines it
 _WHERE = {
@@ -36,13 +36,4 @@ _WHERE = {
     "NODAFamily": "._family",
 }
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -46,13 +46,7 @@ class NODAFamily(AbstractFamily):
     # -- data and model -------------------------------------------------------------------------------------
     def prepare(self) -> None:
         cfg, env = self.config, self.env
-        barrier = None
-        if env.world > 1:
-            import torch.distributed as dist
-
-            barrier = dist.barrier
-        self.root = dataset_root(cfg.data, where="noda", progress=cfg.run.progress, is_main=env.is_main,
-                                 barrier=barrier)
+        self.root = dataset_root(cfg.data, where="noda", progress=cfg.run.progress, env=env)
         length = cfg.window.spinup + cfg.window.unroll + 1
         self.sampler = WindowSampler(open_windows(self.root, cfg.data, "train", length), cfg.observations,
                                      cfg.window, cfg.run.seed)

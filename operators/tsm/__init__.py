@@ -25,8 +25,8 @@ Names are imported on first use (PEP 562): the config loads without torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
+
 
 # every public name, with the module that defines it
 _WHERE = {
@@ -43,13 +43,4 @@ _WHERE = {
     **dict.fromkeys(("vorticity_rollout", "score"), "._evaluate"),
 }
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -57,12 +57,7 @@ class TSMFamily(AbstractFamily):
         m, d = cfg.model, cfg.data
         if m.compile and (problem := compile_problem(env.device)):
             raise ValueError(f"tsm: model.compile true: {problem}; install it or set model.compile false")
-        barrier = None
-        if env.world > 1:
-            import torch.distributed as dist
-
-            barrier = dist.barrier
-        self.root = dataset_root(d, where="tsm", progress=cfg.run.progress, is_main=env.is_main, barrier=barrier)
+        self.root = dataset_root(d, where="tsm", progress=cfg.run.progress, env=env)
         self.windows = training_windows(self.root, m.history, d.unroll, d.stride, d.max_trajectories)
         meta = self.windows.metadata
         if meta.field_names != ("velocity_x", "velocity_y") or len(set(meta.resolution)) != 1:

@@ -1,65 +1,59 @@
-"""Data for scOT training: named data sources (generated once into the cache), the all-pairs views, channel groups,
-the masked loss and the evaluation (median relative L1, Poseidon's metric)."""
+"""Data for scOT training: the datasets of a mixture (dataset roots, or presets made once into the cache), the
+all-pairs views, channel groups, the masked loss (also across DDP processes) and the evaluation (median relative L1,
+Poseidon's metric)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ...datasets import TrajectoryDataset, load_stats
-from ...datasets import AllPairsDataset
+from ...datasets import AllPairsDataset, TrajectoryDataset, load_stats
+from ...training.data import dataset_root
+from ._run_config import SOURCE_KEYS
 from ._loss import LOSS_EPS, median_relative_l1
 from ._model import ScOT
 
 
-def data_sources() -> dict[str, Any]:
-    """Named data sources, written out here: `pdeforge generate` presets and variants of them.
-
-    - ``ns_lognormal``: decaying 2D Navier-Stokes (vorticity), log-normal spectrum initial data (the preset);
-    - ``ns_grf``: the same PDE from Gaussian-random-field vorticity (exponent 4), a second initial-condition family;
-    - ``ns_blobs``: the same PDE from Gaussian vortex blobs (an unseen family);
-    - ``kolmogorov``: forced Kolmogorov flow with drag (a different PDE, same vorticity field; after the preset's
-      warm-up onto the attractor).
-    """
-    from ...solvers import GaussianBlobs, GaussianRandomField, Normalization
-    from ...solvers.generate import PRESETS, with_overrides
-
-    # Snapshots every 0.05 time units up to t = 0.4 (the presets store every 0.2 up to 5): at the presets' spacing
-    # the fields decorrelate within a few snapshots (the relative L1 error of persistence u(t) = u(0) passes 100%
-    # at t = 0.8 for Kolmogorov flow, t = 1.6 for the log-normal NS data), too far for a CPU-sized model.
-    short = dict(save_every=5, n_snapshots=9)
-    ns = with_overrides(PRESETS["navier_stokes_2d"], **short)
-    amp = Normalization(scale_by="std", amplitude=2.0)
-    return {
-        "ns_lognormal": ns,
-        "ns_grf": with_overrides(ns, name="ns_grf_2d", initial_condition=GaussianRandomField(exponent=4.0, normalization=amp)),
-        "ns_blobs": with_overrides(ns, name="ns_blobs_2d", initial_condition=GaussianBlobs(n_blobs=6, width=0.02, normalization=amp)),
-        "kolmogorov": with_overrides(PRESETS["kolmogorov_2d"], **short),
-    }
+def source_entries(data: Any) -> list[dict[str, Any]]:
+    """The datasets of a ``data`` section as mappings ``{root, preset, preset_options}``: ``data.sources``, or the
+    section's own root / preset when it lists none. An entry that is not such a mapping is a ValueError naming it."""
+    if not data.sources:
+        return [{"root": data.root, "preset": data.preset, "preset_options": dict(data.preset_options)}]
+    if data.root or data.preset:
+        raise ValueError("data: expected data.sources or data.root / data.preset, not both")
+    entries = []
+    for i, entry in enumerate(data.sources):
+        where = f"data.sources[{i}]"
+        if not isinstance(entry, dict) or not entry or set(entry) - set(SOURCE_KEYS):
+            raise ValueError(f"{where} {entry!r}: expected a mapping {{root: PATH}} or {{preset: NAME, "
+                             "preset_options: {...}}}")
+        if not isinstance(entry.get("preset_options", {}), dict):
+            raise ValueError(f"{where}.preset_options {entry['preset_options']!r}: expected a mapping of the "
+                             "preset's options")
+        entries.append({"root": str(entry.get("root", "")), "preset": str(entry.get("preset", "")),
+                        "preset_options": dict(entry.get("preset_options", {}))})
+    return entries
 
 
-def resolve_data(entry: str, n_trajectories: int, resolution: int, seed: int, progress: bool = False) -> Path:
-    """A dataset root: ``entry`` itself when it is a folder, else the named source generated into
-    ``$PDEFORGE_CACHE/datasets`` (default ``~/.cache/pdeforge``) once."""
-    if Path(entry).is_dir():
-        return Path(entry)
-    sources = data_sources()
-    if entry not in sources:
-        raise SystemExit(f"data entry {entry!r} is neither a dataset folder nor a source; sources: {sorted(sources)}")
-    from ...solvers.generate import generate
+def resolve_sources(data: Any, *, progress: bool = True, env: Any = None) -> list[Path]:
+    """The dataset root of every entry of :func:`source_entries`, through `pdeforge.training.data.dataset_root` (a
+    preset is generated once into the cache; under DDP by the main process while the others wait)."""
+    roots = []
+    for i, entry in enumerate(source_entries(data)):
+        where = f"scot: data.sources[{i}]" if data.sources else "scot"
+        roots.append(dataset_root(SimpleNamespace(**entry), where=where, progress=progress, env=env))
+    return roots
 
-    cache = Path(os.environ.get("PDEFORGE_CACHE", Path.home() / ".cache" / "pdeforge"))
-    preset = sources[entry]
-    root = cache / "datasets" / f"scot-{entry}-n{n_trajectories}-r{resolution}-s{seed}-t{preset.n_snapshots}x{preset.dt_save:g}"
-    if not (root / "stats.yaml").exists():
-        print(f"generating {entry} ({n_trajectories} trajectories at {resolution}^2) into {root} (once; cached)")
-        generate(preset, root, n_trajectories=n_trajectories, resolution=resolution, seed=seed, progress=progress)
-    return root
+
+def source_labels(datasets: Sequence[TrajectoryDataset]) -> list[str]:
+    """One name per dataset of a mixture: its dataset name, with ``[i]`` added where two share it."""
+    names = [d.metadata.dataset_name for d in datasets]
+    return [n if names.count(n) == 1 else f"{n}[{i}]" for i, n in enumerate(names)]
 
 
 def open_split(root: Path, split: str, normalization: str, max_trajectories: int = 0) -> TrajectoryDataset:
@@ -75,8 +69,8 @@ def selection(n_steps: int, stride: int, n_snapshots: int = 0) -> list[int]:
     sel = list(range(0, n_steps, stride))
     if n_snapshots:
         if n_snapshots < 2 or n_snapshots > len(sel):
-            raise SystemExit(f"n_snapshots should be in 2..{len(sel)} for {n_steps} stored snapshots at stride {stride}, "
-                             f"got {n_snapshots}")
+            raise ValueError(f"data.n_snapshots {n_snapshots}: expected 2..{len(sel)} for {n_steps} stored snapshots "
+                             f"at data.stride {stride}")
         sel = sel[:n_snapshots]
     return sel
 
@@ -95,7 +89,20 @@ def channel_groups(channels: Sequence[str]) -> list[int]:
     return bounds + [len(channels)]
 
 
-def masked_scot_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int]) -> Tensor:
+def _group_sums(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int]) -> Tensor:
+    """Per channel group g: (count of unmasked values, sum |pred - target| over them, sum |target| over them) as a
+    (3, G) tensor; only the error sum carries a gradient."""
+    m = mask.to(pred.dtype).reshape(mask.shape + (1,) * (pred.dim() - 2))
+    n_space = pred[0, 0].numel()
+    rows = []
+    for a, b in zip(groups[:-1], groups[1:]):
+        rows.append(torch.stack([m[:, a:b].sum() * n_space, ((pred[:, a:b] - target[:, a:b]).abs() * m[:, a:b]).sum(),
+                                 (target[:, a:b].abs() * m[:, a:b]).sum()]))
+    return torch.stack(rows, dim=1)
+
+
+def masked_scot_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int],
+                     all_reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Poseidon's relative L1 loss per channel group over the channels that exist (``mask``):
 
         loss = mean_g  mean_{m=1}|pred_g - target_g| / (mean_{m=1}|target_g| + 1e-10),
@@ -103,10 +110,18 @@ def masked_scot_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequenc
     the means running over the unmasked (sample, channel) pairs of group g and space; groups masked in the whole
     batch are skipped. Without masked channels this is `scot_loss(pred, target, groups)`.
 
+    The loss is a ratio of sums over the batch, not a mean of per-sample terms, so under DDP the average of each
+    process's own loss is not the loss of the combined batch. ``all_reduce`` (a sum over the processes of a tensor,
+    e.g. ``torch.distributed.all_reduce``) makes it so: the counts and normalisers are summed over the processes, the
+    value is the combined batch's loss on every process, and the gradient is ``world`` times this process's share, so
+    that DDP's average of the gradients is the combined batch's gradient.
+
     Shapes: pred, target (B, C, *space); mask (B, C) bool.
     """
     if mask.shape != pred.shape[:2]:
         raise ValueError(f"mask should be (B, C) = {tuple(pred.shape[:2])}, got {tuple(mask.shape)}")
+    if all_reduce is not None:
+        return _combined_loss(pred, target, mask, groups, all_reduce)
     m = mask.to(pred.dtype).reshape(mask.shape + (1,) * (pred.dim() - 2))
     n_space = pred[0, 0].numel()
     terms = []
@@ -120,6 +135,22 @@ def masked_scot_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequenc
     if not terms:
         raise ValueError("every channel of the batch is masked: nothing to train on")
     return torch.stack(terms).mean()
+
+
+def _combined_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int],
+                   all_reduce: Callable[[Tensor], Tensor]) -> Tensor:
+    """`masked_scot_loss` of the batch combined over the processes (see there)."""
+    own = _group_sums(pred, target, mask, groups)
+    total = all_reduce(own.detach().clone())
+    world = all_reduce(torch.ones((), dtype=pred.dtype, device=pred.device))
+    kept = total[0] > 0
+    if not bool(kept.any()):
+        raise ValueError("every channel of the batch is masked: nothing to train on")
+    count, norm = total[0][kept], total[2][kept] / total[0][kept]
+    scale = 1.0 / (count * (norm + LOSS_EPS) * int(kept.sum()))  # d loss / d (error sum of group g)
+    value = (total[1][kept] * scale).sum()
+    share = world * (own[1][kept] * scale).sum()
+    return value + (share - share.detach())
 
 
 def _own(view: AllPairsDataset, fields: Tensor) -> Tensor:
