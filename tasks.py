@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader
 from . import metrics as M
 from .datasets import TrajectoryDataset
 
-__all__ = ["AbstractTask", "OperatorTask", "NextStepTask", "split_metrics", "rollout", "rollout_metrics",
-           "to_device", "METRIC_NAMES"]
+__all__ = ["AbstractTask", "OperatorTask", "NextStepTask", "FirstWindows", "split_metrics", "rollout",
+           "rollout_metrics", "to_device", "METRIC_NAMES"]
 
 METRIC_NAMES = ("rel_l2", "rel_l1", "rmse", "nrmse", "max_error", "crmse", "vrmse")
 
@@ -82,6 +82,24 @@ def _net_call(net: torch.nn.Module, model: torch.nn.Module, batch: Mapping[str, 
                batch.get("scalars") if lay.n_scalars else None)
 
 
+class FirstWindows(torch.utils.data.Dataset):
+    """The first window (from t = 0) of each trajectory of a window dataset: ``u0 -> u(dt_stride dt)``, one sample
+    per trajectory, with the dataset's metadata and normalisation."""
+
+    def __init__(self, windows: TrajectoryDataset) -> None:
+        self.windows = windows
+        self.metadata, self.denormalize = windows.metadata, windows.denormalize
+        self.n_steps_input, self.dt_stride = windows.n_steps_input, windows.dt_stride
+
+    def __len__(self) -> int:
+        return len(self.windows.trajectories)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"trajectory {index} of {len(self)}")
+        return self.windows[index * self.windows.windows_per_trajectory]
+
+
 @dataclass(frozen=True)
 class OperatorTask(AbstractTask):
     """u(t) -> u(t + dt_stride dt) (``windows="all"``) or u0 -> u(dt_stride dt) (``"first"``; 0: the last snapshot);
@@ -102,10 +120,9 @@ class OperatorTask(AbstractTask):
         common = {"max_trajectories": max_trajectories or None}
         if probe.n_steps == 1:  # steady data: constant fields -> the solution
             return views.open(split, n_steps_input=0, n_steps_output=1, **common)
-        if self.windows == "first":
-            stride = self.dt_stride or (probe.n_steps - 1)
-            return views.open(split, n_steps_input=1, dt_stride=stride, full_trajectory=True, **common)
-        return views.open(split, n_steps_input=1, n_steps_output=1, dt_stride=self.dt_stride, **common)
+        stride = self.dt_stride or (probe.n_steps - 1)
+        windows = views.open(split, n_steps_input=1, n_steps_output=1, dt_stride=stride, **common)
+        return FirstWindows(windows) if self.windows == "first" else windows
 
     def frames(self, dataset: TrajectoryDataset) -> tuple[int, int]:
         return (0 if dataset.n_steps_input == 0 else 1), 1

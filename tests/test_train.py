@@ -513,3 +513,19 @@ def test_two_writers_of_one_file_do_not_share_a_temporary_file(tmp_path: Path) -
     save_figure(a, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "summary.json"]
+
+
+def test_operator_windows_first_maps_u0_to_one_later_frame(data: dict) -> None:
+    """``task.windows first``: one sample per trajectory, u(0) -> u(dt_stride dt) (0: the last snapshot)."""
+    from pdeforge.datasets import TrajectoryDataset
+    from pdeforge.tasks import OperatorTask, Views
+
+    views = Views(data["burgers_1d"])
+    whole = TrajectoryDataset(data["burgers_1d"], n_steps_input=0, n_steps_output=1, split="test")
+    for stride, frame in ((2, 2), (0, whole.n_steps - 1)):
+        ds = OperatorTask(windows="first", dt_stride=stride).dataset(views, "test")
+        assert len(ds) == len(whole.trajectories) == 2
+        for i in range(len(ds)):
+            traj = ds.windows.read(i, [0, frame])["fields"]
+            torch.testing.assert_close(ds[i]["input_fields"][0], traj[0], rtol=0, atol=0)
+            torch.testing.assert_close(ds[i]["output_fields"], traj[1:], rtol=0, atol=0)
