@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     s.add_argument("--batch-size", type=int, default=None, help="trajectories solved together (default: the preset's)")
     s.add_argument("--shard", default=None, help="i/n: write only shard i of n (automatic under torchrun)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a root made with other parameters (or without a generation record: older pdeforge, "
+                        "pdeforge convert); without it such a root is refused, and one of the same parameters is "
+                        "resumed or left as it is")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_generate)
 

@@ -9,7 +9,7 @@ A dataset is a folder ``ROOT/data/{train,valid,test}/*.hdf5`` plus ``ROOT/stats.
 
 from ._allpairs import PAIRINGS, AllPairsDataset, AllPairsMixture, channel_union
 from ._dataset import TrajectoryDataset
-from ._format import FormatError, validate
+from ._format import FormatError, check_disjoint_splits, validate
 from ._metadata import DatasetMetadata
 from ._observations import ObservationConfig, ObservationView, draw_observations
 from ._pdebench import convert_pdebench
@@ -23,6 +23,7 @@ __all__ = [
     "DatasetMetadata",
     "FormatError",
     "validate",
+    "check_disjoint_splits",
     "to_xarray",
     "convert_pdebench",
     "FieldSpec",

@@ -14,6 +14,7 @@ Shape rule of a field: ``[N if sample_varying] + [T if time_varying] + [n_i for 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-__all__ = ["FormatError", "validate", "FileInfo", "read_file_info", "list_data_files", "decode"]
+__all__ = ["FormatError", "validate", "check_disjoint_splits", "FileInfo", "read_file_info", "list_data_files",
+           "decode"]
 
 TENSOR_GROUPS = ("t0_fields", "t1_fields", "t2_fields")
 BC_TYPES = ("periodic", "wall", "open")
@@ -308,6 +310,7 @@ def validate(path: str | os.PathLike, split: str | None = None, check_values: bo
         if not infos:
             raise FormatError(f"{p}: dataset root without data/train, data/valid or data/test folders")
         check_consistent(infos)
+        check_disjoint_splits(p)
         return infos
     infos = [read_file_info(fp, check_values=check_values) for fp in list_data_files(p, split)]
     check_consistent(infos)
@@ -331,6 +334,104 @@ def check_consistent(infos: list[FileInfo]) -> None:
                 f"{info.path}: time axis {info.time[:3]}... (dt={info.dt:g}) differs from {ref.path}: {ref.time[:3]}... "
                 f"(dt={ref.dt:g}); inconsistent time axis between files of one dataset"
             )
+
+
+def check_disjoint_splits(root: str | os.PathLike) -> None:
+    """Raise `FormatError` if two splits of a dataset root share a trajectory (train/test leakage).
+
+    Two checks, both cheap enough for every training start: the ``trajectory_range`` provenance attributes that
+    ``pdeforge generate`` writes (global trajectory ids) must not overlap between splits; and no trajectory of one
+    split may equal one of another split bit for bit. Equality is found by hashing the first stored snapshot of the
+    first field of every trajectory (one chunk each), then confirmed on its last snapshot and per-trajectory scalars,
+    so datasets whose trajectories share an initial state (other parameters, other forcing) are not refused.
+    """
+    root = Path(root)
+    files = {s: sorted([*(root / "data" / s).glob("*.h5"), *(root / "data" / s).glob("*.hdf5")], key=str)
+             for s in ("train", "valid", "test")}
+    ranges: list[tuple[str, Path, int, int]] = []
+    seen: dict[bytes, tuple[str, Path, int]] = {}
+    for split, paths in files.items():
+        for path in paths:
+            try:
+                with h5py.File(path, "r") as f:
+                    r = _trajectory_range(f)
+                    if r is not None:
+                        for other_split, other, a, b in ranges:
+                            if other_split != split and a < r[1] and r[0] < b:
+                                raise FormatError(
+                                    f"{root}: splits share trajectory ids: {other.relative_to(root)} holds "
+                                    f"trajectories [{a}, {b}) and {path.relative_to(root)} [{r[0]}, {r[1]}) (leakage between "
+                                    f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite")
+                        ranges.append((split, path, *r))
+                    for i, key in enumerate(_first_snapshot_hashes(f)):
+                        if key in seen and seen[key][0] != split:
+                            other_split, other, j = seen[key]
+                            with h5py.File(other, "r") as g:
+                                same = _confirm_hash(g, j) == _confirm_hash(f, i)
+                            if same:
+                                raise FormatError(
+                                    f"{root}: splits share a trajectory: {other.relative_to(root)} index {j} and "
+                                    f"{path.relative_to(root)} index {i} are bit-identical (leakage between "
+                                    f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite")
+                        seen.setdefault(key, (split, path, i))
+            except (OSError, KeyError, RuntimeError) as e:  # h5py's errors for unreadable or damaged files
+                raise FormatError(f"{path}: cannot be read to check the splits are disjoint: {e}") from None
+
+
+def _trajectory_range(f: h5py.File) -> tuple[int, int] | None:
+    """The global ids ``[a, b)`` of a file's trajectories (``trajectory_range`` attribute, JSON), or None."""
+    value = decode(f.attrs.get("trajectory_range"))
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return value[0], value[1]
+    return None
+
+
+def _first_field(f: h5py.File) -> h5py.Dataset | None:
+    """The first per-trajectory field (t0, then t1, then t2 fields, in ``field_names`` order), or None."""
+    for group in TENSOR_GROUPS:
+        if group not in f:
+            continue
+        for name in decode(f[group].attrs.get("field_names", [])) or []:
+            ds = f[group].get(name)
+            if isinstance(ds, h5py.Dataset) and ds.attrs.get("sample_varying", False) and ds.ndim >= 1:
+                return ds
+    return None
+
+
+def _first_snapshot_hashes(f: h5py.File) -> list[bytes]:
+    """One hash per trajectory of its first stored snapshot of the first field, read a block of trajectories at a
+    time (bounded memory)."""
+    ds = _first_field(f)
+    if ds is None:
+        return []
+    time_varying = bool(ds.attrs.get("time_varying", False)) and ds.ndim >= 2
+    snapshot = int(np.prod(ds.shape[2 if time_varying else 1:]))
+    step = max(1, (1 << 24) // max(1, snapshot))
+    out = []
+    for start in range(0, ds.shape[0], step):
+        block = np.ascontiguousarray(ds[start : start + step, 0] if time_varying else ds[start : start + step])
+        out += [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in block]
+    return out
+
+
+def _confirm_hash(f: h5py.File, i: int) -> bytes:
+    """A hash of trajectory ``i``'s last snapshot of the first field and its per-trajectory scalars."""
+    h = hashlib.blake2b(digest_size=16)
+    ds = _first_field(f)
+    if ds is not None:
+        time_varying = bool(ds.attrs.get("time_varying", False)) and ds.ndim >= 2
+        h.update(np.ascontiguousarray(ds[i, -1] if time_varying else ds[i]).tobytes())
+    if "scalars" in f:
+        for name in decode(f["scalars"].attrs.get("field_names", [])) or []:
+            sc = f["scalars"].get(name)
+            if isinstance(sc, h5py.Dataset) and sc.attrs.get("sample_varying", False) and sc.ndim >= 1:
+                h.update(name.encode() + np.ascontiguousarray(sc[i]).tobytes())
+    return h.digest()
 
 
 def json_attr(value: Any) -> str:

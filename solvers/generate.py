@@ -2,37 +2,161 @@
 
     pdeforge generate --list
     pdeforge generate burgers_1d --out data/burgers_1d [--n-trajectories N] [--resolution R] [--seed S]
-                                 [--device cpu|cuda] [--batch-size B] [--shard i/n]
+                                 [--device cpu|cuda] [--batch-size B] [--shard i/n] [--overwrite]
     torchrun --nproc_per_node 4 -m pdeforge.cli generate ks_1d --out data/ks     # shards by rank
 
 Layout written: ``ROOT/data/{train,valid,test}/<preset>_<first>-<end>.hdf5`` (global trajectory ranges, so shards
 are disjoint files the dataset layer reads as one dataset) and ``ROOT/stats.yaml`` fitted on train once every train
 file exists. Trajectory ``j`` is seeded by ``(seed, j)``: same seed, same numbers, whatever the sharding. Rerunning
 the same command after a crash skips finished files and resumes the interrupted one.
+
+``ROOT/generation.json`` records what made the root (preset, its fields, seed, resolution, trajectory count, pdeforge
+version), written before the first data file. A root is only continued by the same parameters (every shard of one
+generation shares the record); other parameters are refused, naming what differs, unless ``overwrite`` replaces the
+root: files of two generations never meet in one root, where they would mix datasets or put one trajectory in two
+splits.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
+import json
 import os
+import secrets
+import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from .. import __version__
+from .._files import atomic_write
 from ..datasets import TrajectoryWriter, write_stats
 from ._presets import PRESETS, AbstractPreset, Solved
 
-__all__ = ["BlowUpError", "generate", "split_ranges", "shard_range", "PRESETS", "main"]
+__all__ = ["BlowUpError", "ExistingRootError", "generate", "generation_record", "split_ranges", "shard_range",
+           "PRESETS", "main"]
 
 SPLITS = ("train", "valid", "test")
+RECORD = "generation.json"
+# Preset fields that are not part of the record: the resolved resolution and count are recorded on their own, the
+# batch size does not change the numbers (trajectory j is seeded by (seed, j)), and the summary is prose.
+_UNRECORDED_FIELDS = ("name", "summary", "resolution", "n_trajectories", "batch_size")
 
 
 class BlowUpError(RuntimeError):
     """A solve produced non-finite values; the message names preset, parameters, trajectory and step."""
+
+
+class ExistingRootError(ValueError):
+    """The output root holds data that these parameters would not reproduce; the message names what differs."""
+
+
+def generation_record(preset: AbstractPreset, n_trajectories: int, resolution: int, seed: int) -> dict[str, Any]:
+    """What makes a root's numbers: preset name, seed, resolution, count, version and every preset field.
+
+    Fields are recorded by their ``repr`` (equations and initial conditions are dataclasses whose repr lists
+    their values), so a changed override such as ``n_snapshots`` or ``dt`` shows in the record and in the refusal.
+    """
+    fields = {f.name: repr(getattr(preset, f.name)) for f in dataclasses.fields(preset)
+              if f.name not in _UNRECORDED_FIELDS}
+    return {"preset": preset.name, "resolution": int(resolution), "seed": int(seed),
+            "n_trajectories": int(n_trajectories), "pdeforge_version": __version__, "preset_fields": fields}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ, top-level first, then preset fields (only when the preset is the same)."""
+    top = ("preset", "resolution", "seed", "n_trajectories", "pdeforge_version")
+    keys = [k for k in top if old.get(k) != new.get(k)]
+    if "preset" in keys:  # another preset: every field differs, and its name says enough
+        return keys
+    old_f, new_f = old.get("preset_fields", {}), new.get("preset_fields", {})
+    return keys + [f"preset_fields.{k}" for k in sorted(set(old_f) | set(new_f)) if old_f.get(k) != new_f.get(k)]
+
+
+def _value(record: dict[str, Any], key: str) -> str:
+    if key.startswith("preset_fields."):
+        text = record.get("preset_fields", {}).get(key.split(".", 1)[1], "(not set)")
+    else:
+        text = str(record.get(key, "(not set)"))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _describe(record: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{k.removeprefix('preset_fields.')} {_value(record, k)}" for k in keys)
+
+
+def _has_data(root: Path) -> bool:
+    """Whether ``root`` holds anything `generate` or `pdeforge convert` writes (other files are left alone)."""
+    data = root / "data"
+    return (root / "stats.yaml").exists() or (data.is_dir() and any(p.is_file() for p in data.rglob("*")))
+
+
+def _read_record(root: Path) -> dict[str, Any] | None:
+    path = root / RECORD
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ExistingRootError(f"{path}: unreadable generation record ({e}): use another --out, or --overwrite to "
+                                "replace it") from None
+    if not isinstance(record, dict):
+        raise ExistingRootError(f"{path}: expected a JSON object, found {type(record).__name__}: use another --out, "
+                                "or --overwrite to replace it")
+    return record
+
+
+def _replace(root: Path) -> None:
+    """Move what a generation wrote out of the way, then delete it: each rename is atomic, so an interruption leaves
+    either the old file or none under its name (never a half-deleted mix), and a hidden leftover at worst."""
+    trash = root / f".replaced-{secrets.token_hex(6)}"
+    trash.mkdir()
+    for name in ("data", "stats.yaml", RECORD):
+        if (root / name).exists():
+            os.replace(root / name, trash / name)
+    shutil.rmtree(trash)
+
+
+def _claim_root(root: Path, record: dict[str, Any], overwrite: bool, n_shards: int) -> None:
+    """Make ``root`` hold ``record``, or refuse. Shards of one generation run this at once, so it holds an exclusive
+    lock on the root folder: the second shard sees the record the first one wrote (same parameters: accepted)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the process ends, whatever the way
+        except OSError:  # a file system without locks (some network mounts): shards then rely on atomic renames
+            pass
+        unreadable: ExistingRootError | None = None
+        try:
+            old = _read_record(root)
+        except ExistingRootError as e:
+            unreadable, old = e, {}
+        if not _has_data(root):  # a fresh root, or a record whose generation never wrote data: nothing to lose
+            if old != record:
+                atomic_write(root / RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+            return
+        if old == record and not (overwrite and n_shards == 1):
+            return  # the same generation (or another shard of it): continue
+        if not overwrite:
+            if unreadable is not None:
+                raise unreadable
+            if old is None:
+                raise ExistingRootError(
+                    f"{root}: holds data but no generation record ({RECORD}: made by an older pdeforge or by pdeforge "
+                    "convert), so its parameters cannot be compared: use another --out, or --overwrite to replace it")
+            keys = _differences(old, record)
+            raise ExistingRootError(f"{root}: made with {_describe(old, keys)}; asked {_describe(record, keys)}: use "
+                                    "another --out, or --overwrite to replace it")
+        _replace(root)
+        atomic_write(root / RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    finally:
+        os.close(fd)
 
 
 def split_ranges(n_trajectories: int, fractions: Sequence[float]) -> dict[str, tuple[int, int]]:
@@ -92,8 +216,17 @@ def generate(
     batch_size: int | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    overwrite: bool = False,
+    on_start: Callable[[str, list[Path]], None] | None = None,
 ) -> list[Path]:
-    """Write this shard's files of ``preset`` under ``out``; returns the files. See the module docstring."""
+    """Write this shard's files of ``preset`` under ``out``; returns the files. See the module docstring.
+
+    A root that holds data of other parameters (or data without a record) raises `ExistingRootError`, unless
+    ``overwrite``: then the old generation is deleted first. With several shards, ``overwrite`` keeps a root of the
+    same parameters (another shard of this generation may have written it). ``on_start(state, kept)`` is called once
+    the root is claimed, before any solve: ``state`` is ``"new"``, ``"resuming"`` or ``"complete"`` and ``kept``
+    the files of this shard already finished.
+    """
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise KeyError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)} (pdeforge generate --list)")
@@ -112,8 +245,15 @@ def generate(
         a, b = shard_range(*ranges[split], i, n_shards)
         if b > a:
             jobs.append((split, a, b, root / "data" / split / f"{preset.name}_{a:06d}-{b:06d}.hdf5"))
+    _claim_root(root, generation_record(preset, n, res, seed), overwrite, n_shards)
+    kept = [path for _, _, _, path in jobs if path.exists()]
+    started = any(path.with_name(path.name + ".partial").exists() for _, _, _, path in jobs)
+    state = "complete" if len(kept) == len(jobs) else "resuming" if kept or started else "new"
+    if on_start is not None:
+        on_start(state, kept)
     total = sum(b - a for _, a, b, path in jobs if not path.exists())
-    bar = tqdm(total=total, unit="traj", desc=f"{preset.name} shard {i}/{n_shards}", disable=not progress)
+    label = f"{preset.name} shard {i}/{n_shards}" + (" (resuming)" if state == "resuming" else "")
+    bar = tqdm(total=total, unit="traj", desc=label, disable=not progress)
     written = []
     for split, a, b, path in jobs:
         written.append(path)
@@ -141,7 +281,7 @@ def generate(
     train_a, train_b = ranges["train"]
     expected = [root / "data" / "train" / f"{preset.name}_{a:06d}-{b:06d}.hdf5"
                 for a, b in (shard_range(train_a, train_b, k, n_shards) for k in range(n_shards)) if b > a]
-    if all(p.exists() for p in expected):
+    if all(p.exists() for p in expected) and not (state == "complete" and (root / "stats.yaml").exists()):
         write_stats(root)
     return written
 
@@ -167,16 +307,25 @@ def main(args: argparse.Namespace) -> int:
     if not args.out:
         print("error: --out ROOT is required (the dataset root to write)", file=sys.stderr)
         return 2
+    kept: list[Path] = []
+
+    def on_start(state: str, files: list[Path]) -> None:
+        kept.extend(files)
+        if state == "complete":
+            print(f"already complete: {args.out} holds every file of these parameters ({len(files)} files)")
+        elif state == "resuming":
+            print(f"resuming {args.out}: same parameters as its {RECORD}; {len(files)} files already complete")
+
     try:
         shard = parse_shard(args.shard)
         files = generate(args.preset, args.out, n_trajectories=args.n_trajectories, resolution=args.resolution,
                          seed=args.seed, device=args.device, batch_size=args.batch_size, shard=shard,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, overwrite=args.overwrite, on_start=on_start)
     except (BlowUpError, KeyError, ValueError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 1
     for f in files:
-        print(f"wrote {f}")
+        print(f"kept {f} (already complete)" if f in kept else f"wrote {f}")
     if (Path(args.out) / "stats.yaml").exists():
         print(f"statistics {Path(args.out) / 'stats.yaml'} (train split)")
     return 0

@@ -50,6 +50,12 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
         problem = root_problem(data.root)
         if problem:
             raise ValueError(f"{where}: data.root {data.root}: {problem}")
+        from ..datasets import FormatError, check_disjoint_splits
+
+        try:  # a trajectory in two splits would train on the test data: refused before any step
+            check_disjoint_splits(data.root)
+        except FormatError as e:
+            raise ValueError(f"{where}: data.root {data.root}: {e}") from None
         return Path(data.root).resolve()
     if not data.preset:
         raise ValueError(f"{where}: data: expected root (a dataset root) or preset (a `pdeforge generate` preset)")
