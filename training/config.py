@@ -70,7 +70,8 @@ class RunSection:
                             min=0, resume_safe=True)
     checkpoint_every: int = option(0, "optimiser steps between checkpoints (0: at the end of each epoch)", min=0,
                                    resume_safe=True)
-    loggers: list = option([], "experiment trackers to log to (none built in yet: [])", resume_safe=True)
+    loggers: list = option([], "experiment trackers to log to: any of tensorboard, wandb, mlflow (the extra of each "
+                                   "must be installed)", resume_safe=True)
     progress: bool = option(True, "a progress bar over the optimiser steps", resume_safe=True)
     threads: int = option(0, "torch CPU threads (0: torch's default)", min=0, resume_safe=True)
     deterministic: bool = option(False, "torch.use_deterministic_algorithms (slower, bit-reproducible on GPUs)")

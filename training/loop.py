@@ -5,18 +5,20 @@ model, the loss on a batch, its evaluation, its plots and how its model is rebui
 same way for all: devices and DDP processes, seeding, the run folder, the optimiser (AdamW) with the warm-up +
 cosine schedule, gradient accumulation, clipping and AMP, the non-finite-loss stop, validation with best-by-valid
 selection and early stopping, checkpoints with the whole RNG bundle and exact resume, the progress bar, the log
-and the final metrics, weights and plots.
+and the final metrics, weights and plots, and the experiment trackers of ``run.loggers`` (:mod:`.loggers`).
 
 The loop, in order::
 
     1. environment: device, processes (torchrun: DDP, gloo on CPU, NCCL on GPU), threads, seeds
     2. run folder: fresh (refused if it holds a run), overwritten, or resumed (refused if the config changed)
-    3. family.prepare(): data; family.build_model(): the model (on the CPU, then moved); --run.init_from
+    3. family.prepare(): data; family.build_model(): the model (on the CPU, then moved); --run.init_from; the
+       trackers open (main process), a fresh run logs its config
     4. optimiser, schedule, GradScaler; a resumed run puts back every state and the RNG bundle
     5. steps: micro-batches of family.train_batches(epoch, start) -> loss -> backward; every grad_accum of them an
        optimiser step; validation and checkpoints at their cadence; stop at the budget or --run.max_steps
     6. the selected weights (best on valid, or the last): family.finish(model) (e.g. L-BFGS), then
-       family.evaluate(model, "valid"/"test"), metrics.json, model.safetensors + model.json, plots
+       family.evaluate(model, "valid"/"test"), metrics.json, model.safetensors + model.json, plots; the trackers
+       get the final valid/test scalars and every RUN/*.png
 """
 
 from __future__ import annotations
@@ -36,15 +38,12 @@ from torch import nn
 from .._device import check_device, resolve_device
 from ..checkpoint import UnsafeCheckpointError, load_any_weights
 from .config import config_to_dict, resume_safe_keys
+from .loggers import AbstractLogger, LoggerGroup, check_loggers, open_loggers, scalars
 from .rng import capture_rng, restore_rng, seed_everything
 from .run_folder import RunFolder
 from .schedule import make_scheduler
 
-__all__ = ["AbstractFamily", "Environment", "NonFiniteLossError", "fit", "setup_environment", "init_matching",
-           "LOGGERS"]
-
-#: experiment trackers by name (`run.loggers`); none is built in yet
-LOGGERS: dict[str, Any] = {}
+__all__ = ["AbstractFamily", "Environment", "NonFiniteLossError", "fit", "setup_environment", "init_matching"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -72,13 +71,11 @@ class Environment:
 
 
 def setup_environment(run: Any, where: str) -> Environment:
-    """The device (checked: a device that is not here is a one-line ValueError naming ``where``), the processes
-    (torchrun's ``WORLD_SIZE``/``RANK``: DDP), the CPU threads and the seeds of ``run`` (a :class:`RunSection`)."""
+    """The device (checked: a device that is not here is a one-line ValueError naming ``where``; so is a tracker of
+    ``run.loggers`` that is not installed), the processes (torchrun's ``WORLD_SIZE``/``RANK``: DDP), the CPU threads
+    and the seeds of ``run`` (a :class:`RunSection`)."""
     check_device(run.device, f"{where}: run.device")
-    for name in run.loggers:
-        if name not in LOGGERS:
-            raise ValueError(f"{where}: run.loggers: {name!r}: expected a list of "
-                             f"{sorted(LOGGERS) or 'trackers (none is built in yet: use [])'}")
+    check_loggers(run.loggers, where)
     if run.threads:
         torch.set_num_threads(run.threads)
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
@@ -215,8 +212,6 @@ def _budget(family: AbstractFamily, optim: Any) -> tuple[int, int]:
 def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config") -> dict[str, Any]:
     """Train ``family_class`` as ``config`` says; write its run folder; return the final metrics (``{}`` on
     processes other than the main one)."""
-    from tqdm.auto import tqdm
-
     run_cfg, optim = config.run, config.optim
     # 1. environment ---------------------------------------------------------------------------------------
     env = setup_environment(run_cfg, where)
@@ -238,6 +233,23 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
             print(f"init from {run_cfg.init_from}: {said}")
     model.to(env.device)
     folder.create()
+    # the trackers (main process only), opened once the folder is claimed and closed whatever happens
+    start_step = int(saved["counters"]["step"]) if saved is not None else 0
+    tracker = open_loggers(run_cfg.loggers, folder.path, family.name, start_step) if env.is_main else LoggerGroup()
+    try:
+        if saved is None:
+            tracker.log_config(plain)
+        return _train(family, model, folder, saved, plain, tracker)
+    finally:
+        tracker.close()
+
+
+def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: dict | None, plain: dict,
+           tracker: AbstractLogger) -> dict[str, Any]:
+    """Steps 4 to 6 of :func:`fit`: optimise ``model``, then evaluate and save the selected weights."""
+    from tqdm.auto import tqdm
+
+    run_cfg, optim, env = family.config.run, family.config.optim, family.env
     n_params = sum(p.numel() for p in model.parameters())
     # 4. optimiser, schedule, scaler; resume -----------------------------------------------------------------
     groups = family.parameter_groups(model)
@@ -273,17 +285,19 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
               f"({steps_per_epoch} per epoch), {env.world} process(es) on {env.device}")
 
     def checkpoint() -> None:
+        paused = time.perf_counter()
         folder.save_checkpoint({
             "family": family.name, "config": plain, "counters": dict(counters), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if use_scaler else {}, "rng": capture_rng(family.generators()),
             "family_state": family.training_state(),
             "best_weights": best_weights or {}})
+        meter.t0 += time.perf_counter() - paused
 
     def validation() -> bool:
         """Validate (main process), keep the best weights; True when early stopping says stop."""
         nonlocal best_weights
-        stop = False
+        stop, paused = False, time.perf_counter()
         if env.is_main:
             value = family.validate(model)
             model.train()
@@ -292,6 +306,7 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
                     raise NonFiniteLossError(f"{family.name}: the validation metric is {value} at step "
                                              f"{counters['step']}: the model's predictions hold NaN/Inf")
                 folder.record({"step": counters["step"], "epoch": counters["epoch"], "valid": value})
+                tracker.log_metrics({"valid/selection": value}, counters["step"])
                 if value < counters["best"]:
                     counters.update(best=value, best_step=counters["step"], bad_evals=0)
                     best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -300,6 +315,7 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
                 bar.write(f"step {counters['step']:6d}  valid {value:.4g}  (best {counters['best']:.4g} at step "
                           f"{counters['best_step']})")
                 stop = bool(optim.patience) and counters["bad_evals"] >= optim.patience
+        meter.t0 += time.perf_counter() - paused
         return _agree(stop, env)
 
     # 5. the steps -------------------------------------------------------------------------------------------
@@ -311,12 +327,14 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
     done = counters["step"] >= stop_at
     model.train()
     per_epoch = family.steps_per_epoch()
+    meter = _Throughput(env.world)
     while not done:
         micro, fetching, t_epoch = 0, [0.0], time.perf_counter()
         ended = True  # False when the budget ends the run before the epoch's last micro-batch
         for batch in _timed(family.train_batches(counters["epoch"], counters["batch"]), fetching):
             micro += 1
             counters["batch"] += 1
+            meter.samples += _batch_samples(batch)
             last = micro % optim.grad_accum == 0
             sync = contextlib.nullcontext() if last or env.world == 1 else net.no_sync()
             with sync:
@@ -340,13 +358,16 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             counters["step"] += 1
+            meter.steps += 1
             step = counters["step"]
             bar.update(1)
             if env.is_main and (step % 10 == 0 or step == 1):
                 entry = {"step": step, "epoch": counters["epoch"], "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
                 if grad_norm is not None:
                     entry["grad_norm"] = grad_norm
-                folder.record(entry)
+                folder.record(entry)  # the log keeps what a resume reproduces exactly: no timings
+                values = {**entry, **meter.rates()}
+                tracker.log_metrics({f"train/{k}": v for k, v in values.items() if k != "step"}, step)
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
             done = step >= stop_at
             if (optim.eval_every and step % optim.eval_every == 0) or done:
@@ -359,8 +380,9 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
                 break
         if not ended:
             break
-        # the epoch ran out (a partial accumulation is dropped)
-        if micro == 0:
+        # the epoch ran out (a partial accumulation is dropped); a run resumed from a checkpoint taken at the epoch's
+        # last micro-batch finds none left and goes on with the epoch's end, as the uninterrupted run did
+        if micro == 0 and counters["batch"] < per_epoch:
             raise ValueError(f"{family.name}: epoch {counters['epoch']} gave no batch from batch "
                              f"{counters['batch']} on (steps_per_epoch says {per_epoch})")
         optimizer.zero_grad(set_to_none=True)
@@ -393,6 +415,9 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
         folder.save_model(model.state_dict(), {"family": family.name, "config": plain, **family.envelope(model)})
         folder.write_metrics(metrics)
         family.plots(model, folder, metrics)
+        tracker.log_metrics(scalars({"valid": metrics["valid"], "test": metrics["test"]}), counters["step"])
+        for png in sorted(folder.path.glob("*.png")):
+            tracker.log_image(png.stem, png, counters["step"])
         line = family.summary(metrics)
         print((line + "\n" if line else "") + f"run folder: {folder.path}")
     if env.world > 1:
@@ -401,6 +426,35 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+class _Throughput:
+    """Optimiser steps and samples per second of training between two log records, over all ``world`` processes.
+    Validation and checkpoints are left out: they move ``t0`` on by the time they took."""
+
+    def __init__(self, world: int) -> None:
+        self.world = world
+        self.t0, self.steps, self.samples = time.perf_counter(), 0, 0
+
+    def rates(self) -> dict[str, float]:
+        """``{"steps_per_s", "samples_per_s"}`` since the last call (samples only when the batches say them)."""
+        seconds = max(time.perf_counter() - self.t0, 1e-9)
+        out = {"steps_per_s": self.steps / seconds}
+        if self.samples:
+            # every process trains on a share of the same size (train_batches' contract)
+            out["samples_per_s"] = self.samples * self.world / seconds
+        self.t0, self.steps, self.samples = time.perf_counter(), 0, 0
+        return out
+
+
+def _batch_samples(batch: Any) -> int:
+    """The samples in a micro-batch: the leading size of its first tensor (the batch itself, or the first tensor of
+    a tuple, list or mapping); 0 when there is none (a family with another batch logs steps/s only)."""
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (tuple, list)) else (batch,)
+    for item in items:
+        if isinstance(item, torch.Tensor) and item.ndim > 0:
+            return int(item.shape[0])
+    return 0
 
 
 def _timed(batches: Iterator[Any], clock: list[float]) -> Iterator[Any]:
