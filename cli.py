@@ -11,7 +11,8 @@ neuraloperator, which pulls wandb, cost seconds to import).
     pdeforge evaluate RUN_DIR                recompute a training run's metrics from its saved weights
 
 Bad input (a missing or invalid file, an option out of range) ends with one ``error: ...`` line and exit status 1;
-``PDEFORGE_TRACEBACK=1`` shows the traceback instead.
+``PDEFORGE_TRACEBACK=1`` shows the traceback instead. Ctrl-C ends with one line saying what was kept and the command
+that resumes it, and exit status 130 (as a shell reports a process ended by SIGINT). docs/errors.md lists them all.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
+
+INTERRUPTED = 128 + 2  # the exit status of a command stopped by Ctrl-C (SIGINT), as a shell reports it
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -99,6 +103,50 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted_run_dir(argv: Sequence[str]) -> Path:
+    """The run folder that ``pdeforge train ARGV`` writes, found as `pdeforge.families.train` and `fit` find it."""
+    from .families import load_family_config
+    from .train import split_argv
+    from .training.config import parse_overrides
+
+    path, overrides, _ = split_argv(argv)
+    given = dict(parse_overrides(overrides))
+    if given.get("run.resume"):
+        return Path(str(given["run.resume"]))
+    if path is None:  # the embedded default: train.main puts it in runs/default
+        return Path(str(given.get("run.run_dir") or Path("runs") / "default"))
+    _, config = load_family_config(path, overrides)
+    return Path(config.run.resume or config.run.run_dir or Path("runs") / Path(path).stem)
+
+
+def interrupted_training(argv: Sequence[str], command: str = "pdeforge train") -> str:
+    """The one line that ends a training run stopped by Ctrl-C: what its run folder keeps and how to go on.
+
+    ``argv`` are the arguments the run was started with (``[CONFIG] --section.key value ...``), ``command`` the
+    program that ran them (``pdeforge train`` or ``python train.py``). A run resumes from its last checkpoint with
+    only ``--run.resume RUN_DIR``: the run folder's ``config.yaml`` holds every option it was started with.
+    """
+    from .checkpoint import load_state
+
+    try:
+        run_dir = _interrupted_run_dir(argv)
+    except (ValueError, OSError):  # the config was refused before the run began: nothing of it was written
+        return "interrupted: nothing was written"
+    checkpoint = run_dir / "checkpoint" / "state.pt"
+    again = f"{command} {shlex.join(argv)}".rstrip()
+    if checkpoint.is_file():
+        try:
+            step = f"step {int(load_state(checkpoint)['counters']['step'])}"
+        except Exception:  # an unreadable checkpoint is for --run.resume to report, not this line
+            step = "its last step"
+        return (f"interrupted: {run_dir} keeps its last checkpoint ({step}); resume with: {command} --run.resume "
+                f"{shlex.quote(str(run_dir))}")
+    if (run_dir / "config.yaml").is_file():
+        return (f"interrupted before the first checkpoint: nothing to resume ({run_dir} holds its config.yaml only); "
+                f"start again with: {again} --run.overwrite true")
+    return f"interrupted before the run folder was written: nothing was kept; start again with: {again}"
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .families import evaluate_run
 
@@ -135,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-trajectories", type=int, default=None, help="total trajectories (default: the preset's)")
     s.add_argument("--resolution", type=int, default=None, help="grid points per axis (default: the preset's)")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same numbers, any sharding)")
-    s.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     s.add_argument("--batch-size", type=int, default=None, help="trajectories solved together (default: the preset's)")
     s.add_argument("--shard", default=None, help="i/n: write only shard i of n (automatic under torchrun)")
     s.add_argument("--overwrite", action="store_true",
@@ -183,6 +231,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not the traceback of wherever the work happened to be
+        if os.environ.get("PDEFORGE_TRACEBACK"):
+            raise
+        if args.func is _train:
+            print(interrupted_training([a for a in (args.config, *args.overrides) if a is not None]), file=sys.stderr)
+        else:  # generate answers Ctrl-C itself (what it kept, how to resume); the others have nothing to resume
+            print(f"interrupted: pdeforge {argv[0]} stopped before it finished", file=sys.stderr)
+        return INTERRUPTED
     except BrokenPipeError:  # `pdeforge generate --list | head`: the reader has gone; not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not raise again
         return 128 + 13  # as a shell reports a process ended by SIGPIPE

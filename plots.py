@@ -1,6 +1,8 @@
 """Plots people would rather look at than read: trajectories, training curves, predictions, rollout errors.
 
-All functions write a PNG (or GIF) and return its path; matplotlib runs headless (Agg).
+All functions write a PNG (or GIF) and return its path; matplotlib runs headless (Agg). Field images draw NaN and
+Inf in `NONFINITE_COLOUR` (a colour the diverging colormap never uses) and count them in the title: drawn as a
+colour of the scale, a NaN would pass for a value.
 """
 
 from __future__ import annotations
@@ -14,7 +16,32 @@ import numpy as np
 from ._files import atomic_write
 
 __all__ = ["plot_file", "plot_trajectory", "plot_losses", "plot_prediction", "plot_rollout_error", "pyplot",
-           "save_figure"]
+           "save_figure", "field_colormap", "nonfinite_note", "NONFINITE_COLOUR"]
+
+
+NONFINITE_COLOUR = "lime"  # NaN/Inf in field images: far from every colour of RdBu_r
+
+
+def field_colormap():
+    """The diverging colormap of field images, with NaN/Inf (masked values) drawn in `NONFINITE_COLOUR`."""
+    import matplotlib
+
+    return matplotlib.colormaps["RdBu_r"].with_extremes(bad=NONFINITE_COLOUR)
+
+
+def _finite_range(a: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the finite values of ``a``; (0, 1) if it has none (a colour scale still needs a range)."""
+    finite = a[np.isfinite(a)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+
+def nonfinite_note(a: np.ndarray) -> str:
+    """``"3 NaN, 1 Inf of 4096 values (lime)"`` for a title; ``""`` when every value is finite."""
+    n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    if not n_nan and not n_inf:
+        return ""
+    parts = [f"{n_nan} NaN"] * bool(n_nan) + [f"{n_inf} Inf"] * bool(n_inf)
+    return f"{', '.join(parts)} of {a.size} values ({NONFINITE_COLOUR})"
 
 
 def pyplot():
@@ -53,12 +80,17 @@ def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.nd
     plt = pyplot()
     n_dims = fields.ndim - 2
     C = fields.shape[1]
+    note = nonfinite_note(fields)
+    title = f"{title}  ({note})" if title and note else title or note
+    fields = np.ma.masked_invalid(fields)  # masked values take the colormap's "bad" colour
+    cmap = field_colormap()
     if n_dims == 1:
         fig, axes = plt.subplots(1, C, figsize=(5 * C, 4), squeeze=False)
         for c in range(C):
             ax = axes[0, c]
             x = coords[0]
-            im = ax.imshow(fields[:, c], aspect="auto", origin="lower", cmap="RdBu_r",
+            lo, hi = _finite_range(fields.data[:, c])
+            im = ax.imshow(fields[:, c], aspect="auto", origin="lower", cmap=cmap, vmin=lo, vmax=hi,
                            extent=(x[0], x[-1], time[0], time[-1] if len(time) > 1 else time[0] + 1))
             ax.set_xlabel("x"), ax.set_ylabel("t"), ax.set_title(names[c])
             fig.colorbar(im, ax=ax)
@@ -68,10 +100,10 @@ def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.nd
         idx = np.unique(np.linspace(0, fields.shape[0] - 1, min(n_snapshots, fields.shape[0])).round().astype(int))
         fig, axes = plt.subplots(C, len(idx), figsize=(2.6 * len(idx) + 1, 2.6 * C), squeeze=False)
         for c in range(C):
-            lo, hi = np.nanmin(fields[:, c]), np.nanmax(fields[:, c])
+            lo, hi = _finite_range(fields.data[:, c])
             for j, t in enumerate(idx):
                 ax = axes[c, j]
-                im = ax.imshow(fields[t, c].T, origin="lower", cmap="RdBu_r", vmin=lo, vmax=hi)
+                im = ax.imshow(fields[t, c].T, origin="lower", cmap=cmap, vmin=lo, vmax=hi)
                 ax.set_xticks([]), ax.set_yticks([])
                 ax.set_title(f"{names[c]}  t={time[t]:.3g}", fontsize=9)
             fig.colorbar(im, ax=list(axes[c]), shrink=0.8)
@@ -82,7 +114,8 @@ def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.nd
     return save_figure(fig, out)
 
 
-def _gif(fields: np.ndarray, time: np.ndarray, names: Sequence[str], out: Path, title: str) -> Path:
+def _gif(fields: np.ma.MaskedArray, time: np.ndarray, names: Sequence[str], out: Path, title: str) -> Path:
+    """``fields (T, C, X, Y)``, NaN/Inf masked, as an animation over time."""
     plt = pyplot()
     from matplotlib.animation import FuncAnimation, PillowWriter
 
@@ -90,7 +123,8 @@ def _gif(fields: np.ndarray, time: np.ndarray, names: Sequence[str], out: Path, 
     fig, axes = plt.subplots(1, C, figsize=(3.2 * C, 3.2), squeeze=False)
     ims = []
     for c in range(C):
-        im = axes[0, c].imshow(fields[0, c].T, origin="lower", cmap="RdBu_r", vmin=np.nanmin(fields[:, c]), vmax=np.nanmax(fields[:, c]))
+        lo, hi = _finite_range(fields.data[:, c])
+        im = axes[0, c].imshow(fields[0, c].T, origin="lower", cmap=field_colormap(), vmin=lo, vmax=hi)
         axes[0, c].set_xticks([]), axes[0, c].set_yticks([])
         fig.colorbar(im, ax=axes[0, c], shrink=0.8)
         ims.append(im)
@@ -101,6 +135,8 @@ def _gif(fields: np.ndarray, time: np.ndarray, names: Sequence[str], out: Path, 
             axes[0, c].set_title(f"{names[c]}  t={time[t]:.3g}", fontsize=9)
         return ims
 
+    if title:
+        fig.suptitle(title)
     anim = FuncAnimation(fig, update, frames=fields.shape[0])
     atomic_write(out, lambda tmp: anim.save(tmp, writer=PillowWriter(fps=6)))
     plt.close(fig)
@@ -118,7 +154,9 @@ def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLi
     root = path.is_dir() and (path / "data").is_dir()
     if out is not None:
         _check_image_suffix(Path(out))
-    ds = TrajectoryDataset(path, split=split if root else None, n_steps_input=0, n_steps_output=1, cache_small=False)
+    # NaN/Inf are read as stored: the plot shows where they are, which an error could only name
+    ds = TrajectoryDataset(path, split=split if root else None, n_steps_input=0, n_steps_output=1, cache_small=False,
+                           allow_nonfinite=True)
     if not 0 <= trajectory < len(ds.trajectories):
         where = f"{path} ({split} split)" if root else str(path)
         raise IndexError(f"{where}: trajectory {trajectory} out of range (there are {len(ds.trajectories)}, "

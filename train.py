@@ -53,9 +53,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def cli(argv: Sequence[str]) -> None:
     """``python train.py ...``: bad input (an option, a file, a device, a run folder) ends with one ``error:`` line
-    naming it, not a traceback; ``PDEFORGE_TRACEBACK=1`` shows the traceback instead."""
+    naming it, not a traceback; ``PDEFORGE_TRACEBACK=1`` shows the traceback instead. Ctrl-C ends with one line
+    naming the run folder's last checkpoint and the command that resumes it (exit status 130)."""
     try:
         main(argv)
+    except KeyboardInterrupt:
+        if os.environ.get("PDEFORGE_TRACEBACK"):
+            raise
+        from pdeforge.cli import INTERRUPTED, interrupted_training
+
+        print(interrupted_training(list(argv), "python train.py"), file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         if os.environ.get("PDEFORGE_TRACEBACK"):
             raise

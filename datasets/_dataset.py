@@ -4,6 +4,10 @@ Windows are ordered exactly as The Well's ``WellDataset`` orders them: sorted fi
 times; sample ``i`` of both is the same window. Everything is read through `TrajectoryDataset.read`, which takes
 any trajectory and any list of time indices, so other views (all pairs with lead time, long histories, collocation
 points, observations) are built on it without copying the indexing.
+
+Values are checked as they are read: the first NaN or Inf is a `FormatError` naming the file, field, trajectory,
+time index and grid point (``allow_nonfinite=True`` returns them as stored, for a plot that shows them). A read
+costs one ``isfinite`` pass over what it read; a whole-file scan is ``pdeforge inspect``'s job.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class TrajectoryDataset(Dataset):
             (``dt_stride`` apart), for rollout evaluation.
         max_trajectories: use only the first N trajectories (in file order).
         cache_small: read files smaller than 64 MiB into memory once per process.
+        allow_nonfinite: return NaN/Inf as stored; by default the first one read is a `FormatError` naming file,
+            field, trajectory, time index and point (a model trained or scored on it would only report "nan").
 
     A sample is a dict of float32 tensors, channels first: ``input_fields (T_in, C, *space)``,
     ``output_fields (T_out, C, *space)``, ``constant_fields (C_const, *space)`` (if the file has time-invariant
@@ -63,6 +69,7 @@ class TrajectoryDataset(Dataset):
         full_trajectory: bool = False,
         max_trajectories: int | None = None,
         cache_small: bool = True,
+        allow_nonfinite: bool = False,
     ) -> None:
         super().__init__()
         for name, v, low in (("n_steps_input", n_steps_input, 0), ("n_steps_output", n_steps_output, 1), ("dt_stride", dt_stride, 1)):
@@ -77,6 +84,7 @@ class TrajectoryDataset(Dataset):
         self.n_steps_input, self.dt_stride = n_steps_input, dt_stride
         self.full_trajectory = full_trajectory
         self.cache_small = cache_small
+        self.allow_nonfinite = allow_nonfinite
 
         # trajectories in The Well's order: (file, trajectory)
         trajs = [(fi, ti) for fi, info in enumerate(self.files) for ti in range(info.n_trajectories)]
@@ -255,13 +263,35 @@ class TrajectoryDataset(Dataset):
         except (OSError, KeyError, RuntimeError) as e:  # h5py's errors for damaged data blocks
             raise FormatError(f"{self.files[fi].path}: cannot read trajectory {ti} (truncated or damaged file?): {e}") from None
 
+    def _refuse_nonfinite(self, fi: int, ti: int, values: np.ndarray, infos: list, times: np.ndarray | None) -> None:
+        """Raise a FormatError naming the first NaN/Inf of ``values`` (``(T, C, *space)`` read at ``times``, or
+        ``(C, *space)`` of the time-invariant ``infos``): a model trained or scored on it would only say "nan"."""
+        if self.allow_nonfinite or np.isfinite(values).all():
+            return
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        lead = 0 if times is None else 1
+        channel, point = first[lead], first[lead + 1 :]
+        for info in infos:  # the channels are the fields' components, in this order (see _read_frames)
+            k = self.n_spatial_dims**info.order
+            if channel < k:
+                name = info.name + (f" (component {channel})" if k > 1 else "")
+                break
+            channel -= k
+        when = f"time index {int(times[first[0]])}" if times is not None else "time-invariant"
+        path = self.files[fi].path
+        raise FormatError(f"{path}: field '{name}' is {values[first]} at trajectory {ti}, {when}, point {point}: "
+                          f"the data hold non-finite values (pdeforge inspect {path} scans the whole file)")
+
     def _read(self, fi: int, ti: int, times: np.ndarray) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
-        out["fields"] = torch.from_numpy(self._read_frames(fi, ti, times))
+        frames = self._read_frames(fi, ti, times)
+        self._refuse_nonfinite(fi, ti, frames, self._var, times)
+        out["fields"] = torch.from_numpy(frames)
         if self.normalizer is not None:
             out["fields"] = self.normalizer.normalize(out["fields"], self.n_spatial_dims)
         if self._const:
             const = np.concatenate([self._read_field(fi, ti, info, None) for info in self._const], axis=0)
+            self._refuse_nonfinite(fi, ti, const, self._const, None)
             out["constant_fields"] = torch.from_numpy(np.ascontiguousarray(const, dtype=np.float32))
             if self.const_normalizer is not None:
                 out["constant_fields"] = self.const_normalizer.normalize(out["constant_fields"], self.n_spatial_dims)

@@ -2,13 +2,18 @@
 
     pdeforge generate --list
     pdeforge generate burgers_1d --out data/burgers_1d [--n-trajectories N] [--resolution R] [--seed S]
-                                 [--device cpu|cuda] [--batch-size B] [--shard i/n] [--overwrite]
+                                 [--device cpu|cuda|cuda:N|auto] [--batch-size B] [--shard i/n] [--overwrite]
     torchrun --nproc_per_node 4 -m pdeforge.cli generate ks_1d --out data/ks     # shards by rank
 
 Layout written: ``ROOT/data/{train,valid,test}/<preset>_<first>-<end>.hdf5`` (global trajectory ranges, so shards
 are disjoint files the dataset layer reads as one dataset) and ``ROOT/stats.yaml`` fitted on train once every train
 file exists. Trajectory ``j`` is seeded by ``(seed, j)``: same seed, same numbers, whatever the sharding. Rerunning
-the same command after a crash skips finished files and resumes the interrupted one.
+the same command after a crash skips finished files and resumes the interrupted one; Ctrl-C says so in one line.
+
+Every numeric option is checked before anything is written (`check_options`): at least 3 trajectories, a resolution
+of at least `MIN_RESOLUTION` whose trajectories fit in this machine's memory while solved and whose files fit on the
+disk, a batch size and seed that are not negative, a device that is here. The estimated output size is printed
+before the first solve.
 
 ``ROOT/generation.json`` records what made the root (preset, its fields, seed, resolution, trajectory count, pdeforge
 version), written before the first data file. A root is only continued by the same parameters (every shard of one
@@ -25,27 +30,35 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from .._device import device_problem, resolve_device
 from .._files import atomic_write
 from ..datasets import TrajectoryWriter, write_stats
 from ._presets import PRESETS, AbstractPreset, Solved
 
 __all__ = ["BlowUpError", "ExistingRootError", "generate", "generation_record", "split_ranges", "shard_range",
-           "PRESETS", "main"]
+           "check_options", "trajectory_bytes", "PRESETS", "main"]
 
 SPLITS = ("train", "valid", "test")
 RECORD = "generation.json"
 # Preset fields that are not part of the record: the resolved resolution and count are recorded on their own, the
 # batch size does not change the numbers (trajectory j is seeded by (seed, j)), and the summary is prose.
 _UNRECORDED_FIELDS = ("name", "summary", "resolution", "n_trajectories", "batch_size")
+# The coarsest grid any preset's numerics make sense on (a few points per wavelength of the lowest mode); a preset
+# may declare a larger one as ``min_resolution``.
+MIN_RESOLUTION = 4
+STORED_BYTES = 4  # float32 in the files
+SOLVED_BYTES = 8  # the solvers' float64 while a batch is solved and kept whole
 
 
 class BlowUpError(RuntimeError):
@@ -231,9 +244,10 @@ def generate(
         if preset not in PRESETS:
             raise KeyError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)} (pdeforge generate --list)")
         preset = PRESETS[preset]
-    n = n_trajectories or preset.n_trajectories
-    res = resolution or preset.resolution
-    bs = batch_size or preset.batch_size
+    # ``is None``, not ``or``: 0 is an answer to check (and refuse), never a request for the default
+    n = preset.n_trajectories if n_trajectories is None else n_trajectories
+    res = preset.resolution if resolution is None else resolution
+    bs = preset.batch_size if batch_size is None else batch_size
     root = Path(out)
     schema = preset.schema(res)
     prov = preset.provenance(res, seed)
@@ -286,6 +300,111 @@ def generate(
     return written
 
 
+def trajectory_bytes(preset: AbstractPreset, resolution: int, itemsize: int = STORED_BYTES) -> int:
+    """Bytes of one trajectory of ``preset`` at ``resolution`` (every snapshot of every channel, and the
+    time-invariant channels), from the preset's schema. The schema is built on a small grid and scaled, so a huge
+    resolution costs nothing to estimate (its coordinate arrays alone could exhaust memory)."""
+    schema = preset.schema(8)
+    points = int(resolution) ** len(schema.coords)
+    values = len(np.asarray(schema.time)) * len(schema.channel_names(True)) + len(schema.channel_names(False))
+    return itemsize * values * points
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (a process cannot hold more, whatever else runs)."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _free_disk_bytes(out: Path) -> int:
+    """Free bytes on the file system that will hold ``out`` (its nearest existing parent)."""
+    path = out.absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.3g} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1000
+    raise AssertionError  # unreachable: the loop returns at TB
+
+
+def check_options(preset: AbstractPreset, out: str | os.PathLike, n_trajectories: int | None, resolution: int | None,
+                  batch_size: int | None, seed: int, device: str) -> tuple[int, int, int]:
+    """Check ``pdeforge generate``'s numeric options and device before anything is written; returns the resolved
+    (trajectory count, resolution, batch size). A bad one is a ValueError ``--option VALUE: expected ...``.
+
+    Sizes are refused when they cannot work: a batch whose trajectories (float64 while solved, every snapshot kept)
+    exceed this machine's memory, or files larger than the free disk space under ``out``.
+    """
+    n = preset.n_trajectories if n_trajectories is None else n_trajectories
+    res = preset.resolution if resolution is None else resolution
+    bs = preset.batch_size if batch_size is None else batch_size
+    lowest = getattr(preset, "min_resolution", MIN_RESOLUTION)
+    if n < 3:
+        raise ValueError(f"--n-trajectories {n}: expected an integer >= 3 (one trajectory per split at least)")
+    if res < lowest:
+        raise ValueError(f"--resolution {res}: expected an integer >= {lowest} (grid points per axis of {preset.name})")
+    if bs < 1:
+        raise ValueError(f"--batch-size {bs}: expected an integer >= 1 (trajectories solved together)")
+    if seed < 0:
+        raise ValueError(f"--seed {seed}: expected an integer >= 0")
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(f"--device {device}: {problem}")
+    memory, one = _memory_bytes(), trajectory_bytes(preset, res, SOLVED_BYTES)
+    if one > memory:
+        raise ValueError(f"--resolution {res}: expected a grid whose trajectories fit in memory: one {preset.name} "
+                         f"trajectory needs ~{_size(one)} while solved, this machine has {_size(memory)}")
+    batch = min(bs, n)  # a batch never holds more trajectories than there are
+    if batch * one > memory:
+        raise ValueError(f"--batch-size {bs}: expected a batch that fits in memory: {batch} trajectories at "
+                         f"resolution {res} need ~{_size(batch * one)} while solved, this machine has "
+                         f"{_size(memory)}; try --batch-size {max(1, memory // one)}")
+    data = Path(out) / "data"  # what a resumed root holds already needs no more room
+    held = sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data.is_dir() else 0
+    total, free = n * trajectory_bytes(preset, res), _free_disk_bytes(Path(out))
+    if total - held > free:
+        raise ValueError(f"--n-trajectories {n} --resolution {res}: expected files that fit on the disk: they need "
+                         f"~{_size(total)}, {Path(out).absolute()} has {_size(free)} free")
+    return n, res, bs
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that continues an interrupted ``pdeforge generate``: the same parameters, without
+    ``--overwrite`` (which would delete what the interrupted run kept)."""
+    parts = ["pdeforge", "generate", args.preset, "--out", args.out]
+    for flag, value, default in (("--n-trajectories", args.n_trajectories, None), ("--resolution", args.resolution, None),
+                                 ("--seed", args.seed, 0), ("--device", args.device, "cpu"),
+                                 ("--batch-size", args.batch_size, None), ("--shard", args.shard, None)):
+        if value != default:
+            parts += [flag, str(value)]
+    return shlex.join(parts + (["--no-progress"] if args.no_progress else []))
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """The one line that ends a generate stopped by Ctrl-C: the files kept and the command that resumes."""
+    import h5py
+
+    from ..datasets._writer import N_WRITTEN_ATTR
+
+    data = Path(args.out) / "data"
+    done = sorted(data.glob("*/*.hdf5")) if data.is_dir() else []
+    partial = sorted(data.glob("*/*.hdf5.partial")) if data.is_dir() else []
+    kept = f"{len(done)} finished file{'s' * (len(done) != 1)}"
+    for path in partial:
+        try:
+            with h5py.File(path, "r") as f:
+                k = int(f.attrs[N_WRITTEN_ATTR])
+            written = f" ({k} trajector{'y' if k == 1 else 'ies'} written)"
+        except Exception:  # the file may be mid-write: its name is what matters
+            written = ""
+        kept += f" and the partial {path.relative_to(args.out)}{written}"
+    return f"interrupted: {args.out} keeps {kept}; resume with the same command: {_resume_command(args)}"
+
+
 def describe_presets() -> str:
     lines = []
     for name, p in PRESETS.items():
@@ -307,23 +426,44 @@ def main(args: argparse.Namespace) -> int:
     if not args.out:
         print("error: --out ROOT is required (the dataset root to write)", file=sys.stderr)
         return 2
+    if args.preset not in PRESETS:
+        print(f"error: unknown preset {args.preset!r}; available: {', '.join(PRESETS)} (pdeforge generate --list)",
+              file=sys.stderr)
+        return 1
+    preset = PRESETS[args.preset]
     kept: list[Path] = []
+    try:
+        shard = parse_shard(args.shard)
+        n, res, bs = check_options(preset, args.out, args.n_trajectories, args.resolution, args.batch_size, args.seed,
+                                   args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    size = n * trajectory_bytes(preset, res)
 
     def on_start(state: str, files: list[Path]) -> None:
         kept.extend(files)
         if state == "complete":
             print(f"already complete: {args.out} holds every file of these parameters ({len(files)} files)")
-        elif state == "resuming":
+            return
+        if state == "resuming":
             print(f"resuming {args.out}: same parameters as its {RECORD}; {len(files)} files already complete")
+        print(f"estimated output: {_size(size)} ({n} trajectories x {_size(size / n)} at resolution {res})"
+              + (f"; this shard writes about 1/{shard[1]} of it" if shard[1] > 1 else ""))
 
+    device = str(resolve_device(args.device))
     try:
-        shard = parse_shard(args.shard)
-        files = generate(args.preset, args.out, n_trajectories=args.n_trajectories, resolution=args.resolution,
-                         seed=args.seed, device=args.device, batch_size=args.batch_size, shard=shard,
-                         progress=not args.no_progress, overwrite=args.overwrite, on_start=on_start)
-    except (BlowUpError, KeyError, ValueError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        files = generate(preset, args.out, n_trajectories=n, resolution=res, seed=args.seed, device=device,
+                         batch_size=bs, shard=shard, progress=not args.no_progress, overwrite=args.overwrite,
+                         on_start=on_start)
+    except (BlowUpError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # finished files and the .partial one stay; the same command resumes
+        if os.environ.get("PDEFORGE_TRACEBACK"):
+            raise
+        print(_interrupted(args), file=sys.stderr)
+        return 128 + 2  # as a shell reports a process ended by SIGINT
     for f in files:
         print(f"kept {f} (already complete)" if f in kept else f"wrote {f}")
     if (Path(args.out) / "stats.yaml").exists():
