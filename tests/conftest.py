@@ -20,31 +20,29 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
-class SimulatedCrash(Exception):
-    """A crash right after a training state was written (raised by the `crash_after_checkpoint` fixture)."""
-
-
 @pytest.fixture
 def crash_after_checkpoint(monkeypatch):
-    """``arm(module, *points)``: from then on ``module.save_state`` writes each training state, then raises
-    `SimulatedCrash` (``arm.crash``) once for each point, a dict of state items such as ``{"step": 4}``, that the
-    state matches. Returns the list of points not reached yet."""
+    """``crash(train, nth=2)`` or ``crash(train, step=10)``: call ``train()`` with the run skeleton's checkpoint
+    writer raising KeyboardInterrupt right after the ``nth`` checkpoint (or the one at optimiser step ``step``) is
+    written, as a crash there would leave the run folder; returns the steps of the checkpoints written."""
+    from pdeforge.training import RunFolder
 
-    def arm(module, *points: dict) -> list[dict]:
-        save, pending = module.save_state, list(points)
+    def crash(train, *, nth: int | None = None, step: int | None = None) -> list[int]:
+        save, steps = RunFolder.save_checkpoint, []
 
-        def save_then_crash(path, state):
-            save(path, state)
-            hit = next((p for p in pending if all(state.get(k) == v for k, v in p.items())), None)
-            if hit is not None:
-                pending.remove(hit)
-                raise SimulatedCrash(f"simulated crash after the checkpoint {hit} in {path}")
+        def save_then_crash(self, state):
+            save(self, state)
+            steps.append(state["counters"]["step"])
+            if len(steps) == nth or steps[-1] == step:
+                raise KeyboardInterrupt("simulated crash after a checkpoint")
 
-        monkeypatch.setattr(module, "save_state", save_then_crash)
-        return pending
+        with monkeypatch.context() as patch:
+            patch.setattr(RunFolder, "save_checkpoint", save_then_crash)
+            with pytest.raises(KeyboardInterrupt):
+                train()
+        return steps
 
-    arm.crash = SimulatedCrash
-    return arm
+    return crash
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pdeforge.training import RunFolder, scalars
+from pdeforge.training import scalars
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("toy_family", HERE / "toy_family.py")
@@ -46,22 +46,11 @@ def _plots(self, model, run, metrics):
     Image.new("RGB", (12, 8), (200, 30, 30)).save(run.plot_path("loss.png"))
 
 
-def crash_then_resume(run: Path, logger: str, monkeypatch) -> tuple[dict, list[dict], int]:
+def crash_then_resume(run: Path, logger: str, monkeypatch, crash_after_checkpoint) -> tuple[dict, list[dict], int]:
     """Train with ``logger``, crash after the second checkpoint, resume; returns the final metrics, the run's log and
     the step the resume started from."""
     monkeypatch.setattr(toy.ToyFamily, "plots", _plots)
-    save, calls = RunFolder.save_checkpoint, []
-
-    def crash(self, state):
-        save(self, state)
-        calls.append(state["counters"]["step"])
-        if len(calls) == CRASH_AFTER:
-            raise KeyboardInterrupt("simulated crash")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunFolder, "save_checkpoint", crash)
-        with pytest.raises(KeyboardInterrupt):
-            toy.train(str(run), "--run.loggers", f"[{logger}]", *ARGS)
+    calls = crash_after_checkpoint(lambda: toy.train(str(run), "--run.loggers", f"[{logger}]", *ARGS), nth=CRASH_AFTER)
     if logger == "wandb":  # wandb names an offline run's folder by the second it started in: keep the two apart
         time.sleep(1 - time.time() % 1)
     metrics = toy.train(str(run), "--run.loggers", f"[{logger}]", *ARGS, "--run.resume", str(run))
@@ -90,12 +79,12 @@ def check(got: dict[str, dict[int, float]], log: list[dict], metrics: dict, resu
 
 
 # -- TensorBoard ----------------------------------------------------------------------------------------------
-def test_tensorboard_logs_everything_and_a_resume_appends_to_its_folder(tmp_path, monkeypatch):
+def test_tensorboard_logs_everything_and_a_resume_appends_to_its_folder(tmp_path, monkeypatch, crash_after_checkpoint):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
-    metrics, log, resumed_at = crash_then_resume(run, "tensorboard", monkeypatch)
+    metrics, log, resumed_at = crash_then_resume(run, "tensorboard", monkeypatch, crash_after_checkpoint)
     assert [p.name for p in (run / "tensorboard").iterdir() if p.is_dir()] == []  # one folder, no sub-runs
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # the first run's and the resume's
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
@@ -127,12 +116,12 @@ def test_under_ddp_only_rank_0_logs_and_throughput_counts_every_process(tmp_path
 
 
 # -- MLflow ---------------------------------------------------------------------------------------------------
-def test_mlflow_logs_everything_and_a_resume_continues_the_same_run(tmp_path, monkeypatch):
+def test_mlflow_logs_everything_and_a_resume_continues_the_same_run(tmp_path, monkeypatch, crash_after_checkpoint):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "run"
-    metrics, log, resumed_at = crash_then_resume(run, "mlflow", monkeypatch)
+    metrics, log, resumed_at = crash_then_resume(run, "mlflow", monkeypatch, crash_after_checkpoint)
     client = MlflowClient(tracking_uri=(run / "mlruns").as_uri())
     run_id = (run / "mlflow_run_id.txt").read_text().strip()
     experiment = client.get_experiment_by_name("pdeforge")
@@ -185,10 +174,10 @@ def wandb_run(folder: Path, run_id: str, timeout: float = 30.0) -> list:
         time.sleep(0.05)
 
 
-def test_wandb_logs_everything_offline_and_a_resume_keeps_the_run_id(tmp_path, monkeypatch):
+def test_wandb_logs_everything_offline_and_a_resume_keeps_the_run_id(tmp_path, monkeypatch, crash_after_checkpoint):
     pytest.importorskip("wandb")
     run = tmp_path / "run"
-    metrics, log, resumed_at = crash_then_resume(run, "wandb", monkeypatch)
+    metrics, log, resumed_at = crash_then_resume(run, "wandb", monkeypatch, crash_after_checkpoint)
     run_id = (run / "wandb_run_id.txt").read_text().strip()
     folders = sorted((run / "wandb").glob("offline-run-*"))
     assert len(folders) == 2 and all(f.name.endswith(f"-{run_id}") for f in folders)  # the first run and the resume

@@ -256,27 +256,16 @@ def test_training_learns_and_a_baseline_run_is_rolled_out_beside_it(tmp_path):
                                      "--eval.baseline_run", str(tmp_path / "nowhere")))
 
 
-def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_checkpoint):
     """Cut right after the checkpoint at step 6 of 10 and resumed: same weights (bitwise), log and metrics."""
     from pdeforge.families import train
-    from pdeforge.training import RunFolder
 
     _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
     extra = ["--optim.steps", "10", "--run.checkpoint_every", "3", "--model.measurement", "learned",
              "--observations.mask", "random"]
     whole = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "whole", *extra))
-    save, calls = RunFolder.save_checkpoint, []
-
-    def crash_after_second(self, state):
-        save(self, state)
-        calls.append(state["counters"]["step"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated crash")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunFolder, "save_checkpoint", crash_after_second)
-        with pytest.raises(KeyboardInterrupt):
-            train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra))
+    calls = crash_after_checkpoint(lambda: train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra)),
+                                   nth=2)
     assert calls == [3, 6]
     again = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra, "--run.resume",
                                          str(tmp_path / "cut")))

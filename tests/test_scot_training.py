@@ -22,7 +22,7 @@ from pdeforge.checkpoint import load_state, load_weights
 from pdeforge.families import evaluate_run, load_run, train
 from pdeforge.operators.scot import ScOT, ScOTConfig, ScOTFamily, read_state_dict, save_pretrained, scot_loss
 from pdeforge.operators.scot import channel_groups, masked_scot_loss, selection
-from pdeforge.training import NonFiniteLossError, RunFolder
+from pdeforge.training import NonFiniteLossError
 
 
 def write_root(root: Path, fields: tuple[FieldSpec, ...], make, n_t: int = 7, n: int = 16,
@@ -338,7 +338,7 @@ def test_bad_sources_and_model_args_are_one_line_each(tmp_path):
         train(cfg, ["--run.run_dir", str(tmp_path / "i"), "--run.init_from", str(tmp_path / "nowhere")])
 
 
-def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_checkpoint):
     """Killed after the checkpoint at step 10 of 14 (3 batches into the second epoch of 7 batches, between the
     validations at 8 and 12), --run.resume finishes with the weights, log and metrics of an uninterrupted run; drop
     path makes the global RNG matter."""
@@ -346,17 +346,7 @@ def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, monkeypatch):
     cfg = scot_config(tmp_path / "c.yaml", [root], run={"checkpoint_every": 2}, optim={"steps": 14},
                       model={"drop_path_rate": 0.3})  # 60 pairs: 7 batches an epoch
     whole = train(cfg, ["--run.run_dir", str(tmp_path / "whole")])
-    save = RunFolder.save_checkpoint
-
-    def crash_at_step_10(self, state):
-        save(self, state)
-        if state["counters"]["step"] == 10:
-            raise KeyboardInterrupt("simulated crash")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunFolder, "save_checkpoint", crash_at_step_10)
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg, ["--run.run_dir", str(tmp_path / "cut")])
+    crash_after_checkpoint(lambda: train(cfg, ["--run.run_dir", str(tmp_path / "cut")]), step=10)
     state = load_state(tmp_path / "cut" / "checkpoint" / "state.pt")
     assert state["counters"]["step"] == 10 and state["counters"]["batch"] == 3
     assert set(state["rng"]) == {"python", "numpy", "torch", "cuda", "generators"}
@@ -420,7 +410,7 @@ def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with -m gpu on a GPU machine)")
-def test_training_on_cuda_resumes_exactly_and_evaluates_on_the_cpu(tmp_path, monkeypatch):
+def test_training_on_cuda_resumes_exactly_and_evaluates_on_the_cpu(tmp_path, crash_after_checkpoint):
     """A few steps on cuda with drop path (the CUDA generator, in the RNG bundle): finite metrics; the checkpoint holds
     CPU tensors; a run killed at step 4 and resumed ends with the weights of an uninterrupted one; the saved weights
     evaluated on the CPU give the run's metrics (1e-4)."""
@@ -431,17 +421,7 @@ def test_training_on_cuda_resumes_exactly_and_evaluates_on_the_cpu(tmp_path, mon
     assert 0 < whole["test"]["median_rel_l1"] < 1e3
     state = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=True)
     assert len(state["rng"]["cuda"]) >= 1 and all(v.device.type == "cpu" for v in state["model"].values())
-    save = RunFolder.save_checkpoint
-
-    def crash_at_step_4(self, state):
-        save(self, state)
-        if state["counters"]["step"] == 4:
-            raise KeyboardInterrupt("simulated crash")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunFolder, "save_checkpoint", crash_at_step_4)
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg, ["--run.run_dir", str(tmp_path / "cut")])
+    crash_after_checkpoint(lambda: train(cfg, ["--run.run_dir", str(tmp_path / "cut")]), step=4)
     again = train(cfg, ["--run.run_dir", str(tmp_path / "cut"), "--run.resume", str(tmp_path / "cut")])
     a, b = (load_weights(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
     assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)

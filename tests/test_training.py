@@ -138,21 +138,9 @@ def test_fit_writes_the_run_folder_and_learns(tmp_path):
 
 @pytest.mark.parametrize("extra", [[], ["--optim.grad_accum", "2", "--run.checkpoint_every", "3"],
                                    ["--run.checkpoint_every", "8"]])  # 8: a checkpoint at each epoch's last batch
-def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, monkeypatch, extra):
+def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_checkpoint, extra):
     whole = toy.train(str(tmp_path / "whole"), *extra)
-    save = RunFolder.save_checkpoint
-    calls = []
-
-    def crash_after_second(self, state):
-        save(self, state)
-        calls.append(state["counters"]["step"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated crash")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunFolder, "save_checkpoint", crash_after_second)
-        with pytest.raises(KeyboardInterrupt):
-            toy.train(str(tmp_path / "cut"), *extra)
+    calls = crash_after_checkpoint(lambda: toy.train(str(tmp_path / "cut"), *extra), nth=2)
     assert 0 < calls[-1] < whole["steps"]
     with pytest.raises(FileExistsError, match="already holds a run; resume it with --run.resume"):
         toy.train(str(tmp_path / "cut"), *extra)

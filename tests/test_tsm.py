@@ -38,7 +38,7 @@ from pdeforge.operators.tsm import (
 )
 from pdeforge.solvers import fv
 from pdeforge.solvers.generate import PRESETS, generate, with_overrides
-from pdeforge.training import ConfigError, Environment, NonFiniteLossError, RunFolder
+from pdeforge.training import ConfigError, Environment, NonFiniteLossError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FLOW = fv.FlowParameters(viscosity=1 / 200, drag=0.1, forcing=fv.KolmogorovFVPreset().forcing)
@@ -433,21 +433,10 @@ def test_an_untrained_model_scores_as_the_coarse_solver(tmp_path, cache):
     assert np.allclose(test["correlation_curve"], test["coarse_correlation_curve"], atol=1e-5)
 
 
-def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, cache, monkeypatch):
+def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, cache, crash_after_checkpoint):
     extra = ["--optim.steps", "4", "--run.checkpoint_every", "1"]
     whole = _train(tmp_path / "whole", *extra)
-    save, calls = RunFolder.save_checkpoint, []
-
-    def crash_after_second(self, state):
-        save(self, state)
-        calls.append(state["counters"]["step"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated crash")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(RunFolder, "save_checkpoint", crash_after_second)
-        with pytest.raises(KeyboardInterrupt):
-            _train(tmp_path / "cut", *extra)
+    calls = crash_after_checkpoint(lambda: _train(tmp_path / "cut", *extra), nth=2)
     assert calls[-1] == 2
     with pytest.raises(ValueError, match=r"started with other options \(optim.lr 0.001 there, 0.002 now\)"):
         _train(tmp_path / "cut", *extra, "--run.resume", str(tmp_path / "cut"), "--optim.lr", "2e-3")
