@@ -25,6 +25,7 @@ splits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -141,10 +142,10 @@ def _claim_root(root: Path, record: dict[str, Any], overwrite: bool, n_shards: i
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the process ends, whatever the way
-        except OSError:  # a file system without locks (some network mounts): shards then rely on atomic renames
-            pass
+        # released when the process ends, whatever the way; a file system without locks (some network mounts)
+        # refuses, and shards then rely on atomic renames
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
         unreadable: ExistingRootError | None = None
         try:
             old = _read_record(root)

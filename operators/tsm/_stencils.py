@@ -139,6 +139,14 @@ def logits_per_cell(order: int = 1) -> int:
     return 8 * PolynomialStencil(X_TARGET, order).n_logits
 
 
+def _grouped(logits: Tensor, nl: int, order: int) -> Tensor:
+    """``logits (B, 8 nl, N, N)`` as ``(B, kind, j, d, nl, N, N)``; another channel count is refused naming it."""
+    b, c, n1, n2 = logits.shape
+    if c != 8 * nl:
+        raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
+    return logits.reshape(b, 2, 2, 2, nl, n1, n2)
+
+
 def stencil_weights(logits: Tensor, order: int = 1) -> Tensor:
     """All 8 stencils of every cell from the logits.
 
@@ -150,12 +158,10 @@ def stencil_weights(logits: Tensor, order: int = 1) -> Tensor:
         the constraints of its :class:`PolynomialStencil` (target along ``d`` for advected values, along ``j``
         for the advecting velocity).
     """
-    b, c, n1, n2 = logits.shape
+    b, _, n1, n2 = logits.shape
     sx, sy = _stencils(order)
     nl = sx.n_logits
-    if c != 8 * nl:
-        raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
-    z = logits.reshape(b, 2, 2, 2, nl, n1, n2)
+    z = _grouped(logits, nl, order)
     # target axis per (kind, j, d): advected -> d, advecting -> j
     out = torch.empty(b, 2, 2, 2, 16, n1, n2, dtype=logits.dtype, device=logits.device)
     for kind in range(2):
@@ -202,12 +208,10 @@ def faces_from_logits(velocity: Tensor, logits: Tensor, order: int = 1, limiter:
     ``w_0 . P + z . (K^T P)`` so that all 8 stencils take a few batched operations. The limiter reads its
     neighbours from the same patches.
     """
-    b, c, n1, n2 = logits.shape
+    b, _, n1, n2 = logits.shape
     sx, sy = _stencils(order)
     nl = sx.n_logits
-    if c != 8 * nl:
-        raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
-    z = logits.reshape(b, 2, 2, 2, nl, n1, n2)
+    z = _grouped(logits, nl, order)
     k, w0 = _stacked_stencils(order, logits.dtype, logits.device)  # (t, 16, nl), (t, 16); t = target axis
     square = stencil_patches(velocity)  # (B, f, 4, 4, N, N): offsets -1..2 along x, then y
     patches = square.flatten(2, 3)  # (B, f, 16, N, N)
