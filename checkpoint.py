@@ -12,8 +12,9 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -21,8 +22,17 @@ from safetensors.torch import load_file, save_file
 
 from ._files import atomic_write
 
-__all__ = ["atomic_write", "atomic_write_text", "save_weights", "load_weights", "save_state", "load_state",
-           "UnsafeCheckpointError", "load_any_weights", "to_cpu"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "save_weights",
+    "load_weights",
+    "save_state",
+    "load_state",
+    "UnsafeCheckpointError",
+    "load_any_weights",
+    "to_cpu",
+]
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -33,7 +43,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def save_weights(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> None:
+def save_weights(
+    path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
+) -> None:
     """Write tensors to ``path`` (safetensors; shared storage is cloned; JSON metadata in the header)."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
@@ -105,7 +117,9 @@ def _not_a_checkpoint(path: Path, error: Exception) -> str:
     if head.startswith(b"\x89HDF"):
         return f"an HDF5 file, not a checkpoint ({expected})"
     if head.startswith(b"PK") or "zip archive" in str(error):
-        return f"a damaged torch checkpoint: its zip archive is incomplete or corrupt (an interrupted copy?); {expected}"
+        return (
+            f"a damaged torch checkpoint: its zip archive is incomplete or corrupt (an interrupted copy?); {expected}"
+        )
     return f"not a checkpoint ({'an empty file' if not head else 'torch.load cannot read it'}; {expected})"
 
 

@@ -22,8 +22,8 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 INTERRUPTED = 128 + 2  # the exit status of a command stopped by Ctrl-C (SIGINT), as a shell reports it
 
@@ -48,7 +48,10 @@ def describe_file(info) -> str:
     """A human summary of one validated file (`FileInfo`)."""
     import numpy as np
 
-    lines = [f"{info.path}", f"  dataset    {info.dataset_name}  ({info.n_trajectories} trajectories x {info.n_steps} snapshots)"]
+    lines = [
+        f"{info.path}",
+        f"  dataset    {info.dataset_name}  ({info.n_trajectories} trajectories x {info.n_steps} snapshots)",
+    ]
     for d, c, bc in zip(info.spatial_dims, info.coords, info.boundary_conditions):
         c = np.asarray(c)
         lines.append(f"  grid {d:<5} {len(c)} points in [{c[0]:.6g}, {c[-1]:.6g}], {bc}")
@@ -58,10 +61,28 @@ def describe_file(info) -> str:
         kind = ("scalar", "vector", "tensor")[fi.order] + (" field" if fi.time_varying else " field (time-invariant)")
         lines.append(f"  field      {fi.name:<16} {str(fi.shape):<26} {kind}")
     for name, sv, tv in info.scalars:
-        lines.append(f"  scalar     {name:<16} {'per trajectory' if sv else 'constant'}{', time-varying' if tv else ''}")
+        lines.append(
+            f"  scalar     {name:<16} {'per trajectory' if sv else 'constant'}{', time-varying' if tv else ''}"
+        )
     if info.parameters:
         lines.append("  parameters " + ", ".join(f"{k}={v}" for k, v in info.parameters.items()))
-    prov = {k: v for k, v in info.attrs.items() if k.startswith("pdeforge") or k in ("equation", "equation_params", "solver", "scheme", "dt_internal", "seed", "source_file", "source_format", "preset")}
+    prov = {
+        k: v
+        for k, v in info.attrs.items()
+        if k.startswith("pdeforge")
+        or k
+        in (
+            "equation",
+            "equation_params",
+            "solver",
+            "scheme",
+            "dt_internal",
+            "seed",
+            "source_file",
+            "source_format",
+            "preset",
+        )
+    }
     for k, v in prov.items():
         lines.append(f"  provenance {k} = {v}")
     return "\n".join(lines)
@@ -71,9 +92,15 @@ def _convert(args: argparse.Namespace) -> int:
     from .datasets import FormatError, convert_pdebench
 
     try:
-        paths = convert_pdebench(args.src, args.out, split=None if args.no_split else (0.8, 0.1, 0.1), seed=args.seed,
-                                 max_trajectories=args.max_trajectories, progress=not args.no_progress,
-                                 overwrite=args.overwrite)
+        paths = convert_pdebench(
+            args.src,
+            args.out,
+            split=None if args.no_split else (0.8, 0.1, 0.1),
+            seed=args.seed,
+            max_trajectories=args.max_trajectories,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
     except (FormatError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -139,11 +166,15 @@ def interrupted_training(argv: Sequence[str], command: str = "pdeforge train") -
             step = f"step {int(load_state(checkpoint)['counters']['step'])}"
         except Exception:  # an unreadable checkpoint is for --run.resume to report, not this line
             step = "its last step"
-        return (f"interrupted: {run_dir} keeps its last checkpoint ({step}); resume with: {command} --run.resume "
-                f"{shlex.quote(str(run_dir))}")
+        return (
+            f"interrupted: {run_dir} keeps its last checkpoint ({step}); resume with: {command} --run.resume "
+            f"{shlex.quote(str(run_dir))}"
+        )
     if (run_dir / "config.yaml").is_file():
-        return (f"interrupted before the first checkpoint: nothing to resume ({run_dir} holds its config.yaml only); "
-                f"start again with: {again} --run.overwrite true")
+        return (
+            f"interrupted before the first checkpoint: nothing to resume ({run_dir} holds its config.yaml only); "
+            f"start again with: {again} --run.overwrite true"
+        )
     return f"interrupted before the run folder was written: nothing was kept; start again with: {again}"
 
 
@@ -156,7 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pdeforge", description="pdeforge: PDE reference data, datasets and surrogate models.")
+    p = argparse.ArgumentParser(
+        prog="pdeforge", description="pdeforge: PDE reference data, datasets and surrogate models."
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("inspect", help="show what a file, folder or dataset root holds, or why it is invalid")
@@ -186,25 +219,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     s.add_argument("--batch-size", type=int, default=None, help="trajectories solved together (default: the preset's)")
     s.add_argument("--shard", default=None, help="i/n: write only shard i of n (automatic under torchrun)")
-    s.add_argument("--overwrite", action="store_true",
-                   help="replace a root made with other parameters (or without a generation record: older pdeforge, "
-                        "pdeforge convert); without it such a root is refused, and one of the same parameters is "
-                        "resumed or left as it is")
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a root made with other parameters (or without a generation record: older pdeforge, "
+        "pdeforge convert); without it such a root is refused, and one of the same parameters is "
+        "resumed or left as it is",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_generate)
 
     s = sub.add_parser("plot", help="plot one trajectory (1D: space-time image, 2D: snapshots or a GIF)")
     s.add_argument("path", help="an .hdf5 file, a folder of them, or a dataset root (its --split)")
-    s.add_argument("--split", default="test", choices=("train", "valid", "test"),
-                   help="the split of a dataset root to plot from (default test)")
+    s.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "valid", "test"),
+        help="the split of a dataset root to plot from (default test)",
+    )
     s.add_argument("--trajectory", type=int, default=0, help="trajectory index (default 0; across a folder's files)")
     s.add_argument("--field", default=None, help="channel name to plot (default: all, one row each)")
-    s.add_argument("--out", default=None,
-                   help="output .png or .gif (default: FILE.trajI.png next to a file, SPLIT_trajI.png in a root)")
+    s.add_argument(
+        "--out",
+        default=None,
+        help="output .png or .gif (default: FILE.trajI.png next to a file, SPLIT_trajI.png in a root)",
+    )
     s.set_defaults(func=_plot)
 
-    s = sub.add_parser("train", help="train any family's config (--section.key value overrides; CONFIG --help: options)",
-                       add_help=False)
+    s = sub.add_parser(
+        "train",
+        help="train any family's config (--section.key value overrides; CONFIG --help: options)",
+        add_help=False,
+    )
     s.add_argument("config", nargs="?", default=None, help="a YAML config (configs/*.yaml); none: the main job")
     s.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.key value ... (e.g. --optim.lr 1e-3)")
     s.set_defaults(func=_train)
@@ -212,8 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="recompute a run's metrics from its saved weights (any family)")
     s.add_argument("run_dir", help="a run folder written by pdeforge train or train.py")
     s.add_argument("--data", default=None, help="dataset root (default: the one the run was trained on)")
-    s.add_argument("--split", action="append", choices=("train", "valid", "test"),
-                   help="a split to evaluate (repeatable; default valid and test)")
+    s.add_argument(
+        "--split",
+        action="append",
+        choices=("train", "valid", "test"),
+        help="a split to evaluate (repeatable; default valid and test)",
+    )
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     s.set_defaults(func=_evaluate)
     return p

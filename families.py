@@ -11,12 +11,22 @@ This module is an entry point: it imports the families, and nothing below it imp
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["FAMILIES", "family_class", "config_class", "family_name", "load_family_config", "train", "load_run",
-           "evaluate_run", "LoadedRun"]
+__all__ = [
+    "FAMILIES",
+    "family_class",
+    "config_class",
+    "family_name",
+    "load_family_config",
+    "train",
+    "load_run",
+    "evaluate_run",
+    "LoadedRun",
+]
 
 #: family name -> (module, family class, config class): every family of pdeforge, written out here
 FAMILIES: dict[str, tuple[str, str, str]] = {
@@ -73,8 +83,10 @@ def train(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, A
     if path is None and resume:  # continue a run as it was configured: its own config.yaml, then the overrides
         path = Path(str(resume)) / "config.yaml"
         if not path.is_file():
-            raise FileNotFoundError(f"--run.resume {resume}: not a run folder (no config.yaml); expected a folder "
-                                    "that `pdeforge train` or train.py wrote")
+            raise FileNotFoundError(
+                f"--run.resume {resume}: not a run folder (no config.yaml); expected a folder "
+                "that `pdeforge train` or train.py wrote"
+            )
     family, config = load_family_config(path, overrides)
     if path is not None and not config.run.run_dir and not config.run.resume:  # runs/<config name>
         config.run.run_dir = str(Path("runs") / Path(path).stem)
@@ -110,8 +122,10 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     weights = load_weights(run_dir / "model.safetensors")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{run_dir / 'model.safetensors'}: the weights do not fit the model model.json describes "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(
+            f"{run_dir / 'model.safetensors'}: the weights do not fit the model model.json describes "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     model.to(resolve_device(device)).eval()
     meta = envelope.get("metadata")
     if meta:
@@ -121,12 +135,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     return LoadedRun(model, config, meta or None, family, envelope)
 
 
-def evaluate_run(run_dir: str | Path, *, data: str | None = None, splits: Sequence[str] = ("valid", "test"),
-                 device: str = "cpu") -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, *, data: str | None = None, splits: Sequence[str] = ("valid", "test"), device: str = "cpu"
+) -> dict[str, Any]:
     """The metrics of a run's saved weights on ``splits``, recomputed as training computed them (``data``: another
     dataset root of the same fields)."""
-    from .training.loop import Environment
     from ._device import resolve_device
+    from .training.loop import Environment
 
     run = load_run(run_dir, device)
     config = run.config

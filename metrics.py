@@ -31,7 +31,7 @@ counted as predictions, and mismatched time lengths are refused.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -189,7 +189,9 @@ def brmse(pred: Tensor, target: Tensor, n_spatial_dims: int, reduction: str = "m
     return _reduce(torch.sqrt(total / count), reduction)
 
 
-def frmse_spectrum(pred: Tensor, target: Tensor, n_spatial_dims: int, domain_lengths: tuple[float, ...] | None = None) -> Tensor:
+def frmse_spectrum(
+    pred: Tensor, target: Tensor, n_spatial_dims: int, domain_lengths: tuple[float, ...] | None = None
+) -> Tensor:
     """Error spectrum on wavenumber shells, PDEBench's normalisation: returns ``(B, [T,] C, K)``.
 
     With ``E = fftn(pred - target)`` over space (unnormalised DFT), ``N = prod(N_d)`` and ``L = prod(L_d)``::
@@ -319,7 +321,9 @@ def high_correlation_duration(
     raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def rollout_curve(metric: str | Callable[..., Tensor], pred: Tensor, target: Tensor, n_spatial_dims: int, **kwargs) -> Tensor:
+def rollout_curve(
+    metric: str | Callable[..., Tensor], pred: Tensor, target: Tensor, n_spatial_dims: int, **kwargs
+) -> Tensor:
     """A metric per step of a rollout, averaged over batch and channels: returns ``(T,)``.
 
     metric: a name in :data:`POINTWISE_METRICS` or ``frmse_low|mid|high``, or a function with the signature of
@@ -332,7 +336,9 @@ def rollout_curve(metric: str | Callable[..., Tensor], pred: Tensor, target: Ten
         elif metric in POINTWISE_METRICS:
             fn = POINTWISE_METRICS[metric]
         else:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(POINTWISE_METRICS)} or frmse_low|mid|high")
+            raise ValueError(
+                f"unknown metric {metric!r}; expected one of {sorted(POINTWISE_METRICS)} or frmse_low|mid|high"
+            )
     else:
         fn = metric
     values = fn(pred, target, n_spatial_dims, reduction="none", **kwargs)  # (B, T, C)
@@ -340,7 +346,10 @@ def rollout_curve(metric: str | Callable[..., Tensor], pred: Tensor, target: Ten
 
 
 def rollout_curves(
-    pred: Tensor, target: Tensor, n_spatial_dims: int, metrics: tuple[str, ...] = ("rmse", "nrmse", "vrmse", "correlation")
+    pred: Tensor,
+    target: Tensor,
+    n_spatial_dims: int,
+    metrics: tuple[str, ...] = ("rmse", "nrmse", "vrmse", "correlation"),
 ) -> dict[str, Tensor]:
     """:func:`rollout_curve` for several metric names: ``{name: (T,)}``."""
     return {name: rollout_curve(name, pred, target, n_spatial_dims) for name in metrics}

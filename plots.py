@@ -8,15 +8,25 @@ colour of the scale, a NaN would pass for a value.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ._files import atomic_write
 
-__all__ = ["plot_file", "plot_trajectory", "plot_losses", "plot_prediction", "plot_rollout_error", "pyplot",
-           "save_figure", "field_colormap", "nonfinite_note", "NONFINITE_COLOUR"]
+__all__ = [
+    "plot_file",
+    "plot_trajectory",
+    "plot_losses",
+    "plot_prediction",
+    "plot_rollout_error",
+    "pyplot",
+    "save_figure",
+    "field_colormap",
+    "nonfinite_note",
+    "NONFINITE_COLOUR",
+]
 
 
 NONFINITE_COLOUR = "lime"  # NaN/Inf in field images: far from every colour of RdBu_r
@@ -67,12 +77,21 @@ def _check_image_suffix(out: Path) -> None:
 
     formats = {"gif", *FigureCanvasBase.get_supported_filetypes()}
     if out.suffix.lstrip(".").lower() not in formats:
-        raise ValueError(f"--out {out}: cannot write a {out.suffix or 'suffix-less'} file; "
-                         f"use .png or .gif (2D: an animation), or one of {', '.join(sorted(formats))}")
+        raise ValueError(
+            f"--out {out}: cannot write a {out.suffix or 'suffix-less'} file; "
+            f"use .png or .gif (2D: an animation), or one of {', '.join(sorted(formats))}"
+        )
 
 
-def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.ndarray], names: Sequence[str], out: Path,
-                    title: str = "", n_snapshots: int = 6) -> Path:
+def plot_trajectory(
+    fields: np.ndarray,
+    time: np.ndarray,
+    coords: Sequence[np.ndarray],
+    names: Sequence[str],
+    out: Path,
+    title: str = "",
+    n_snapshots: int = 6,
+) -> Path:
     """``fields (T, C, *space)``: 1D -> a space-time image per channel; 2D -> a row of snapshots per channel.
 
     A ``.gif`` output animates 2D fields over time instead.
@@ -90,8 +109,15 @@ def plot_trajectory(fields: np.ndarray, time: np.ndarray, coords: Sequence[np.nd
             ax = axes[0, c]
             x = coords[0]
             lo, hi = _finite_range(fields.data[:, c])
-            im = ax.imshow(fields[:, c], aspect="auto", origin="lower", cmap=cmap, vmin=lo, vmax=hi,
-                           extent=(x[0], x[-1], time[0], time[-1] if len(time) > 1 else time[0] + 1))
+            im = ax.imshow(
+                fields[:, c],
+                aspect="auto",
+                origin="lower",
+                cmap=cmap,
+                vmin=lo,
+                vmax=hi,
+                extent=(x[0], x[-1], time[0], time[-1] if len(time) > 1 else time[0] + 1),
+            )
             ax.set_xlabel("x"), ax.set_ylabel("t"), ax.set_title(names[c])
             fig.colorbar(im, ax=ax)
     elif n_dims == 2:
@@ -143,8 +169,13 @@ def _gif(fields: np.ma.MaskedArray, time: np.ndarray, names: Sequence[str], out:
     return out
 
 
-def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLike | None = None, field: str | None = None,
-              split: str = "test") -> Path:
+def plot_file(
+    path: str | os.PathLike,
+    trajectory: int = 0,
+    out: str | os.PathLike | None = None,
+    field: str | None = None,
+    split: str = "test",
+) -> Path:
     """``pdeforge plot``: one trajectory of a file, a folder of files or a dataset root (its ``split``; trajectories
     numbered across the files), with field names, time stamps and colour bars. ``out`` defaults to
     ``FILE.trajI.png`` next to a file, ``FOLDER/SPLIT_trajI.png`` inside a folder or root."""
@@ -155,12 +186,14 @@ def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLi
     if out is not None:
         _check_image_suffix(Path(out))
     # NaN/Inf are read as stored: the plot shows where they are, which an error could only name
-    ds = TrajectoryDataset(path, split=split if root else None, n_steps_input=0, n_steps_output=1, cache_small=False,
-                           allow_nonfinite=True)
+    ds = TrajectoryDataset(
+        path, split=split if root else None, n_steps_input=0, n_steps_output=1, cache_small=False, allow_nonfinite=True
+    )
     if not 0 <= trajectory < len(ds.trajectories):
         where = f"{path} ({split} split)" if root else str(path)
-        raise IndexError(f"{where}: trajectory {trajectory} out of range (there are {len(ds.trajectories)}, "
-                         f"numbered from 0)")
+        raise IndexError(
+            f"{where}: trajectory {trajectory} out of range (there are {len(ds.trajectories)}, numbered from 0)"
+        )
     data = ds.read(trajectory, range(ds.n_steps))
     names = list(ds.metadata.field_names)
     fields = data["fields"].numpy()
@@ -179,11 +212,19 @@ def plot_file(path: str | os.PathLike, trajectory: int = 0, out: str | os.PathLi
         target = path / f"{split if root else path.name}_traj{trajectory}.png"
     else:
         target = path.with_suffix(f".traj{trajectory}.png")
-    return plot_trajectory(fields, data["time"].numpy(), coords, names, target, title=f"{ds.metadata.dataset_name}  trajectory {trajectory}")
+    return plot_trajectory(
+        fields,
+        data["time"].numpy(),
+        coords,
+        names,
+        target,
+        title=f"{ds.metadata.dataset_name}  trajectory {trajectory}",
+    )
 
 
-def plot_losses(log: Sequence[dict], out: Path, loss_label: str = "train loss",
-                valid_label: str = "valid (selection metric)") -> Path:
+def plot_losses(
+    log: Sequence[dict], out: Path, loss_label: str = "train loss", valid_label: str = "valid (selection metric)"
+) -> Path:
     """Training loss per logged step and the validation metric per validation (the run skeleton's log records
     ``loss`` and ``valid``), log scale."""
     plt = pyplot()
@@ -200,7 +241,9 @@ def plot_losses(log: Sequence[dict], out: Path, loss_label: str = "train loss",
     return save_figure(fig, out)
 
 
-def plot_prediction(inp: np.ndarray | None, truth: np.ndarray, pred: np.ndarray, names: Sequence[str], out: Path) -> Path:
+def plot_prediction(
+    inp: np.ndarray | None, truth: np.ndarray, pred: np.ndarray, names: Sequence[str], out: Path
+) -> Path:
     """One sample: input, truth, prediction, error. Arrays ``(C, *space)`` (first output frame)."""
     plt = pyplot()
     C, n_dims = truth.shape[0], truth.ndim - 1
@@ -223,7 +266,11 @@ def plot_prediction(inp: np.ndarray | None, truth: np.ndarray, pred: np.ndarray,
                     axes[c, j].axis("off")
                     continue
                 im = axes[c, j].imshow(a[c].T, origin="lower", cmap="RdBu_r")
-                axes[c, j].set_title(f"{names[c]} {title}", fontsize=9), axes[c, j].set_xticks([]), axes[c, j].set_yticks([])
+                (
+                    axes[c, j].set_title(f"{names[c]} {title}", fontsize=9),
+                    axes[c, j].set_xticks([]),
+                    axes[c, j].set_yticks([]),
+                )
                 fig.colorbar(im, ax=axes[c, j], shrink=0.8)
     return save_figure(fig, out)
 

@@ -18,9 +18,10 @@ A task knows no model class: it calls ``model.forward_batch(batch)`` (``(B, T_ou
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,8 +30,17 @@ from torch.utils.data import DataLoader
 from . import metrics as M
 from .datasets import TrajectoryDataset
 
-__all__ = ["AbstractTask", "OperatorTask", "NextStepTask", "FirstWindows", "split_metrics", "rollout",
-           "rollout_metrics", "to_device", "METRIC_NAMES"]
+__all__ = [
+    "AbstractTask",
+    "OperatorTask",
+    "NextStepTask",
+    "FirstWindows",
+    "split_metrics",
+    "rollout",
+    "rollout_metrics",
+    "to_device",
+    "METRIC_NAMES",
+]
 
 METRIC_NAMES = ("rel_l2", "rel_l1", "rmse", "nrmse", "max_error", "crmse", "vrmse")
 
@@ -48,16 +58,18 @@ class Views:
     stats: dict | None = None
 
     def open(self, split: str, **kw: Any) -> TrajectoryDataset:
-        return TrajectoryDataset(self.root, split=split, normalization=self.normalization or None,
-                                 stats=self.stats, **kw)
+        return TrajectoryDataset(
+            self.root, split=split, normalization=self.normalization or None, stats=self.stats, **kw
+        )
 
 
 class AbstractTask(abc.ABC):
     """A task: dataset views, the model's frame counts, prediction vs target, evaluation."""
 
     @abc.abstractmethod
-    def dataset(self, views: Views, split: str, *, training: bool = False,
-                max_trajectories: int | None = None) -> TrajectoryDataset:
+    def dataset(
+        self, views: Views, split: str, *, training: bool = False, max_trajectories: int | None = None
+    ) -> TrajectoryDataset:
         """The windows of ``split`` (``training``: the training windows, e.g. longer for a pushforward)."""
 
     @abc.abstractmethod
@@ -65,21 +77,25 @@ class AbstractTask(abc.ABC):
         """(frames in, frames out) of the model for ``dataset``."""
 
     @abc.abstractmethod
-    def prediction_and_target(self, net: torch.nn.Module, model: torch.nn.Module,
-                              batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def prediction_and_target(
+        self, net: torch.nn.Module, model: torch.nn.Module, batch: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """The training prediction through ``net`` (the wrapped model) and its target, both normalised."""
 
-    def evaluate(self, model: torch.nn.Module, views: Views, split: str, device: torch.device,
-                 batch_size: int = 32) -> dict[str, Any]:
+    def evaluate(
+        self, model: torch.nn.Module, views: Views, split: str, device: torch.device, batch_size: int = 32
+    ) -> dict[str, Any]:
         """One-step metrics of ``split`` in physical units (:func:`split_metrics`)."""
         return split_metrics(model, self.dataset(views, split), device, batch_size=batch_size)
 
 
 def _net_call(net: torch.nn.Module, model: torch.nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
     lay = model.layout
-    return net(batch.get("input_fields") if lay.n_steps_input else None,
-               batch.get("constant_fields") if lay.n_constant_fields else None,
-               batch.get("scalars") if lay.n_scalars else None)
+    return net(
+        batch.get("input_fields") if lay.n_steps_input else None,
+        batch.get("constant_fields") if lay.n_constant_fields else None,
+        batch.get("scalars") if lay.n_scalars else None,
+    )
 
 
 class FirstWindows(torch.utils.data.Dataset):
@@ -114,8 +130,9 @@ class OperatorTask(AbstractTask):
         if self.dt_stride == 0 and self.windows != "first":
             raise ValueError("task.dt_stride 0: expected >= 1 (0, the last snapshot, is for windows first)")
 
-    def dataset(self, views: Views, split: str, *, training: bool = False,
-                max_trajectories: int | None = None) -> TrajectoryDataset:
+    def dataset(
+        self, views: Views, split: str, *, training: bool = False, max_trajectories: int | None = None
+    ) -> TrajectoryDataset:
         probe = views.open(split, n_steps_input=0, n_steps_output=1)
         common = {"max_trajectories": max_trajectories or None}
         if probe.n_steps == 1:  # steady data: constant fields -> the solution
@@ -142,14 +159,20 @@ class NextStepTask(AbstractTask):
     pushforward: int = 1
     rollout_steps: int = 0
 
-    def dataset(self, views: Views, split: str, *, training: bool = False,
-                max_trajectories: int | None = None) -> TrajectoryDataset:
+    def dataset(
+        self, views: Views, split: str, *, training: bool = False, max_trajectories: int | None = None
+    ) -> TrajectoryDataset:
         probe = views.open(split, n_steps_input=0, n_steps_output=1)
         if probe.n_steps == 1:
             raise ValueError(f"{views.root}: one snapshot per trajectory (steady data): use task.kind operator")
         n_out = self.n_steps_output * (self.pushforward if training else 1)
-        return views.open(split, n_steps_input=self.n_steps_input, n_steps_output=n_out, dt_stride=self.dt_stride,
-                          max_trajectories=max_trajectories or None)
+        return views.open(
+            split,
+            n_steps_input=self.n_steps_input,
+            n_steps_output=n_out,
+            dt_stride=self.dt_stride,
+            max_trajectories=max_trajectories or None,
+        )
 
     def rollout_dataset(self, views: Views, split: str) -> TrajectoryDataset:
         return views.open(split, n_steps_input=self.n_steps_input, dt_stride=self.dt_stride, full_trajectory=True)
@@ -166,20 +189,27 @@ class NextStepTask(AbstractTask):
                 for _ in range(self.pushforward - 1):
                     frames = torch.cat([frames, model.forward_batch(dict(batch, input_fields=frames[:, -n_in:]))], 1)
             batch = dict(batch, input_fields=frames[:, -n_in:].detach())
-            target = target[:, -self.n_steps_output:]
+            target = target[:, -self.n_steps_output :]
         return _net_call(net, model, batch), target
 
     def evaluate(self, model, views, split, device, batch_size=32):
         out = super().evaluate(model, views, split, device, batch_size)
-        out["rollout"] = rollout_metrics(model, self.rollout_dataset(views, split), device,
-                                         max_steps=self.rollout_steps or None)
+        out["rollout"] = rollout_metrics(
+            model, self.rollout_dataset(views, split), device, max_steps=self.rollout_steps or None
+        )
         return out
 
 
 @torch.no_grad()
-def split_metrics(model: torch.nn.Module, dataset: TrajectoryDataset, device: torch.device, batch_size: int = 32,
-                  max_batches: int | None = None) -> dict[str, float]:
-    """One-shot metrics (mean over windows) in physical units: rel L2/L1, RMSE, nRMSE, max, cRMSE, VRMSE, fRMSE bands."""
+def split_metrics(
+    model: torch.nn.Module,
+    dataset: TrajectoryDataset,
+    device: torch.device,
+    batch_size: int = 32,
+    max_batches: int | None = None,
+) -> dict[str, float]:
+    """One-shot metrics (mean over windows) in physical units: rel L2/L1, RMSE, nRMSE, max, cRMSE, VRMSE, fRMSE
+    bands."""
     model.eval()
     n_dims = dataset.metadata.n_spatial_dims
     sums: dict[str, float] = {}
@@ -194,8 +224,9 @@ def split_metrics(model: torch.nn.Module, dataset: TrajectoryDataset, device: to
         shells = min(dataset.metadata.resolution) // 2
         for band, (lo, _) in M.FOURIER_BANDS.items():
             if lo < shells:  # a band needs wavenumbers the grid resolves
-                values[f"frmse_{band}"] = M.frmse(pred, target, n_dims, band=band,
-                                                  domain_lengths=dataset.metadata.domain_lengths, reduction="sample")
+                values[f"frmse_{band}"] = M.frmse(
+                    pred, target, n_dims, band=band, domain_lengths=dataset.metadata.domain_lengths, reduction="sample"
+                )
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + float(v.sum())
         count += pred.shape[0]
@@ -217,8 +248,13 @@ def rollout(model: torch.nn.Module, sample: Mapping[str, Tensor], n_out_total: i
 
 
 @torch.no_grad()
-def rollout_metrics(model: torch.nn.Module, dataset: TrajectoryDataset, device: torch.device,
-                    max_steps: int | None = None, batch_size: int = 8) -> dict[str, Any]:
+def rollout_metrics(
+    model: torch.nn.Module,
+    dataset: TrajectoryDataset,
+    device: torch.device,
+    max_steps: int | None = None,
+    batch_size: int = 8,
+) -> dict[str, Any]:
     """Rollout over whole trajectories (a full-trajectory dataset): per-step rel L2 / nRMSE / correlation curves
     (mean over trajectories), their means, and the high-correlation duration (time until correlation < 0.8)."""
     model.eval()
@@ -233,15 +269,16 @@ def rollout_metrics(model: torch.nn.Module, dataset: TrajectoryDataset, device: 
         n = target.shape[1] if max_steps is None else min(max_steps, target.shape[1])
         pred = dataset.denormalize(rollout(model, batch, n))
         target = dataset.denormalize(target[:, :n])
-        per = {"rel_l2": M.rel_l2(pred, target, n_dims, reduction="none").mean(-1),
-               "nrmse": M.nrmse(pred, target, n_dims, reduction="none").mean(-1),
-               "correlation": M.correlation(pred, target, n_dims, reduction="none").mean(-1)}
+        per = {
+            "rel_l2": M.rel_l2(pred, target, n_dims, reduction="none").mean(-1),
+            "nrmse": M.nrmse(pred, target, n_dims, reduction="none").mean(-1),
+            "correlation": M.correlation(pred, target, n_dims, reduction="none").mean(-1),
+        }
         for k, v in per.items():  # (B, T)
             curves[k] = curves.get(k, 0) + v.sum(0)
         durations.append(M.high_correlation_duration(pred, target, n_dims, dt=step_dt, reduction="sample"))
         count += pred.shape[0]
-    out: dict[str, Any] = {"steps": int(next(iter(curves.values())).shape[0]) if curves else 0,
-                           "dt": step_dt}
+    out: dict[str, Any] = {"steps": int(next(iter(curves.values())).shape[0]) if curves else 0, "dt": step_dt}
     for k, v in curves.items():
         c = (v / count).cpu()
         out[f"{k}_per_step"] = [float(x) for x in c]

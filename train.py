@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def split_argv(argv: Sequence[str]) -> tuple[str | None, list[str], bool]:
@@ -42,8 +43,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         from pdeforge.training.config import config_help
 
         name = family_name(path)
-        print(__doc__.split("\n\n")[0] + f"\n\nOptions of the {name} family "
-              f"({'from ' + path if path else 'the embedded default'}; --section.key value):\n")
+        print(
+            __doc__.split("\n\n")[0] + f"\n\nOptions of the {name} family "
+            f"({'from ' + path if path else 'the embedded default'}; --section.key value):\n"
+        )
         print(config_help(config_class(name, path or "config")))
         return {}
     if path is None and not any(o.split("=")[0] in ("--run.run_dir", "--run.resume") for o in overrides):

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryWriter, write_stats
 from pdeforge.solvers import ETDRK, Burgers, Grid, rollout
 
@@ -102,13 +101,26 @@ def burgers_data(root: Path, s: int, setting: BurgersSetting, seed: int = 0, bat
     if (root / "stats.yaml").exists():
         return root
     x = np.arange(s) / s
-    schema = Schema("burgers_fno_paper", coords={"x": x}, time=np.array([0.0, setting.t_final]), fields=(FieldSpec("u"),),
-                    parameters={"nu": setting.nu}, boundary_conditions="periodic")
+    schema = Schema(
+        "burgers_fno_paper",
+        coords={"x": x},
+        time=np.array([0.0, setting.t_final]),
+        fields=(FieldSpec("u"),),
+        parameters={"nu": setting.nu},
+        boundary_conditions="periodic",
+    )
     generator = torch.Generator().manual_seed(seed)
     for split, n in setting.splits:
-        prov = {"equation": "Burgers", "equation_params": {"nu": setting.nu}, "solver": "pdeforge.solvers.ETDRK",
-                "scheme": "ETDRK4", "dt_internal": setting.dt, "seed": seed, "split": split,
-                "initial_condition": f"N(0, {setting.sigma2} (-Laplace + {setting.tau2} I)^-{setting.gamma}), zero mean"}
+        prov = {
+            "equation": "Burgers",
+            "equation_params": {"nu": setting.nu},
+            "solver": "pdeforge.solvers.ETDRK",
+            "scheme": "ETDRK4",
+            "dt_internal": setting.dt,
+            "seed": seed,
+            "split": split,
+            "initial_condition": f"N(0, {setting.sigma2} (-Laplace + {setting.tau2} I)^-{setting.gamma}), zero mean",
+        }
         with TrajectoryWriter(root / "data" / split / "burgers.hdf5", schema, n, provenance=prov, resume=False) as w:
             for start in range(0, n, batch):
                 u0 = paper_grf(min(batch, n - start), s, setting, generator)
@@ -131,10 +143,31 @@ def train(data: Path, run_dir: Path, model_args: dict, epochs: int, lr: float, e
     """train.py's operator loop on ``data``; returns ``metrics.json`` plus ``wall_time`` (seconds)."""
     from pdeforge.train import main
 
-    argv = ["--data.root", str(data), "--task.kind", "operator", "--model.name", "fno", "--model.args",
-            json.dumps(model_args), "--optim.epochs", str(epochs), "--optim.batch_size", "20", "--optim.lr", str(lr),
-            "--run.run_dir", str(run_dir), "--run.overwrite", "true", "--run.progress", "false", "--run.seed", "0",
-            *extra]
+    argv = [
+        "--data.root",
+        str(data),
+        "--task.kind",
+        "operator",
+        "--model.name",
+        "fno",
+        "--model.args",
+        json.dumps(model_args),
+        "--optim.epochs",
+        str(epochs),
+        "--optim.batch_size",
+        "20",
+        "--optim.lr",
+        str(lr),
+        "--run.run_dir",
+        str(run_dir),
+        "--run.overwrite",
+        "true",
+        "--run.progress",
+        "false",
+        "--run.seed",
+        "0",
+        *extra,
+    ]
     t0 = time.perf_counter()
     results = main(argv)
     return results | {"wall_time": time.perf_counter() - t0}
@@ -157,10 +190,18 @@ def main() -> None:
         setting = BurgersSetting()
         t0 = time.perf_counter()
         root = burgers_data(args.out / f"burgers_s{s}", s, setting)
-        print(f"burgers data: {root} ({time.perf_counter() - t0:.0f} s); max rel L2 of the targets against a solve at "
-              f"2s = {2 * s}, dt/2: {check_reference(s, setting):.2e}")
-        r = train(root, args.out / f"run_burgers_s{s}", {"n_modes": 16, "hidden_channels": 64, "n_layers": 4},
-                  args.burgers_epochs, args.lr, ["--task.windows", "first", "--task.dt_stride", "1"])
+        print(
+            f"burgers data: {root} ({time.perf_counter() - t0:.0f} s); max rel L2 of the targets against a solve at "
+            f"2s = {2 * s}, dt/2: {check_reference(s, setting):.2e}"
+        )
+        r = train(
+            root,
+            args.out / f"run_burgers_s{s}",
+            {"n_modes": 16, "hidden_channels": 64, "n_layers": 4},
+            args.burgers_epochs,
+            args.lr,
+            ["--task.windows", "first", "--task.dt_stride", "1"],
+        )
         rows.append(("Burgers nu=0.1, u0 -> u(1)", f"{s}", "1000/200", args.burgers_epochs, r, PUBLISHED["burgers"]))
     if args.only in (None, "darcy"):
         t0 = time.perf_counter()
@@ -168,15 +209,29 @@ def main() -> None:
         print(f"darcy data: {root} ({time.perf_counter() - t0:.0f} s)")
         # the paper's "modes = 12" keeps 12 positive and 12 negative frequencies along x and 12 along y; in
         # neuraloperator 2.0, n_modes counts both signs (and keeps n // 2 + 1 along the rfft axis): 24 is that model
-        r = train(root, args.out / f"run_darcy_s85_m24_e{args.darcy_epochs}",
-                  {"n_modes": 24, "hidden_channels": 32, "n_layers": 4}, args.darcy_epochs, args.lr, [])
+        r = train(
+            root,
+            args.out / f"run_darcy_s85_m24_e{args.darcy_epochs}",
+            {"n_modes": 24, "hidden_channels": 32, "n_layers": 4},
+            args.darcy_epochs,
+            args.lr,
+            [],
+        )
         rows.append(("Darcy a -> u, f=1", "85x85", "1000/200", args.darcy_epochs, r, PUBLISHED["darcy"]))
-    print(f"\nmachine: CPU, {args.threads} torch thread(s); train.py defaults otherwise (AdamW, warm-up + cosine, "
-          f"rel-L2 loss, batch 20, lr {args.lr})")
-    head = f"{'setting':<28} {'resolution':>10} {'train/test':>10} {'epochs':>6} {'wall time':>10} {'test rel L2':>11} {'published':>9}"
+    print(
+        f"\nmachine: CPU, {args.threads} torch thread(s); train.py defaults otherwise (AdamW, warm-up + cosine, "
+        f"rel-L2 loss, batch 20, lr {args.lr})"
+    )
+    head = (
+        f"{'setting':<28} {'resolution':>10} {'train/test':>10} {'epochs':>6} "
+        f"{'wall time':>10} {'test rel L2':>11} {'published':>9}"
+    )
     print(head + "\n" + "-" * len(head))
     for name, res, sizes, epochs, r, pub in rows:
-        print(f"{name:<28} {res:>10} {sizes:>10} {epochs:>6} {r['wall_time'] / 60:>8.1f} m {r['test']['rel_l2']:>11.4f} {pub:>9.4f}")
+        print(
+            f"{name:<28} {res:>10} {sizes:>10} {epochs:>6} {r['wall_time'] / 60:>8.1f} m "
+            f"{r['test']['rel_l2']:>11.4f} {pub:>9.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from pdeforge.families import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,33 +35,64 @@ NODA_CONFIG, FNO_CONFIG = ROOT / "configs" / "noda_ks.yaml", ROOT / "configs" / 
 
 
 def _data(preset: str, n_trajectories: int, resolution: int) -> list[str]:
-    return ["--data.preset", preset, "--data.preset_options",
-            f"{{n_trajectories: {n_trajectories}, resolution: {resolution}}}"]
+    return [
+        "--data.preset",
+        preset,
+        "--data.preset_options",
+        f"{{n_trajectories: {n_trajectories}, resolution: {resolution}}}",
+    ]
 
 
 # per case: the data, NODA's overrides of configs/noda_ks.yaml, the FNO's of configs/fno_ks.yaml
 CASES = {
-    "ks": dict(data=_data("ks_1d", 240, 128),
-               noda=["--window.spinup", "2", "--window.unroll", "6", "--window.alpha_max", "0.75"],
-               fno=[]),
-    "ns": dict(data=_data("navier_stokes_2d", 80, 32),
-               noda=["--model.predictor", "{n_modes: 12, hidden_channels: 24, n_layers: 4}", "--model.gain.n_modes",
-                     "12", "--model.gain.hidden_channels", "12", "--optim.steps", "800", "--optim.batch_size", "8",
-                     "--window.spinup", "2", "--window.unroll", "4"],
-               fno=["--model.args", "{n_modes: 12, hidden_channels: 24, n_layers: 4}", "--optim.steps", "800",
-                    "--optim.batch_size", "16"]),
+    "ks": dict(
+        data=_data("ks_1d", 240, 128),
+        noda=["--window.spinup", "2", "--window.unroll", "6", "--window.alpha_max", "0.75"],
+        fno=[],
+    ),
+    "ns": dict(
+        data=_data("navier_stokes_2d", 80, 32),
+        noda=[
+            "--model.predictor",
+            "{n_modes: 12, hidden_channels: 24, n_layers: 4}",
+            "--model.gain.n_modes",
+            "12",
+            "--model.gain.hidden_channels",
+            "12",
+            "--optim.steps",
+            "800",
+            "--optim.batch_size",
+            "8",
+            "--window.spinup",
+            "2",
+            "--window.unroll",
+            "4",
+        ],
+        fno=[
+            "--model.args",
+            "{n_modes: 12, hidden_channels: 24, n_layers: 4}",
+            "--optim.steps",
+            "800",
+            "--optim.batch_size",
+            "16",
+        ],
+    ),
 }
 
 
 def table(name: str, metrics: dict) -> str:
     test = metrics["test"]
-    rows = [f"{name}: horizon {test['horizon_steps']} steps x dt {test['dt']:g}, long = last "
-            f"{test['long_horizon_steps']} steps, {test['n_trajectories']} test trajectories",
-            f"{'model':<18}{'long rel L2':>12}{'final':>10}{'max':>10}{'step 1':>10}"]
+    rows = [
+        f"{name}: horizon {test['horizon_steps']} steps x dt {test['dt']:g}, long = last "
+        f"{test['long_horizon_steps']} steps, {test['n_trajectories']} test trajectories",
+        f"{'model':<18}{'long rel L2':>12}{'final':>10}{'max':>10}{'step 1':>10}",
+    ]
     for key, r in test["table"].items():
         label = "plain FNO" if key == "baseline" else key.replace("noda_alpha_", "NODA alpha=")
-        rows.append(f"{label:<18}{r['long_horizon_rel_l2']:>12.4f}{r['final_rel_l2']:>10.4f}{r['max_rel_l2']:>10.4f}"
-                    f"{r['first_step_rel_l2']:>10.4f}")
+        rows.append(
+            f"{label:<18}{r['long_horizon_rel_l2']:>12.4f}{r['final_rel_l2']:>10.4f}{r['max_rel_l2']:>10.4f}"
+            f"{r['first_step_rel_l2']:>10.4f}"
+        )
     longs = [test["table"][f"noda_alpha_{a:g}"]["long_horizon_rel_l2"] for a in ALPHAS]
     rows.append(f"long-horizon rel L2 falls monotonically with alpha: {all(b < a for a, b in zip(longs, longs[1:]))}")
     if "baseline" in test["table"]:
@@ -73,21 +103,42 @@ def table(name: str, metrics: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
-    parser.add_argument("--baseline", choices=["fno", "none"], default="fno",
-                        help="train the plain FNO (operator family) and compare with it, or NODA alone")
+    parser.add_argument(
+        "--baseline",
+        choices=["fno", "none"],
+        default="fno",
+        help="train the plain FNO (operator family) and compare with it, or NODA alone",
+    )
     parser.add_argument("--out", default=str(ROOT / "runs" / "assimilation"))
     parser.add_argument("--max-steps", type=int, default=0, help="cap each training at this many steps (smoke runs)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    common = ["--run.threads", "1", "--run.device", "cpu", "--run.overwrite", "true", "--run.progress", "false",
-              "--run.max_steps", str(args.max_steps)]
+    common = [
+        "--run.threads",
+        "1",
+        "--run.device",
+        "cpu",
+        "--run.overwrite",
+        "true",
+        "--run.progress",
+        "false",
+        "--run.max_steps",
+        str(args.max_steps),
+    ]
     results = {}
     for name in CASES if args.case == "all" else [args.case]:
         case = CASES[name]
         seconds = {}
-        noda = [*common, *case["data"], *case["noda"], "--eval.alphas", json.dumps(ALPHAS),
-                "--run.run_dir", str(out / name)]
+        noda = [
+            *common,
+            *case["data"],
+            *case["noda"],
+            "--eval.alphas",
+            json.dumps(ALPHAS),
+            "--run.run_dir",
+            str(out / name),
+        ]
         if args.baseline == "fno":
             t0 = time.perf_counter()
             train(FNO_CONFIG, [*common, *case["data"], *case["fno"], "--run.run_dir", str(out / f"{name}_fno")])
@@ -96,8 +147,11 @@ def main() -> None:
         t0 = time.perf_counter()
         metrics = train(NODA_CONFIG, noda)
         seconds["noda_s"] = round(time.perf_counter() - t0, 1)
-        results[name] = {"table": metrics["test"]["table"], "horizon_steps": metrics["test"]["horizon_steps"],
-                         **seconds}
+        results[name] = {
+            "table": metrics["test"]["table"],
+            "horizon_steps": metrics["test"]["horizon_steps"],
+            **seconds,
+        }
         print(table(name, metrics), flush=True)
     (out / "assimilation.json").write_text(json.dumps(results, indent=1))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import torch
-
 from pdeforge.solvers.darcy import ThresholdCoefficient, solve_darcy
 
 

@@ -1,8 +1,8 @@
 """Foundation-model benchmark at CPU scale: scOT pretrained on two Navier-Stokes initial-condition families and
 fine-tuned on data it has not seen, against scOT from scratch and an FNO.
 
-    python benchmarks/foundation.py                       # ~32 min on one free CPU thread; writes runs/foundation_ns_blobs_e32/
-    python benchmarks/foundation.py --downstream kolmogorov   # fine-tune on a different PDE instead
+    python benchmarks/foundation.py  # ~32 min on one free CPU thread; writes runs/foundation_ns_blobs_e32/
+    python benchmarks/foundation.py --downstream kolmogorov  # fine-tune on a different PDE instead
 
 Downstream data (``--downstream``): ``ns_blobs`` (default), the pretraining PDE from Gaussian vortex blobs, an
 initial-condition family absent from pretraining; or ``kolmogorov`` (forced Kolmogorov flow with drag, a different
@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from pdeforge.families import load_family_config, load_run, train
 from pdeforge.operators.scot import lead_time_errors, median_error, open_split
 from pdeforge.training import config_to_dict
@@ -64,8 +63,12 @@ def benchmark_sources() -> dict:
     amp = Normalization(scale_by="std", amplitude=2.0)
     return {
         "ns_lognormal": ns,
-        "ns_grf": with_overrides(ns, name="ns_grf_2d", initial_condition=GaussianRandomField(exponent=4.0, normalization=amp)),
-        "ns_blobs": with_overrides(ns, name="ns_blobs_2d", initial_condition=GaussianBlobs(n_blobs=6, width=0.02, normalization=amp)),
+        "ns_grf": with_overrides(
+            ns, name="ns_grf_2d", initial_condition=GaussianRandomField(exponent=4.0, normalization=amp)
+        ),
+        "ns_blobs": with_overrides(
+            ns, name="ns_blobs_2d", initial_condition=GaussianBlobs(n_blobs=6, width=0.02, normalization=amp)
+        ),
         "kolmogorov": with_overrides(PRESETS["kolmogorov_2d"], **short),
     }
 
@@ -98,8 +101,10 @@ def _what_it_computes(config: dict) -> dict:
 
 def scot_run(name: str, overrides: list[str], run_dir: Path) -> dict:
     """``pdeforge train configs/<name> [overrides]`` into ``run_dir`` (replaced); its metrics."""
-    return train(CONFIGS / name, [*overrides, "--run.run_dir", str(run_dir), "--run.overwrite", "true",
-                                  "--run.progress", "false"])
+    return train(
+        CONFIGS / name,
+        [*overrides, "--run.run_dir", str(run_dir), "--run.overwrite", "true", "--run.progress", "false"],
+    )
 
 
 def _scot(run_dir: Path, name: str, overrides: list[str], after: Path | None = None) -> float:
@@ -123,20 +128,49 @@ def fno_error(root: Path, n: int, steps: int, out: Path, lead_snapshots: int, n_
 
     run_dir = out / f"fno_n{n}"
     saved = json.loads((run_dir / "model.json").read_text())["config"] if (run_dir / "model.json").is_file() else {}
-    done = (saved.get("optim", {}).get("steps"), saved.get("data", {}).get("max_train_trajectories"),
-            saved.get("data", {}).get("root"))
+    done = (
+        saved.get("optim", {}).get("steps"),
+        saved.get("data", {}).get("max_train_trajectories"),
+        saved.get("data", {}).get("root"),
+    )
     if done != (steps, n, str(Path(root).resolve())):
         windows = n * (n_steps - lead_snapshots)
-        train(None, ["--data.root", str(Path(root).resolve()), "--task.kind", "operator",
-                     "--task.dt_stride", str(lead_snapshots), "--data.max_train_trajectories", str(n),
-                     "--model.name", "fno",
-                     "--model.args", json.dumps({"n_modes": 12, "hidden_channels": 32, "n_layers": 4}),
-                     "--optim.batch_size", str(min(16, windows)), "--optim.lr", "3e-3", "--optim.steps", str(steps),
-                     "--optim.eval_every", str(max(1, steps // 4)), "--run.run_dir", str(run_dir),
-                     "--run.overwrite", "true", "--run.progress", "false"])
+        train(
+            None,
+            [
+                "--data.root",
+                str(Path(root).resolve()),
+                "--task.kind",
+                "operator",
+                "--task.dt_stride",
+                str(lead_snapshots),
+                "--data.max_train_trajectories",
+                str(n),
+                "--model.name",
+                "fno",
+                "--model.args",
+                json.dumps({"n_modes": 12, "hidden_channels": 32, "n_layers": 4}),
+                "--optim.batch_size",
+                str(min(16, windows)),
+                "--optim.lr",
+                "3e-3",
+                "--optim.steps",
+                str(steps),
+                "--optim.eval_every",
+                str(max(1, steps // 4)),
+                "--run.run_dir",
+                str(run_dir),
+                "--run.overwrite",
+                "true",
+                "--run.progress",
+                "false",
+            ],
+        )
     run = load_run(run_dir)
     model = run.model
-    ds = TrajectoryDataset(root, 1, 1, lead_snapshots, split="test", normalization="zscore", stats=run.envelope["stats"])
+    ds = TrajectoryDataset(
+        root, 1, 1, lead_snapshots, split="test", normalization="zscore", stats=run.envelope["stats"]
+    )
     samples = [ds[t * ds.windows_per_trajectory] for t in range(len(ds.trajectories))]  # start 0 of each
     batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
     with torch.no_grad():
@@ -171,30 +205,56 @@ def efficiency_gain(ns: list[int], base: list[float], pre: list[float]) -> list[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="", help="output folder (default runs/foundation_<downstream>_e<embed-dim>); a run "
-                    "folder in it is reused when it was made with the same options")
+    ap.add_argument(
+        "--out",
+        default="",
+        help="output folder (default runs/foundation_<downstream>_e<embed-dim>); a run "
+        "folder in it is reused when it was made with the same options",
+    )
     ap.add_argument("--ns", type=int, nargs="+", default=[8, 16, 32, 64])
     ap.add_argument("--pretrain-steps", type=int, default=3000)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--compare-n", type=int, default=16, help="N of the all-pairs vs next-step comparison")
-    ap.add_argument("--embed-dim", type=int, default=32,
-                    help="scOT width (ScOTConfig.tiny: 8 gives 363k parameters, 32 gives 4.9M); every scOT run uses it")
+    ap.add_argument(
+        "--embed-dim",
+        type=int,
+        default=32,
+        help="scOT width (ScOTConfig.tiny: 8 gives 363k parameters, 32 gives 4.9M); every scOT run uses it",
+    )
     ap.add_argument("--pretrain-trajectories", type=int, default=128, help="trajectories per pretraining source")
-    ap.add_argument("--downstream", default="ns_blobs", choices=("ns_blobs", "kolmogorov"),
-                    help="the fine-tuning data: ns_blobs (an initial-condition family of the pretraining PDE not in "
-                         "pretraining) or kolmogorov (a different PDE, as configs/scot_finetune.yaml)")
+    ap.add_argument(
+        "--downstream",
+        default="ns_blobs",
+        choices=("ns_blobs", "kolmogorov"),
+        help="the fine-tuning data: ns_blobs (an initial-condition family of the pretraining PDE not in "
+        "pretraining) or kolmogorov (a different PDE, as configs/scot_finetune.yaml)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out or f"runs/foundation_{args.downstream}_e{args.embed_dim}")
     t0 = time.perf_counter()
 
     pre_dir = out / "pretrain"
-    width = {"learn_residual": True, "embed_dim": args.embed_dim,
-             "num_heads": [max(1, args.embed_dim // 16) * 2**i for i in range(4)]}  # 16 channels per head (8: 1, 2, 4, 8)
+    width = {
+        "learn_residual": True,
+        "embed_dim": args.embed_dim,
+        "num_heads": [max(1, args.embed_dim // 16) * 2**i for i in range(4)],
+    }  # 16 channels per head (8: 1, 2, 4, 8)
     sources = [{"root": str(source_root(name, args.pretrain_trajectories, out))} for name in ("ns_lognormal", "ns_grf")]
-    pre = _scot(pre_dir, "scot_pretrain.yaml", ["--data.sources", json.dumps(sources), "--optim.steps",
-                                               str(args.pretrain_steps), "--optim.eval_every", "300",
-                                               "--model.args", json.dumps(width)])
+    pre = _scot(
+        pre_dir,
+        "scot_pretrain.yaml",
+        [
+            "--data.sources",
+            json.dumps(sources),
+            "--optim.steps",
+            str(args.pretrain_steps),
+            "--optim.eval_every",
+            "300",
+            "--model.args",
+            json.dumps(width),
+        ],
+    )
     print(f"pretrained on NS (two IC families): test median rel L1 {pre:.2f}%  [{time.perf_counter() - t0:.0f} s]")
 
     _, ft = load_family_config(CONFIGS / "scot_finetune.yaml")
@@ -208,50 +268,94 @@ def main() -> None:
     rows = {"pretrained": [], "scratch": [], "fno": []}
     scratch = ["--run.init_from", "", "--optim.lr", "2e-3", "--model.args", json.dumps(width)]
     for n in args.ns:
-        common = [*data, "--data.max_train_trajectories", str(n), "--optim.steps", str(args.steps),
-                  "--optim.eval_every", str(max(1, args.steps // 3))]
-        rows["pretrained"].append(_scot(out / f"finetune_n{n}", "scot_finetune.yaml",
-                                        [*common, "--run.init_from", str(pre_dir)], after=pre_dir))
+        common = [
+            *data,
+            "--data.max_train_trajectories",
+            str(n),
+            "--optim.steps",
+            str(args.steps),
+            "--optim.eval_every",
+            str(max(1, args.steps // 3)),
+        ]
+        rows["pretrained"].append(
+            _scot(
+                out / f"finetune_n{n}", "scot_finetune.yaml", [*common, "--run.init_from", str(pre_dir)], after=pre_dir
+            )
+        )
         rows["scratch"].append(_scot(out / f"scratch_n{n}", "scot_finetune.yaml", [*common, *scratch]))
         rows["fno"].append(fno_error(root, n, args.steps, out, lead, test.n_steps))
-        print(f"N = {n:3d}: pretrained+fine-tuned {rows['pretrained'][-1]:6.2f}%  scratch {rows['scratch'][-1]:6.2f}%  "
-              f"FNO {rows['fno'][-1]:6.2f}%  [{time.perf_counter() - t0:.0f} s]")
+        print(
+            f"N = {n:3d}: pretrained+fine-tuned {rows['pretrained'][-1]:6.2f}%  scratch {rows['scratch'][-1]:6.2f}%  "
+            f"FNO {rows['fno'][-1]:6.2f}%  [{time.perf_counter() - t0:.0f} s]"
+        )
 
     # all-pairs vs next-step-only, same trajectories, same steps, from scratch
     nc = args.compare_n
-    common = [*data, "--data.max_train_trajectories", str(nc), "--optim.steps", str(args.steps),
-              "--optim.eval_every", str(max(1, args.steps // 3)), *scratch]
+    common = [
+        *data,
+        "--data.max_train_trajectories",
+        str(nc),
+        "--optim.steps",
+        str(args.steps),
+        "--optim.eval_every",
+        str(max(1, args.steps // 3)),
+        *scratch,
+    ]
     allp = _scot(out / f"scratch_n{nc}", "scot_finetune.yaml", common)
     nxt = _scot(out / f"nextstep_n{nc}", "scot_finetune.yaml", [*common, "--data.pairing", "next"])
 
     # lead times not seen in training: odd snapshots, the model saw the even ones
     model = load_run(out / f"finetune_n{args.ns[-1]}").model
-    leads = lead_time_errors(model, test, list(range(1, lead + 1)), float(times[lead] - times[0]), test.metadata.field_names)
+    leads = lead_time_errors(
+        model, test, list(range(1, lead + 1)), float(times[lead] - times[0]), test.metadata.field_names
+    )
 
-    res = {"ns": args.ns, **rows, "pretrain": pre, "persistence": persistence, "embed_dim": args.embed_dim,
-           "AG_vs_scratch": [s / p for s, p in zip(rows["scratch"], rows["pretrained"])],
-           "AG_vs_fno": [f / p for f, p in zip(rows["fno"], rows["pretrained"])],
-           "EG_vs_scratch": efficiency_gain(args.ns, rows["scratch"], rows["pretrained"]),
-           "EG_vs_fno": efficiency_gain(args.ns, rows["fno"], rows["pretrained"]),
-           "all_pairs_vs_next_step": {"n": nc, "all_pairs": allp, "next_step_rollout": nxt},
-           "lead_time_errors": {str(k): v for k, v in leads.items()}, "seconds": time.perf_counter() - t0}
+    res = {
+        "ns": args.ns,
+        **rows,
+        "pretrain": pre,
+        "persistence": persistence,
+        "embed_dim": args.embed_dim,
+        "AG_vs_scratch": [s / p for s, p in zip(rows["scratch"], rows["pretrained"])],
+        "AG_vs_fno": [f / p for f, p in zip(rows["fno"], rows["pretrained"])],
+        "EG_vs_scratch": efficiency_gain(args.ns, rows["scratch"], rows["pretrained"]),
+        "EG_vs_fno": efficiency_gain(args.ns, rows["fno"], rows["pretrained"]),
+        "all_pairs_vs_next_step": {"n": nc, "all_pairs": allp, "next_step_rollout": nxt},
+        "lead_time_errors": {str(k): v for k, v in leads.items()},
+        "seconds": time.perf_counter() - t0,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "foundation.json").write_text(json.dumps(res, indent=1))
 
-    print(f"\nmedian relative L1 (%) of u(0) -> u({times[lead]:g}) on {args.downstream} (not in pretraining), test trajectories")
-    print(f"{'N':>4} {'pretrained':>11} {'scratch':>9} {'FNO':>8} {'AG/scratch':>11} {'AG/FNO':>8} {'EG/scratch':>11} {'EG/FNO':>8}")
+    print(
+        f"\nmedian relative L1 (%) of u(0) -> u({times[lead]:g}) on {args.downstream} (not in pretraining), "
+        "test trajectories"
+    )
+    print(
+        f"{'N':>4} {'pretrained':>11} {'scratch':>9} {'FNO':>8} "
+        f"{'AG/scratch':>11} {'AG/FNO':>8} {'EG/scratch':>11} {'EG/FNO':>8}"
+    )
     for k, n in enumerate(args.ns):
-        print(f"{n:4d} {rows['pretrained'][k]:11.2f} {rows['scratch'][k]:9.2f} {rows['fno'][k]:8.2f} "
-              f"{res['AG_vs_scratch'][k]:11.2f} {res['AG_vs_fno'][k]:8.2f} {res['EG_vs_scratch'][k]:11.2f} {res['EG_vs_fno'][k]:8.2f}")
+        print(
+            f"{n:4d} {rows['pretrained'][k]:11.2f} {rows['scratch'][k]:9.2f} {rows['fno'][k]:8.2f} "
+            f"{res['AG_vs_scratch'][k]:11.2f} {res['AG_vs_fno'][k]:8.2f} "
+            f"{res['EG_vs_scratch'][k]:11.2f} {res['EG_vs_fno'][k]:8.2f}"
+        )
     print(f"persistence (u(t) = u(0)): {persistence:.2f}%; below it a model has learned dynamics")
-    print(f"all pairs vs next-step only (N = {nc}, scratch, same steps): {allp:.2f}% vs {nxt:.2f}% (rollout to the final time)"
-          f" -> {'all pairs better' if allp < nxt else 'next-step better'}")
-    print("lead-time query (fine-tuned model, N = %d); training saw the even snapshots only:" % args.ns[-1])
+    print(
+        f"all pairs vs next-step only (N = {nc}, scratch, same steps): {allp:.2f}% vs {nxt:.2f}% "
+        "(rollout to the final time)"
+        f" -> {'all pairs better' if allp < nxt else 'next-step better'}"
+    )
+    print(f"lead-time query (fine-tuned model, N = {args.ns[-1]}); training saw the even snapshots only:")
     for k, (lt, e) in leads.items():
         print(f"  snapshot {k:2d}  lead {lt:.2f}  {'unseen' if k % ft.data.stride else 'seen  '}  {e:6.2f}%")
     for k in range(1, lead, ft.data.stride):
         lo, hi = sorted((leads[k - 1][1] if k > 1 else 0.0, leads[k + 1][1]))
-        print(f"  unseen snapshot {k}: {leads[k][1]:.2f}% {'within' if lo <= leads[k][1] <= hi else 'OUTSIDE'} [{lo:.2f}, {hi:.2f}]")
+        print(
+            f"  unseen snapshot {k}: {leads[k][1]:.2f}% "
+            f"{'within' if lo <= leads[k][1] <= hi else 'OUTSIDE'} [{lo:.2f}, {hi:.2f}]"
+        )
     _plot(res, out / "foundation.png")
     print(f"[{time.perf_counter() - t0:.0f} s] {out / 'foundation.json'}, {out / 'foundation.png'}")
 
@@ -263,7 +367,11 @@ def _plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for key, label in (("pretrained", "scOT pretrained + fine-tuned"), ("scratch", "scOT from scratch"), ("fno", "FNO")):
+    for key, label in (
+        ("pretrained", "scOT pretrained + fine-tuned"),
+        ("scratch", "scOT from scratch"),
+        ("fno", "FNO"),
+    ):
         ax.plot(res["ns"], res[key], "o-", label=label)
     if "persistence" in res:
         ax.axhline(res["persistence"], color="0.5", ls="--", lw=1, label="persistence u(t) = u(0)")

@@ -17,13 +17,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter
 
 
 def make_file(path: Path, n_traj: int, n_t: int, n: int) -> None:
     x = np.linspace(0, 1, n, endpoint=False)
-    schema = Schema("bench", coords={"x": x, "y": x}, time=0.1 * np.arange(n_t), fields=(FieldSpec("p"), FieldSpec("velocity", 1)))
+    schema = Schema(
+        "bench", coords={"x": x, "y": x}, time=0.1 * np.arange(n_t), fields=(FieldSpec("p"), FieldSpec("velocity", 1))
+    )
     rng = np.random.default_rng(0)
     with TrajectoryWriter(path, schema, n_traj) as w:
         for _ in range(n_traj // 4):
@@ -65,7 +66,9 @@ def main() -> None:
         windows = [ds.window(int(i)) for i in order]
         sampler = [int(i) for i in order]
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=args.workers)
-        memory = torch.from_numpy(np.concatenate([ds.read(t, range(args.steps))["fields"][None].numpy() for t in range(len(ds.trajectories))]))
+        memory = torch.from_numpy(
+            np.concatenate([ds.read(t, range(args.steps))["fields"][None].numpy() for t in range(len(ds.trajectories))])
+        )
 
         def run_ours() -> int:
             return sum(b["input_fields"].shape[0] for b in loader)
@@ -74,19 +77,29 @@ def main() -> None:
             count = 0
             for i in range(0, len(windows), batch):
                 chunk = windows[i : i + batch]
-                torch.stack([memory[t, s : s + n_in] for t, s in chunk]), torch.stack([memory[t, s + n_in : s + n_in + n_out] for t, s in chunk])
+                (
+                    torch.stack([memory[t, s : s + n_in] for t, s in chunk]),
+                    torch.stack([memory[t, s + n_in : s + n_in + n_out] for t, s in chunk]),
+                )
                 count += len(chunk)
             return count
 
         rates = {}
-        for name, fn in (("raw h5py slicing", lambda: raw_h5py(path, windows, n_in, n_out, batch)), ("TrajectoryDataset+DataLoader", run_ours), ("in-memory tensor", run_memory)):
+        for name, fn in (
+            ("raw h5py slicing", lambda: raw_h5py(path, windows, n_in, n_out, batch)),
+            ("TrajectoryDataset+DataLoader", run_ours),
+            ("in-memory tensor", run_memory),
+        ):
             best = float("inf")
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 n = fn()
                 best = min(best, time.perf_counter() - t0)
             rates[name] = n / best
-        print(f"file {size_mb:.0f} MB, {len(ds)} windows of {n_in}+{n_out} frames, 3 x {args.resolution}^2, batch {batch}, workers {args.workers}")
+        print(
+            f"file {size_mb:.0f} MB, {len(ds)} windows of {n_in}+{n_out} frames, 3 x {args.resolution}^2, "
+            f"batch {batch}, workers {args.workers}"
+        )
         base = rates["raw h5py slicing"]
         for name, r in rates.items():
             print(f"  {name:<30} {r:10.1f} windows/s   {r / base:6.2f}x raw h5py")

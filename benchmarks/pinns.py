@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 import yaml
-
 from pdeforge.families import train
 from pdeforge.pinns import (
     HiddenTermPINN,
@@ -61,9 +60,21 @@ def _budget(config: dict, scale: float) -> list[str]:
 def _run(name: str, scale: float, out: Path, *overrides: str) -> dict:
     """Train configs/NAME.yaml at ``scale`` of its budget into ``out`` (replacing a run there); its metrics."""
     path = CONFIGS / f"{name}.yaml"
-    return train(path, [*_budget(yaml.safe_load(path.read_text()), scale), "--run.run_dir", str(out),
-                        "--run.overwrite", "true", "--run.progress", "false", "--run.threads", str(THREADS),
-                        *overrides])
+    return train(
+        path,
+        [
+            *_budget(yaml.safe_load(path.read_text()), scale),
+            "--run.run_dir",
+            str(out),
+            "--run.overwrite",
+            "true",
+            "--run.progress",
+            "false",
+            "--run.threads",
+            str(THREADS),
+            *overrides,
+        ],
+    )
 
 
 def _lbfgs_reason(metrics: dict) -> str | None:
@@ -87,8 +98,10 @@ def burgers(seeds: list[int], scale: float, out: Path) -> None:
         t0 = time.perf_counter()
         m = _run("pinn_burgers", scale, out / f"burgers_{seed}", "--run.seed", str(seed))
         errors.append(m["test"]["rel_l2"])
-        print(f"  burgers seed {seed}: rel_l2 {errors[-1]:.3e} ({_lbfgs_reason(m)}), "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"  burgers seed {seed}: rel_l2 {errors[-1]:.3e} ({_lbfgs_reason(m)}), {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     mean = sum(errors) / len(errors)
     _report("burgers", f"rel L2 mean {mean:.3e} over seeds {seeds} (target <= 1e-2)", mean <= 1e-2, start)
 
@@ -105,7 +118,9 @@ def advection(scale: float, out: Path) -> None:
     plain = _run("pinn_advection", scale, out / "advection")
     lag = _run("pinn_advection_lagrangian", scale, out / "lagrangian")
     ep, el = plain["test"]["rel_l2"], lag["test"]["rel_l2"]
-    _report("advection", f"plain rel L2 {ep:.3f} (> 0.5), Lagrangian {el:.2e} (<= 0.05)", ep > 0.5 and el <= 0.05, start)
+    _report(
+        "advection", f"plain rel L2 {ep:.3f} (> 0.5), Lagrangian {el:.2e} (<= 0.05)", ep > 0.5 and el <= 0.05, start
+    )
 
 
 def inverse(scale: float, out: Path) -> None:
@@ -118,8 +133,14 @@ def inverse(scale: float, out: Path) -> None:
     ds = TrajectoryDataset(root, split="test")
     times = list(range(11))  # t in [0, 0.5]
     obs = sample_observations(ds, 0, 1000, noise=0.01, seed=0, time_indices=times)
-    model = InversePINN(Burgers(nu=1.0), {"nu": 0.05}, dataset_domain(ds, times), obs,
-                        NetworkConfig(width=50, depth=4, harmonics=5), n_residual=4000)
+    model = InversePINN(
+        Burgers(nu=1.0),
+        {"nu": 0.05},
+        dataset_domain(ds, times),
+        obs,
+        NetworkConfig(width=50, depth=4, harmonics=5),
+        n_residual=4000,
+    )
     report = model.fit(OptimConfig(adam_iters=int(3000 * scale), lbfgs_iters=int(5000 * scale)), _progress)
     nu = model.coefficients.values()["nu"]
     err = abs(nu - 0.01) / 0.01
@@ -134,8 +155,13 @@ def hidden(scale: float, out: Path) -> None:
     obs = observations_from_fields(traj, times, [x], 1000, noise=0.01, seed=0)
     from pdeforge.pinns import Domain
 
-    model = HiddenTermPINN(Diffusion(nu=0.05), Domain((0.0,), (2 * math.pi,), (0.0, 3.0), (True,)), obs,
-                           NetworkConfig(width=32, depth=3), n_residual=1000)
+    model = HiddenTermPINN(
+        Diffusion(nu=0.05),
+        Domain((0.0,), (2 * math.pi,), (0.0, 3.0), (True,)),
+        obs,
+        NetworkConfig(width=32, depth=3),
+        n_residual=1000,
+    )
     model.fit(OptimConfig(adam_iters=int(1000 * scale), lbfgs_iters=int(3000 * scale)), _progress)
     coef, names = model.discover(degree=3, threshold=0.05)
     terms = {n: float(c) for n, c in zip(names, coef) if c != 0}

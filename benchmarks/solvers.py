@@ -78,8 +78,16 @@ class Job:
 JOBS = (
     Job("KS 1D N=256 B=50 500 steps dt=0.1", KuramotoSivashinsky(), Grid(256, 32 * math.pi), 50, 500, 0.1, (1, 1)),
     Job("NS 2D 128^2 B=16 200 steps dt=0.01 nu=1e-3", NavierStokes2D(nu=1e-3), Grid((128, 128)), 16, 200, 0.01, (2, 2)),
-    Job("KS 2D 128^2 B=50 200 steps dt=0.1", KuramotoSivashinskyFlame(), Grid((128, 128), 32 * math.pi), 50, 200, 0.1,
-        (1, 2), same_equation_in_exponax=False),
+    Job(
+        "KS 2D 128^2 B=50 200 steps dt=0.1",
+        KuramotoSivashinskyFlame(),
+        Grid((128, 128), 32 * math.pi),
+        50,
+        200,
+        0.1,
+        (1, 2),
+        same_equation_in_exponax=False,
+    ),
 )
 
 DEVICE = torch.device("cpu")  # set by main()
@@ -134,6 +142,7 @@ def count_ffts(stepper: ETDRK, u_hat: torch.Tensor) -> dict[str, int]:
 
 def per_call(fn, calls: int, repeats: int) -> float:
     """Seconds per call of ``fn``: the best of ``repeats`` loops of ``calls`` calls."""
+
     def loop():
         for _ in range(calls):
             fn()
@@ -151,8 +160,9 @@ def fft_bound(job: Job, repeats: int, calls: int = 100) -> None:
     forward = (lambda: torch.fft.rfft(u0),) if job.grid.ndim == 1 else ()
     inverse = (lambda: torch.fft.irfft(u_hat, n=job.grid.shape[0]),) if job.grid.ndim == 1 else ()
     t_r = min(per_call(f, calls, repeats) for f in (*forward, lambda: torch.fft.rfftn(u0, dim=dims)))
-    t_i = min(per_call(f, calls, repeats)
-              for f in (*inverse, lambda: torch.fft.irfftn(u_hat, s=job.grid.shape, dim=dims)))
+    t_i = min(
+        per_call(f, calls, repeats) for f in (*inverse, lambda: torch.fft.irfftn(u_hat, s=job.grid.shape, dim=dims))
+    )
     bound = counts["rfftn"] * t_r + counts["irfftn"] * t_i
 
     def steps():  # what a rollout runs: `calls` chained steps, saving only the last (its extra FFT pair: 1 % here)
@@ -162,7 +172,8 @@ def fft_bound(job: Job, repeats: int, calls: int = 100) -> None:
     stages = len(stepper.tableau.c)
     minimal = stages * (job.minimal_ffts[0] * t_r + job.minimal_ffts[1] * t_i)
     print(
-        f"  (a) one ETDRK4 step {t_step * 1e3:8.3f} ms | FFTs done per step: {counts['rfftn']} rfftn x {t_r * 1e3:.3f} ms"
+        f"  (a) one ETDRK4 step {t_step * 1e3:8.3f} ms | FFTs done per step: "
+        f"{counts['rfftn']} rfftn x {t_r * 1e3:.3f} ms"
         f" + {counts['irfftn']} irfftn x {t_i * 1e3:.3f} ms = {bound * 1e3:.3f} ms, ratio {t_step / bound:.2f} | "
         f"minimal {stages * sum(job.minimal_ffts)} FFTs = {minimal * 1e3:.3f} ms, ratio {t_step / minimal:.2f}"
     )
@@ -198,8 +209,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one timing repetition instead of three")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and for XLA")
     parser.add_argument("--device", default="cpu", help="torch device of pdeforge's jobs: cpu, cuda, cuda:N")
-    parser.add_argument("--jobs", default=None,
-                        help="comma-separated job numbers to run (1 KS 1D, 2 NS 2D, 3 KS 2D; default all)")
+    parser.add_argument(
+        "--jobs", default=None, help="comma-separated job numbers to run (1 KS 1D, 2 NS 2D, 3 KS 2D; default all)"
+    )
     args = parser.parse_args()
     global DEVICE
     try:
@@ -229,7 +241,7 @@ def main() -> None:
         stepper = ETDRK(job.equation, job.grid, job.dt, order=4)
         u0 = initial_state(job)
         ours = rollout(stepper, u0, job.n_steps)
-        t_ours = best_time(lambda: rollout(stepper, u0, job.n_steps), repeats)
+        t_ours = best_time(lambda: rollout(stepper, u0, job.n_steps), repeats)  # noqa: B023 (called here)
         print(f"  (b) pdeforge rollout {t_ours:7.3f} s ({t_ours / job.n_steps * 1e3:.3f} ms/step)")
         theirs = exponax_job(job, u0, repeats)
         if theirs is None:
@@ -237,8 +249,10 @@ def main() -> None:
             continue
         traj, t_theirs = theirs
         if not job.same_equation_in_exponax:
-            print(f"      exponax rollout  {t_theirs:7.3f} s | pdeforge / exponax time {t_ours / t_theirs:.2f} | "
-                  "(another fourth-order operator: the numbers do not compare)")
+            print(
+                f"      exponax rollout  {t_theirs:7.3f} s | pdeforge / exponax time {t_ours / t_theirs:.2f} | "
+                "(another fourth-order operator: the numbers do not compare)"
+            )
             continue
         diff = (ours - traj).flatten(2).norm(dim=-1) / traj.flatten(2).norm(dim=-1).clamp_min(1e-30)
         print(

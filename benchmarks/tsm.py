@@ -98,15 +98,18 @@ def _check_reused(folder: Path, spec: dict, fingerprint: str) -> None:
     saved = json.loads((folder / "model.json").read_text())
     theirs = saved.get("data_fingerprint")
     if theirs != fingerprint:
-        raise SystemExit(f"--reuse: {folder} was trained on other data (data fingerprint {theirs or 'not recorded'}, "
-                         f"now {fingerprint}); retrain it (drop --reuse) or point --runs elsewhere")
+        raise SystemExit(
+            f"--reuse: {folder} was trained on other data (data fingerprint {theirs or 'not recorded'}, "
+            f"now {fingerprint}); retrain it (drop --reuse) or point --runs elsewhere"
+        )
     then = _flatten(saved["config"])
-    differ = {k: (v, spec[k]) for k, v in then.items()
-              if k in spec and not k.startswith(NOT_COMPARED) and v != spec[k]}
+    differ = {k: (v, spec[k]) for k, v in then.items() if k in spec and not k.startswith(NOT_COMPARED) and v != spec[k]}
     if differ:
-        raise SystemExit(f"--reuse: {folder} was trained with "
-                         + ", ".join(f"{k} {v} (asked {w})" for k, (v, w) in differ.items())
-                         + "; retrain it (drop --reuse) or pass the same options")
+        raise SystemExit(
+            f"--reuse: {folder} was trained with "
+            + ", ".join(f"{k} {v} (asked {w})" for k, (v, w) in differ.items())
+            + "; retrain it (drop --reuse) or pass the same options"
+        )
 
 
 PROTOCOL_OPTIONS = {  # command-line option -> (config key, help)
@@ -120,8 +123,16 @@ PROTOCOL_OPTIONS = {  # command-line option -> (config key, help)
     "device": ("run.device", "cpu | cuda | cuda:N | auto (cuda if available): every training and evaluation"),
 }
 
-PAIRS = (("tsm-hippo", "li"), ("tsm-hippo", "tsm-frames"), ("tsm-frames", "li"), ("tsm-running", "li"),
-         ("tsm-running", "tsm-hippo"), ("tsm-running", "tsm-frames"), ("li", "coarse"), ("tsm-hippo", "coarse"))
+PAIRS = (
+    ("tsm-hippo", "li"),
+    ("tsm-hippo", "tsm-frames"),
+    ("tsm-frames", "li"),
+    ("tsm-running", "li"),
+    ("tsm-running", "tsm-hippo"),
+    ("tsm-running", "tsm-frames"),
+    ("li", "coarse"),
+    ("tsm-hippo", "coarse"),
+)
 
 
 def _stderr(d: torch.Tensor) -> float:
@@ -167,14 +178,17 @@ def merge_summary(path: Path, summary: dict) -> dict:
         try:
             old = json.loads(path.read_text()) if path.is_file() else {}
         except json.JSONDecodeError as e:
-            raise SystemExit(f"{path}: not a summary.json this benchmark wrote ({e}); move it away and run again")
+            raise SystemExit(
+                f"{path}: not a summary.json this benchmark wrote ({e}); move it away and run again"
+            ) from None
         if old and old.get("protocol") != summary["protocol"]:
             print(f"{path} held another protocol's scores ({old.get('protocol')}): replaced")
             old = {}
         kept = [n for n in _model_names(old) if n not in summary]
         if kept:
-            print(f"kept from the earlier calls' {path}: "
-                  + ", ".join(f"{n} {old[n]['duration_mean']:.2f}" for n in kept))
+            print(
+                f"kept from the earlier calls' {path}: " + ", ".join(f"{n} {old[n]['duration_mean']:.2f}" for n in kept)
+            )
         order = ["coarse", *MODELS]
         models = sorted({*kept, *_model_names(summary)}, key=lambda n: order.index(n) if n in order else len(order))
         merged = {"protocol": summary["protocol"], **{n: summary[n] if n in summary else old[n] for n in models}}
@@ -196,11 +210,14 @@ def combine(folders: list[str]) -> None:
         summaries.append(json.loads(path.read_text()))
     data = {s.get("protocol", {}).get("data_fingerprint") for s in summaries}
     if None in data:
-        raise SystemExit("--combine: a summary.json without the data fingerprint (written before it was recorded); "
-                         "score that folder again with --reuse")
+        raise SystemExit(
+            "--combine: a summary.json without the data fingerprint (written before it was recorded); "
+            "score that folder again with --reuse"
+        )
     if len(data) != 1:
-        raise SystemExit(f"--combine: the folders were scored on different data (fingerprints "
-                         f"{sorted(map(str, data))})")
+        raise SystemExit(
+            f"--combine: the folders were scored on different data (fingerprints {sorted(map(str, data))})"
+        )
     models = dict.fromkeys(n for s in summaries for n in _model_names(s))
     names = [n for n in models if all(n in s for s in summaries)]
     for n in models:  # e.g. a folder scored with --models for some models only
@@ -221,8 +238,10 @@ def combine(folders: list[str]) -> None:
         if a in mean and b in mean:
             d = torch.tensor([s[a]["duration_mean"] - s[b]["duration_mean"] for s in summaries], dtype=torch.float64)
             se = _stderr(d)
-            print(f"  {a} - {b}: {', '.join(f'{x:+.3f}' for x in d.tolist())};  over the runs "
-                  f"{float(d.mean()):+.3f} +- {se:.3f} ({int((d > 0).sum())} of {len(d)} positive)")
+            print(
+                f"  {a} - {b}: {', '.join(f'{x:+.3f}' for x in d.tolist())};  over the runs "
+                f"{float(d.mean()):+.3f} +- {se:.3f} ({int((d > 0).sum())} of {len(d)} positive)"
+            )
 
 
 def _overrides(values: dict) -> list[str]:
@@ -235,32 +254,46 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--data", default="", help="a dataset root of the kolmogorov_fv_2d layout (default: the preset)")
     ap.add_argument("--reuse", action="store_true", help="do not train; load the run folders under --runs")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue each training from its checkpoint under --runs (same result as uninterrupted)")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each training from its checkpoint under --runs (same result as uninterrupted)",
+    )
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--compile", action="store_true",
-                    help="torch.compile the solver step in training (~1 min first; CPU steps 1.2-1.7x faster)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the solver step in training (~1 min first; CPU steps 1.2-1.7x faster)",
+    )
     for name, (_, text) in PROTOCOL_OPTIONS.items():
         ap.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"{text} (default: the config's)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
-    ap.add_argument("--combine", nargs="+", metavar="RUNS",
-                    help="do not train: average the summary.json of these --runs folders (seeds) per test trajectory")
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="RUNS",
+        help="do not train: average the summary.json of these --runs folders (seeds) per test trajectory",
+    )
     args = ap.parse_args()
     if args.combine:
         return combine(args.combine)
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
-    common = {"optim.steps": args.steps, "run.threads": args.threads, "model.compile": args.compile,
-              "run.progress": True, **({"data.root": args.data} if args.data else {}),
-              **{key: getattr(args, name) for name, (key, _) in PROTOCOL_OPTIONS.items()
-                 if getattr(args, name) is not None}}
+    common = {
+        "optim.steps": args.steps,
+        "run.threads": args.threads,
+        "model.compile": args.compile,
+        "run.progress": True,
+        **({"data.root": args.data} if args.data else {}),
+        **{key: getattr(args, name) for name, (key, _) in PROTOCOL_OPTIONS.items() if getattr(args, name) is not None},
+    }
     wanted = set(args.models.split(","))
     if wanted - set(MODELS):
         raise SystemExit(f"--models: unknown {sorted(wanted - set(MODELS))}; choose from {', '.join(MODELS)}")
     try:  # a device that is not here (or a value out of range) is refused before the DNS starts
         base = load_config(TSMRunConfig, CONFIG, _overrides(common))
     except ConfigError as e:
-        raise SystemExit(f"benchmarks/tsm.py: {e}")
+        raise SystemExit(f"benchmarks/tsm.py: {e}") from None
     env = setup_environment(base.run, "benchmarks/tsm.py")
     family = TSMFamily(base, env)
     family.prepare()  # the data (generated once), the test split, the coarse solver's scores
@@ -283,25 +316,41 @@ def main() -> None:
             fit(TSMFamily, load_config(TSMRunConfig, CONFIG, _overrides(values)))
         models[name] = load_run(folder, str(env.device)).model
         results[name] = score(models[name], inputs, targets, base.eval.threshold)
-    models = {"coarse": CoarseSolver(fv.StaggeredGrid(spec["resolution"]), flow_of(spec), spec["dt"]).to(env.device),
-              **models}
+    models = {
+        "coarse": CoarseSolver(fv.StaggeredGrid(spec["resolution"]), flow_of(spec), spec["dt"]).to(env.device),
+        **models,
+    }
     dt = spec["dt"]
     frames = inputs[:1].to(env.device)
     options = base.data.preset_options
-    print(f"Kolmogorov {spec['resolution']}^2 (DNS {options['dns_resolution']}^2, Re {spec['reynolds']:g}), dt {dt:g}, "
-          f"{targets.shape[0]} test trajectories, {targets.shape[1]} steps; training {args.steps} AdamW steps, unroll "
-          f"{base.data.unroll}, seed {base.run.seed}; on {env.device}")
+    print(
+        f"Kolmogorov {spec['resolution']}^2 (DNS {options['dns_resolution']}^2, Re {spec['reynolds']:g}), dt {dt:g}, "
+        f"{targets.shape[0]} test trajectories, {targets.shape[1]} steps; training {args.steps} AdamW steps, unroll "
+        f"{base.data.unroll}, seed {base.run.seed}; on {env.device}"
+    )
     print(f"{'model':12s} {'high-corr duration':>22s} {'per trajectory':>30s} {'ms/step (B=1)':>14s}")
-    summary = {"protocol": {"data_fingerprint": fingerprint, "resolution": spec["resolution"],
-                            "dns_resolution": options["dns_resolution"], "steps": args.steps,
-                            "unroll": base.data.unroll, "history": base.model.history,
-                            "hippo_order": base.model.hippo_order, "seed": base.run.seed}}
+    summary = {
+        "protocol": {
+            "data_fingerprint": fingerprint,
+            "resolution": spec["resolution"],
+            "dns_resolution": options["dns_resolution"],
+            "steps": args.steps,
+            "unroll": base.data.unroll,
+            "history": base.model.history,
+            "hippo_order": base.model.hippo_order,
+            "seed": base.run.seed,
+        }
+    }
     for name, res in results.items():
         d = res["duration"]
         ms = 1e3 * latency(models[name], frames)
-        summary[name] = {"duration_mean": float(d.mean()), "duration_std": float(d.std(unbiased=False)),
-                         "per_trajectory": d.tolist(), "ms_per_step": ms,
-                         "latency_on": f"{env.device}, {torch.get_num_threads()} CPU thread(s)"}
+        summary[name] = {
+            "duration_mean": float(d.mean()),
+            "duration_std": float(d.std(unbiased=False)),
+            "per_trajectory": d.tolist(),
+            "ms_per_step": ms,
+            "latency_on": f"{env.device}, {torch.get_num_threads()} CPU thread(s)",
+        }
         per = ", ".join(f"{x:.2f}" for x in d.tolist())
         print(f"{name:12s} {float(d.mean()):10.2f} +- {float(d.std(unbiased=False)):5.2f} {per:>36s} {ms:14.2f}")
     merge_summary(runs / "summary.json", summary)
@@ -325,10 +374,11 @@ def main() -> None:
     show = [n for n in ("coarse", "li", "tsm-hippo", "tsm-running") if n in results]
     fig, axes = plt.subplots(len(steps), 1 + len(show), figsize=(3 * (1 + len(show)), 3 * len(steps)), squeeze=False)
     for row, k in zip(axes, steps):
-        ref = vorticity_rollout(targets[:1, k:k + 1], grid)[0, 0, 0]
+        ref = vorticity_rollout(targets[:1, k : k + 1], grid)[0, 0, 0]
         lim = float(ref.abs().max())
-        panels = [("reference", ref)] + [(n, vorticity_rollout(results[n]["pred"][:1, k:k + 1], grid)[0, 0, 0])
-                                         for n in show]
+        panels = [("reference", ref)] + [
+            (n, vorticity_rollout(results[n]["pred"][:1, k : k + 1], grid)[0, 0, 0]) for n in show
+        ]
         for ax, (n, w) in zip(row, panels):
             ax.imshow(w.T.numpy(), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
             ax.set_title(f"{n}, t = {(k + 1) * dt:.2f}"), ax.set_xlabel("x"), ax.set_ylabel("y")

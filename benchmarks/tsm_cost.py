@@ -43,8 +43,16 @@ class Protocol:
 
 def build(cfg: Protocol, variant: str, scale: float) -> torch.nn.Module:
     """The coarse solver, LI or TSM of the protocol (the config's model options, the protocol's grid and dt)."""
-    spec = {**asdict(TSMModelConfig()), "variant": variant, "history": cfg.history, "resolution": cfg.resolution,
-            "dt": cfg.dt, "reynolds": cfg.reynolds, "drag": 0.1, "velocity_scale": scale}
+    spec = {
+        **asdict(TSMModelConfig()),
+        "variant": variant,
+        "history": cfg.history,
+        "resolution": cfg.resolution,
+        "dt": cfg.dt,
+        "reynolds": cfg.reynolds,
+        "drag": 0.1,
+        "velocity_scale": scale,
+    }
     if variant == "coarse":
         return CoarseSolver(fv.StaggeredGrid(cfg.resolution), flow_of(spec), cfg.dt)
     return build_stencil_model(spec)
@@ -63,15 +71,19 @@ def timed(fn, device: torch.device, repeats: int) -> float:
 
 def random_frames(n: int, frames: int, resolution: int, seed: int) -> torch.Tensor:
     grid = fv.StaggeredGrid(resolution)
-    v = fv.random_divergence_free_velocity(grid, n * frames, generator=torch.Generator().manual_seed(seed),
-                                           dtype=torch.float32)
+    v = fv.random_divergence_free_velocity(
+        grid, n * frames, generator=torch.Generator().manual_seed(seed), dtype=torch.float32
+    )
     return v.unflatten(0, (n, frames))
 
 
 @torch.no_grad()
 def dns_cost(resolutions: list[int], device: torch.device, speed: float, cfg: Protocol, repeats: int) -> None:
-    print(f"(1) DNS, ms per FV step (float32); protocol: 32 trajectories x {cfg.warmup_time + cfg.n_frames * cfg.frame_interval:g}"
-          f" time units, dt from CFL 0.5 at max |u|+|v| = {speed}")
+    print(
+        "(1) DNS, ms per FV step (float32); protocol: 32 trajectories x "
+        f"{cfg.warmup_time + cfg.n_frames * cfg.frame_interval:g}"
+        f" time units, dt from CFL 0.5 at max |u|+|v| = {speed}"
+    )
     flow = fv.FlowParameters(viscosity=1.0 / cfg.reynolds, drag=0.1, forcing=fv.KolmogorovForcing())
     for n in resolutions:
         grid = fv.StaggeredGrid(n)
@@ -80,16 +92,21 @@ def dns_cost(resolutions: list[int], device: torch.device, speed: float, cfg: Pr
         steps = math.ceil((cfg.warmup_time + cfg.n_frames * cfg.frame_interval) / dt)
         row = []
         for batch in (4, 32):
-            v = fv.random_divergence_free_velocity(grid, batch, generator=torch.Generator().manual_seed(0),
-                                                   dtype=torch.float32, device=device)
+            v = fv.random_divergence_free_velocity(
+                grid, batch, generator=torch.Generator().manual_seed(0), dtype=torch.float32, device=device
+            )
             row.append(timed(lambda v=v, s=solver, h=dt: s.step(v, h), device, repeats))
-        print(f"  {n:5d}^2: batch 4 {row[0] * 1e3:8.2f} ms, batch 32 {row[1] * 1e3:8.2f} ms | dt {dt:.2e}, "
-              f"{steps} steps per trajectory -> all 32 in one batch: {steps * row[1] / 60:.1f} min")
+        print(
+            f"  {n:5d}^2: batch 4 {row[0] * 1e3:8.2f} ms, batch 32 {row[1] * 1e3:8.2f} ms | dt {dt:.2e}, "
+            f"{steps} steps per trajectory -> all 32 in one batch: {steps * row[1] / 60:.1f} min"
+        )
 
 
 def train_cost(cfg: Protocol, device: torch.device, steps: int, repeats: int, compiled: bool) -> None:
-    print(f"(2) training at {cfg.resolution}^2, unroll {cfg.unroll}, batch {cfg.batch_size}, history {cfg.history}: "
-          f"s per Adam step, and {steps} steps" + ("; eager, then the solver step compiled" if compiled else ""))
+    print(
+        f"(2) training at {cfg.resolution}^2, unroll {cfg.unroll}, batch {cfg.batch_size}, history {cfg.history}: "
+        f"s per Adam step, and {steps} steps" + ("; eager, then the solver step compiled" if compiled else "")
+    )
     data = random_frames(2, cfg.history + cfg.unroll + 2, cfg.resolution, seed=1).to(device)
     for variant in ("li", "tsm"):
         per = {}
@@ -98,12 +115,12 @@ def train_cost(cfg: Protocol, device: torch.device, steps: int, repeats: int, co
             step = model.compiled_step(data.dtype, device) if mode == "compiled" else None
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=1e-4)
 
-            def optimiser_steps(n: int) -> None:
+            def optimiser_steps(n: int, model=model, step=step, opt=opt) -> None:
                 """``n`` training steps as the family takes them: unrolled loss, backward, clip, AdamW."""
                 for k in range(n):
                     s = k % (data.shape[1] - cfg.history - cfg.unroll + 1)
-                    win = data[:, s:s + cfg.history + cfg.unroll].repeat(cfg.batch_size // 2 or 1, 1, 1, 1, 1)
-                    loss = ((model(win[:, :cfg.history], cfg.unroll, step) - win[:, cfg.history:]) ** 2).mean()
+                    win = data[:, s : s + cfg.history + cfg.unroll].repeat(cfg.batch_size // 2 or 1, 1, 1, 1, 1)
+                    loss = ((model(win[:, : cfg.history], cfg.unroll, step) - win[:, cfg.history :]) ** 2).mean()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
@@ -116,8 +133,10 @@ def train_cost(cfg: Protocol, device: torch.device, steps: int, repeats: int, co
             optimiser_steps(repeats)
             synchronize(device)
             per[mode] = (time.perf_counter() - t1) / repeats
-            print(f"  {variant:4s} {mode:8s}: {per[mode]:.3f} s per step (first 2 steps {t1 - t0:.1f} s) -> {steps} "
-                  f"steps {per[mode] * steps / 60:.1f} min")
+            print(
+                f"  {variant:4s} {mode:8s}: {per[mode]:.3f} s per step (first 2 steps {t1 - t0:.1f} s) -> {steps} "
+                f"steps {per[mode] * steps / 60:.1f} min"
+            )
         if compiled:
             print(f"  {variant:4s} eager / compiled: {per['eager'] / per['compiled']:.2f}x")
 
@@ -130,8 +149,11 @@ def latency(cfg: Protocol, device: torch.device, repeats: int) -> None:
     for variant in ("coarse", "li", "tsm"):
         model = build(cfg, variant, float(frames.std())).to(device)
         per[variant] = timed(lambda m=model: m.rollout(frames, n_steps), device, repeats) / n_steps
-    print(f"(3) inference, one trajectory at {cfg.resolution}^2, ms per solver step: "
-          + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in per.items()) + f" | TSM / LI {per['tsm'] / per['li']:.2f}")
+    print(
+        f"(3) inference, one trajectory at {cfg.resolution}^2, ms per solver step: "
+        + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in per.items())
+        + f" | TSM / LI {per['tsm'] / per['li']:.2f}"
+    )
 
 
 def main() -> None:
@@ -146,8 +168,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: dns, train, latency")
-    parser.add_argument("--compile", action="store_true",
-                        help="(2) also with the solver step compiled (torch.compile), and the ratio to eager")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="(2) also with the solver step compiled (torch.compile), and the ratio to eager",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -74,8 +74,16 @@ class AllPairsDataset(Dataset):
     ``len = n_trajectories * n_pairs`` with ``n_pairs = n (n + 1) / 2`` for ``"all"``.
     """
 
-    def __init__(self, dataset: TrajectoryDataset, snapshots: Sequence[int] | None = None, *, stride: int | None = None,
-                 pairing: str = "all", channels: Sequence[str] | None = None, span: float | None = None) -> None:
+    def __init__(
+        self,
+        dataset: TrajectoryDataset,
+        snapshots: Sequence[int] | None = None,
+        *,
+        stride: int | None = None,
+        pairing: str = "all",
+        channels: Sequence[str] | None = None,
+        span: float | None = None,
+    ) -> None:
         super().__init__()
         if snapshots is not None and stride is not None:
             raise ValueError("give snapshots or stride, not both")
@@ -101,8 +109,10 @@ class AllPairsDataset(Dataset):
         self.channels = tuple(own if channels is None else channels)
         missing = [c for c in own if c not in self.channels]
         if missing:
-            raise ValueError(f"channel layout {list(self.channels)} lacks the dataset's channel(s) {missing}: "
-                             "build it with channel_union over every dataset of the mixture")
+            raise ValueError(
+                f"channel layout {list(self.channels)} lacks the dataset's channel(s) {missing}: "
+                "build it with channel_union over every dataset of the mixture"
+            )
         self.channel_index = torch.tensor([self.channels.index(c) for c in own])
         self.channel_mask = torch.zeros(len(self.channels), dtype=torch.bool)
         self.channel_mask[self.channel_index] = True
@@ -156,8 +166,10 @@ class AllPairsDataset(Dataset):
         return sample
 
     def __repr__(self) -> str:
-        return (f"AllPairsDataset({self.metadata.dataset_name!r}, {self.n_trajectories} trajectories x {len(self.pairs)} "
-                f"{self.pairing} pairs of snapshots {self.snapshots.tolist()}, channels {list(self.channels)})")
+        return (
+            f"AllPairsDataset({self.metadata.dataset_name!r}, {self.n_trajectories} trajectories x {len(self.pairs)} "
+            f"{self.pairing} pairs of snapshots {self.snapshots.tolist()}, channels {list(self.channels)})"
+        )
 
 
 class AllPairsMixture(Dataset):
@@ -171,8 +183,10 @@ class AllPairsMixture(Dataset):
             raise ValueError("a mixture needs at least one AllPairsDataset")
         for v in views[1:]:
             if v.channels != views[0].channels:
-                raise ValueError(f"channel layouts differ: {list(views[0].channels)} vs {list(v.channels)}; "
-                                 "build every view with channels=channel_union([...metadata])")
+                raise ValueError(
+                    f"channel layouts differ: {list(views[0].channels)} vs {list(v.channels)}; "
+                    "build every view with channels=channel_union([...metadata])"
+                )
             if v.metadata.resolution != views[0].metadata.resolution:
                 raise ValueError(f"resolutions differ: {views[0].metadata.resolution} vs {v.metadata.resolution}")
         self.views = views

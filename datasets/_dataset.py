@@ -13,8 +13,9 @@ costs one ``isfinite`` pass over what it read; a whole-file scan is ``pdeforge i
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -72,7 +73,11 @@ class TrajectoryDataset(Dataset):
         allow_nonfinite: bool = False,
     ) -> None:
         super().__init__()
-        for name, v, low in (("n_steps_input", n_steps_input, 0), ("n_steps_output", n_steps_output, 1), ("dt_stride", dt_stride, 1)):
+        for name, v, low in (
+            ("n_steps_input", n_steps_input, 0),
+            ("n_steps_output", n_steps_output, 1),
+            ("dt_stride", dt_stride, 1),
+        ):
             if not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} should be an int >= {low}, got {v!r}")
         self.root = Path(path)
@@ -97,14 +102,18 @@ class TrajectoryDataset(Dataset):
         if full_trajectory:
             n_steps_output = (self.n_steps - 1) // dt_stride + 1 - n_steps_input  # frames 0, s, 2s, ... <= T - 1
             if n_steps_output < 1:
-                raise ValueError(f"{ref.path}: {self.n_steps} snapshots are too few for full-trajectory mode with n_steps_input={n_steps_input}, dt_stride={dt_stride}")
+                raise ValueError(
+                    f"{ref.path}: {self.n_steps} snapshots are too few for full-trajectory mode with "
+                    f"n_steps_input={n_steps_input}, dt_stride={dt_stride}"
+                )
             self.windows_per_trajectory = 1
         else:
             span = 1 + dt_stride * (n_steps_input + n_steps_output - 1)
             self.windows_per_trajectory = self.n_steps - span + 1
             if self.windows_per_trajectory < 1:
                 raise ValueError(
-                    f"{ref.path}: trajectories have {self.n_steps} snapshots, too few for windows of n_steps_input={n_steps_input} "
+                    f"{ref.path}: trajectories have {self.n_steps} snapshots, too few for windows of "
+                    f"n_steps_input={n_steps_input} "
                     f"+ n_steps_output={n_steps_output} with dt_stride={dt_stride} (needs {span})"
                 )
         self.n_steps_output = n_steps_output
@@ -127,11 +136,19 @@ class TrajectoryDataset(Dataset):
         self.normalizer: Normalizer | None = None
         self.const_normalizer: Normalizer | None = None
         if normalization is not None:
-            st = stats if isinstance(stats, dict) else load_stats(stats if stats is not None else self._default_stats_path())
+            st = (
+                stats
+                if isinstance(stats, dict)
+                else load_stats(stats if stats is not None else self._default_stats_path())
+            )
             d = self.n_spatial_dims
-            self.normalizer = Normalizer(st, normalization, [f.name for f in self._var], [d**f.order for f in self._var])
+            self.normalizer = Normalizer(
+                st, normalization, [f.name for f in self._var], [d**f.order for f in self._var]
+            )
             if self._const:
-                self.const_normalizer = Normalizer(st, normalization, [f.name for f in self._const], [d**f.order for f in self._const])
+                self.const_normalizer = Normalizer(
+                    st, normalization, [f.name for f in self._const], [d**f.order for f in self._const]
+                )
         self.metadata = self._build_metadata()
         self._pid: int | None = None
         self._handles: dict[int, h5py.File] = {}
@@ -220,7 +237,7 @@ class TrajectoryDataset(Dataset):
         res = self.files[0].resolution
         shape = list(a.shape[:lead])
         j = lead
-        for n, varying in zip(res, info.dim_varying):
+        for _, varying in zip(res, info.dim_varying):
             shape.append(a.shape[j] if varying else 1)
             j += 1 if varying else 0
         a = a.reshape(shape + [self.n_spatial_dims] * info.order)
@@ -241,7 +258,9 @@ class TrajectoryDataset(Dataset):
                 a = np.asarray(self._dataset(fi, info)[ti, idx])
                 if isinstance(idx, np.ndarray) and not np.array_equal(idx, times):
                     a = a[np.searchsorted(idx, times)]
-                frames[:, c : c + k] = a[:, None] if info.order == 0 else np.moveaxis(a.reshape(a.shape[: 1 + n] + (k,)), -1, 1)
+                frames[:, c : c + k] = (
+                    a[:, None] if info.order == 0 else np.moveaxis(a.reshape(a.shape[: 1 + n] + (k,)), -1, 1)
+                )
             else:
                 frames[:, c : c + k] = self._read_field(fi, ti, info, times)
             c += k
@@ -261,7 +280,9 @@ class TrajectoryDataset(Dataset):
         try:
             return self._read(fi, ti, times)
         except (OSError, KeyError, RuntimeError) as e:  # h5py's errors for damaged data blocks
-            raise FormatError(f"{self.files[fi].path}: cannot read trajectory {ti} (truncated or damaged file?): {e}") from None
+            raise FormatError(
+                f"{self.files[fi].path}: cannot read trajectory {ti} (truncated or damaged file?): {e}"
+            ) from None
 
     def _refuse_nonfinite(self, fi: int, ti: int, values: np.ndarray, infos: list, times: np.ndarray | None) -> None:
         """Raise a FormatError naming the first NaN/Inf of ``values`` (``(T, C, *space)`` read at ``times``, or
@@ -279,8 +300,10 @@ class TrajectoryDataset(Dataset):
             channel -= k
         when = f"time index {int(times[first[0]])}" if times is not None else "time-invariant"
         path = self.files[fi].path
-        raise FormatError(f"{path}: field '{name}' is {values[first]} at trajectory {ti}, {when}, point {point}: "
-                          f"the data hold non-finite values (pdeforge inspect {path} scans the whole file)")
+        raise FormatError(
+            f"{path}: field '{name}' is {values[first]} at trajectory {ti}, {when}, point {point}: "
+            f"the data hold non-finite values (pdeforge inspect {path} scans the whole file)"
+        )
 
     def _read(self, fi: int, ti: int, times: np.ndarray) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -377,8 +400,10 @@ class TrajectoryDataset(Dataset):
 
     def __repr__(self) -> str:
         m = self.metadata
-        return (f"TrajectoryDataset({m.dataset_name!r}, {len(self.files)} file(s), {len(self.trajectories)} trajectories, "
-                f"{len(self)} windows, channels {list(m.field_names)}, resolution {m.resolution})")
+        return (
+            f"TrajectoryDataset({m.dataset_name!r}, {len(self.files)} file(s), {len(self.trajectories)} trajectories, "
+            f"{len(self)} windows, channels {list(m.field_names)}, resolution {m.resolution})"
+        )
 
 
 def _time_index(times: np.ndarray) -> slice | np.ndarray:

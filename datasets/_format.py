@@ -2,10 +2,10 @@
 
 Layout (PolymathicAI/the_well ``docs/data_format.md``)::
 
-    /                      @dataset_name @grid_type @n_spatial_dims @n_trajectories @simulation_parameters + one attr each
-    dimensions/            @spatial_dims; time (T,) or (N, T) @sample_varying; x (n_x,) ... @sample_varying @time_varying
-    boundary_conditions/   <name>/ @bc_type @associated_dims @associated_fields @sample_varying @time_varying; mask
-    scalars/               @field_names; <name> @sample_varying @time_varying
+    /                    @dataset_name @grid_type @n_spatial_dims @n_trajectories @simulation_parameters + one attr each
+    dimensions/          @spatial_dims; time (T,) or (N, T) @sample_varying; x (n_x,) ... @sample_varying @time_varying
+    boundary_conditions/ <name>/ @bc_type @associated_dims @associated_fields @sample_varying @time_varying; mask
+    scalars/             @field_names; <name> @sample_varying @time_varying
     t0_fields/ t1_fields/ t2_fields/   @field_names; <name> @dim_varying @sample_varying @time_varying
 
 Shape rule of a field: ``[N if sample_varying] + [T if time_varying] + [n_i for each dim if dim_varying[i]]
@@ -24,8 +24,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-__all__ = ["FormatError", "validate", "check_disjoint_splits", "FileInfo", "read_file_info", "list_data_files",
-           "decode"]
+__all__ = [
+    "FormatError",
+    "validate",
+    "check_disjoint_splits",
+    "FileInfo",
+    "read_file_info",
+    "list_data_files",
+    "decode",
+]
 
 TENSOR_GROUPS = ("t0_fields", "t1_fields", "t2_fields")
 BC_TYPES = ("periodic", "wall", "open")
@@ -133,7 +140,9 @@ def list_data_files(path: str | os.PathLike, split: str | None = None) -> list[P
     if p.is_file():
         return [p]
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file or folder (expected an .hdf5 file, a folder of them, or a dataset root with split=)")
+        raise FileNotFoundError(
+            f"{p}: no such file or folder (expected an .hdf5 file, a folder of them, or a dataset root with split=)"
+        )
     files = sorted([*p.glob("*.h5"), *p.glob("*.hdf5")], key=str)
     if not files:
         hint = " (it looks like a dataset root: pass split='train'|'valid'|'test')" if (p / "data").is_dir() else ""
@@ -166,7 +175,9 @@ def read_file_info(path: str | os.PathLike, check_values: bool = False) -> FileI
 def _check(f: h5py.File, path: str, check_values: bool) -> FileInfo:
     attrs = {k: decode(v) for k, v in f.attrs.items()}
     if attrs.get(INCOMPLETE_ATTR, False):
-        raise FormatError(f"{path}: incomplete write (attribute {INCOMPLETE_ATTR}=True); resume the writer or delete the file")
+        raise FormatError(
+            f"{path}: incomplete write (attribute {INCOMPLETE_ATTR}=True); resume the writer or delete the file"
+        )
     for key in ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories", "simulation_parameters"):
         if key not in attrs:
             raise FormatError(f"{path}: missing root attribute '{key}'")
@@ -175,19 +186,29 @@ def _check(f: h5py.File, path: str, check_values: bool) -> FileInfo:
         raise FormatError(f"{path}: root attribute 'n_spatial_dims' should be a positive int, found {n_dims!r}")
     n_traj = attrs["n_trajectories"]
     if not isinstance(n_traj, int) or n_traj < 1:
-        raise FormatError(f"{path}: root attribute 'n_trajectories' should be a positive int, found {n_traj!r} (zero trajectories)")
+        raise FormatError(
+            f"{path}: root attribute 'n_trajectories' should be a positive int, found {n_traj!r} (zero trajectories)"
+        )
     sim_params = _names(f.attrs, "simulation_parameters", "root", path)
     for p in sim_params:
         if p not in attrs:
-            raise FormatError(f"{path}: simulation parameter '{p}' is listed in 'simulation_parameters' but has no root attribute")
+            raise FormatError(
+                f"{path}: simulation parameter '{p}' is listed in 'simulation_parameters' but has no root attribute"
+            )
     for group in ("dimensions", "boundary_conditions", "scalars", *TENSOR_GROUPS):
         if group not in f or not isinstance(f[group], h5py.Group):
-            raise FormatError(f"{path}: missing group '{group}/' (The Well's layout has dimensions/, boundary_conditions/, scalars/, t0_fields/, t1_fields/, t2_fields/)")
+            raise FormatError(
+                f"{path}: missing group '{group}/' (The Well's layout has dimensions/, boundary_conditions/, scalars/, "
+                "t0_fields/, t1_fields/, t2_fields/)"
+            )
 
     dims = f["dimensions"]
     spatial_dims = tuple(_names(dims.attrs, "spatial_dims", "dimensions", path))
     if len(spatial_dims) != n_dims:
-        raise FormatError(f"{path}: dimensions.attrs['spatial_dims'] has {len(spatial_dims)} names {spatial_dims}, expected n_spatial_dims={n_dims}")
+        raise FormatError(
+            f"{path}: dimensions.attrs['spatial_dims'] has {len(spatial_dims)} names {spatial_dims}, "
+            f"expected n_spatial_dims={n_dims}"
+        )
     if "time" not in dims:
         raise FormatError(f"{path}: missing dataset 'dimensions/time'")
     time_sv = _flag(dims["time"], "sample_varying", path)
@@ -199,7 +220,9 @@ def _check(f: h5py.File, path: str, check_values: bool) -> FileInfo:
     if n_steps > 1:
         steps = np.diff(time)
         if not np.all(steps > 0) or not np.allclose(steps, steps[0], rtol=1e-4, atol=1e-6 * abs(steps[0])):
-            raise FormatError(f"{path}: 'dimensions/time' should be increasing with a constant dt, found steps {steps[:5]}...")
+            raise FormatError(
+                f"{path}: 'dimensions/time' should be increasing with a constant dt, found steps {steps[:5]}..."
+            )
     coords, resolution = [], []
     for d in spatial_dims:
         if d not in dims:
@@ -215,14 +238,18 @@ def _check(f: h5py.File, path: str, check_values: bool) -> FileInfo:
         g = f[group]
         for name in _names(g.attrs, "field_names", group, path):
             if name not in g:
-                raise FormatError(f"{path}: field '{name}' listed in {group}.attrs['field_names'] but '{group}/{name}' is missing")
+                raise FormatError(
+                    f"{path}: field '{name}' listed in {group}.attrs['field_names'] but '{group}/{name}' is missing"
+                )
             ds = g[name]
             sv, tv = _flag(ds, "sample_varying", path), _flag(ds, "time_varying", path)
             if "dim_varying" not in ds.attrs:
                 raise FormatError(f"{path}: '{group}/{name}' has no attribute 'dim_varying' (expected {n_dims} bools)")
             dv = tuple(bool(x) for x in np.atleast_1d(ds.attrs["dim_varying"]))
             if len(dv) != n_dims:
-                raise FormatError(f"{path}: '{group}/{name}'.attrs['dim_varying'] has {len(dv)} entries, expected {n_dims}")
+                raise FormatError(
+                    f"{path}: '{group}/{name}'.attrs['dim_varying'] has {len(dv)} entries, expected {n_dims}"
+                )
             expected = ([n_traj] if sv else []) + ([n_steps] if tv else [])
             expected += [n for n, v in zip(resolution, dv) if v] + [n_dims] * order
             if tuple(ds.shape) != tuple(expected):
@@ -240,11 +267,15 @@ def _check(f: h5py.File, path: str, check_values: bool) -> FileInfo:
     sg = f["scalars"]
     for name in _names(sg.attrs, "field_names", "scalars", path):
         if name not in sg:
-            raise FormatError(f"{path}: scalar '{name}' listed in scalars.attrs['field_names'] but 'scalars/{name}' is missing")
+            raise FormatError(
+                f"{path}: scalar '{name}' listed in scalars.attrs['field_names'] but 'scalars/{name}' is missing"
+            )
         ds = sg[name]
         sv, tv = _flag(ds, "sample_varying", path), _flag(ds, "time_varying", path)
         expected = ([n_traj] if sv else []) + ([n_steps] if tv else [])
-        if tuple(ds.shape) not in (tuple(expected), tuple(expected) + (1,)) and not (not expected and ds.shape in ((), (1,))):
+        if tuple(ds.shape) not in (tuple(expected), tuple(expected) + (1,)) and not (
+            not expected and ds.shape in ((), (1,))
+        ):
             raise FormatError(f"{path}: 'scalars/{name}' has shape {ds.shape}, expected {tuple(expected)}")
         scalars.append((name, sv, tv))
 
@@ -252,10 +283,14 @@ def _check(f: h5py.File, path: str, check_values: bool) -> FileInfo:
     for key in f["boundary_conditions"]:
         bc = f["boundary_conditions"][key]
         if "bc_type" not in bc.attrs:
-            raise FormatError(f"{path}: 'boundary_conditions/{key}' has no attribute 'bc_type' (expected one of {BC_TYPES})")
+            raise FormatError(
+                f"{path}: 'boundary_conditions/{key}' has no attribute 'bc_type' (expected one of {BC_TYPES})"
+            )
         bc_type = str(decode(bc.attrs["bc_type"])).lower()
         if bc_type not in BC_TYPES:
-            raise FormatError(f"{path}: 'boundary_conditions/{key}'.attrs['bc_type'] = {bc_type!r}, expected one of {BC_TYPES}")
+            raise FormatError(
+                f"{path}: 'boundary_conditions/{key}'.attrs['bc_type'] = {bc_type!r}, expected one of {BC_TYPES}"
+            )
         assoc = _names(bc.attrs, "associated_dims", f"boundary_conditions/{key}", path)
         for d in assoc:
             if d not in spatial_dims:
@@ -269,10 +304,21 @@ def _check(f: h5py.File, path: str, check_values: bool) -> FileInfo:
 
     params = {p: attrs[p] for p in sim_params}
     return FileInfo(
-        path=path, dataset_name=str(attrs["dataset_name"]), n_spatial_dims=n_dims, spatial_dims=spatial_dims,
-        resolution=tuple(resolution), n_trajectories=n_traj, n_steps=n_steps, time=tuple(time.tolist()),
-        time_sample_varying=time_sv, coords=tuple(coords), fields=tuple(fields), scalars=tuple(scalars),
-        boundary_conditions=tuple(bcs), parameters=params, attrs=attrs,
+        path=path,
+        dataset_name=str(attrs["dataset_name"]),
+        n_spatial_dims=n_dims,
+        spatial_dims=spatial_dims,
+        resolution=tuple(resolution),
+        n_trajectories=n_traj,
+        n_steps=n_steps,
+        time=tuple(time.tolist()),
+        time_sample_varying=time_sv,
+        coords=tuple(coords),
+        fields=tuple(fields),
+        scalars=tuple(scalars),
+        boundary_conditions=tuple(bcs),
+        parameters=params,
+        attrs=attrs,
     )
 
 
@@ -291,7 +337,10 @@ def _check_finite(ds: h5py.Dataset, path: str, key: str) -> None:
             idx = np.argwhere(bad)[0]
             if block.ndim:
                 idx[0] += start
-            raise FormatError(f"{path}: '{key}' contains non-finite values (first at index {tuple(int(i) for i in idx)}: {block[tuple(np.argwhere(bad)[0])]})")
+            raise FormatError(
+                f"{path}: '{key}' contains non-finite values "
+                f"(first at index {tuple(int(i) for i in idx)}: {block[tuple(np.argwhere(bad)[0])]})"
+            )
         start += block.shape[0] if block.ndim else 0
 
 
@@ -327,11 +376,17 @@ def check_consistent(infos: list[FileInfo]) -> None:
                     f"{info.path}: {attr} = {getattr(info, attr)!r} differs from {ref.path}: {getattr(ref, attr)!r} "
                     f"(all files of one dataset must agree)"
                 )
-        if [(fi.name, fi.order, fi.time_varying) for fi in info.fields] != [(fi.name, fi.order, fi.time_varying) for fi in ref.fields]:
-            raise FormatError(f"{info.path}: fields {[fi.name for fi in info.fields]} differ from {ref.path}: {[fi.name for fi in ref.fields]}")
+        if [(fi.name, fi.order, fi.time_varying) for fi in info.fields] != [
+            (fi.name, fi.order, fi.time_varying) for fi in ref.fields
+        ]:
+            raise FormatError(
+                f"{info.path}: fields {[fi.name for fi in info.fields]} differ from "
+                f"{ref.path}: {[fi.name for fi in ref.fields]}"
+            )
         if not np.allclose(info.time, ref.time, rtol=1e-5, atol=1e-7):
             raise FormatError(
-                f"{info.path}: time axis {info.time[:3]}... (dt={info.dt:g}) differs from {ref.path}: {ref.time[:3]}... "
+                f"{info.path}: time axis {info.time[:3]}... (dt={info.dt:g}) differs from "
+                f"{ref.path}: {ref.time[:3]}... "
                 f"(dt={ref.dt:g}); inconsistent time axis between files of one dataset"
             )
 
@@ -346,8 +401,10 @@ def check_disjoint_splits(root: str | os.PathLike) -> None:
     so datasets whose trajectories share an initial state (other parameters, other forcing) are not refused.
     """
     root = Path(root)
-    files = {s: sorted([*(root / "data" / s).glob("*.h5"), *(root / "data" / s).glob("*.hdf5")], key=str)
-             for s in ("train", "valid", "test")}
+    files = {
+        s: sorted([*(root / "data" / s).glob("*.h5"), *(root / "data" / s).glob("*.hdf5")], key=str)
+        for s in ("train", "valid", "test")
+    }
     ranges: list[tuple[str, Path, int, int]] = []
     seen: dict[bytes, tuple[str, Path, int]] = {}
     for split, paths in files.items():
@@ -360,8 +417,10 @@ def check_disjoint_splits(root: str | os.PathLike) -> None:
                             if other_split != split and a < r[1] and r[0] < b:
                                 raise FormatError(
                                     f"{root}: splits share trajectory ids: {other.relative_to(root)} holds "
-                                    f"trajectories [{a}, {b}) and {path.relative_to(root)} [{r[0]}, {r[1]}) (leakage between "
-                                    f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite")
+                                    f"trajectories [{a}, {b}) and {path.relative_to(root)} [{r[0]}, {r[1]}) "
+                                    "(leakage between "
+                                    f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite"
+                                )
                         ranges.append((split, path, *r))
                     for i, key in enumerate(_first_snapshot_hashes(f)):
                         if key in seen and seen[key][0] != split:
@@ -372,7 +431,8 @@ def check_disjoint_splits(root: str | os.PathLike) -> None:
                                 raise FormatError(
                                     f"{root}: splits share a trajectory: {other.relative_to(root)} index {j} and "
                                     f"{path.relative_to(root)} index {i} are bit-identical (leakage between "
-                                    f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite")
+                                    f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite"
+                                )
                         seen.setdefault(key, (split, path, i))
             except (OSError, KeyError, RuntimeError) as e:  # h5py's errors for unreadable or damaged files
                 raise FormatError(f"{path}: cannot be read to check the splits are disjoint: {e}") from None
@@ -410,7 +470,7 @@ def _first_snapshot_hashes(f: h5py.File) -> list[bytes]:
     if ds is None:
         return []
     time_varying = bool(ds.attrs.get("time_varying", False)) and ds.ndim >= 2
-    snapshot = int(np.prod(ds.shape[2 if time_varying else 1:]))
+    snapshot = int(np.prod(ds.shape[2 if time_varying else 1 :]))
     step = max(1, (1 << 24) // max(1, snapshot))
     out = []
     for start in range(0, ds.shape[0], step):

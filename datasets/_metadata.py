@@ -74,11 +74,13 @@ class DatasetMetadata:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DatasetMetadata":
+    def from_dict(cls, d: dict[str, Any]) -> DatasetMetadata:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"DatasetMetadata.from_dict: unknown keys {sorted(unknown)}; expected a subset of {sorted(names)}")
+            raise ValueError(
+                f"DatasetMetadata.from_dict: unknown keys {sorted(unknown)}; expected a subset of {sorted(names)}"
+            )
         kw = dict(d)
         for key in ("field_names", "constant_field_names", "scalar_names", "spatial_dims", "boundary_conditions"):
             if key in kw:

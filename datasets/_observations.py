@@ -59,7 +59,9 @@ class ObservationConfig:
             raise ValueError(f"noise should be a relative level >= 0, got {self.noise!r}")
 
 
-def draw_observations(fields: torch.Tensor, config: ObservationConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+def draw_observations(
+    fields: torch.Tensor, config: ObservationConfig, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
     """Measurements of one trajectory ``fields (T, C, *space)`` under ``config``, drawn from ``rng``.
 
     Returns ``observations (T, C, *space)`` (``mask * (fields + eta)``, zero where nothing is observed or nothing
@@ -113,8 +115,18 @@ class ObservationView(Dataset):
     ``arrived (T,)`` bool, ``noise_std (C,)``, ``time (T,)``, ``grid``, ``trajectory`` (int64).
     """
 
-    def __init__(self, dataset: TrajectoryDataset, alpha: float = 0.25, mask: str = "random", fraction: float = 1.0,
-                 noise: float = 0.0, seed: int = 0, *, config: ObservationConfig | None = None, n_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: TrajectoryDataset,
+        alpha: float = 0.25,
+        mask: str = "random",
+        fraction: float = 1.0,
+        noise: float = 0.0,
+        seed: int = 0,
+        *,
+        config: ObservationConfig | None = None,
+        n_frames: int | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(dataset, TrajectoryDataset):
             raise TypeError(f"dataset: expected a TrajectoryDataset, got {type(dataset).__name__}")
@@ -123,7 +135,10 @@ class ObservationView(Dataset):
         frames = np.arange(0, dataset.n_steps, dataset.dt_stride)
         if n_frames is not None:
             if not 2 <= n_frames <= len(frames):
-                raise ValueError(f"n_frames should be in [2, {len(frames)}] (frames available with dt_stride={dataset.dt_stride}), got {n_frames}")
+                raise ValueError(
+                    f"n_frames should be in [2, {len(frames)}] (frames available with dt_stride={dataset.dt_stride}), "
+                    f"got {n_frames}"
+                )
             frames = frames[:n_frames]
         self.frames = frames
         self.metadata = dataset.metadata

@@ -34,8 +34,9 @@ import os
 import re
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -73,7 +74,11 @@ def describe(f: h5py.Group, limit: int = 12) -> str:
             parts.append(f"{k!r} {tuple(obj.shape)} {obj.dtype}")
         else:
             inner = []
-            obj.visititems(lambda name, o: inner.append(f"{name} {tuple(o.shape)}") if isinstance(o, h5py.Dataset) else None)
+            obj.visititems(
+                lambda name, o, inner=inner: (
+                    inner.append(f"{name} {tuple(o.shape)}") if isinstance(o, h5py.Dataset) else None
+                )
+            )
             parts.append(f"{k!r}/ (group: {', '.join(inner[:4]) or 'no datasets'})")
     if len(keys) > limit:
         parts.append(f"... {len(keys) - limit} more keys")
@@ -103,14 +108,18 @@ def regular_times(t: Any, n_steps: int, path: str, key: str) -> np.ndarray:
     """The first ``n_steps`` entries of ``t`` (which has ``n_steps`` or ``n_steps + 1``), checked for constant dt."""
     t = np.asarray(t, dtype=np.float64).reshape(-1)
     if t.size not in (n_steps, n_steps + 1):
-        raise FormatError(f"{path}: '{key}' has {t.size} entries, expected {n_steps} or {n_steps + 1} (one per snapshot of the data)")
+        raise FormatError(
+            f"{path}: '{key}' has {t.size} entries, expected {n_steps} or {n_steps + 1} (one per snapshot of the data)"
+        )
     t = t[:n_steps]
     if n_steps == 1:
         return t
     dt = (t[-1] - t[0]) / (n_steps - 1)
     steps = np.diff(t)
     if not dt > 0 or not np.allclose(steps, dt, rtol=1e-3, atol=0):
-        raise FormatError(f"{path}: '{key}' should increase with a constant step (The Well's layout), found steps {steps[:5]}...")
+        raise FormatError(
+            f"{path}: '{key}' should increase with a constant step (The Well's layout), found steps {steps[:5]}..."
+        )
     return t[0] + dt * np.arange(n_steps)
 
 
@@ -118,7 +127,9 @@ def coordinates(f: h5py.Group, path: str, resolution: Sequence[int], keys: Seque
     out = {}
     for axis, n, key in zip(SPACE_AXES, resolution, keys):
         if key not in f:
-            raise FormatError(f"{path}: missing coordinate '{key}' for spatial axis {axis} of {len(resolution)}; found {describe(f)}")
+            raise FormatError(
+                f"{path}: missing coordinate '{key}' for spatial axis {axis} of {len(resolution)}; found {describe(f)}"
+            )
         c = np.asarray(f[key][()], dtype=np.float64)
         if c.shape != (n,):
             raise FormatError(f"{path}: '{key}' has shape {c.shape}, expected ({n},) (cell centres of axis {axis})")
@@ -130,8 +141,11 @@ def bc_from_name(stem: str, table: Sequence[tuple[str, str]], default: str, what
     for token, bc in table:
         if token in stem:
             return bc
-    warnings.warn(f"{stem}: boundary conditions not recognised from the file name; assuming {default!r} for {what} "
-                  f"(pass boundary_conditions= to convert_pdebench to set them)")
+    warnings.warn(
+        f"{stem}: boundary conditions not recognised from the file name; assuming {default!r} for {what} "
+        f"(pass boundary_conditions= to convert_pdebench to set them)",
+        stacklevel=2,
+    )
     return default
 
 
@@ -198,7 +212,8 @@ class TensorLayout(AbstractLayout):
 
 
 class DarcyLayout(AbstractLayout):
-    """Layout 2: coefficient ``nu (N, X, Y)`` -> constant field ``a``; solution ``tensor (N, 1, X, Y)`` -> ``u``, T = 1."""
+    """Layout 2: coefficient ``nu (N, X, Y)`` -> constant field ``a``; solution ``tensor (N, 1, X, Y)`` -> ``u``,
+    T = 1."""
 
     name = "darcy"
 
@@ -212,7 +227,9 @@ class DarcyLayout(AbstractLayout):
         u, a = self.tensor.shape, self.nu.shape
         self.itemsize = max(4, self.tensor.dtype.itemsize, self.nu.dtype.itemsize)
         if len(u) != 4 or u[1] != 1 or a != (u[0],) + u[2:]:
-            raise FormatError(f"{path}: Darcy layout expects 'tensor' (N, 1, X, Y) and 'nu' (N, X, Y), found 'tensor' {u}, 'nu' {a}")
+            raise FormatError(
+                f"{path}: Darcy layout expects 'tensor' (N, 1, X, Y) and 'nu' (N, X, Y), found 'tensor' {u}, 'nu' {a}"
+            )
         self.n_trajectories = u[0]
         self.coords = coordinates(f, path, u[2:], ["x-coordinate", "y-coordinate"])
         self.time = np.zeros(1)
@@ -244,14 +261,18 @@ class CFDLayout(AbstractLayout):
         for k in ("pressure",) + self.velocity_keys:
             if k not in f or f[k].shape != shape:
                 found = tuple(f[k].shape) if k in f else "missing"
-                raise FormatError(f"{path}: CFD layout: '{k}' should have the shape of 'density' {shape}, found {found}")
+                raise FormatError(
+                    f"{path}: CFD layout: '{k}' should have the shape of 'density' {shape}, found {found}"
+                )
         self.n_trajectories = shape[0]
         self.coords = coordinates(f, path, shape[2:], [f"{a}-coordinate" for a in SPACE_AXES])
         if "t-coordinate" not in f:
             raise FormatError(f"{path}: CFD layout without 't-coordinate'; found {describe(f)}")
         self.time = regular_times(f["t-coordinate"][()], shape[1], path, "t-coordinate")
         self.fields = (FieldSpec("density"), FieldSpec("pressure"), FieldSpec("velocity", order=1))
-        self.boundary_conditions = bc_from_name(self.stem, (("periodic", "periodic"), ("trans", "open")), "periodic", "CFD")
+        self.boundary_conditions = bc_from_name(
+            self.stem, (("periodic", "periodic"), ("trans", "open")), "periodic", "CFD"
+        )
 
     def read(self, start: int, stop: int) -> dict[str, np.ndarray]:
         f = self.f
@@ -269,7 +290,9 @@ class SeedGroupLayout(AbstractLayout):
     @staticmethod
     def matches(f: h5py.File) -> bool:
         keys = list(f.keys())
-        return bool(keys) and all(isinstance(f[k], h5py.Group) and isinstance(f[k].get("data"), h5py.Dataset) for k in keys[:3])
+        return bool(keys) and all(
+            isinstance(f[k], h5py.Group) and isinstance(f[k].get("data"), h5py.Dataset) for k in keys[:3]
+        )
 
     def __init__(self, f: h5py.File, path: str) -> None:
         super().__init__(f, path)
@@ -283,7 +306,9 @@ class SeedGroupLayout(AbstractLayout):
         self.n_trajectories = len(self.keys)
         grid = first.get("grid")
         if not isinstance(grid, h5py.Group):
-            raise FormatError(f"{path}: '{self.keys[0]}/grid/' missing (expected grid/x[, grid/y], grid/t); found {describe(f)}")
+            raise FormatError(
+                f"{path}: '{self.keys[0]}/grid/' missing (expected grid/x[, grid/y], grid/t); found {describe(f)}"
+            )
         self.coords = coordinates(grid, f"{path}:{self.keys[0]}/grid", self.shape[1:-1], SPACE_AXES)
         if "t" not in grid:
             raise FormatError(f"{path}: '{self.keys[0]}/grid/t' missing; found {describe(f)}")
@@ -306,11 +331,18 @@ class SeedGroupLayout(AbstractLayout):
             ds = g.get("data") if isinstance(g, h5py.Group) else None
             if not isinstance(ds, h5py.Dataset) or ds.shape != self.shape:
                 found = tuple(ds.shape) if isinstance(ds, h5py.Dataset) else "missing"
-                raise FormatError(f"{self.path}: '{key}/data' has shape {found}, expected {self.shape} like '{self.keys[0]}/data'")
+                raise FormatError(
+                    f"{self.path}: '{key}/data' has shape {found}, expected {self.shape} like '{self.keys[0]}/data'"
+                )
             for axis, c in self.coords.items():
                 g_axis = g.get(f"grid/{axis}")
-                if not isinstance(g_axis, h5py.Dataset) or not np.allclose(np.asarray(g_axis[()], np.float64), c, rtol=1e-6, atol=1e-7):
-                    raise FormatError(f"{self.path}: '{key}/grid/{axis}' missing or different from '{self.keys[0]}/grid/{axis}' (one grid per file)")
+                if not isinstance(g_axis, h5py.Dataset) or not np.allclose(
+                    np.asarray(g_axis[()], np.float64), c, rtol=1e-6, atol=1e-7
+                ):
+                    raise FormatError(
+                        f"{self.path}: '{key}/grid/{axis}' missing or different from '{self.keys[0]}/grid/{axis}' "
+                        "(one grid per file)"
+                    )
             blocks.append(ds[()])
         data = np.stack(blocks)  # (B, T, *space, C)
         return {fs.name: data[..., c] for c, fs in enumerate(self.fields)}
@@ -329,14 +361,17 @@ def detect_layout(f: h5py.File, path: str) -> AbstractLayout:
 
 # -- splits --------------------------------------------------------------------------------------------------------
 def split_assignment(n: int, split: Sequence[float], seed: int) -> np.ndarray:
-    """Split id (0 train, 1 valid, 2 test) per trajectory: a random permutation (``default_rng(seed)``) cut by fractions.
+    """Split id (0 train, 1 valid, 2 test) per trajectory: a random permutation (``default_rng(seed)``) cut by
+    fractions.
 
     ``valid`` and ``test`` get ``round(n * fraction)`` trajectories (at least one if their fraction is positive and
     ``n >= 3``); ``train`` the rest.
     """
     fractions = np.asarray(split, dtype=np.float64)
     if fractions.shape != (3,) or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"split should be three non-negative fractions (train, valid, test) summing to 1, got {split!r}")
+        raise ValueError(
+            f"split should be three non-negative fractions (train, valid, test) summing to 1, got {split!r}"
+        )
     counts = [int(round(n * p)) for p in fractions[1:]]
     counts = [max(c, 1) if p > 0 and n >= 3 else c for c, p in zip(counts, fractions[1:])]
     n_train = n - sum(counts)
@@ -391,7 +426,9 @@ def convert_pdebench(
         raise FormatError(f"{src}: not an HDF5 file; {EXPECTED}")
     single = out.suffix in (".hdf5", ".h5")
     if single and split is not None and tuple(split) != DEFAULT_SPLIT:
-        raise ValueError(f"out={str(out)!r} is one file, so split={tuple(split)} cannot apply: pass split=None, or a folder as out")
+        raise ValueError(
+            f"out={str(out)!r} is one file, so split={tuple(split)} cannot apply: pass split=None, or a folder as out"
+        )
     if max_trajectories is not None and (not isinstance(max_trajectories, int) or max_trajectories < 1):
         raise ValueError(f"max_trajectories should be a positive int or None, got {max_trajectories!r}")
     if batch_bytes < 1:
@@ -409,14 +446,17 @@ def convert_pdebench(
             time=layout.time,
             fields=layout.fields,
             parameters=parameters,
-            boundary_conditions=layout.boundary_conditions if boundary_conditions is None else
-            (boundary_conditions if isinstance(boundary_conditions, str) else tuple(boundary_conditions)),
+            boundary_conditions=layout.boundary_conditions
+            if boundary_conditions is None
+            else (boundary_conditions if isinstance(boundary_conditions, str) else tuple(boundary_conditions)),
         )
         if single or split is None:
             ids = np.zeros(n, dtype=np.int64)
         else:
             ids = split_assignment(n, split, seed)
-        targets = {s: (out if single else out / "data" / SPLITS[s] / f"{src.stem}.hdf5") for s in np.unique(ids).tolist()}
+        targets = {
+            s: (out if single else out / "data" / SPLITS[s] / f"{src.stem}.hdf5") for s in np.unique(ids).tolist()
+        }
         for path in targets.values():
             if path.exists() and not overwrite:
                 raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
@@ -444,8 +484,14 @@ def convert_pdebench(
     return written
 
 
-def _stream(layout: AbstractLayout, ids: np.ndarray, writers: dict[int, TrajectoryWriter], batch_bytes: int,
-            progress: bool, desc: str) -> None:
+def _stream(
+    layout: AbstractLayout,
+    ids: np.ndarray,
+    writers: dict[int, TrajectoryWriter],
+    batch_bytes: int,
+    progress: bool,
+    desc: str,
+) -> None:
     """Read blocks of trajectories in source order and hand each row to its split's writer (skipping rows an
     interrupted run already wrote)."""
     n = len(ids)

@@ -53,13 +53,18 @@ def compute_stats(path: str | os.PathLike, split: str | None = "train") -> dict[
                         a["ssd"] += (d**2).sum(0)
     out: dict[str, dict[str, Any]] = {k: {} for k in ("mean", "std", "rms", "mean_delta", "std_delta", "rms_delta")}
     for name, a in acc.items():
-        def fmt(v: np.ndarray) -> Any:
+
+        def fmt(v: np.ndarray, scalar: bool = order_of[name] == 0) -> Any:
             v = [float(x) for x in v]
-            return v[0] if order_of[name] == 0 else v
+            return v[0] if scalar else v
 
         mean = a["s"] / a["n"]
         var = np.maximum(a["ss"] / a["n"] - mean**2, 0.0)
-        out["mean"][name], out["std"][name], out["rms"][name] = fmt(mean), fmt(np.sqrt(var)), fmt(np.sqrt(a["ss"] / a["n"]))
+        out["mean"][name], out["std"][name], out["rms"][name] = (
+            fmt(mean),
+            fmt(np.sqrt(var)),
+            fmt(np.sqrt(a["ss"] / a["n"])),
+        )
         if a["nd"].any():
             md = a["sd"] / a["nd"]
             vd = np.maximum(a["ssd"] / a["nd"] - md**2, 0.0)
@@ -80,11 +85,17 @@ def write_stats(root: str | os.PathLike) -> Path:
 def load_stats(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: normalisation statistics not found (write them with pdeforge.datasets.write_stats(ROOT), fitted on the train split)")
+        raise FileNotFoundError(
+            f"{p}: normalisation statistics not found "
+            "(write them with pdeforge.datasets.write_stats(ROOT), fitted on the train split)"
+        )
     stats = yaml.safe_load(p.read_text())
     for key in ("mean", "std", "rms"):
         if not isinstance(stats, dict) or key not in stats:
-            raise ValueError(f"{p}: expected The Well's stats.yaml with keys mean, std, rms (+ _delta), found {list(stats) if isinstance(stats, dict) else type(stats)}")
+            raise ValueError(
+                f"{p}: expected The Well's stats.yaml with keys mean, std, rms (+ _delta), "
+                f"found {list(stats) if isinstance(stats, dict) else type(stats)}"
+            )
     return stats
 
 
@@ -95,7 +106,9 @@ class Normalizer:
     ``min_scale`` so a constant field does not divide by zero.
     """
 
-    def __init__(self, stats: dict, kind: str, core_names: list[str], channel_counts: list[int], min_scale: float = 1e-4) -> None:
+    def __init__(
+        self, stats: dict, kind: str, core_names: list[str], channel_counts: list[int], min_scale: float = 1e-4
+    ) -> None:
         if kind not in ("zscore", "rms"):
             raise ValueError(f"normalization should be 'zscore', 'rms' or None, got {kind!r}")
         shift, scale = [], []

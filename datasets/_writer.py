@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import h5py
 import numpy as np
@@ -171,12 +172,15 @@ class TrajectoryWriter:
         try:
             f = h5py.File(self.partial, "a")
         except OSError as e:
-            warnings.warn(f"{self.partial}: cannot reopen the interrupted write ({e}); starting it again")
+            warnings.warn(f"{self.partial}: cannot reopen the interrupted write ({e}); starting it again", stacklevel=2)
             return False
-        ok = f.attrs.get(SCHEMA_ATTR) == self.schema.fingerprint() and int(f.attrs["n_trajectories"]) == self.n_trajectories
+        ok = (
+            f.attrs.get(SCHEMA_ATTR) == self.schema.fingerprint()
+            and int(f.attrs["n_trajectories"]) == self.n_trajectories
+        )
         if not ok:
             f.close()
-            warnings.warn(f"{self.partial}: interrupted write of a different schema; starting it again")
+            warnings.warn(f"{self.partial}: interrupted write of a different schema; starting it again", stacklevel=2)
             return False
         self._file = f
         return True
@@ -278,24 +282,39 @@ class TrajectoryWriter:
         s, f = self.schema, self._file
         scalars = dict(scalars or {})
         missing = [fs.name for fs in s.fields if fs.name not in fields] + [k for k in s.scalars if k not in scalars]
-        extra = [k for k in fields if k not in {fs.name for fs in s.fields}] + [k for k in scalars if k not in s.scalars]
+        extra = [k for k in fields if k not in {fs.name for fs in s.fields}] + [
+            k for k in scalars if k not in s.scalars
+        ]
         if missing or extra:
-            raise ValueError(f"{self.path}: write() missing {missing}, unexpected {extra}; schema has fields {[fs.name for fs in s.fields]}, scalars {list(s.scalars)}")
+            raise ValueError(
+                f"{self.path}: write() missing {missing}, unexpected {extra}; "
+                f"schema has fields {[fs.name for fs in s.fields]}, scalars {list(s.scalars)}"
+            )
         arrays = {k: _numpy(v) for k, v in fields.items()}
-        batch = {a.shape[0] if a.ndim else -1 for a in arrays.values()} | {_numpy(v).reshape(-1).shape[0] for v in scalars.values()}
+        batch = {a.shape[0] if a.ndim else -1 for a in arrays.values()} | {
+            _numpy(v).reshape(-1).shape[0] for v in scalars.values()
+        }
         if len(batch) != 1:
             raise ValueError(f"{self.path}: write() got different batch sizes {sorted(batch)} across fields/scalars")
         b = batch.pop()
         start = self.n_written
         if start + b > self.n_trajectories:
-            raise ValueError(f"{self.path}: writing {b} more trajectories would exceed n_trajectories={self.n_trajectories} ({start} written)")
+            raise ValueError(
+                f"{self.path}: writing {b} more trajectories would exceed n_trajectories={self.n_trajectories} "
+                f"({start} written)"
+            )
         for fs in s.fields:
             ds = f[TENSOR_GROUPS[fs.order]][fs.name]
             a = arrays[fs.name]
             if a.shape[1:] != ds.shape[1:]:
-                raise ValueError(f"{self.path}: field {fs.name!r} has shape {a.shape}, expected (B,) + {ds.shape[1:]} (The Well's layout: batch, time, *space, components)")
+                raise ValueError(
+                    f"{self.path}: field {fs.name!r} has shape {a.shape}, expected (B,) + {ds.shape[1:]} "
+                    "(The Well's layout: batch, time, *space, components)"
+                )
             if not np.isfinite(a).all():
-                raise ValueError(f"{self.path}: field {fs.name!r} has non-finite values in trajectories {start}..{start + b - 1}")
+                raise ValueError(
+                    f"{self.path}: field {fs.name!r} has non-finite values in trajectories {start}..{start + b - 1}"
+                )
             ds[start : start + b] = a.astype(np.float32, copy=False)
         for k in s.scalars:
             f["scalars"][k][start : start + b] = _numpy(scalars[k]).reshape(-1).astype(np.float32)
@@ -313,7 +332,10 @@ class TrajectoryWriter:
         const_specs = [fs for fs in s.fields if not fs.time_varying]
         if const_specs:
             if constant is None:
-                raise ValueError(f"{self.path}: schema has time-invariant fields {[fs.name for fs in const_specs]}: pass constant=(B, C_const, *space)")
+                raise ValueError(
+                    f"{self.path}: schema has time-invariant fields {[fs.name for fs in const_specs]}: "
+                    "pass constant=(B, C_const, *space)"
+                )
             fields.update(split_channels(_numpy(constant)[:, None], s, time_varying=False, path=self.path))
             fields = {k: (v[:, 0] if k in {fs.name for fs in const_specs} else v) for k, v in fields.items()}
         self.write(fields, scalars)
@@ -327,7 +349,10 @@ class TrajectoryWriter:
         if n != self.n_trajectories:
             self._file.close()
             self._file = None
-            raise RuntimeError(f"{self.path}: only {n} of {self.n_trajectories} trajectories written; the partial file {self.partial} is kept for resuming")
+            raise RuntimeError(
+                f"{self.path}: only {n} of {self.n_trajectories} trajectories written; "
+                f"the partial file {self.partial} is kept for resuming"
+            )
         del self._file.attrs[INCOMPLETE_ATTR]
         del self._file.attrs[N_WRITTEN_ATTR]
         del self._file.attrs[SCHEMA_ATTR]
@@ -344,7 +369,7 @@ class TrajectoryWriter:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "TrajectoryWriter":
+    def __enter__(self) -> TrajectoryWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

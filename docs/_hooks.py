@@ -15,12 +15,31 @@ import tempfile
 from pathlib import Path
 
 # the public packages, one API page each, in the order of the nav
-PACKAGES = ("datasets", "solvers", "training", "operators", "operators.field", "operators.tsm", "operators.noda",
-            "operators.scot", "pinns", "metrics", "tasks", "families", "checkpoint", "plots")
+PACKAGES = (
+    "datasets",
+    "solvers",
+    "training",
+    "operators",
+    "operators.field",
+    "operators.tsm",
+    "operators.noda",
+    "operators.scot",
+    "pinns",
+    "metrics",
+    "tasks",
+    "families",
+    "checkpoint",
+    "plots",
+)
 
 # families whose options the CLI page lists: (family, a config of it, or None for train.py's embedded default)
-TRAIN_CONFIGS = (("operator", None), ("tsm", "configs/tsm_kolmogorov.yaml"), ("noda", "configs/noda_ks.yaml"),
-                 ("scot", "configs/scot_finetune.yaml"), ("pinn", "configs/pinn_burgers.yaml"))
+TRAIN_CONFIGS = (
+    ("operator", None),
+    ("tsm", "configs/tsm_kolmogorov.yaml"),
+    ("noda", "configs/noda_ks.yaml"),
+    ("scot", "configs/scot_finetune.yaml"),
+    ("pinn", "configs/pinn_burgers.yaml"),
+)
 
 
 def api_path(package: str) -> str:
@@ -41,11 +60,23 @@ def api_page(package: str) -> str:
     """The API page of ``pdeforge.<package>``: its docstring, then one entry per name of its ``__all__``."""
     full = f"pdeforge.{package}"
     module = importlib.import_module(full)
-    lines = [f"# `{full}`", "", f"::: {full}", "    options:", "      members: false", "      show_root_heading: false",
-             ""]
+    lines = [
+        f"# `{full}`",
+        "",
+        f"::: {full}",
+        "    options:",
+        "      members: false",
+        "      show_root_heading: false",
+        "",
+    ]
     for name in module.__all__:
-        lines += [f"::: {_target(module, full, name)}", "    options:", "      heading_level: 2",
-                  "      show_root_full_path: false", ""]
+        lines += [
+            f"::: {_target(module, full, name)}",
+            "    options:",
+            "      heading_level: 2",
+            "      show_root_full_path: false",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -64,15 +95,24 @@ def cli_page() -> str:
     from pdeforge.families import config_class
     from pdeforge.training.config import config_help
 
-    lines = ["# Command line", "", "Generated from `pdeforge.cli.build_parser()` and the config dataclasses at "
-             "build time. `pdeforge COMMAND --help` prints the same.", ""]
+    lines = [
+        "# Command line",
+        "",
+        "Generated from `pdeforge.cli.build_parser()` and the config dataclasses at "
+        "build time. `pdeforge COMMAND --help` prints the same.",
+        "",
+    ]
     for prog, parser in _subcommands(build_parser(), "pdeforge"):
         parser.prog = prog
         lines += [f"## `{prog}`", "", "```text", parser.format_help().rstrip(), "```", ""]
-    lines += ["## `pdeforge train` options", "",
-              "`pdeforge train CONFIG --help` (or `python train.py CONFIG --help`) lists the options of the config's "
-              "family; any of them is set with `--section.key value`. The options of each family, at their "
-              "defaults:", ""]
+    lines += [
+        "## `pdeforge train` options",
+        "",
+        "`pdeforge train CONFIG --help` (or `python train.py CONFIG --help`) lists the options of the config's "
+        "family; any of them is set with `--section.key value`. The options of each family, at their "
+        "defaults:",
+        "",
+    ]
     for family, example in TRAIN_CONFIGS:
         where = f"e.g. `{example}`" if example else "`python train.py`, configs/fno_*.yaml"
         lines += [f"### `{family}` ({where})", "", "```text", config_help(config_class(family)), "```", ""]

@@ -20,12 +20,21 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-
 # every public name with the module that defines it; imported on first use, so that the families' config classes
 # (``pdeforge.operators.field.OperatorConfig``, ...) load without torch and ``--help`` answers at once
 _WHERE = {
-    **dict.fromkeys(("MODELS", "FieldOperator", "InputLayout", "build_model", "build_from_spec", "config_to_dict",
-                     "config_from_dict"), "._build"),
+    **dict.fromkeys(
+        (
+            "MODELS",
+            "FieldOperator",
+            "InputLayout",
+            "build_model",
+            "build_from_spec",
+            "config_to_dict",
+            "config_from_dict",
+        ),
+        "._build",
+    ),
     **dict.fromkeys(("FNOConfig", "NeuralOperatorNet", "TFNOConfig", "UNOConfig"), "._neuralop"),
     **dict.fromkeys(("UNetConfig", "UNetConvNeXt"), "._unet"),
     **dict.fromkeys(("ScOT", "ScOTConfig"), ".scot"),

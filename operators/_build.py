@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,15 @@ from ._unet import UNetConfig
 if TYPE_CHECKING:
     from ..datasets import DatasetMetadata
 
-__all__ = ["MODELS", "InputLayout", "FieldOperator", "build_model", "build_from_spec", "config_to_dict", "config_from_dict"]
+__all__ = [
+    "MODELS",
+    "InputLayout",
+    "FieldOperator",
+    "build_model",
+    "build_from_spec",
+    "config_to_dict",
+    "config_from_dict",
+]
 
 ModelConfig = FNOConfig | TFNOConfig | UNOConfig | UNetConfig
 
@@ -116,7 +125,9 @@ class FieldOperator(nn.Module):
         self.model_spec = spec or {}
 
     # ------------------------------------------------------------------------------------------- layout
-    def stack_inputs(self, input_fields: Tensor | None = None, constant_fields: Tensor | None = None, scalars: Tensor | None = None) -> Tensor:
+    def stack_inputs(
+        self, input_fields: Tensor | None = None, constant_fields: Tensor | None = None, scalars: Tensor | None = None
+    ) -> Tensor:
         """The network input ``(B, C_in, *space)`` (channel order in the module docstring).
 
         Args:
@@ -129,23 +140,35 @@ class FieldOperator(nn.Module):
         space: tuple[int, ...] | None = None
         batch: int | None = None
         if lay.n_steps_input > 0:
-            if input_fields is None or input_fields.ndim != n + 3 or input_fields.shape[1:3] != (lay.n_steps_input, lay.n_fields):
+            if (
+                input_fields is None
+                or input_fields.ndim != n + 3
+                or input_fields.shape[1:3] != (lay.n_steps_input, lay.n_fields)
+            ):
                 got = None if input_fields is None else tuple(input_fields.shape)
                 raise ValueError(
-                    f"input_fields: expected (B, T_in={lay.n_steps_input}, C={lay.n_fields}, *space) with {n} spatial axes, "
-                    f"got {got}; a single sample needs a batch axis: u[None]"
+                    f"input_fields: expected (B, T_in={lay.n_steps_input}, C={lay.n_fields}, *space) "
+                    f"with {n} spatial axes, got {got}; a single sample needs a batch axis: u[None]"
                 )
             batch, space = input_fields.shape[0], tuple(input_fields.shape[-n:])
             parts.append(input_fields.flatten(1, 2))  # (B, T_in*C, *space), frame-major
         if lay.n_constant_fields > 0:
-            if constant_fields is None or constant_fields.ndim != n + 2 or constant_fields.shape[1] != lay.n_constant_fields:
+            if (
+                constant_fields is None
+                or constant_fields.ndim != n + 2
+                or constant_fields.shape[1] != lay.n_constant_fields
+            ):
                 got = None if constant_fields is None else tuple(constant_fields.shape)
                 raise ValueError(
-                    f"constant_fields: expected (B, C_const={lay.n_constant_fields}, *space) with {n} spatial axes, got {got}"
+                    f"constant_fields: expected (B, C_const={lay.n_constant_fields}, *space) "
+                    f"with {n} spatial axes, got {got}"
                 )
             cshape = tuple(constant_fields.shape[-n:])
             if space is not None and (cshape != space or constant_fields.shape[0] != batch):
-                raise ValueError(f"constant_fields {tuple(constant_fields.shape)} do not match input_fields (B={batch}, space={space})")
+                raise ValueError(
+                    f"constant_fields {tuple(constant_fields.shape)} do not match "
+                    f"input_fields (B={batch}, space={space})"
+                )
             batch, space = constant_fields.shape[0], cshape
         if space is None:
             raise ValueError("the layout has no spatial input (n_steps_input=0 and no constant fields)")
@@ -158,7 +181,9 @@ class FieldOperator(nn.Module):
             if scalars is None or tuple(scalars.shape) != (batch, lay.n_scalars):
                 got = None if scalars is None else tuple(scalars.shape)
                 raise ValueError(f"scalars: expected (B={batch}, S={lay.n_scalars}), got {got}")
-            parts.append(scalars.to(ref.dtype).reshape(batch, lay.n_scalars, *(1,) * n).expand(batch, lay.n_scalars, *space))
+            parts.append(
+                scalars.to(ref.dtype).reshape(batch, lay.n_scalars, *(1,) * n).expand(batch, lay.n_scalars, *space)
+            )
         if lay.n_constant_fields > 0:
             parts.append(constant_fields)
         return torch.cat(parts, dim=1)
@@ -169,7 +194,9 @@ class FieldOperator(nn.Module):
         return y.reshape(y.shape[0], lay.n_steps_output, lay.n_fields, *y.shape[2:])
 
     # ------------------------------------------------------------------------------------------- forward
-    def forward(self, input_fields: Tensor | None = None, constant_fields: Tensor | None = None, scalars: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_fields: Tensor | None = None, constant_fields: Tensor | None = None, scalars: Tensor | None = None
+    ) -> Tensor:
         """Predict ``(B, T_out, C, *space)`` from the inputs of :meth:`stack_inputs`."""
         return self.unstack_outputs(self.net(self.stack_inputs(input_fields, constant_fields, scalars)))
 
@@ -197,7 +224,7 @@ def _use(flag: bool | None, available: int, what: str) -> int:
 
 def build_model(
     model: str | ModelConfig,
-    metadata: "DatasetMetadata",
+    metadata: DatasetMetadata,
     n_steps_input: int = 1,
     n_steps_output: int = 1,
     use_grid: bool = False,
@@ -219,7 +246,10 @@ def build_model(
     name = _name_of(config)
     n = metadata.n_spatial_dims
     if len(metadata.boundary_conditions) != n:
-        raise ValueError(f"metadata.boundary_conditions {metadata.boundary_conditions} needs one entry per axis of {metadata.resolution}")
+        raise ValueError(
+            f"metadata.boundary_conditions {metadata.boundary_conditions} "
+            f"needs one entry per axis of {metadata.resolution}"
+        )
     if n_steps_input < 0 or n_steps_output < 1:
         raise ValueError(f"expected n_steps_input >= 0 and n_steps_output >= 1, got {n_steps_input}, {n_steps_output}")
     layout = InputLayout(
@@ -232,7 +262,10 @@ def build_model(
         n_constant_fields=_use(use_constant_fields, metadata.n_constant_fields, "constant_fields"),
     )
     if n_steps_input == 0 and layout.n_constant_fields == 0:
-        raise ValueError("n_steps_input=0 (operator task) needs constant fields as input; the dataset has none or use_constant_fields=False")
+        raise ValueError(
+            "n_steps_input=0 (operator task) needs constant fields as input; "
+            "the dataset has none or use_constant_fields=False"
+        )
     spec = {
         "name": name,
         "config": config_to_dict(config),

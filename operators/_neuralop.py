@@ -49,8 +49,13 @@ class NeuralOperatorNet(nn.Module):
         layer_scalings: grid rescaling of each layer (UNO), to check the grids the inner layers see.
     """
 
-    def __init__(self, net: nn.Module, block_names: tuple[str, ...], layer_scalings: tuple[float, ...] = (),
-                 periodic: tuple[bool, ...] = ()) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        block_names: tuple[str, ...],
+        layer_scalings: tuple[float, ...] = (),
+        periodic: tuple[bool, ...] = (),
+    ) -> None:
         super().__init__()
         self.net = net
         self._block_names = block_names
@@ -129,8 +134,9 @@ def _check_grid(space: tuple[int, ...], layer_scalings: tuple[float, ...] = ()) 
     if bad and not odd_grids_supported():
         inner = f" (the grid {bad[0]} inside the network)" if bad[0] != tuple(space) else ""
         raise ValueError(
-            f"grid {tuple(space)}{inner}: the installed neuraloperator's SpectralConv is wrong for an odd size on any axis but the "
-            "last (fftshift used where ifftshift is needed; fixed upstream in neuraloperator PR #688). Use sizes on "
+            f"grid {tuple(space)}{inner}: the installed neuraloperator's SpectralConv is wrong for an odd size "
+            "on any axis but the last (fftshift used where ifftshift is needed; fixed upstream in neuraloperator "
+            "PR #688). Use sizes on "
             "those axes that stay even at every scale of the network (or put the odd axis last), or the U-Net"
         )
 
@@ -145,7 +151,9 @@ def _even_padding(space: tuple[int, ...], periodic: tuple[bool, ...]) -> tuple[i
 def _per_axis(n_modes: int | tuple[int, ...], n_spatial_dims: int, what: str) -> tuple[int, ...]:
     modes = (n_modes,) * n_spatial_dims if isinstance(n_modes, int) else tuple(n_modes)
     if len(modes) != n_spatial_dims or any(int(m) < 1 for m in modes):
-        raise ValueError(f"{what}: expected a positive int or {n_spatial_dims} positive ints (one per axis), got {n_modes!r}")
+        raise ValueError(
+            f"{what}: expected a positive int or {n_spatial_dims} positive ints (one per axis), got {n_modes!r}"
+        )
     return tuple(int(m) for m in modes)
 
 
@@ -156,7 +164,7 @@ def _check_dims(resolution: tuple[int, ...], what: str) -> int:
     return n
 
 
-def _fno_kwargs(config: "FNOConfig | TFNOConfig", resolution: tuple[int, ...], periodic: tuple[bool, ...] = ()) -> dict:
+def _fno_kwargs(config: FNOConfig | TFNOConfig, resolution: tuple[int, ...], periodic: tuple[bool, ...] = ()) -> dict:
     """neuraloperator keyword arguments shared by FNO and TFNO."""
     n = _check_dims(resolution, type(config).__name__)
     pad = _even_padding(tuple(resolution), tuple(periodic)) or (0,) * n
@@ -195,7 +203,9 @@ class FNOConfig:
     n_layers: int = 4
     domain_padding: float = 0.0
 
-    def build(self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> NeuralOperatorNet:
+    def build(
+        self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]
+    ) -> NeuralOperatorNet:
         """An FNO mapping ``(B, in_channels, *resolution) -> (B, out_channels, *resolution)``.
 
         ``periodic`` is accepted for a uniform interface; the FFT treats every axis as periodic (use
@@ -225,7 +235,9 @@ class TFNOConfig:
     factorization: str = "tucker"
     rank: float = 0.42
 
-    def build(self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> NeuralOperatorNet:
+    def build(
+        self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]
+    ) -> NeuralOperatorNet:
         """A TFNO mapping ``(B, in_channels, *resolution) -> (B, out_channels, *resolution)``."""
         from neuralop.models import TFNO
 
@@ -263,7 +275,9 @@ class UNOConfig:
     lifting_channels: int = 64
     projection_channels: int = 64
 
-    def build(self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> NeuralOperatorNet:
+    def build(
+        self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]
+    ) -> NeuralOperatorNet:
         """A UNO mapping ``(B, in_channels, *resolution) -> (B, out_channels, *resolution)``."""
         from neuralop.models import UNO
 
@@ -280,7 +294,9 @@ class UNOConfig:
         for s in self.layer_scalings:
             total *= float(s)
         if abs(total - 1.0) > 1e-12:
-            raise ValueError(f"UNOConfig.layer_scalings must multiply to 1 (output grid = input grid), got {self.layer_scalings}")
+            raise ValueError(
+                f"UNOConfig.layer_scalings must multiply to 1 (output grid = input grid), got {self.layer_scalings}"
+            )
         # UNO prints its skip settings while building; keep the console clean.
         with contextlib.redirect_stdout(io.StringIO()):
             net = UNO(

@@ -144,7 +144,9 @@ class UNetConfig:
     kernel_size: int = 7
     layer_scale_init: float = 1e-6
 
-    def build(self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> "UNetConvNeXt":
+    def build(
+        self, in_channels: int, out_channels: int, resolution: tuple[int, ...], periodic: tuple[bool, ...]
+    ) -> UNetConvNeXt:
         """A U-Net mapping ``(B, in_channels, *resolution) -> (B, out_channels, *resolution)``."""
         net = UNetConvNeXt(self, in_channels, out_channels, periodic)
         net.check_size(tuple(resolution))
@@ -180,7 +182,9 @@ class UNetConvNeXt(nn.Module):
         self.neck = _Stage(dims[-1], config.blocks_at_neck, k, self.periodic, ls)
         self.up = nn.ModuleList(_Up(dims[i + 1], dims[i], n) for i in reversed(range(config.n_stages)))
         self.fuse = nn.ModuleList(_CONV[n](2 * dims[i], dims[i], 1) for i in reversed(range(config.n_stages)))
-        self.decoder = nn.ModuleList(_Stage(dims[i], config.blocks_per_stage, k, self.periodic, ls) for i in reversed(range(config.n_stages)))
+        self.decoder = nn.ModuleList(
+            _Stage(dims[i], config.blocks_per_stage, k, self.periodic, ls) for i in reversed(range(config.n_stages))
+        )
         self.out_proj = _PaddedConv(dims[0], out_channels, 3, self.periodic)
 
     def blocks(self) -> dict[str, nn.Module]:
@@ -206,7 +210,8 @@ class UNetConvNeXt(nn.Module):
                     f"UNet: n_stages {self.n_stages} coarsens a periodic axis of {size} points to {neck} at the neck, "
                     f"fewer than the convolutions' half-width {half} (kernel_size {self.kernel_size}); for this grid "
                     + (f"use n_stages <= {fits}" if fits else "use a smaller kernel_size")
-                    + f" (model_args) or a grid of at least {half * self.factor} points")
+                    + f" (model_args) or a grid of at least {half * self.factor} points"
+                )
 
     def _pads(self, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         pads = []

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-
 # every public name, with the module that defines it
 _WHERE = {
     **dict.fromkeys(("AutogradDerivatives", "pde_residual"), "._autograd"),
@@ -33,17 +32,39 @@ _WHERE = {
     **dict.fromkeys(("PINNFamily", "build_pinn", "reference_errors"), "._family"),
     **dict.fromkeys(("PINN", "SamplingConfig"), "._forward"),
     **dict.fromkeys(("HiddenTermPINN", "formula", "polynomial_library", "stlsq"), "._hidden"),
-    **dict.fromkeys(("AbstractDataFitPINN", "InverseCoefficients", "InversePINN", "Observations", "dataset_domain",
-                     "observations_from_fields", "sample_observations"), "._inverse"),
+    **dict.fromkeys(
+        (
+            "AbstractDataFitPINN",
+            "InverseCoefficients",
+            "InversePINN",
+            "Observations",
+            "dataset_domain",
+            "observations_from_fields",
+            "sample_observations",
+        ),
+        "._inverse",
+    ),
     **dict.fromkeys(("LagrangianPINN", "advection_velocity"), "._lagrangian"),
-    **dict.fromkeys(("MLP", "FourierFeatures", "InputEmbedding", "NetworkConfig", "PINNNet", "RWFLinear"),
-                    "._networks"),
+    **dict.fromkeys(
+        ("MLP", "FourierFeatures", "InputEmbedding", "NetworkConfig", "PINNNet", "RWFLinear"), "._networks"
+    ),
     **dict.fromkeys(("LBFGSReport", "OptimConfig", "adam", "lbfgs"), "._optim"),
     **dict.fromkeys(("PROBLEMS", "NamedProblem"), "._problems"),
     **dict.fromkeys(("TrigInterpolant", "spectral_reference"), "._reference"),
     **dict.fromkeys(("SAMPLERS", "rad", "rar", "sample_domain", "sample_initial"), "._sampling"),
-    **dict.fromkeys(("AbstractWeighting", "AmplificationWeights", "CausalWeights", "FixedWeights",
-                     "GradNormWeights", "NTKWeights", "SelfAdaptiveWeights", "reaction_rate"), "._weighting"),
+    **dict.fromkeys(
+        (
+            "AbstractWeighting",
+            "AmplificationWeights",
+            "CausalWeights",
+            "FixedWeights",
+            "GradNormWeights",
+            "NTKWeights",
+            "SelfAdaptiveWeights",
+            "reaction_rate",
+        ),
+        "._weighting",
+    ),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

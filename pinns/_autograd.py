@@ -25,7 +25,7 @@ Non-local terms (the inverse Laplacian of :class:`~pdeforge.solvers.NavierStokes
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -35,8 +35,11 @@ class PINNData(DataSection):
     n_initial: int = option(256, "points at t0 for a soft initial condition", min=0)
     n_boundary: int = option(128, "points per end of each soft-boundary dimension", min=0)
     resample_every: int = option(0, "draw fresh residual points every this many Adam steps (0: keep them)", min=0)
-    adaptive: str = option("none", "residual-based adaptive points: rar (add the worst) | rad (redraw by |r|)",
-                           choices=("none", "rar", "rad"))
+    adaptive: str = option(
+        "none",
+        "residual-based adaptive points: rar (add the worst) | rad (redraw by |r|)",
+        choices=("none", "rar", "rad"),
+    )
     adaptive_every: int = option(1000, "Adam steps between adaptive refinements", min=1)
     n_candidates: int = option(20000, "uniform candidates the adaptive methods score", min=1)
     rar_k: int = option(100, "rar: candidates added each time", min=1)
@@ -48,8 +51,9 @@ class PINNData(DataSection):
 class PINNModel:
     """The network: forward (``u(x, t)``) or Lagrangian (characteristics + state, Mojgani et al. 2023)."""
 
-    mode: str = option("forward", "forward | lagrangian (advection-dominated problems)",
-                       choices=("forward", "lagrangian"))
+    mode: str = option(
+        "forward", "forward | lagrangian (advection-dominated problems)", choices=("forward", "lagrangian")
+    )
     dtype: str = option("float64", "parameters and points (lagrangian: float64 always)", choices=("float64", "float32"))
     width: int = option(100, "hidden width (PINNacle: 100)", min=1)
     depth: int = option(5, "hidden layers (PINNacle: 5)", min=1)
@@ -63,19 +67,24 @@ class PINNModel:
 class PINNLoss:
     """How the loss terms (residual, initial, boundary) are weighted (forward mode)."""
 
-    weighting: str = option("fixed", "fixed | gradnorm (Wang, Teng & Perdikaris 2021) | ntk (Wang, Yu & Perdikaris "
-                            "2022) | self_adaptive (McClenny & Braga-Neto 2023: fixed points only)",
-                            choices=("fixed", "gradnorm", "ntk", "self_adaptive"))
+    weighting: str = option(
+        "fixed",
+        "fixed | gradnorm (Wang, Teng & Perdikaris 2021) | ntk (Wang, Yu & Perdikaris "
+        "2022) | self_adaptive (McClenny & Braga-Neto 2023: fixed points only)",
+        choices=("fixed", "gradnorm", "ntk", "self_adaptive"),
+    )
     weights: dict = option({}, "initial weight of each term (residual, initial, boundary; missing: 1)")
     every: int = option(100, "gradnorm | ntk: Adam steps between weight updates", min=1)
     alpha: float = option(0.9, "gradnorm | ntk: moving average, the share of the old weight", min=0)
     n_points: int = option(16, "ntk: points per term in the kernel trace", min=1)
     sa_lr: float = option(5e-3, "self_adaptive: learning rate of the per-point weights' ascent", positive=True)
-    causal_chunks: int = option(0, "causal weights (Wang, Sankaran & Perdikaris 2024): time chunks (0: off, else >= 2)",
-                                min=0)
+    causal_chunks: int = option(
+        0, "causal weights (Wang, Sankaran & Perdikaris 2024): time chunks (0: off, else >= 2)", min=0
+    )
     causal_epsilon: list = option([1.0], "causal tolerance; several: annealed, the next once all of time is resolved")
-    amplification: float = option(0.0, "residuals weighted by exp(power max(df/du, 0) (T - t)): the power (0: off)",
-                                  min=0)
+    amplification: float = option(
+        0.0, "residuals weighted by exp(power max(df/du, 0) (T - t)): the power (0: off)", min=0
+    )
     log_every: int = option(100, "Adam steps between records of each loss term (loss_terms.png)", min=1)
 
 
@@ -105,15 +114,25 @@ class PINNConfig:
     """A PINN on a named problem: Adam through the run skeleton (``optim``), then L-BFGS (``lbfgs``)."""
 
     family: str = option("pinn", "the family", choices=("pinn",))
-    problem: str = option("burgers", "the named problem (equation, domain, conditions, reference)",
-                          choices=PROBLEM_NAMES)
+    problem: str = option(
+        "burgers", "the named problem (equation, domain, conditions, reference)", choices=PROBLEM_NAMES
+    )
     run: RunSection = section(lambda: RunSection(checkpoint_every=1000), "the run (seed: weights and points)")
     data: PINNData = section(PINNData, "collocation points")
     optim: OptimSection = section(
-        lambda: OptimSection(steps=1000, lr=1e-3, warmup=0.0, schedule="exponential", decay_rate=0.9,
-                             decay_every=1000, grad_clip=0.0, weight_decay=0.0),
+        lambda: OptimSection(
+            steps=1000,
+            lr=1e-3,
+            warmup=0.0,
+            schedule="exponential",
+            decay_rate=0.9,
+            decay_every=1000,
+            grad_clip=0.0,
+            weight_decay=0.0,
+        ),
         "Adam (AdamW, weight_decay 0): steps are Adam iterations, each one loss on all points (batch_size, epochs, "
-        "eval_every and patience do not apply; grad_accum 1, amp none)")
+        "eval_every and patience do not apply; grad_accum 1, amp none)",
+    )
     model: PINNModel = section(PINNModel, "the network")
     loss: PINNLoss = section(PINNLoss, "loss weighting")
     lbfgs: PINNLBFGS = section(PINNLBFGS, "L-BFGS after Adam")

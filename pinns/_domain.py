@@ -16,8 +16,8 @@ conditions at both ends:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 import torch
 from torch import Tensor, nn
@@ -41,13 +41,14 @@ class Domain:
         n = len(self.lower)
         if not (len(self.upper) == len(self.periodic) == n) or n < 1:
             raise ValueError(
-                f"lower, upper and periodic need one entry per dimension, got {self.lower}, {self.upper}, {self.periodic}"
+                "lower, upper and periodic need one entry per dimension, "
+                f"got {self.lower}, {self.upper}, {self.periodic}"
             )
         if any(not b > a for a, b in zip(self.lower, self.upper)) or not self.t_span[1] > self.t_span[0]:
             raise ValueError(f"need lower < upper and t0 < t1, got {self.lower}, {self.upper}, t_span={self.t_span}")
 
     @classmethod
-    def from_grid(cls, grid: Grid, t_span: tuple[float, float]) -> "Domain":
+    def from_grid(cls, grid: Grid, t_span: tuple[float, float]) -> Domain:
         """The periodic box ``[0, L_d)`` of a solver :class:`~pdeforge.solvers.Grid`, over ``t_span``."""
         return cls((0.0,) * grid.ndim, tuple(grid.length), tuple(map(float, t_span)), (True,) * grid.ndim)
 
@@ -62,10 +63,11 @@ class Domain:
 
 @dataclass(frozen=True)
 class Dirichlet:
-    """``u = value`` on both ends of dimension ``dim`` (a constant, or ``(x, t) -> (N, C)``); ``hard`` needs a constant."""
+    """``u = value`` on both ends of dimension ``dim`` (a constant, or ``(x, t) -> (N, C)``); ``hard`` needs a
+    constant."""
 
     dim: int
-    value: Union[float, Callable[[Tensor, Tensor], Tensor]] = 0.0
+    value: float | Callable[[Tensor, Tensor], Tensor] = 0.0
     hard: bool = False
 
 
@@ -78,7 +80,7 @@ class Neumann:
     hard: bool = False
 
 
-BoundaryCondition = Union[Dirichlet, Neumann]
+BoundaryCondition = Dirichlet | Neumann
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,9 @@ class Problem:
             if not 0 <= bc.dim < self.domain.ndim:
                 raise ValueError(f"{bc} refers to dimension {bc.dim}, the domain has {self.domain.ndim}")
             if self.domain.periodic[bc.dim]:
-                raise ValueError(f"{bc}: dimension {bc.dim} is periodic (exact through the embedding), drop the condition")
+                raise ValueError(
+                    f"{bc}: dimension {bc.dim} is periodic (exact through the embedding), drop the condition"
+                )
             if bc.hard and isinstance(bc, Dirichlet) and callable(bc.value):
                 raise ValueError(f"{bc}: a hard Dirichlet condition needs a constant value")
             if bc.hard and isinstance(bc, Neumann) and bc.value != 0:
@@ -147,8 +151,8 @@ class OutputTransform(nn.Module):
                     gap = (problem.initial(x) - float(bc.value)).abs().max().item()
                     if gap > 1e-6:
                         raise ValueError(
-                            f"hard initial and Dirichlet conditions disagree at x_{bc.dim} = {end}: u0 - g = {gap:.3g}; "
-                            "make one of them soft"
+                            f"hard initial and Dirichlet conditions disagree at x_{bc.dim} = {end}: "
+                            f"u0 - g = {gap:.3g}; make one of them soft"
                         )
         values = {float(bc.value) for bc in self.dirichlet}
         if len(values) > 1:
@@ -187,10 +191,17 @@ def embedding_kinds(problem: Problem) -> tuple[str, ...]:
     )
 
 
-def boundary_points(domain: Domain, dim: int, n: int, generator: torch.Generator, dtype=torch.float64,
-                    device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
-    """``n`` random points on each end of dimension ``dim``: ``x (2n, d)``, ``t (2n, 1)``, outward normal sign ``(2n, 1)``,
-    on ``device`` (drawn on the CPU from ``generator``, a CPU generator: the same points on every device)."""
+def boundary_points(
+    domain: Domain,
+    dim: int,
+    n: int,
+    generator: torch.Generator,
+    dtype=torch.float64,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``n`` random points on each end of dimension ``dim``: ``x (2n, d)``, ``t (2n, 1)``, outward normal sign
+    ``(2n, 1)``, on ``device`` (drawn on the CPU from ``generator``, a CPU generator: the same points on every
+    device)."""
     lo = torch.tensor(domain.lower, dtype=dtype)
     hi = torch.tensor(domain.upper, dtype=dtype)
     x = lo + (hi - lo) * torch.rand(2 * n, domain.ndim, generator=generator, dtype=dtype)

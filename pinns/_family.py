@@ -11,8 +11,9 @@ uninterrupted one ends. L-BFGS runs in :meth:`PINNFamily.finish` after the Adam 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,16 +48,21 @@ def _check(config: PINNConfig, where: str = "pinn config") -> None:
     """The one-line errors of a config the dataclass checks cannot see (options that exclude each other)."""
     data, loss = config.data, config.loss
     if data.root or data.preset or data.preset_options:
-        raise ValueError(f"{where}: data.root / data.preset: a PINN trains on collocation points of its problem, not "
-                         "on a dataset; leave them empty and set the points in data (n_residual, method, ...)")
+        raise ValueError(
+            f"{where}: data.root / data.preset: a PINN trains on collocation points of its problem, not "
+            "on a dataset; leave them empty and set the points in data (n_residual, method, ...)"
+        )
     if config.optim.steps < 1:
         raise ValueError(f"{where}: optim.steps {config.optim.steps}: expected >= 1 Adam iterations")
     if config.optim.grad_accum != 1:
-        raise ValueError(f"{where}: optim.grad_accum {config.optim.grad_accum}: expected 1 (every step uses all "
-                         "points)")
+        raise ValueError(
+            f"{where}: optim.grad_accum {config.optim.grad_accum}: expected 1 (every step uses all points)"
+        )
     if config.optim.amp != "none":
-        raise ValueError(f"{where}: optim.amp {config.optim.amp!r}: expected 'none' (PINN residuals need full "
-                         "precision; model.dtype float32 is the cheaper choice)")
+        raise ValueError(
+            f"{where}: optim.amp {config.optim.amp!r}: expected 'none' (PINN residuals need full "
+            "precision; model.dtype float32 is the cheaper choice)"
+        )
     if loss.causal_chunks == 1:
         raise ValueError(f"{where}: loss.causal_chunks 1: expected 0 (off) or >= 2")
     if not loss.causal_epsilon or any(not isinstance(e, (int, float)) or e < 0 for e in loss.causal_epsilon):
@@ -64,11 +70,15 @@ def _check(config: PINNConfig, where: str = "pinn config") -> None:
     if not 0 <= loss.alpha < 1:
         raise ValueError(f"{where}: loss.alpha {loss.alpha}: expected 0 <= alpha < 1")
     if config.model.mode == "lagrangian" and (loss.causal_chunks or loss.amplification or loss.weighting != "fixed"):
-        raise ValueError(f"{where}: loss: causal, amplification and adaptive weights are for model.mode forward; "
-                         "the Lagrangian PINN has none")
+        raise ValueError(
+            f"{where}: loss: causal, amplification and adaptive weights are for model.mode forward; "
+            "the Lagrangian PINN has none"
+        )
     if loss.weighting == "self_adaptive" and (data.resample_every or data.adaptive != "none"):
-        raise ValueError(f"{where}: loss.weighting self_adaptive needs fixed residual points: set data.resample_every "
-                         "0 and data.adaptive none")
+        raise ValueError(
+            f"{where}: loss.weighting self_adaptive needs fixed residual points: set data.resample_every "
+            "0 and data.adaptive none"
+        )
 
 
 def _weighting(config: PINNConfig, hard_initial: bool, device: torch.device) -> AbstractWeighting:
@@ -90,23 +100,49 @@ def build_pinn(config: PINNConfig, device: torch.device | str = "cpu") -> PINN |
     device = torch.device(device)
     named = PROBLEMS[config.problem]()
     m, d = config.model, config.data
-    network = NetworkConfig(width=m.width, depth=m.depth, harmonics=m.harmonics, fourier_features=m.fourier_features,
-                            fourier_sigma=m.fourier_sigma, rwf=m.rwf)
+    network = NetworkConfig(
+        width=m.width,
+        depth=m.depth,
+        harmonics=m.harmonics,
+        fourier_features=m.fourier_features,
+        fourier_sigma=m.fourier_sigma,
+        rwf=m.rwf,
+    )
     seed = config.run.seed
     if m.mode == "lagrangian":
         return LagrangianPINN(named.problem, network, d.n_residual, d.n_initial, seed, device)
-    sampling = SamplingConfig(d.method, d.n_residual, d.n_initial, d.n_boundary, d.resample_every,
-                              None if d.adaptive == "none" else d.adaptive, d.adaptive_every, d.n_candidates, d.rar_k,
-                              d.rad_k, d.rad_c)
+    sampling = SamplingConfig(
+        d.method,
+        d.n_residual,
+        d.n_initial,
+        d.n_boundary,
+        d.resample_every,
+        None if d.adaptive == "none" else d.adaptive,
+        d.adaptive_every,
+        d.n_candidates,
+        d.rar_k,
+        d.rad_k,
+        d.rad_c,
+    )
     loss = config.loss
     causal = CausalWeights(loss.causal_chunks, list(loss.causal_epsilon)) if loss.causal_chunks else None
     amplification = AmplificationWeights(loss.amplification) if loss.amplification else None
-    return PINN(named.problem, network, sampling, _weighting(config, named.problem.hard_initial, device), causal, seed,
-                _DTYPES[m.dtype], amplification, device)
+    return PINN(
+        named.problem,
+        network,
+        sampling,
+        _weighting(config, named.problem.hard_initial, device),
+        causal,
+        seed,
+        _DTYPES[m.dtype],
+        amplification,
+        device,
+    )
 
 
-def reference_errors(model: nn.Module, named: NamedProblem, nx: int = 256,
-                     nt: int = 101) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+def reference_errors(
+    model: nn.Module, named: NamedProblem, nx: int = 256, nt: int = 101
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """Errors against the problem's reference on an ``nx x nt`` grid: ``(metrics, prediction (nt, C, nx),
     reference)``. Space-time is one 2D field per channel: ``rel_l2`` is the global relative L2 error (PINNacle's
     L2RE), with ``rmse`` and ``max_error``. The reference is computed on the CPU and compared on the model's
@@ -163,11 +199,16 @@ class PINNFamily(AbstractFamily):
         own = model.state_dict()
         problems = [f"missing {k}" for k in sorted(set(own) - set(state))]
         problems += [f"unexpected {k}" for k in sorted(set(state) - set(own))]
-        problems += [f"{k}: shape {tuple(state[k].shape)}, this network has {tuple(v.shape)}"
-                     for k, v in own.items() if k in state and state[k].shape != v.shape]
+        problems += [
+            f"{k}: shape {tuple(state[k].shape)}, this network has {tuple(v.shape)}"
+            for k, v in own.items()
+            if k in state and state[k].shape != v.shape
+        ]
         if problems:
-            raise ValueError(f"{file} does not fit this config's network ({'; '.join(problems[:5])}"
-                             f"{'; ...' if len(problems) > 5 else ''}): use the model section it was trained with")
+            raise ValueError(
+                f"{file} does not fit this config's network ({'; '.join(problems[:5])}"
+                f"{'; ...' if len(problems) > 5 else ''}): use the model section it was trained with"
+            )
         model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
         return f"all {len(own)} tensors loaded from {file}"
 
@@ -205,8 +246,14 @@ class PINNFamily(AbstractFamily):
         iters = min(lb.iters, cap) if cap else lb.iters
         if not iters:
             return {}
-        optim = OptimConfig(lbfgs_iters=iters, lbfgs_lr=lb.lr, history_size=lb.history_size,
-                            tolerance_grad=lb.tolerance_grad, tolerance_change=lb.tolerance_change, chunk=lb.chunk)
+        optim = OptimConfig(
+            lbfgs_iters=iters,
+            lbfgs_lr=lb.lr,
+            history_size=lb.history_size,
+            tolerance_grad=lb.tolerance_grad,
+            tolerance_change=lb.tolerance_change,
+            chunk=lb.chunk,
+        )
         model.train()
         report = model.lbfgs(optim, lambda r: self.history.append({k: v for k, v in r.items() if k != "time"}))
         return {"lbfgs": dataclasses.asdict(report)}
@@ -223,9 +270,15 @@ class PINNFamily(AbstractFamily):
     def envelope(self, model: nn.Module) -> dict[str, Any]:
         """The model section, the problem and the final number of residual points; no dataset metadata (a PINN is
         trained on no dataset)."""
-        return {"model_spec": {"problem": self.config.problem, **config_to_dict(self.config.model),
-                               "n_residual_points": int(model.points[0].shape[0])},
-                "metadata": None, "stats": None}
+        return {
+            "model_spec": {
+                "problem": self.config.problem,
+                **config_to_dict(self.config.model),
+                "n_residual_points": int(model.points[0].shape[0]),
+            },
+            "metadata": None,
+            "stats": None,
+        }
 
     @classmethod
     def rebuild(cls, envelope: Mapping[str, Any]) -> nn.Module:
@@ -237,8 +290,11 @@ class PINNFamily(AbstractFamily):
         iteration, Adam then L-BFGS)."""
         _, pred, ref = self._cache or reference_errors(model, self.named, self.config.eval.nx, self.config.eval.nt)
         dom = self.named.problem.domain
-        plot_space_time({"PINN": pred[:, 0], "reference": ref[:, 0], "|error|": (pred - ref)[:, 0].abs()},
-                        (dom.t_span[0], dom.t_span[1], dom.lower[0], dom.upper[0]), run.plot_path("solution.png"))
+        plot_space_time(
+            {"PINN": pred[:, 0], "reference": ref[:, 0], "|error|": (pred - ref)[:, 0].abs()},
+            (dom.t_span[0], dom.t_span[1], dom.lower[0], dom.upper[0]),
+            run.plot_path("solution.png"),
+        )
         plot_loss_terms(self.history, run.plot_path("loss_terms.png"))
 
     def summary(self, metrics: Mapping[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""The forward PINN: a solution network trained on the residual of a shared equation, its initial and boundary conditions.
+"""The forward PINN: a solution network trained on the residual of a shared equation, its initial and boundary
+conditions.
 
 Loss (Raissi, Perdikaris & Karniadakis 2019), every term a mean of squares over its points, weighted by an
 :class:`~pdeforge.pinns.AbstractWeighting`::
@@ -14,8 +15,9 @@ point set and frozen weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,10 +72,18 @@ class PINN(nn.Module):
             generators, then moved: the same on every device; a self-adaptive ``weighting`` must be made there too).
     """
 
-    def __init__(self, problem: Problem, network: NetworkConfig = NetworkConfig(), sampling: SamplingConfig = SamplingConfig(),
-                 weighting: AbstractWeighting | None = None, causal: CausalWeights | None = None, seed: int = 0,
-                 dtype: torch.dtype = torch.float64, amplification: AmplificationWeights | None = None,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        network: NetworkConfig = NetworkConfig(),  # noqa: B008 (frozen)
+        sampling: SamplingConfig = SamplingConfig(),
+        weighting: AbstractWeighting | None = None,
+        causal: CausalWeights | None = None,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+        amplification: AmplificationWeights | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__()
         self.problem, self.sampling, self.causal, self.dtype = problem, sampling, causal, dtype
         self.device = torch.device(device)
@@ -81,8 +91,9 @@ class PINN(nn.Module):
         self.weighting = weighting if weighting is not None else FixedWeights()
         self.net = PINNNet(problem, network, seed).to(dtype).to(self.device)
         # self-adaptive per-point weights are parameters of the loss: saved and moved with the network
-        self.weight_masks = nn.ParameterDict(self.weighting.masks if isinstance(self.weighting, SelfAdaptiveWeights)
-                                             else {})
+        self.weight_masks = nn.ParameterDict(
+            self.weighting.masks if isinstance(self.weighting, SelfAdaptiveWeights) else {}
+        )
         self.generator = torch.Generator().manual_seed(seed + 1)
         dom, on = problem.domain, self.device
         self.points = sample_domain(dom, sampling.n_residual, sampling.method, self.generator, dtype, on)
@@ -110,13 +121,16 @@ class PINN(nn.Module):
             x0, t0 = self.initial_points
             values["initial"] = self.net(x0, t0) - self.problem.initial(x0).to(self.dtype)
         if self.boundary_sets:
-            values["boundary"] = torch.cat([boundary_residual(bc, self.net, xb, tb, sb) for bc, xb, tb, sb in self.boundary_sets])
+            values["boundary"] = torch.cat(
+                [boundary_residual(bc, self.net, xb, tb, sb) for bc, xb, tb, sb in self.boundary_sets]
+            )
         means = {}
         for name, v in values.items():
             sq = self.weighting.pointwise(name, (v**2).sum(dim=1))
             if name == "residual" and self.amplification is not None:
-                sq = sq * self.amplification.factors(self.problem.equation, u.detach(), x, t,
-                                                     self.problem.domain.t_span[1])
+                sq = sq * self.amplification.factors(
+                    self.problem.equation, u.detach(), x, t, self.problem.domain.t_span[1]
+                )
             if name == "residual" and self.causal is not None:
                 means[name] = self.causal.loss(sq, t, self.problem.domain.t_span)
             else:
@@ -144,9 +158,13 @@ class PINN(nn.Module):
         if step == 0:
             return
         if s.resample_every and step % s.resample_every == 0:
-            self.points = sample_domain(self.problem.domain, s.n_residual, s.method, self.generator, self.dtype, self.device)
+            self.points = sample_domain(
+                self.problem.domain, s.n_residual, s.method, self.generator, self.dtype, self.device
+            )
         if s.adaptive and step % s.adaptive_every == 0:
-            cand = sample_domain(self.problem.domain, s.n_candidates, "uniform", self.generator, self.dtype, self.device)
+            cand = sample_domain(
+                self.problem.domain, s.n_candidates, "uniform", self.generator, self.dtype, self.device
+            )
             r = self.residual(*cand).detach()
             if s.adaptive == "rar":
                 self.points = rar(self.points, cand, r, s.rar_k)
@@ -159,14 +177,19 @@ class PINN(nn.Module):
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The optimiser's parameter groups: the network's parameters, then the weighting's own (self-adaptive
         weights: ascent)."""
-        return [{"params": [p for p in self.net.parameters() if p.requires_grad], "name": "network"},
-                *self.weighting.parameter_groups()]
+        return [
+            {"params": [p for p in self.net.parameters() if p.requires_grad], "name": "network"},
+            *self.weighting.parameter_groups(),
+        ]
 
     def training_state(self) -> dict:
         """Beyond the parameters and the point generator, what the Adam phase changes: points, loss weights, the
         causal tolerance."""
-        return {"points": [p.clone() for p in self.points], "weighting": self.weighting.state_dict(),
-                "causal": None if self.causal is None else self.causal.state_dict()}
+        return {
+            "points": [p.clone() for p in self.points],
+            "weighting": self.weighting.state_dict(),
+            "causal": None if self.causal is None else self.causal.state_dict(),
+        }
 
     def load_training_state(self, state: dict) -> None:
         """Restore :meth:`training_state` (its tensors may be on any device: they move to this PINN's)."""
@@ -190,8 +213,12 @@ class PINN(nn.Module):
     def predict(self, x: Tensor, t: Tensor, batch: int = 65536) -> Tensor:
         """``u (N, C)`` at many points, in batches, on the network's device (``x``, ``t`` may be on any)."""
         on = next(self.net.parameters()).device
-        return torch.cat([self.net(x[i : i + batch].to(on, self.dtype), t[i : i + batch].to(on, self.dtype))
-                          for i in range(0, x.shape[0], batch)])
+        return torch.cat(
+            [
+                self.net(x[i : i + batch].to(on, self.dtype), t[i : i + batch].to(on, self.dtype))
+                for i in range(0, x.shape[0], batch)
+            ]
+        )
 
 
 __all__ = ["SamplingConfig", "PINN"]

@@ -74,12 +74,21 @@ class HiddenTermPINN(AbstractDataFitPINN):
         device: where everything lives (see :class:`~pdeforge.pinns.AbstractDataFitPINN`).
     """
 
-    def __init__(self, known: AbstractEquation, domain: Domain, observations: Observations,
-                 network: NetworkConfig = NetworkConfig(width=50, depth=4),
-                 hidden: NetworkConfig = NetworkConfig(width=32, depth=3), n_residual: int = 4096,
-                 residual_weight: float = 1.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
-        super().__init__(data_problem(known, domain), domain, observations, network, n_residual, residual_weight, seed,
-                         device)
+    def __init__(
+        self,
+        known: AbstractEquation,
+        domain: Domain,
+        observations: Observations,
+        network: NetworkConfig = NetworkConfig(width=50, depth=4),  # noqa: B008 (frozen)
+        hidden: NetworkConfig = NetworkConfig(width=32, depth=3),  # noqa: B008 (frozen)
+        n_residual: int = 4096,
+        residual_weight: float = 1.0,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__(
+            data_problem(known, domain), domain, observations, network, n_residual, residual_weight, seed, device
+        )
         self.known = known
         channels = len(known.channels)
         self.hidden = MLP(channels, channels, hidden, torch.Generator().manual_seed(seed + 2)).double().to(self.device)
@@ -88,7 +97,10 @@ class HiddenTermPINN(AbstractDataFitPINN):
         data = self.observations.misfit(self.net)
         r, u = pde_residual(self.known, self.net, *self.points)
         res = ((r - self.hidden(u)) ** 2).mean()
-        return data + self.residual_weight * res, {"loss_data": float(data.detach()), "loss_residual": float(res.detach())}
+        return data + self.residual_weight * res, {
+            "loss_data": float(data.detach()),
+            "loss_residual": float(res.detach()),
+        }
 
     @torch.no_grad()
     def discover(self, degree: int = 3, threshold: float = 0.05, n: int = 512) -> tuple[Tensor, list[str]]:

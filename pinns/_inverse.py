@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -55,14 +55,24 @@ def data_problem(equation: AbstractEquation, domain: Domain) -> Problem:
     return Problem(equation, domain, lambda x: torch.zeros(x.shape[0], len(equation.channels), dtype=x.dtype))
 
 
-def observations_from_fields(fields: Tensor, times: Tensor, coords: Sequence[Tensor], n_points: int,
-                             noise: float = 0.01, seed: int = 0, dtype: torch.dtype = torch.float64) -> Observations:
+def observations_from_fields(
+    fields: Tensor,
+    times: Tensor,
+    coords: Sequence[Tensor],
+    n_points: int,
+    noise: float = 0.01,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> Observations:
     """``n_points`` distinct random samples of ``fields (T, C, *space)`` at ``times (T,)`` on the axes ``coords``.
 
     Noise: ``u + noise * std(u) * N(0, 1)`` per channel (``std`` over the drawn points), seeded by ``seed``.
     """
     if fields.ndim != 2 + len(coords) or fields.shape[0] != times.shape[0]:
-        raise ValueError(f"expected fields (T, C, *space) with T = {times.shape[0]} and {len(coords)} spatial axes, got {tuple(fields.shape)}")
+        raise ValueError(
+            f"expected fields (T, C, *space) with T = {times.shape[0]} and {len(coords)} spatial axes, "
+            f"got {tuple(fields.shape)}"
+        )
     gen = torch.Generator().manual_seed(seed)
     n_total = fields.shape[0] * math.prod(fields.shape[2:])
     if not 0 < n_points <= n_total:
@@ -77,14 +87,23 @@ def observations_from_fields(fields: Tensor, times: Tensor, coords: Sequence[Ten
     return Observations(x, t, noisy, u)
 
 
-def sample_observations(dataset: TrajectoryDataset, trajectory: int, n_points: int, noise: float = 0.01, seed: int = 0,
-                        time_indices: Sequence[int] | None = None, dtype: torch.dtype = torch.float64) -> Observations:
+def sample_observations(
+    dataset: TrajectoryDataset,
+    trajectory: int,
+    n_points: int,
+    noise: float = 0.01,
+    seed: int = 0,
+    time_indices: Sequence[int] | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> Observations:
     """Random noisy point observations of trajectory ``trajectory`` of ``dataset`` (all stored times by default)."""
     if not 0 <= trajectory < len(dataset.trajectories):
         raise IndexError(f"trajectory {trajectory} outside 0..{len(dataset.trajectories) - 1}")
     times = list(range(dataset.n_steps)) if time_indices is None else list(time_indices)
     sample = dataset.read(trajectory, times)
-    return observations_from_fields(sample["fields"], sample["time"], _axes(sample["grid"]), n_points, noise, seed, dtype)
+    return observations_from_fields(
+        sample["fields"], sample["time"], _axes(sample["grid"]), n_points, noise, seed, dtype
+    )
 
 
 def dataset_domain(dataset: TrajectoryDataset, time_indices: Sequence[int] | None = None) -> Domain:
@@ -117,7 +136,9 @@ class InverseCoefficients(nn.Module):
             if not value > 0:
                 raise ValueError(f"log-parameterised coefficient {name!r} needs a positive initial guess, got {value}")
         self.base = equation
-        self.log = nn.ParameterDict({k: nn.Parameter(torch.tensor(math.log(v), dtype=torch.float64)) for k, v in initial.items()})
+        self.log = nn.ParameterDict(
+            {k: nn.Parameter(torch.tensor(math.log(v), dtype=torch.float64)) for k, v in initial.items()}
+        )
 
     def equation(self) -> AbstractEquation:
         return dataclasses.replace(self.base, **{k: torch.exp(s) for k, s in self.log.items()})
@@ -139,8 +160,17 @@ class AbstractDataFitPINN(nn.Module):
             drawn on the CPU from CPU generators, then moved: the same start on every device.
     """
 
-    def __init__(self, problem: Problem, domain: Domain, observations: Observations, network: NetworkConfig,
-                 n_residual: int, residual_weight: float, seed: int, device: torch.device | str) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        domain: Domain,
+        observations: Observations,
+        network: NetworkConfig,
+        n_residual: int,
+        residual_weight: float,
+        seed: int,
+        device: torch.device | str,
+    ) -> None:
         super().__init__()
         if isinstance(device, str):  # refused in one line if it is not here; "auto": cuda if available
             check_device(device, type(self).__name__)
@@ -148,8 +178,9 @@ class AbstractDataFitPINN(nn.Module):
         self.device = torch.device(device)
         self.net = PINNNet(problem, network, seed).double().to(self.device)
         self.observations = observations.to(self.device)
-        self.points = sample_domain(domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1),
-                                    device=self.device)
+        self.points = sample_domain(
+            domain, n_residual, "sobol", torch.Generator().manual_seed(seed + 1), device=self.device
+        )
         self.residual_weight = residual_weight
 
     @abstractmethod
@@ -175,9 +206,18 @@ class InversePINN(AbstractDataFitPINN):
         device: where everything lives (see :class:`AbstractDataFitPINN`).
     """
 
-    def __init__(self, equation: AbstractEquation, initial: dict[str, float], domain: Domain, observations: Observations,
-                 network: NetworkConfig = NetworkConfig(width=50, depth=4), n_residual: int = 4096,
-                 residual_weight: float = 1.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        equation: AbstractEquation,
+        initial: dict[str, float],
+        domain: Domain,
+        observations: Observations,
+        network: NetworkConfig = NetworkConfig(width=50, depth=4),  # noqa: B008 (frozen)
+        n_residual: int = 4096,
+        residual_weight: float = 1.0,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
         problem = data_problem(equation, domain)
         super().__init__(problem, domain, observations, network, n_residual, residual_weight, seed, device)
         self.problem = problem
@@ -187,10 +227,20 @@ class InversePINN(AbstractDataFitPINN):
         data = self.observations.misfit(self.net)
         r, _ = pde_residual(self.coefficients.equation(), self.net, *self.points)
         res = (r**2).mean()
-        record = {"loss_data": float(data.detach()), "loss_residual": float(res.detach()),
-                  **{f"coef_{k}": v for k, v in self.coefficients.values().items()}}
+        record = {
+            "loss_data": float(data.detach()),
+            "loss_residual": float(res.detach()),
+            **{f"coef_{k}": v for k, v in self.coefficients.values().items()},
+        }
         return data + self.residual_weight * res, record
 
 
-__all__ = ["Observations", "observations_from_fields", "sample_observations", "dataset_domain",
-           "InverseCoefficients", "InversePINN", "AbstractDataFitPINN"]
+__all__ = [
+    "Observations",
+    "observations_from_fields",
+    "sample_observations",
+    "dataset_domain",
+    "InverseCoefficients",
+    "InversePINN",
+    "AbstractDataFitPINN",
+]

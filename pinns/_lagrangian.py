@@ -17,7 +17,7 @@ Predictions at Eulerian points ``(x, t)`` invert ``phi(xi, t) = x`` by Newton's 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +36,9 @@ def advection_velocity(problem: Problem) -> tuple[float, ...]:
     for term in problem.equation.linear_terms(ndim):
         if sum(term.alpha) == 1:
             if term.in_channel != term.out_channel:
-                raise ValueError(f"{type(problem.equation).__name__}: first-order coupling between channels has no characteristics")
+                raise ValueError(
+                    f"{type(problem.equation).__name__}: first-order coupling between channels has no characteristics"
+                )
             c[term.alpha.index(1)] -= float(term.coefficient)
     if not any(c):
         raise ValueError(f"{type(problem.equation).__name__} has no advection term: a Lagrangian PINN brings nothing")
@@ -50,17 +52,29 @@ class LagrangianPINN(nn.Module):
     sees the same input embedding. Weights and points are drawn on the CPU (CPU generators) and moved to ``device``.
     """
 
-    def __init__(self, problem: Problem, network: NetworkConfig = NetworkConfig(width=50, depth=4),
-                 n_residual: int = 4096, n_initial: int = 256, seed: int = 0, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        network: NetworkConfig = NetworkConfig(width=50, depth=4),  # noqa: B008 (frozen)
+        n_residual: int = 4096,
+        n_initial: int = 256,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__()
         self.problem = problem
         self.device = torch.device(device)
         self.velocity = advection_velocity(problem)
         self.state = PINNNet(problem, network, seed).double().to(self.device)
         dom = problem.domain
-        self.char_embedding = InputEmbedding(embedding_kinds(problem), dom.lower, dom.upper, dom.t_span, network.harmonics)
-        self.char_body = MLP(self.char_embedding.out_features, dom.ndim, network,
-                             torch.Generator().manual_seed(seed + 7)).double().to(self.device)
+        self.char_embedding = InputEmbedding(
+            embedding_kinds(problem), dom.lower, dom.upper, dom.t_span, network.harmonics
+        )
+        self.char_body = (
+            MLP(self.char_embedding.out_features, dom.ndim, network, torch.Generator().manual_seed(seed + 7))
+            .double()
+            .to(self.device)
+        )
         gen = torch.Generator().manual_seed(seed + 1)
         self.points = sample_domain(problem.domain, n_residual, "sobol", gen, device=self.device)
         self.initial_points = sample_domain(problem.domain, n_initial, "sobol", gen, device=self.device)[0]
@@ -118,8 +132,8 @@ class LagrangianPINN(nn.Module):
         return self.lbfgs(optim, log) if optim.lbfgs_iters else None
 
     def predict(self, x: Tensor, t: Tensor, newton_steps: int = 8) -> Tensor:
-        """``u (N, C)`` at Eulerian points: solve ``phi(xi, t) = x`` (Newton, from ``xi = x - c (t - t0)``), return ``U``
-        (on this PINN's device; ``x``, ``t`` may be on any)."""
+        """``u (N, C)`` at Eulerian points: solve ``phi(xi, t) = x`` (Newton, from ``xi = x - c (t - t0)``), return
+        ``U`` (on this PINN's device; ``x``, ``t`` may be on any)."""
         t0 = self.problem.domain.t_span[0]
         on = next(self.state.parameters()).device
         x, t = x.to(on, torch.float64), t.to(on, torch.float64)

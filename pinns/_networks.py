@@ -52,8 +52,15 @@ class NetworkConfig:
 class InputEmbedding(nn.Module):
     """``(x (N, d), t (N, 1)) -> z (N, F)``; ``kinds[d]`` in ``{"periodic", "neumann", "box"}``."""
 
-    def __init__(self, kinds: tuple[str, ...], lower: tuple[float, ...], upper: tuple[float, ...],
-                 t_span: tuple[float, float], harmonics: int = 1, use_time: bool = True) -> None:
+    def __init__(
+        self,
+        kinds: tuple[str, ...],
+        lower: tuple[float, ...],
+        upper: tuple[float, ...],
+        t_span: tuple[float, float],
+        harmonics: int = 1,
+        use_time: bool = True,
+    ) -> None:
         super().__init__()
         self.kinds, self.lower, self.upper, self.t_span = tuple(kinds), lower, upper, t_span
         self.harmonics, self.use_time = harmonics, use_time
@@ -81,7 +88,9 @@ class InputEmbedding(nn.Module):
 class FourierFeatures(nn.Module):
     """``z -> [cos(2 pi z B), sin(2 pi z B)]``, ``B (F, m)`` fixed, ``B ~ N(0, sigma^2)`` (a buffer, saved)."""
 
-    def __init__(self, in_features: int, n_features: int, sigma: float, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, in_features: int, n_features: int, sigma: float, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.register_buffer("B", sigma * torch.randn(in_features, n_features, generator=generator))
         self.out_features = 2 * n_features
@@ -92,10 +101,12 @@ class FourierFeatures(nn.Module):
 
 
 class RWFLinear(nn.Module):
-    """``y = (diag(exp(s)) V) z + b``: a Glorot-initialised ``W`` factorised as ``s ~ N(mu, sigma)``, ``V = W / exp(s)``."""
+    """``y = (diag(exp(s)) V) z + b``: a Glorot-initialised ``W`` factorised as ``s ~ N(mu, sigma)``,
+    ``V = W / exp(s)``."""
 
-    def __init__(self, in_features: int, out_features: int, mu: float, sigma: float,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, mu: float, sigma: float, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         w = torch.empty(out_features, in_features)
         nn.init.xavier_normal_(w, generator=generator)
@@ -111,12 +122,13 @@ class RWFLinear(nn.Module):
 class MLP(nn.Module):
     """``tanh`` multilayer perceptron ``in -> width (x depth) -> out``, Glorot-normal weights, zero biases."""
 
-    def __init__(self, in_features: int, out_features: int, config: NetworkConfig,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, config: NetworkConfig, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         sizes = [in_features] + [config.width] * config.depth + [out_features]
         layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for a, b in zip(sizes[:-1], sizes[1:]):
             if config.rwf:
                 layers.append(RWFLinear(a, b, config.rwf_mu, config.rwf_sigma, generator))
             else:
@@ -157,7 +169,9 @@ class PINNNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         if x.ndim != 2 or t.ndim != 2 or t.shape[1] != 1 or x.shape[0] != t.shape[0]:
-            raise ValueError(f"expected x (N, d) and t (N, 1), got {tuple(x.shape)} and {tuple(t.shape)}: use t[:, None]")
+            raise ValueError(
+                f"expected x (N, d) and t (N, 1), got {tuple(x.shape)} and {tuple(t.shape)}: use t[:, None]"
+            )
         z = self.embedding(x, t)
         if self.features is not None:
             z = self.features(z)

@@ -1,4 +1,5 @@
-"""Optimisation: Adam (exponential learning-rate decay), then L-BFGS with a strong-Wolfe line search that says why it stopped.
+"""Optimisation: Adam (exponential learning-rate decay), then L-BFGS with a strong-Wolfe line search that says why
+it stopped.
 
 :func:`adam` and :func:`lbfgs` train a PINN in memory (``PINN.fit``, the inverse and hidden-term PINNs); a config run
 (``pdeforge train configs/pinn_*.yaml``) takes its Adam steps in the run skeleton (:class:`~pdeforge.pinns.PINNFamily`)
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -65,7 +66,10 @@ class LBFGSReport:
     loss: float
 
     def __str__(self) -> str:
-        return f"L-BFGS stopped: {self.reason} after {self.iterations} iterations ({self.evaluations} evaluations), loss {self.loss:.4g}"
+        return (
+            f"L-BFGS stopped: {self.reason} after {self.iterations} iterations "
+            f"({self.evaluations} evaluations), loss {self.loss:.4g}"
+        )
 
 
 class _NonFinite(RuntimeError):
@@ -78,8 +82,12 @@ def disable_tf32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-def adam(objective: Objective, params: list[Tensor] | list[dict], config: OptimConfig,
-         log: Callable[[dict], None] | None = None) -> float:
+def adam(
+    objective: Objective,
+    params: list[Tensor] | list[dict],
+    config: OptimConfig,
+    log: Callable[[dict], None] | None = None,
+) -> float:
     """Run the Adam phase on ``params`` (tensors, or parameter groups: a group may set its own ``lr`` and
     ``maximize``); returns the last loss. The learning rate decays smoothly, ``lr decay_rate^(step / decay_every)``
     (the run skeleton's ``"exponential"`` schedule)."""
@@ -99,18 +107,33 @@ def adam(objective: Objective, params: list[Tensor] | list[dict], config: OptimC
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"Adam: non-finite loss {loss_value} at step {step}; lower the learning rate")
         if log is not None and (step % config.log_every == 0 or step == config.adam_iters - 1):
-            log({"phase": "adam", "step": step, "loss": loss_value, "lr": sched.get_last_lr()[0],
-                 "time": time.perf_counter() - start, **record})
+            log(
+                {
+                    "phase": "adam",
+                    "step": step,
+                    "loss": loss_value,
+                    "lr": sched.get_last_lr()[0],
+                    "time": time.perf_counter() - start,
+                    **record,
+                }
+            )
     return loss_value
 
 
-def lbfgs(objective: Objective, params: list[Tensor], config: OptimConfig,
-          log: Callable[[dict], None] | None = None) -> LBFGSReport:
+def lbfgs(
+    objective: Objective, params: list[Tensor], config: OptimConfig, log: Callable[[dict], None] | None = None
+) -> LBFGSReport:
     """Run L-BFGS (strong Wolfe) for up to ``config.lbfgs_iters`` iterations and explain why it stopped."""
     disable_tf32()
-    opt = torch.optim.LBFGS(params, lr=config.lbfgs_lr, max_iter=config.chunk, history_size=config.history_size,
-                            tolerance_grad=config.tolerance_grad, tolerance_change=config.tolerance_change,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        params,
+        lr=config.lbfgs_lr,
+        max_iter=config.chunk,
+        history_size=config.history_size,
+        tolerance_grad=config.tolerance_grad,
+        tolerance_change=config.tolerance_change,
+        line_search_fn="strong_wolfe",
+    )
     group = opt.param_groups[0]
     last: dict = {}
 
@@ -155,8 +178,17 @@ def lbfgs(objective: Objective, params: list[Tensor], config: OptimConfig,
         gmax = max(float(g.abs().max()) for g in grads if g is not None)
         reason = _why(state, group, it, n, ev, config, loss_value, gmax)
         if log is not None:
-            log({"phase": "lbfgs", "step": done, "loss": loss_value, "evaluations": evals, "reason": reason,
-                 "time": time.perf_counter() - start, **{k: v for k, v in last.items() if k != "loss"}})
+            log(
+                {
+                    "phase": "lbfgs",
+                    "step": done,
+                    "loss": loss_value,
+                    "evaluations": evals,
+                    "reason": reason,
+                    "time": time.perf_counter() - start,
+                    **{k: v for k, v in last.items() if k != "loss"},
+                }
+            )
         if reason not in ("max iterations", "max function evaluations"):
             break  # a chunk that spent its evaluations goes on with the next chunk; the iteration budget bounds it
     return LBFGSReport(reason, done, evals, loss_value)

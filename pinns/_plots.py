@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -20,8 +21,14 @@ def plot_space_time(panels: Mapping[str, Tensor], extent: tuple[float, float, fl
     lim = max(float(d.abs().max()) for t, d in panels.items() if t != "|error|")
     for ax, (title, data) in zip(axes[0], panels.items()):
         shared = {} if title == "|error|" else {"vmin": -lim, "vmax": lim}
-        im = ax.imshow(data.T.numpy(), origin="lower", aspect="auto", extent=extent,
-                       cmap="viridis" if title == "|error|" else "RdBu_r", **shared)
+        im = ax.imshow(
+            data.T.numpy(),
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            cmap="viridis" if title == "|error|" else "RdBu_r",
+            **shared,
+        )
         ax.set(title=title, xlabel="t", ylabel="x")
         fig.colorbar(im, ax=ax)
     return save_figure(fig, out)
@@ -35,8 +42,11 @@ def plot_loss_terms(history: Sequence[Mapping[str, Any]], out: Path) -> Path:
     for phase in ("adam", "lbfgs"):
         recs = [r for r in history if r.get("phase") == phase]
         for key in sorted({k for r in recs for k in r if k.startswith("loss_")}):
-            ax.semilogy([offset + r["step"] for r in recs if key in r], [r[key] for r in recs if key in r],
-                        label=f"{key[5:]} ({phase})")
+            ax.semilogy(
+                [offset + r["step"] for r in recs if key in r],
+                [r[key] for r in recs if key in r],
+                label=f"{key[5:]} ({phase})",
+            )
         if recs and phase == "adam":
             offset = recs[-1]["step"] + 1
     ax.set(xlabel="iteration (Adam, then L-BFGS)", ylabel="loss term")

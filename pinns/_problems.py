@@ -17,8 +17,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -74,8 +74,11 @@ def _periodic_reference(problem: Problem, u0_fn, n: int, dt: float) -> Reference
 
 def burgers() -> NamedProblem:
     problem = Problem(
-        Burgers(nu=0.01 / math.pi), Domain((-1.0,), (1.0,), (0.0, 1.0), (False,)), _burgers_u0,
-        boundary=(Dirichlet(0, 0.0, hard=True),), hard_initial=True,
+        Burgers(nu=0.01 / math.pi),
+        Domain((-1.0,), (1.0,), (0.0, 1.0), (False,)),
+        _burgers_u0,
+        boundary=(Dirichlet(0, 0.0, hard=True),),
+        hard_initial=True,
     )
     # the reference solves the periodic extension: same equation on a periodic domain
     periodic = Problem(problem.equation, Domain((-1.0,), (1.0,), (0.0, 1.0), (True,)), _burgers_u0)
@@ -83,14 +86,20 @@ def burgers() -> NamedProblem:
 
 
 def allen_cahn() -> NamedProblem:
-    problem = Problem(AllenCahn(nu=2e-5), Domain((-1.0,), (1.0,), (0.0, 5.0), (True,)), _allen_cahn_u0, hard_initial=True)
-    return NamedProblem(problem, _periodic_reference(problem, _allen_cahn_u0, 4096, 5e-4),
-                        "Allen-Cahn u_t = 1e-4 u_xx - 5u^3 + 5u as AllenCahn(nu=2e-5) in s = 5t")
+    problem = Problem(
+        AllenCahn(nu=2e-5), Domain((-1.0,), (1.0,), (0.0, 5.0), (True,)), _allen_cahn_u0, hard_initial=True
+    )
+    return NamedProblem(
+        problem,
+        _periodic_reference(problem, _allen_cahn_u0, 4096, 5e-4),
+        "Allen-Cahn u_t = 1e-4 u_xx - 5u^3 + 5u as AllenCahn(nu=2e-5) in s = 5t",
+    )
 
 
 def advection(velocity: float = 30.0) -> NamedProblem:
-    problem = Problem(Advection(velocity=velocity), Domain((0.0,), (2 * math.pi,), (0.0, 1.0), (True,)),
-                      lambda x: torch.sin(x[:, :1]))
+    problem = Problem(
+        Advection(velocity=velocity), Domain((0.0,), (2 * math.pi,), (0.0, 1.0), (True,)), lambda x: torch.sin(x[:, :1])
+    )
 
     def reference(nx: int, nt: int) -> tuple[Tensor, Tensor, Tensor]:
         x = torch.arange(nx, dtype=torch.float64) * 2 * math.pi / nx

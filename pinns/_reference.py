@@ -30,11 +30,14 @@ class TrigInterpolant(torch.nn.Module):
     Call with ``x (N, d)``, ``t (N, 1)``; returns ``u (N, C)``. Use few snapshots (a polynomial in time).
     """
 
-    def __init__(self, fields: Tensor, times: Tensor, grid: Grid, origin: tuple[float, ...] | None = None,
-                 tol: float = 1e-15) -> None:
+    def __init__(
+        self, fields: Tensor, times: Tensor, grid: Grid, origin: tuple[float, ...] | None = None, tol: float = 1e-15
+    ) -> None:
         super().__init__()
         if fields.ndim != grid.ndim + 2 or tuple(fields.shape[2:]) != grid.shape or fields.shape[0] != times.shape[0]:
-            raise ValueError(f"expected fields (T, C, {grid.shape}) with T = {times.shape[0]}, got {tuple(fields.shape)}")
+            raise ValueError(
+                f"expected fields (T, C, {grid.shape}) with T = {times.shape[0]}, got {tuple(fields.shape)}"
+            )
         dims = tuple(range(2, 2 + grid.ndim))
         coef = torch.fft.fftn(fields.to(torch.float64), dim=dims) / math.prod(grid.shape)  # (T, C, *shape)
         ks = []
@@ -68,8 +71,9 @@ class TrigInterpolant(torch.nn.Module):
         return out
 
 
-def spectral_reference(equation: AbstractEquation, grid: Grid, u0: Tensor, dt: float, t_final: float,
-                       save_every_time: float) -> tuple[Tensor, Tensor]:
+def spectral_reference(
+    equation: AbstractEquation, grid: Grid, u0: Tensor, dt: float, t_final: float, save_every_time: float
+) -> tuple[Tensor, Tensor]:
     """Solve with ETDRK4 from ``u0 (C, *grid.shape)``; returns ``times (T,)`` and ``fields (T, C, *grid.shape)``."""
     n_steps = round(t_final / dt)
     save_every = max(1, round(save_every_time / dt))

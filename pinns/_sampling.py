@@ -20,7 +20,7 @@ Adaptive refinement from a dense candidate set with residuals ``r``:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -60,8 +60,14 @@ SAMPLERS: dict[str, Callable[[int, int, torch.Generator], Tensor]] = {
 }
 
 
-def sample_domain(domain: Domain, n: int, method: str = "sobol", generator: torch.Generator | None = None,
-                  dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Points:
+def sample_domain(
+    domain: Domain,
+    n: int,
+    method: str = "sobol",
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Points:
     """``n`` points of the space-time box (``"grid"`` returns the nearest full grid): ``x (n, d)``, ``t (n, 1)`` on
     ``device`` (drawn on the CPU from ``generator``, a CPU generator)."""
     if method not in SAMPLERS:
@@ -76,8 +82,14 @@ def sample_domain(domain: Domain, n: int, method: str = "sobol", generator: torc
     return z[:, :-1].contiguous().to(device), z[:, -1:].contiguous().to(device)
 
 
-def sample_initial(domain: Domain, n: int, method: str = "sobol", generator: torch.Generator | None = None,
-                   dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Points:
+def sample_initial(
+    domain: Domain,
+    n: int,
+    method: str = "sobol",
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Points:
     """``n`` points at ``t = t0``, on ``device``."""
     x, t = sample_domain(domain, n, method, generator, dtype, device)
     return x, torch.full_like(t, domain.t_span[0])
@@ -94,8 +106,14 @@ def rar(points: Points, candidates: Points, residual: Tensor, k: int) -> Points:
     return torch.cat([points[0], candidates[0][idx]]), torch.cat([points[1], candidates[1][idx]])
 
 
-def rad(candidates: Points, residual: Tensor, n: int, k: float = 1.0, c: float = 1.0,
-        generator: torch.Generator | None = None) -> Points:
+def rad(
+    candidates: Points,
+    residual: Tensor,
+    n: int,
+    k: float = 1.0,
+    c: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Points:
     """Residual-based adaptive distribution: ``n`` candidates drawn without replacement with
     ``p ∝ |r|^k / mean(|r|^k) + c`` (drawn on the CPU, from ``generator``, a CPU generator)."""
     score = _score(residual, candidates).double().cpu() ** k

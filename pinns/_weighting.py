@@ -1,4 +1,5 @@
-"""Loss balancing for PINNs: ``L = sum_i lambda_i L_i`` over the terms (``residual``, ``initial``, ``boundary``, ``data``).
+"""Loss balancing for PINNs: ``L = sum_i lambda_i L_i`` over the terms (``residual``, ``initial``, ``boundary``,
+``data``).
 
 * :class:`FixedWeights`: constant ``lambda_i``.
 * :class:`GradNormWeights`: learning-rate annealing (Wang, Teng & Perdikaris, SIAM J. Sci. Comput. 2021), in the
@@ -110,8 +111,9 @@ class GradNormWeights(_AbstractMovingAverage):
 class NTKWeights(_AbstractMovingAverage):
     """NTK-trace weights from ``n_points`` per term (see the module docstring)."""
 
-    def __init__(self, every: int = 100, alpha: float = 0.9, n_points: int = 16,
-                 weights: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, every: int = 100, alpha: float = 0.9, n_points: int = 16, weights: dict[str, float] | None = None
+    ) -> None:
         super().__init__(every, alpha, weights)
         self.n_points = n_points
 
@@ -140,12 +142,20 @@ class SelfAdaptiveWeights(AbstractWeighting):
         device: where the weights live (the PINN's device).
     """
 
-    def __init__(self, sizes: dict[str, int], lr: float = 5e-3, init: float = 1.0,
-                 weights: dict[str, float] | None = None, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        sizes: dict[str, int],
+        lr: float = 5e-3,
+        init: float = 1.0,
+        weights: dict[str, float] | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__(weights)
-        self.masks = {name: torch.nn.Parameter(torch.full((n,), float(init), dtype=dtype, device=device))
-                      for name, n in sizes.items()}
+        self.masks = {
+            name: torch.nn.Parameter(torch.full((n,), float(init), dtype=dtype, device=device))
+            for name, n in sizes.items()
+        }
         self.lr = lr
 
     def pointwise(self, name: str, sq: Tensor) -> Tensor:
@@ -153,16 +163,25 @@ class SelfAdaptiveWeights(AbstractWeighting):
             return sq
         s = self.masks[name]
         if s.shape[0] != sq.shape[0]:
-            raise ValueError(f"self-adaptive weights for {name!r} hold {s.shape[0]} points, got {sq.shape[0]}: "
-                             "these terms need a fixed point set (no resampling)")
+            raise ValueError(
+                f"self-adaptive weights for {name!r} hold {s.shape[0]} points, got {sq.shape[0]}: "
+                "these terms need a fixed point set (no resampling)"
+            )
         return s.to(sq.dtype) ** 2 * sq
 
     def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
         return None
 
     def parameter_groups(self) -> list[dict]:
-        return [{"params": list(self.masks.values()), "lr": self.lr, "maximize": True, "weight_decay": 0.0,
-                 "name": "self_adaptive"}]
+        return [
+            {
+                "params": list(self.masks.values()),
+                "lr": self.lr,
+                "maximize": True,
+                "weight_decay": 0.0,
+                "name": "self_adaptive",
+            }
+        ]
 
 
 class CausalWeights:
@@ -175,8 +194,9 @@ class CausalWeights:
     L-BFGS phase needs one fixed objective).
     """
 
-    def __init__(self, n_chunks: int = 32, epsilon: float | list[float] | tuple[float, ...] = 1.0,
-                 advance_at: float = 0.99) -> None:
+    def __init__(
+        self, n_chunks: int = 32, epsilon: float | list[float] | tuple[float, ...] = 1.0, advance_at: float = 0.99
+    ) -> None:
         epsilons = tuple(float(e) for e in epsilon) if isinstance(epsilon, (list, tuple)) else (float(epsilon),)
         if n_chunks < 2 or not epsilons or min(epsilons) < 0:
             raise ValueError(f"need n_chunks >= 2 and every epsilon >= 0, got {n_chunks}, {epsilon!r}")
@@ -233,8 +253,10 @@ def reaction_rate(equation: AbstractEquation, u: Tensor, x: Tensor) -> Tensor:
     """``d f / d u (N, 1)`` of the point-wise terms ``f(u)`` of a one-channel equation's right-hand side at ``u (N, 1)``
     (terms with derivatives of ``u`` left out): Allen-Cahn ``1 - 3 u^2``, Fisher-KPP ``r (1 - 2 u)``, Burgers 0."""
     if u.ndim != 2 or u.shape[1] != 1:
-        raise ValueError(f"amplification weights need a one-channel equation, got u of shape {tuple(u.shape)} "
-                         f"for {type(equation).__name__}")
+        raise ValueError(
+            f"amplification weights need a one-channel equation, got u of shape {tuple(u.shape)} "
+            f"for {type(equation).__name__}"
+        )
     with torch.enable_grad():
         v = u.detach().requires_grad_(True)
         f = equation.rhs(v, _PointwiseOnly(tuple(x[:, i : i + 1].detach() for i in range(x.shape[1]))))

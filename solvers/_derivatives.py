@@ -134,8 +134,10 @@ class SpectralDerivatives(AbstractDerivatives):
                 self._memo[key] = torch.fft.irfftn(self._bound_hat * sym, s=self.grid.shape, dim=self._dims)
             return self._memo[key]
         else:
-            if tuple(u.shape[-self.grid.ndim:]) != self.grid.shape:
-                raise ValueError(f"expected a field (..., {', '.join(map(str, self.grid.shape))}), got {tuple(u.shape)}")
+            if tuple(u.shape[-self.grid.ndim :]) != self.grid.shape:
+                raise ValueError(
+                    f"expected a field (..., {', '.join(map(str, self.grid.shape))}), got {tuple(u.shape)}"
+                )
             u_hat = torch.fft.rfftn(u, dim=self._dims)
         sym = self.symbol(alpha, inverse_laplacian, u_hat.dtype, u_hat.device)
         return torch.fft.irfftn(u_hat * sym, s=self.grid.shape, dim=self._dims)
@@ -168,7 +170,9 @@ class _ValueProbe(Tensor):
         return super().__torch_function__(func, types, args, kwargs or {})
 
 
-def derivative_symbol(grid: Grid, alpha: tuple[int, ...], inverse_laplacian: bool = False, dealias: bool = False) -> Tensor:
+def derivative_symbol(
+    grid: Grid, alpha: tuple[int, ...], inverse_laplacian: bool = False, dealias: bool = False
+) -> Tensor:
     """The complex128 Fourier symbol of ``D^alpha`` (times ``lap^{-1}`` if asked) in ``rfftn`` layout.
 
     Returns:

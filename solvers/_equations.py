@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -69,7 +70,9 @@ def identity_term(coefficient: float, ndim: int, channel: int = 0) -> tuple[Line
     return (LinearTerm(coefficient, (0,) * ndim, channel, channel),) if coefficient else ()
 
 
-def laplacian_terms(coefficient: float, ndim: int, out_channel: int = 0, in_channel: int | None = None) -> tuple[LinearTerm, ...]:
+def laplacian_terms(
+    coefficient: float, ndim: int, out_channel: int = 0, in_channel: int | None = None
+) -> tuple[LinearTerm, ...]:
     """``coefficient * lap u = coefficient * sum_d u_{x_d x_d}``."""
     src = out_channel if in_channel is None else in_channel
     if not coefficient:

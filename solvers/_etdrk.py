@@ -146,13 +146,18 @@ def _difference_stages(tableau: ETDRKTableau) -> tuple[tuple[bool, ...], list[li
     diff = [False] * len(rows)
     for i in range(2, len(rows)):
         row, prev = rows[i], rows[i - 1]
-        if (tableau.c[i] != tableau.c[i - 1] or diff[i - 1] or not _canonical(row[i - 1])
-                or not any(_canonical(co) for co in prev)):  # U_{i-1} must be a value of its own to add to
+        if (
+            tableau.c[i] != tableau.c[i - 1]
+            or diff[i - 1]
+            or not _canonical(row[i - 1])
+            or not any(_canonical(co) for co in prev)
+        ):  # U_{i-1} must be a value of its own to add to
             continue
-        if (all(_canonical(row[j]) == _canonical(prev[j]) for j in range(i - 2))
-                and _canonical(row[i - 2], row[i - 1]) == _canonical(prev[i - 2])):
+        if all(_canonical(row[j]) == _canonical(prev[j]) for j in range(i - 2)) and _canonical(
+            row[i - 2], row[i - 1]
+        ) == _canonical(prev[i - 2]):
             diff[i] = True
-            for later in (*rows[i + 1:], b):
+            for later in (*rows[i + 1 :], b):
                 later[i - 2] = _canonical(later[i - 2], later[i - 1])
     return tuple(diff), rows, b
 
@@ -202,8 +207,15 @@ class ETDRK:
     The nonlinear products are dealiased with the 2/3 rule (factors and product both masked).
     """
 
-    def __init__(self, equation: AbstractEquation, grid: Grid, dt: float, order: int = 4, n_contour: int = 64,
-                 tableau: ETDRKTableau | None = None) -> None:
+    def __init__(
+        self,
+        equation: AbstractEquation,
+        grid: Grid,
+        dt: float,
+        order: int = 4,
+        n_contour: int = 64,
+        tableau: ETDRKTableau | None = None,
+    ) -> None:
         if tableau is None:
             if order not in TABLEAUS:
                 raise ValueError(f"order must be one of {sorted(TABLEAUS)}, got {order!r}")
@@ -244,14 +256,16 @@ class ETDRK:
         # the stages' physical values are dealiased: fold the factor mask into the stage propagators
         self._premask = self.diagonal and self._reads_values
         # one flux of the values and nothing else (Burgers, KdV, KS): its symbol goes into a_ij and b_i
-        self._single_flux = (self._premask and self.channels == 1 and no_term and len(self._fluxes) == 1
-                             and self._source_hat is None)
+        self._single_flux = (
+            self._premask and self.channels == 1 and no_term and len(self._fluxes) == 1 and self._source_hat is None
+        )
         n_symbol = mask * (self._fluxes[0][2] if self._single_flux else 1.0)  # multiplies every N(U_j)
         self._lean = self._single_flux and bool(tableau.c)  # use _step_single_flux (False: the generic loop)
         if self._single_flux:  # partials, not closures: the stepper stays picklable
             one_d = grid.ndim == 1
             self._lean_ops = (
-                partial(torch.fft.irfft, n=grid.shape[0]) if one_d
+                partial(torch.fft.irfft, n=grid.shape[0])
+                if one_d
                 else partial(torch.fft.irfftn, s=grid.shape, dim=self._dims),
                 torch.fft.rfft if one_d else partial(torch.fft.rfftn, dim=self._dims),
                 None if self._fluxes[0][1] is square else self._fluxes[0][1],
@@ -281,15 +295,23 @@ class ETDRK:
         diff, lean_rows, lean_b = _difference_stages(tableau)
         users = [i for i in range(len(slots)) if not diff[i]]
         self._lean_program = tuple(
-            (slot, tuple(j for j, co in enumerate(row) if _canonical(co)), d,
-             not d and all(slots[later] != slot for later in users if later > i), tableau.c[i] == 0)
+            (
+                slot,
+                tuple(j for j, co in enumerate(row) if _canonical(co)),
+                d,
+                not d and all(slots[later] != slot for later in users if later > i),
+                tableau.c[i] == 0,
+            )
             for i, (slot, row, d) in enumerate(zip(slots, lean_rows, diff))
         )
         self._lean_nodes = tuple(nodes)
         self._lean_one = nodes.index(1.0) if 1.0 in nodes else -1
         high = grid.dealias_mask().logical_not()
-        self._high_mode_survival = (float(self._layout(phis[(0, 1.0)])[:, high].abs().max())
-                                    if self._single_flux and bool(high.any()) else math.inf)
+        self._high_mode_survival = (
+            float(self._layout(phis[(0, 1.0)])[:, high].abs().max())
+            if self._single_flux and bool(high.any())
+            else math.inf
+        )
         self._masked_out: tuple | None = None  # (weakref, version) of the last output known to be masked
 
         def grouped(weights) -> list[tuple[Tensor, tuple[int, ...]]]:  # stages sharing a weight are summed first
@@ -305,8 +327,10 @@ class ETDRK:
             "slots": slots,
             "a": [[combine(co) for co in row] for row in tableau.a],
             "b": grouped(tableau.b),
-            "lean_a": [[combine(co) if not d or j == i - 1 else None for j, co in enumerate(row)]
-                       for i, (row, d) in enumerate(zip(lean_rows, diff))],
+            "lean_a": [
+                [combine(co) if not d or j == i - 1 else None for j, co in enumerate(row)]
+                for i, (row, d) in enumerate(zip(lean_rows, diff))
+            ],
             "lean_b": grouped(lean_b),
             "b_sum": combine(tuple(t for co in tableau.b for t in co)),
             "source": self._source_hat,
@@ -316,9 +340,13 @@ class ETDRK:
         # the lean step of both ETDRK4s with the flux u^2 is also written out in _etdrk_kernel, which rollouts on the
         # CPU call once per saved state
         structure = [(slot, None if d else reads, d) for slot, reads, d, _, _ in self._lean_program]
-        self._kernel = (self._lean and self._lean_ops[2] is None and self._lean_nodes == (0.0, 0.5, 1.0)
-                        and structure == [(0, (), False), (1, (0,), False), (1, None, True), (2, (0, 2), False)]
-                        and [idx for _, idx in self._coefficients64["lean_b"]] == [(0,), (1, 2), (3,)])
+        self._kernel = (
+            self._lean
+            and self._lean_ops[2] is None
+            and self._lean_nodes == (0.0, 0.5, 1.0)
+            and structure == [(0, (), False), (1, (0,), False), (1, None, True), (2, (0, 2), False)]
+            and [idx for _, idx in self._coefficients64["lean_b"]] == [(0,), (1, 2), (3,)]
+        )
         self._cache: dict[tuple, dict] = {}
         self._last: tuple | None = None  # (dtype, device, coefficients) of the previous call
 
@@ -410,8 +438,12 @@ class ETDRK:
         if flush:
             if masked is None:  # an inference tensor has no version counter: it is masked again
                 known = self._masked_out
-                masked = (known is not None and known[0]() is u_hat and not u_hat.is_inference()
-                          and u_hat._version == known[1])
+                masked = (
+                    known is not None
+                    and known[0]() is u_hat
+                    and not u_hat.is_inference()
+                    and u_hat._version == known[1]
+                )
             source = u_hat if masked else co["mask"] * u_hat
         else:
             source = u_hat
@@ -436,7 +468,9 @@ class ETDRK:
                     else:
                         stage = torch.addcmul(stage, row[j], stages[j])
                     for j in reads[1:]:
-                        stage = stage.addcmul_(row[j], stages[j]) if inplace else torch.addcmul(stage, row[j], stages[j])
+                        stage = (
+                            stage.addcmul_(row[j], stages[j]) if inplace else torch.addcmul(stage, row[j], stages[j])
+                        )
             stages.append(spectral(flux(physical(stage), D)))
         out = bases[one] if one >= 0 else None  # exp(z) m, read by no more stages
         if out is None:
@@ -497,8 +531,22 @@ class ETDRK:
         (b1, _), (b23, _), (b4, _) = co["lean_b"]
         a = co["lean_a"]
         return _etdrk_kernel.kernel()(
-            u_hat, co["mask"], co["E_c"][1], co["E_c"][2], co["E"], a[1][0], a[2][1], a[3][0], a[3][2], b1, b23, b4,
-            n_steps, co["flush"], list(self.grid.shape), list(self._dims),
+            u_hat,
+            co["mask"],
+            co["E_c"][1],
+            co["E_c"][2],
+            co["E"],
+            a[1][0],
+            a[2][1],
+            a[3][0],
+            a[3][2],
+            b1,
+            b23,
+            b4,
+            n_steps,
+            co["flush"],
+            list(self.grid.shape),
+            list(self._dims),
         )
 
     def check_input(self, u: Tensor) -> None:
@@ -531,8 +579,9 @@ class ETDRK:
         return f"ETDRK({self.equation!r}, {self.grid!r}, dt={self.dt}, order={self.order})"
 
 
-def rollout(stepper, u0: Tensor, n_steps: int, save_every: int = 1, progress: bool = False,
-            cuda_graph: bool | None = None) -> Tensor:
+def rollout(
+    stepper, u0: Tensor, n_steps: int, save_every: int = 1, progress: bool = False, cuda_graph: bool | None = None
+) -> Tensor:
     """Apply ``stepper`` ``n_steps`` times from ``u0``, keeping every ``save_every``-th state.
 
     Arguments:
@@ -614,7 +663,11 @@ def _record_step(stepper: ETDRK, state: Tensor) -> tuple[torch.cuda.CUDAGraph | 
         with torch.cuda.graph(graph):
             buffer.copy_(stepper._step(buffer, own=True))
     except RuntimeError as err:  # e.g. a driver without graph support: correct, only slower
-        warnings.warn(f"rollout: recording a CUDA graph of the step failed ({str(err).splitlines()[0]}); "
-                      "stepping eagerly (pass cuda_graph=False to skip the attempt)", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"rollout: recording a CUDA graph of the step failed ({str(err).splitlines()[0]}); "
+            "stepping eagerly (pass cuda_graph=False to skip the attempt)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None, state
     return graph, buffer

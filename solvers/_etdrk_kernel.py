@@ -23,27 +23,41 @@ the flux symbol and the mask folded into ``a, b``. ``flush``: the input is maske
 """
 
 import warnings
-from typing import List
 
 import torch
 from torch import Tensor
 
 
-def _physical(v: Tensor, shape: List[int], dims: List[int]) -> Tensor:
+def _physical(v: Tensor, shape: list[int], dims: list[int]) -> Tensor:
     if len(dims) == 1:
         return torch.fft.irfft(v, n=shape[0])
     return torch.fft.irfftn(v, s=shape, dim=dims)
 
 
-def _spectral(u: Tensor, dims: List[int]) -> Tensor:
+def _spectral(u: Tensor, dims: list[int]) -> Tensor:
     if len(dims) == 1:
         return torch.fft.rfft(u)
     return torch.fft.rfftn(u, dim=dims)
 
 
-def etdrk4_square_steps(u: Tensor, mask: Tensor, e_half: Tensor, e_one: Tensor, E: Tensor, a21: Tensor,
-                        a32: Tensor, a41: Tensor, a43: Tensor, b1: Tensor, b23: Tensor, b4: Tensor, n_steps: int,
-                        flush: bool, shape: List[int], dims: List[int]) -> Tensor:
+def etdrk4_square_steps(
+    u: Tensor,
+    mask: Tensor,
+    e_half: Tensor,
+    e_one: Tensor,
+    E: Tensor,
+    a21: Tensor,
+    a32: Tensor,
+    a41: Tensor,
+    a43: Tensor,
+    b1: Tensor,
+    b23: Tensor,
+    b4: Tensor,
+    n_steps: int,
+    flush: bool,
+    shape: list[int],
+    dims: list[int],
+) -> Tensor:
     """``n_steps`` steps from the spectrum ``u`` (masked if ``flush``); writes in place into its own intermediates
     only, so it must run without autograd. The arguments are ``ETDRK``'s cast coefficients."""
     for _ in range(n_steps):

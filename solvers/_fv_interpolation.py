@@ -68,7 +68,8 @@ def linear_advecting_velocity(velocity: Tensor) -> Tensor:
 def linear_advected(velocity: Tensor) -> Tensor:
     """Advected ``u_j`` at flux location ``(j, d)``: the forward average of ``u_j`` along ``d``."""
     return torch.stack(
-        [torch.stack([forward_average(velocity[:, j], ax) for ax in _AXES], dim=1) for j in range(2)], dim=1)
+        [torch.stack([forward_average(velocity[:, j], ax) for ax in _AXES], dim=1) for j in range(2)], dim=1
+    )
 
 
 def stencil_patches(field: Tensor, size: int = 4) -> Tensor:
@@ -93,8 +94,7 @@ class AbstractInterpolation(nn.Module):
     """Base of the face-value modules: ``forward(velocity (B, 2, N, N)) -> FaceValues``."""
 
     @abstractmethod
-    def forward(self, velocity: Tensor) -> FaceValues:
-        ...
+    def forward(self, velocity: Tensor) -> FaceValues: ...
 
 
 class LinearInterpolation(AbstractInterpolation):
@@ -136,9 +136,13 @@ class VanLeerInterpolation(AbstractInterpolation):
 
     def forward(self, velocity: Tensor) -> FaceValues:
         advecting = linear_advecting_velocity(velocity)
-        advected = torch.stack([
-            torch.stack([_van_leer_face(velocity[:, j], advecting[:, j, d], _AXES[d]) for d in range(2)], dim=1)
-            for j in range(2)], dim=1)
+        advected = torch.stack(
+            [
+                torch.stack([_van_leer_face(velocity[:, j], advecting[:, j, d], _AXES[d]) for d in range(2)], dim=1)
+                for j in range(2)
+            ],
+            dim=1,
+        )
         return FaceValues(advected, advecting)
 
 

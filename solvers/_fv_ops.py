@@ -43,8 +43,9 @@ class StaggeredGrid:
     def h(self) -> float:
         return self.length / self.n
 
-    def coordinates(self, offset: tuple[float, float], dtype: torch.dtype = torch.float64,
-                    device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    def coordinates(
+        self, offset: tuple[float, float], dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(x, y)`` each ``(N, N)`` at ``((i + offset[0]) h, (j + offset[1]) h)``, indexed ``[i, j]``."""
         idx = torch.arange(self.n, dtype=torch.float64, device=device)
         x = (idx + offset[0]) * self.h
@@ -52,8 +53,7 @@ class StaggeredGrid:
         xx, yy = torch.meshgrid(x, y, indexing="ij")
         return xx.to(dtype), yy.to(dtype)
 
-    def laplacian_symbol(self, dtype: torch.dtype = torch.float64,
-                         device: torch.device | str | None = None) -> Tensor:
+    def laplacian_symbol(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         """Symbol of the 5-point Laplacian on the ``rfft2`` frequencies, shape ``(N, N // 2 + 1)``, <= 0."""
         mx = torch.fft.fftfreq(self.n, d=1.0 / self.n, dtype=torch.float64, device=device)
         my = torch.fft.rfftfreq(self.n, d=1.0 / self.n, dtype=torch.float64, device=device)
@@ -67,8 +67,10 @@ def check_velocity(velocity: Tensor, grid: StaggeredGrid, name: str = "velocity"
     n = grid.n
     if velocity.ndim != 4 or velocity.shape[1] != 2 or velocity.shape[-2:] != (n, n):
         hint = " add a batch axis with v[None]" if velocity.ndim == 3 else ""
-        raise ValueError(f"expected {name} of shape (B, 2, {n}, {n}) (channel 0 = u on x-faces, 1 = v on "
-                         f"y-faces), got {tuple(velocity.shape)}{hint}")
+        raise ValueError(
+            f"expected {name} of shape (B, 2, {n}, {n}) (channel 0 = u on x-faces, 1 = v on "
+            f"y-faces), got {tuple(velocity.shape)}{hint}"
+        )
 
 
 def forward_diff(f: Tensor, axis: int, h: float) -> Tensor:
@@ -98,8 +100,7 @@ def gradient(p: Tensor, h: float) -> Tensor:
 
 def laplacian(f: Tensor, h: float) -> Tensor:
     """5-point Laplacian of every channel, any staggering (periodic)."""
-    return (torch.roll(f, 1, -1) + torch.roll(f, -1, -1) + torch.roll(f, 1, -2) + torch.roll(f, -1, -2)
-            - 4 * f) / h**2
+    return (torch.roll(f, 1, -1) + torch.roll(f, -1, -1) + torch.roll(f, 1, -2) + torch.roll(f, -1, -2) - 4 * f) / h**2
 
 
 def vorticity(velocity: Tensor, grid: StaggeredGrid) -> Tensor:
@@ -149,14 +150,16 @@ def downsample_staggered(velocity: Tensor, factor: int) -> Tensor:
         raise ValueError(f"expected a staggered velocity (B, 2, N, N), got {tuple(velocity.shape)}")
     n = velocity.shape[-1]
     if factor < 1 or n % factor or velocity.shape[-2] != n:
-        raise ValueError(f"cannot downsample a {tuple(velocity.shape[-2:])} grid by factor {factor}: "
-                         f"expected a square grid with a side divisible by the factor")
+        raise ValueError(
+            f"cannot downsample a {tuple(velocity.shape[-2:])} grid by factor {factor}: "
+            f"expected a square grid with a side divisible by the factor"
+        )
     m, f = n // factor, factor
     b = velocity.shape[0]
     # Split each axis into (coarse index, offset inside the block): [b, c, I, fi, J, fj].
     blocks = velocity.reshape(b, 2, m, f, m, f)
     u = blocks[:, 0, :, f - 1, :, :].mean(dim=-1)  # last fine x-face of the block, mean over y
-    v = blocks[:, 1, :, :, :, f - 1].mean(dim=2)   # last fine y-face of the block, mean over x
+    v = blocks[:, 1, :, :, :, f - 1].mean(dim=2)  # last fine y-face of the block, mean over x
     return torch.stack([u, v], dim=1)
 
 

@@ -89,8 +89,10 @@ class Grid:
         out = []
         for d, (n, length) in enumerate(zip(self.shape, self.length)):
             last = d == self.ndim - 1
-            m = torch.fft.rfftfreq(n, 1.0 / n, dtype=torch.float64) if last else torch.fft.fftfreq(
-                n, 1.0 / n, dtype=torch.float64
+            m = (
+                torch.fft.rfftfreq(n, 1.0 / n, dtype=torch.float64)
+                if last
+                else torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
             )
             if zero_nyquist and n % 2 == 0:
                 m[n // 2] = 0.0

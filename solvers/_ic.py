@@ -140,7 +140,9 @@ class DiffusedNoise(AbstractInitialCondition):
     def draw(self, grid: Grid, batch: int, generator) -> Tensor:
         noise = torch.randn((batch, self.channels, *grid.shape), generator=generator, dtype=torch.float64)
         k2 = sum(k**2 for k in grid.wavenumbers())
-        return _to_physical(torch.fft.rfftn(noise, dim=tuple(range(-grid.ndim, 0))) * torch.exp(-self.intensity * k2), grid)
+        return _to_physical(
+            torch.fft.rfftn(noise, dim=tuple(range(-grid.ndim, 0))) * torch.exp(-self.intensity * k2), grid
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,7 +218,7 @@ class LogNormalVorticity(AbstractInitialCondition):
             raise ValueError(f"LogNormalVorticity is a 2D field, got a {grid.ndim}D grid")
         k = torch.sqrt(sum(md**2 for md in _integer_modes(grid)))
         safe = k.clamp_min(1e-12)
-        energy = torch.exp(-torch.log(safe / self.peak_wavenumber) ** 2 / (2 * self.sigma**2)) * (k > 0)
+        energy = torch.exp(-(torch.log(safe / self.peak_wavenumber) ** 2) / (2 * self.sigma**2)) * (k > 0)
         amp = torch.sqrt(safe * energy)
         return _to_physical(_spectral_noise(grid, batch, self.channels, generator) * amp, grid)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,15 @@ from ._ic import (
     RandomFourierSeries,
 )
 
-__all__ = ["AbstractPreset", "SpectralPreset", "KolmogorovFVDataPreset", "VaryingParameter", "Solved", "trajectory_generator", "PRESETS"]
+__all__ = [
+    "AbstractPreset",
+    "SpectralPreset",
+    "KolmogorovFVDataPreset",
+    "VaryingParameter",
+    "Solved",
+    "trajectory_generator",
+    "PRESETS",
+]
 
 
 def trajectory_generator(seed: int, index: int) -> torch.Generator:
@@ -87,8 +96,15 @@ class AbstractPreset(ABC):
 
     def provenance(self, resolution: int, seed: int) -> dict[str, Any]:
         d = self.describe(resolution)
-        return {"preset": self.name, "seed": seed, "equation": d["pde"], "equation_params": d["parameters"],
-                "solver": d["solver"], "scheme": d["scheme"], "dt_internal": d["dt_internal"]}
+        return {
+            "preset": self.name,
+            "seed": seed,
+            "equation": d["pde"],
+            "equation_params": d["parameters"],
+            "solver": d["solver"],
+            "scheme": d["scheme"],
+            "dt_internal": d["dt_internal"],
+        }
 
 
 @dataclass(frozen=True)
@@ -147,24 +163,42 @@ class SpectralPreset(AbstractPreset):
         grid = self.grid(resolution)
         axes = ("x", "y", "z")[: self.ndim]
         coords = {a: c.numpy() for a, c in zip(axes, grid.coords())}
-        params = {k: float(v) for k, v in self.equation.parameters().items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in {p.name for p in self.varying}}
+        params = {
+            k: float(v)
+            for k, v in self.equation.parameters().items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in {p.name for p in self.varying}
+        }
         return Schema(
-            dataset_name=self.name, coords=coords, time=self.dt_save * np.arange(self.n_snapshots),
-            fields=tuple(FieldSpec(c) for c in self.equation.channels), scalars=tuple(p.name for p in self.varying),
-            parameters=params, boundary_conditions="periodic",
+            dataset_name=self.name,
+            coords=coords,
+            time=self.dt_save * np.arange(self.n_snapshots),
+            fields=tuple(FieldSpec(c) for c in self.equation.channels),
+            scalars=tuple(p.name for p in self.varying),
+            parameters=params,
+            boundary_conditions="periodic",
         )
 
     def describe(self, resolution: int) -> dict[str, Any]:
         return {
             "pde": type(self.equation).__name__,
             "formula": _formula(type(self.equation).__doc__),
-            "parameters": {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in self.equation.parameters().items()},
+            "parameters": {
+                k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in self.equation.parameters().items()
+            },
             "varying": {p.name: [p.low, p.high] for p in self.varying},
             "grid": f"{'x'.join([str(resolution)] * self.ndim)} on [0, {self.length:.6g})^{self.ndim} periodic"
-                    + (f" (solved at {resolution * self.oversample}, every {self.oversample}th point stored)" if self.oversample > 1 else ""),
-            "dt_internal": self.dt, "dt_snapshot": self.dt_save, "n_snapshots": self.n_snapshots, "warmup": self.warmup,
-            "n_trajectories": self.n_trajectories, "solver": "pdeforge.solvers.ETDRK", "scheme": f"ETDRK{self.order}",
+            + (
+                f" (solved at {resolution * self.oversample}, every {self.oversample}th point stored)"
+                if self.oversample > 1
+                else ""
+            ),
+            "dt_internal": self.dt,
+            "dt_snapshot": self.dt_save,
+            "n_snapshots": self.n_snapshots,
+            "warmup": self.warmup,
+            "n_trajectories": self.n_trajectories,
+            "solver": "pdeforge.solvers.ETDRK",
+            "scheme": f"ETDRK{self.order}",
         }
 
     def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
@@ -173,7 +207,9 @@ class SpectralPreset(AbstractPreset):
         values = [{p.name: p.draw(g) for p in self.varying} for g in gens]  # parameters first, then the IC
         u0 = torch.cat([self.initial_condition(grid, 1, g, dtype=self.dtype) for g in gens]).to(device)
         if self.varying:  # each trajectory its own equation: solve one by one
-            trajs = [self._run(dataclasses.replace(self.equation, **v), grid, u0[i : i + 1]) for i, v in enumerate(values)]
+            trajs = [
+                self._run(dataclasses.replace(self.equation, **v), grid, u0[i : i + 1]) for i, v in enumerate(values)
+            ]
             traj = torch.cat(trajs)
         else:
             traj = self._run(self.equation, grid, u0)
@@ -205,85 +241,209 @@ PRESETS: dict[str, AbstractPreset] = {
     p.name: p
     for p in (
         SpectralPreset(
-            name="burgers_1d", summary="viscous Burgers, random Fourier initial data, shocks smoothed by nu=0.01",
-            equation=Burgers(nu=0.01), ndim=1, length=TWO_PI, resolution=256, dt=0.005, save_every=10, n_snapshots=41,
-            initial_condition=RandomFourierSeries(max_wavenumber=4), n_trajectories=64, oversample=4,
+            name="burgers_1d",
+            summary="viscous Burgers, random Fourier initial data, shocks smoothed by nu=0.01",
+            equation=Burgers(nu=0.01),
+            ndim=1,
+            length=TWO_PI,
+            resolution=256,
+            dt=0.005,
+            save_every=10,
+            n_snapshots=41,
+            initial_condition=RandomFourierSeries(max_wavenumber=4),
+            n_trajectories=64,
+            oversample=4,
         ),
         SpectralPreset(
-            name="burgers_nu_1d", summary="Burgers with the viscosity drawn per trajectory (stored as a scalar 'nu')",
-            equation=Burgers(nu=0.01), ndim=1, length=TWO_PI, resolution=256, dt=0.005, save_every=10, n_snapshots=41,
-            initial_condition=RandomFourierSeries(max_wavenumber=4), varying=(VaryingParameter("nu", 0.003, 0.03),),
-            n_trajectories=64, oversample=4,
+            name="burgers_nu_1d",
+            summary="Burgers with the viscosity drawn per trajectory (stored as a scalar 'nu')",
+            equation=Burgers(nu=0.01),
+            ndim=1,
+            length=TWO_PI,
+            resolution=256,
+            dt=0.005,
+            save_every=10,
+            n_snapshots=41,
+            initial_condition=RandomFourierSeries(max_wavenumber=4),
+            varying=(VaryingParameter("nu", 0.003, 0.03),),
+            n_trajectories=64,
+            oversample=4,
         ),
         SpectralPreset(
-            name="advection_1d", summary="linear advection at speed 1 (exact propagator)",
-            equation=Advection(velocity=1.0), ndim=1, length=TWO_PI, resolution=128, dt=0.05, save_every=2, n_snapshots=41,
-            initial_condition=RandomFourierSeries(max_wavenumber=6), n_trajectories=64,
+            name="advection_1d",
+            summary="linear advection at speed 1 (exact propagator)",
+            equation=Advection(velocity=1.0),
+            ndim=1,
+            length=TWO_PI,
+            resolution=128,
+            dt=0.05,
+            save_every=2,
+            n_snapshots=41,
+            initial_condition=RandomFourierSeries(max_wavenumber=6),
+            n_trajectories=64,
         ),
         SpectralPreset(
-            name="kdv_1d", summary="Korteweg-de Vries u_t + 6 u u_x + u_xxx = 0, smooth random data that steepen into solitons",
-            equation=KdV(), ndim=1, length=64.0, resolution=256, dt=0.01, save_every=10, n_snapshots=41,
+            name="kdv_1d",
+            summary="Korteweg-de Vries u_t + 6 u u_x + u_xxx = 0, smooth random data that steepen into solitons",
+            equation=KdV(),
+            ndim=1,
+            length=64.0,
+            resolution=256,
+            dt=0.01,
+            save_every=10,
+            n_snapshots=41,
             initial_condition=RandomFourierSeries(max_wavenumber=3, normalization=Normalization(amplitude=0.5)),
             n_trajectories=64,
         ),
         SpectralPreset(
-            name="ks_1d", summary="Kuramoto-Sivashinsky on L = 32 pi, chaotic; 50 time units of warm-up",
-            equation=KuramotoSivashinsky(), ndim=1, length=32 * math.pi, resolution=256, dt=0.05, save_every=10,
-            n_snapshots=101, warmup=50.0, initial_condition=RandomFourierSeries(max_wavenumber=8),
+            name="ks_1d",
+            summary="Kuramoto-Sivashinsky on L = 32 pi, chaotic; 50 time units of warm-up",
+            equation=KuramotoSivashinsky(),
+            ndim=1,
+            length=32 * math.pi,
+            resolution=256,
+            dt=0.05,
+            save_every=10,
+            n_snapshots=101,
+            warmup=50.0,
+            initial_condition=RandomFourierSeries(max_wavenumber=8),
             n_trajectories=64,
         ),
         SpectralPreset(
-            name="allen_cahn_1d", summary="Allen-Cahn u_t = nu u_xx + u - u^3: phase separation into +-1 layers",
-            equation=AllenCahn(nu=0.005), ndim=1, length=TWO_PI, resolution=256, dt=0.01, save_every=10, n_snapshots=41,
-            initial_condition=RandomFourierSeries(max_wavenumber=6), n_trajectories=64,
+            name="allen_cahn_1d",
+            summary="Allen-Cahn u_t = nu u_xx + u - u^3: phase separation into +-1 layers",
+            equation=AllenCahn(nu=0.005),
+            ndim=1,
+            length=TWO_PI,
+            resolution=256,
+            dt=0.01,
+            save_every=10,
+            n_snapshots=41,
+            initial_condition=RandomFourierSeries(max_wavenumber=6),
+            n_trajectories=64,
         ),
         SpectralPreset(
-            name="fisher_kpp_1d", summary="Fisher-KPP fronts invading from random blobs",
-            equation=FisherKPP(nu=0.01, r=1.0), ndim=1, length=TWO_PI, resolution=256, dt=0.01, save_every=10,
-            n_snapshots=41, initial_condition=GaussianBlobs(n_blobs=3, width=0.05), n_trajectories=64,
+            name="fisher_kpp_1d",
+            summary="Fisher-KPP fronts invading from random blobs",
+            equation=FisherKPP(nu=0.01, r=1.0),
+            ndim=1,
+            length=TWO_PI,
+            resolution=256,
+            dt=0.01,
+            save_every=10,
+            n_snapshots=41,
+            initial_condition=GaussianBlobs(n_blobs=3, width=0.05),
+            n_trajectories=64,
         ),
         SpectralPreset(
-            name="heat_2d", summary="2D heat equation from Gaussian random fields (exact propagator)",
-            equation=Diffusion(nu=0.01), ndim=2, length=TWO_PI, resolution=64, dt=0.1, save_every=2, n_snapshots=21,
-            initial_condition=GaussianRandomField(exponent=3.0), n_trajectories=32,
+            name="heat_2d",
+            summary="2D heat equation from Gaussian random fields (exact propagator)",
+            equation=Diffusion(nu=0.01),
+            ndim=2,
+            length=TWO_PI,
+            resolution=64,
+            dt=0.1,
+            save_every=2,
+            n_snapshots=21,
+            initial_condition=GaussianRandomField(exponent=3.0),
+            n_trajectories=32,
         ),
         SpectralPreset(
-            name="navier_stokes_2d", summary="decaying 2D turbulence, vorticity from a log-normal spectrum, nu = 1e-3",
-            equation=NavierStokes2D(nu=1e-3), ndim=2, length=TWO_PI, resolution=64, dt=0.01, save_every=20,
-            n_snapshots=26, initial_condition=LogNormalVorticity(peak_wavenumber=4.0, normalization=Normalization(scale_by="std", amplitude=2.0)),
-            n_trajectories=32, batch_size=8,
+            name="navier_stokes_2d",
+            summary="decaying 2D turbulence, vorticity from a log-normal spectrum, nu = 1e-3",
+            equation=NavierStokes2D(nu=1e-3),
+            ndim=2,
+            length=TWO_PI,
+            resolution=64,
+            dt=0.01,
+            save_every=20,
+            n_snapshots=26,
+            initial_condition=LogNormalVorticity(
+                peak_wavenumber=4.0, normalization=Normalization(scale_by="std", amplitude=2.0)
+            ),
+            n_trajectories=32,
+            batch_size=8,
         ),
         SpectralPreset(
-            name="ns_grf_2d", summary="decaying 2D turbulence as navier_stokes_2d, vorticity from a Gaussian random field",
-            equation=NavierStokes2D(nu=1e-3), ndim=2, length=TWO_PI, resolution=64, dt=0.01, save_every=20,
-            n_snapshots=26, initial_condition=GaussianRandomField(exponent=4.0, normalization=Normalization(scale_by="std", amplitude=2.0)),
-            n_trajectories=32, batch_size=8,
+            name="ns_grf_2d",
+            summary="decaying 2D turbulence as navier_stokes_2d, vorticity from a Gaussian random field",
+            equation=NavierStokes2D(nu=1e-3),
+            ndim=2,
+            length=TWO_PI,
+            resolution=64,
+            dt=0.01,
+            save_every=20,
+            n_snapshots=26,
+            initial_condition=GaussianRandomField(
+                exponent=4.0, normalization=Normalization(scale_by="std", amplitude=2.0)
+            ),
+            n_trajectories=32,
+            batch_size=8,
         ),
         SpectralPreset(
-            name="ns_blobs_2d", summary="decaying 2D turbulence as navier_stokes_2d, vorticity from 6 Gaussian vortex blobs",
-            equation=NavierStokes2D(nu=1e-3), ndim=2, length=TWO_PI, resolution=64, dt=0.01, save_every=20,
-            n_snapshots=26, initial_condition=GaussianBlobs(n_blobs=6, width=0.02, normalization=Normalization(scale_by="std", amplitude=2.0)),
-            n_trajectories=32, batch_size=8,
+            name="ns_blobs_2d",
+            summary="decaying 2D turbulence as navier_stokes_2d, vorticity from 6 Gaussian vortex blobs",
+            equation=NavierStokes2D(nu=1e-3),
+            ndim=2,
+            length=TWO_PI,
+            resolution=64,
+            dt=0.01,
+            save_every=20,
+            n_snapshots=26,
+            initial_condition=GaussianBlobs(
+                n_blobs=6, width=0.02, normalization=Normalization(scale_by="std", amplitude=2.0)
+            ),
+            n_trajectories=32,
+            batch_size=8,
         ),
         SpectralPreset(
-            name="kolmogorov_2d", summary="forced Kolmogorov flow (k = 4, drag 0.1, nu = 1/200); warm-up onto the attractor",
-            equation=NavierStokes2D(nu=5e-3, drag=0.1, forcing=KolmogorovForcing(wavenumber=4, amplitude=1.0)), ndim=2,
-            length=TWO_PI, resolution=64, dt=0.01, save_every=20, n_snapshots=26, warmup=10.0,
-            initial_condition=LogNormalVorticity(peak_wavenumber=4.0, normalization=Normalization(scale_by="std", amplitude=1.0)),
-            n_trajectories=32, batch_size=8,
+            name="kolmogorov_2d",
+            summary="forced Kolmogorov flow (k = 4, drag 0.1, nu = 1/200); warm-up onto the attractor",
+            equation=NavierStokes2D(nu=5e-3, drag=0.1, forcing=KolmogorovForcing(wavenumber=4, amplitude=1.0)),
+            ndim=2,
+            length=TWO_PI,
+            resolution=64,
+            dt=0.01,
+            save_every=20,
+            n_snapshots=26,
+            warmup=10.0,
+            initial_condition=LogNormalVorticity(
+                peak_wavenumber=4.0, normalization=Normalization(scale_by="std", amplitude=1.0)
+            ),
+            n_trajectories=32,
+            batch_size=8,
         ),
         SpectralPreset(
-            name="gray_scott_2d", summary="Gray-Scott spots (feed 0.04, kill 0.06) grown from blobs of v",
-            equation=GrayScott(feed=0.04, kill=0.06, nu_u=2e-5, nu_v=1e-5), ndim=2, length=1.0, resolution=64, dt=1.0,
-            save_every=50, n_snapshots=21,
-            initial_condition=ChannelAffine(base=GaussianBlobs(n_blobs=4, width=0.05), scale=(-0.5, 0.25), offset=(1.0, 0.0)),
-            n_trajectories=32, batch_size=8,
+            name="gray_scott_2d",
+            summary="Gray-Scott spots (feed 0.04, kill 0.06) grown from blobs of v",
+            equation=GrayScott(feed=0.04, kill=0.06, nu_u=2e-5, nu_v=1e-5),
+            ndim=2,
+            length=1.0,
+            resolution=64,
+            dt=1.0,
+            save_every=50,
+            n_snapshots=21,
+            initial_condition=ChannelAffine(
+                base=GaussianBlobs(n_blobs=4, width=0.05), scale=(-0.5, 0.25), offset=(1.0, 0.0)
+            ),
+            n_trajectories=32,
+            batch_size=8,
         ),
         SpectralPreset(
-            name="swift_hohenberg_2d", summary="Swift-Hohenberg pattern formation (r = 0.7) from small noise",
-            equation=SwiftHohenberg(r=0.7, k0=1.0, g=1.0), ndim=2, length=20 * math.pi, resolution=64, dt=0.1,
-            save_every=10, n_snapshots=21, initial_condition=GaussianRandomField(exponent=2.0, normalization=Normalization(scale_by="std", amplitude=0.1)),
-            n_trajectories=32, batch_size=8,
+            name="swift_hohenberg_2d",
+            summary="Swift-Hohenberg pattern formation (r = 0.7) from small noise",
+            equation=SwiftHohenberg(r=0.7, k0=1.0, g=1.0),
+            ndim=2,
+            length=20 * math.pi,
+            resolution=64,
+            dt=0.1,
+            save_every=10,
+            n_snapshots=21,
+            initial_condition=GaussianRandomField(
+                exponent=2.0, normalization=Normalization(scale_by="std", amplitude=0.1)
+            ),
+            n_trajectories=32,
+            batch_size=8,
         ),
     )
 }
@@ -310,8 +470,14 @@ class FVNavierStokesPreset(AbstractPreset):
         h = 2 * math.pi / resolution
         c = h * np.arange(resolution)
         interval = self.config.frame_interval
-        return Schema(dataset_name=self.name, coords={"x": c, "y": c}, time=interval * np.arange(self.config.n_frames),
-                      fields=(FieldSpec("velocity", order=1),), parameters=self._params(), boundary_conditions="periodic")
+        return Schema(
+            dataset_name=self.name,
+            coords={"x": c, "y": c},
+            time=interval * np.arange(self.config.n_frames),
+            fields=(FieldSpec("velocity", order=1),),
+            parameters=self._params(),
+            boundary_conditions="periodic",
+        )
 
     def _params(self) -> dict[str, float]:
         out = {}
@@ -324,24 +490,42 @@ class FVNavierStokesPreset(AbstractPreset):
     def describe(self, resolution: int) -> dict[str, Any]:
         c = self.config
         return {
-            "pde": "StaggeredNavierStokes2D", "formula": "u_t + (u . grad) u = -grad p + nu lap u - drag u + f, div u = 0",
-            "parameters": self._params(), "varying": {},
-            "grid": f"{resolution}x{resolution} MAC on [0, 2pi)^2 periodic" + (f" (DNS {c.dns_resolution}^2, face-averaged)" if hasattr(c, "dns_resolution") else ""),
-            "dt_internal": float("nan"), "dt_snapshot": c.frame_interval, "n_snapshots": c.n_frames,
-            "warmup": getattr(c, "warmup_time", 0.0), "n_trajectories": self.n_trajectories,
-            "solver": "pdeforge.solvers.fv.StaggeredNavierStokes2D", "scheme": f"SSP-RK3, CFL {c.cfl}",
+            "pde": "StaggeredNavierStokes2D",
+            "formula": "u_t + (u . grad) u = -grad p + nu lap u - drag u + f, div u = 0",
+            "parameters": self._params(),
+            "varying": {},
+            "grid": f"{resolution}x{resolution} MAC on [0, 2pi)^2 periodic"
+            + (f" (DNS {c.dns_resolution}^2, face-averaged)" if hasattr(c, "dns_resolution") else ""),
+            "dt_internal": float("nan"),
+            "dt_snapshot": c.frame_interval,
+            "n_snapshots": c.n_frames,
+            "warmup": getattr(c, "warmup_time", 0.0),
+            "n_trajectories": self.n_trajectories,
+            "solver": "pdeforge.solvers.fv.StaggeredNavierStokes2D",
+            "scheme": f"SSP-RK3, CFL {c.cfl}",
         }
 
     def provenance(self, resolution: int, seed: int) -> dict[str, Any]:
-        return {**super().provenance(resolution, seed), "dt_internal": f"CFL {self.config.cfl}",
-                "staggering": "MAC: velocity_x at x-faces (i+1/2, j), velocity_y at y-faces (i, j+1/2); coords are i*h"}
+        return {
+            **super().provenance(resolution, seed),
+            "dt_internal": f"CFL {self.config.cfl}",
+            "staggering": "MAC: velocity_x at x-faces (i+1/2, j), velocity_y at y-faces (i, j+1/2); coords are i*h",
+        }
 
     def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
         from . import fv
 
-        make = fv.kolmogorov_fv_trajectories if isinstance(self.config, fv.KolmogorovFVPreset) else fv.taylor_green_fv_trajectories
-        trajs = [make(1, resolution, self.config, generator=trajectory_generator(seed, j), dtype=torch.float64, device=device)
-                 for j in indices]
+        make = (
+            fv.kolmogorov_fv_trajectories
+            if isinstance(self.config, fv.KolmogorovFVPreset)
+            else fv.taylor_green_fv_trajectories
+        )
+        trajs = [
+            make(
+                1, resolution, self.config, generator=trajectory_generator(seed, j), dtype=torch.float64, device=device
+            )
+            for j in indices
+        ]
         return Solved(fields=torch.cat(trajs).cpu(), parameters=[self._params()] * len(indices))
 
 
@@ -377,40 +561,65 @@ class KolmogorovFVDataPreset(FVNavierStokesPreset):
         from . import fv
 
         if self.initial_draw not in ("per_trajectory", "joint"):
-            raise ValueError(f"preset {self.name}: initial_draw {self.initial_draw!r}: expected 'per_trajectory' or "
-                             "'joint'")
+            raise ValueError(
+                f"preset {self.name}: initial_draw {self.initial_draw!r}: expected 'per_trajectory' or 'joint'"
+            )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"preset {self.name}: dtype {self.dtype!r}: expected 'float32' or 'float64'")
         if self.dns_batch < 1:
             raise ValueError(f"preset {self.name}: dns_batch {self.dns_batch}: expected >= 1")
-        object.__setattr__(self, "config", fv.KolmogorovFVPreset(
-            dns_resolution=self.dns_resolution, reynolds=self.reynolds, warmup_time=self.warmup_time,
-            frame_interval=self.frame_interval, n_frames=self.n_frames))
+        object.__setattr__(
+            self,
+            "config",
+            fv.KolmogorovFVPreset(
+                dns_resolution=self.dns_resolution,
+                reynolds=self.reynolds,
+                warmup_time=self.warmup_time,
+                frame_interval=self.frame_interval,
+                n_frames=self.n_frames,
+            ),
+        )
 
     def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
         from . import fv
 
         dtype = getattr(torch, self.dtype)
         if resolution < 4 or self.dns_resolution % resolution:
-            raise ValueError(f"preset {self.name}: resolution {resolution} must divide dns_resolution "
-                             f"{self.dns_resolution} (the DNS frames are face-averaged onto it)")
+            raise ValueError(
+                f"preset {self.name}: resolution {resolution} must divide dns_resolution "
+                f"{self.dns_resolution} (the DNS frames are face-averaged onto it)"
+            )
         if self.initial_draw == "per_trajectory":
-            trajs = [fv.kolmogorov_fv_trajectories(1, resolution, self.config, trajectory_generator(seed, j), dtype,
-                                                   device) for j in indices]
+            trajs = [
+                fv.kolmogorov_fv_trajectories(1, resolution, self.config, trajectory_generator(seed, j), dtype, device)
+                for j in indices
+            ]
             fields = torch.cat(trajs)
         else:
             a, b = int(indices[0]), int(indices[-1]) + 1
-            whole = list(indices) == list(range(a, b)) and a % self.dns_batch == 0 and (
-                b % self.dns_batch == 0 or b == self.n_trajectories)
+            whole = (
+                list(indices) == list(range(a, b))
+                and a % self.dns_batch == 0
+                and (b % self.dns_batch == 0 or b == self.n_trajectories)
+            )
             if not whole or b > self.n_trajectories:
-                raise ValueError(f"preset {self.name} with initial_draw 'joint': trajectories {a}..{b - 1} are not "
-                                 f"whole DNS batches of dns_batch={self.dns_batch} within n_trajectories="
-                                 f"{self.n_trajectories}; choose a generation batch_size and split sizes that are "
-                                 "multiples of dns_batch, and the same n_trajectories for the preset and generate")
+                raise ValueError(
+                    f"preset {self.name} with initial_draw 'joint': trajectories {a}..{b - 1} are not "
+                    f"whole DNS batches of dns_batch={self.dns_batch} within n_trajectories="
+                    f"{self.n_trajectories}; choose a generation batch_size and split sizes that are "
+                    "multiples of dns_batch, and the same n_trajectories for the preset and generate"
+                )
             # the initial fields are drawn on the CPU generator and moved: the same on every device
-            fields = fv.kolmogorov_fv_trajectories(self.n_trajectories, resolution, self.config,
-                                                   torch.Generator().manual_seed(seed), dtype, device,
-                                                   batch_size=self.dns_batch, trajectories=range(a, b))
+            fields = fv.kolmogorov_fv_trajectories(
+                self.n_trajectories,
+                resolution,
+                self.config,
+                torch.Generator().manual_seed(seed),
+                dtype,
+                device,
+                batch_size=self.dns_batch,
+                trajectories=range(a, b),
+            )
         return Solved(fields=fields.cpu(), parameters=[self._params()] * len(indices))
 
 
@@ -423,7 +632,9 @@ class DarcyPreset(AbstractPreset):
     """
 
     name: str = "darcy_2d"
-    summary: str = "Darcy flow, piecewise-constant coefficient (12 / 3) from a thresholded GRF, f = 1, u = 0 on the boundary"
+    summary: str = (
+        "Darcy flow, piecewise-constant coefficient (12 / 3) from a thresholded GRF, f = 1, u = 0 on the boundary"
+    )
     resolution: int = 85
     n_trajectories: int = 1250
     batch_size: int = 32
@@ -432,21 +643,38 @@ class DarcyPreset(AbstractPreset):
 
     def schema(self, resolution: int) -> Schema:
         c = np.linspace(0.0, 1.0, resolution)
-        return Schema(dataset_name=self.name, coords={"x": c, "y": c}, time=np.zeros(1),
-                      fields=(FieldSpec("u"), FieldSpec("a", time_varying=False)), parameters={"f": self.forcing},
-                      boundary_conditions="wall")
+        return Schema(
+            dataset_name=self.name,
+            coords={"x": c, "y": c},
+            time=np.zeros(1),
+            fields=(FieldSpec("u"), FieldSpec("a", time_varying=False)),
+            parameters={"f": self.forcing},
+            boundary_conditions="wall",
+        )
 
     def describe(self, resolution: int) -> dict[str, Any]:
-        return {"pde": "Darcy", "formula": "-div(a grad u) = f, u = 0 on the boundary", "parameters": {"f": self.forcing},
-                "varying": {}, "grid": f"{resolution}x{resolution} nodes on [0, 1]^2 (h = 1/(s-1))", "dt_internal": 0.0,
-                "dt_snapshot": 0.0, "n_snapshots": 1, "warmup": 0.0, "n_trajectories": self.n_trajectories,
-                "solver": "pdeforge.solvers.darcy.solve_darcy", "scheme": "FV 5-point, harmonic faces, sparse direct"}
+        return {
+            "pde": "Darcy",
+            "formula": "-div(a grad u) = f, u = 0 on the boundary",
+            "parameters": {"f": self.forcing},
+            "varying": {},
+            "grid": f"{resolution}x{resolution} nodes on [0, 1]^2 (h = 1/(s-1))",
+            "dt_internal": 0.0,
+            "dt_snapshot": 0.0,
+            "n_snapshots": 1,
+            "warmup": 0.0,
+            "n_trajectories": self.n_trajectories,
+            "solver": "pdeforge.solvers.darcy.solve_darcy",
+            "scheme": "FV 5-point, harmonic faces, sparse direct",
+        }
 
     def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
         from .darcy import darcy_samples
 
-        pairs = [darcy_samples(1, resolution, generator=trajectory_generator(seed, j), f=self.forcing, dtype=torch.float64)
-                 for j in indices]
+        pairs = [
+            darcy_samples(1, resolution, generator=trajectory_generator(seed, j), f=self.forcing, dtype=torch.float64)
+            for j in indices
+        ]
         a = torch.cat([p[0] for p in pairs])
         u = torch.cat([p[1] for p in pairs])
         return Solved(fields=u[:, None], constant=a, parameters=[{"f": self.forcing}] * len(indices))
@@ -457,11 +685,21 @@ def _extra_presets() -> dict[str, AbstractPreset]:
 
     return {
         "kolmogorov_fv_2d": KolmogorovFVDataPreset(
-            name="kolmogorov_fv_2d", summary="Kolmogorov flow by the FV solver: DNS 128^2 (Re 500), stored face-averaged at 32^2 (set dns_resolution=256 on a GPU)",
-            resolution=32, n_trajectories=20),
+            name="kolmogorov_fv_2d",
+            summary=(
+                "Kolmogorov flow by the FV solver: DNS 128^2 (Re 500), stored face-averaged at 32^2 "
+                "(set dns_resolution=256 on a GPU)"
+            ),
+            resolution=32,
+            n_trajectories=20,
+        ),
         "taylor_green_fv_2d": FVNavierStokesPreset(
-            name="taylor_green_fv_2d", summary="decaying Taylor-Green vortices (random wavenumber, amplitude, shift) by the FV solver",
-            config=fv.TaylorGreenFVPreset(), resolution=32, n_trajectories=20),
+            name="taylor_green_fv_2d",
+            summary="decaying Taylor-Green vortices (random wavenumber, amplitude, shift) by the FV solver",
+            config=fv.TaylorGreenFVPreset(),
+            resolution=32,
+            n_trajectories=20,
+        ),
         "darcy_2d": DarcyPreset(),
     }
 

@@ -59,8 +59,9 @@ class NeumannGaussianRandomField:
         """``(n, resolution, resolution)`` float64 samples at the nodes ``x_i = i / (resolution - 1)``."""
         k_max = self.n_modes or resolution
         k = torch.arange(k_max, dtype=torch.float64)
-        std = self.tau ** (self.alpha - 1) * (math.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2)
-                                              + self.tau**2) ** (-self.alpha / 2)
+        std = self.tau ** (self.alpha - 1) * (math.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + self.tau**2) ** (
+            -self.alpha / 2
+        )
         std[0, 0] = 0.0
         xi = torch.randn(n, k_max, k_max, generator=generator, dtype=torch.float64)
         x = torch.linspace(0.0, 1.0, resolution, dtype=torch.float64)
@@ -115,8 +116,12 @@ def _apply(stencil: tuple[Tensor, ...], u: Tensor) -> Tensor:
     west, east, south, north = stencil
     up = torch.nn.functional.pad(u, (1, 1, 1, 1))
     c = up[:, 1:-1, 1:-1]
-    return (west * (c - up[:, 1:-1, :-2]) + east * (c - up[:, 1:-1, 2:])
-            + south * (c - up[:, :-2, 1:-1]) + north * (c - up[:, 2:, 1:-1]))
+    return (
+        west * (c - up[:, 1:-1, :-2])
+        + east * (c - up[:, 1:-1, 2:])
+        + south * (c - up[:, :-2, 1:-1])
+        + north * (c - up[:, 2:, 1:-1])
+    )
 
 
 def _assemble(stencil: tuple[np.ndarray, ...]) -> sp.csc_matrix:
@@ -166,12 +171,19 @@ def _solve_cg(stencil: tuple[Tensor, ...], rhs: Tensor, tol: float, max_iter: in
         p = z + (rz_new / rz.clamp(min=torch.finfo(rhs.dtype).tiny))[:, None, None] * p
         rz = rz_new
     residual = (r.flatten(1).norm(dim=1) / b_norm).max().item()
-    raise RuntimeError(f"solve_darcy(method='cg') did not reach tol={tol} in {max_iter} iterations "
-                       f"(relative residual {residual:.2e}); raise max_iter or use method='direct'")
+    raise RuntimeError(
+        f"solve_darcy(method='cg') did not reach tol={tol} in {max_iter} iterations "
+        f"(relative residual {residual:.2e}); raise max_iter or use method='direct'"
+    )
 
 
-def solve_darcy(a: Tensor, f: float | Tensor = 1.0, method: Literal["direct", "cg"] = "direct",
-                tol: float = 1e-10, max_iter: int = 20000) -> Tensor:
+def solve_darcy(
+    a: Tensor,
+    f: float | Tensor = 1.0,
+    method: Literal["direct", "cg"] = "direct",
+    tol: float = 1e-10,
+    max_iter: int = 20000,
+) -> Tensor:
     """Solve ``-div(a grad u) = f`` on ``[0, 1]^2``, ``u = 0`` on the boundary (scheme: module docstring).
 
     Args:
@@ -205,10 +217,16 @@ def solve_darcy(a: Tensor, f: float | Tensor = 1.0, method: Literal["direct", "c
     return torch.nn.functional.pad(interior, (1, 1, 1, 1))[:, None]
 
 
-def darcy_samples(n: int, resolution: int = 85, generator: torch.Generator | None = None,
-                  coefficient: ThresholdCoefficient | LogNormalCoefficient = ThresholdCoefficient(),
-                  f: float = 1.0, method: Literal["direct", "cg"] = "direct", dtype: torch.dtype = torch.float32,
-                  device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+def darcy_samples(
+    n: int,
+    resolution: int = 85,
+    generator: torch.Generator | None = None,
+    coefficient: ThresholdCoefficient | LogNormalCoefficient = ThresholdCoefficient(),
+    f: float = 1.0,
+    method: Literal["direct", "cg"] = "direct",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
     """Preset ``darcy_2d``: ``n`` pairs ``(a, u)``, each ``(n, 1, s, s)`` on the FNO node grid.
 
     Defaults as the FNO Darcy benchmark: ``a`` thresholded Gaussian random field (12 / 3, ``alpha = 2``,

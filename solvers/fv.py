@@ -100,7 +100,8 @@ class ButcherTableau:
 FORWARD_EULER = ButcherTableau(a=((),), b=(1.0,), c=(0.0,), order=1)
 HEUN_RK2 = ButcherTableau(a=((), (1.0,)), b=(0.5, 0.5), c=(0.0, 1.0), order=2)
 SSP_RK3 = ButcherTableau(  # Shu & Osher (1988), strong-stability preserving: keeps the TVD property
-    a=((), (1.0,), (0.25, 0.25)), b=(1 / 6, 1 / 6, 2 / 3), c=(0.0, 1.0, 0.5), order=3)
+    a=((), (1.0,), (0.25, 0.25)), b=(1 / 6, 1 / 6, 2 / 3), c=(0.0, 1.0, 0.5), order=3
+)
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,14 @@ class StaggeredNavierStokes2D(nn.Module):
         torch.Size([2, 5, 2, 64, 64])
     """
 
-    def __init__(self, grid: StaggeredGrid, flow: FlowParameters, interpolation: nn.Module | None = None,
-                 tableau: ButcherTableau = SSP_RK3, implicit_viscosity: bool = False) -> None:
+    def __init__(
+        self,
+        grid: StaggeredGrid,
+        flow: FlowParameters,
+        interpolation: nn.Module | None = None,
+        tableau: ButcherTableau = SSP_RK3,
+        implicit_viscosity: bool = False,
+    ) -> None:
         super().__init__()
         if flow.viscosity < 0 or flow.drag < 0:
             raise ValueError(f"viscosity and drag must be >= 0, got {flow.viscosity} and {flow.drag}")
@@ -237,8 +244,9 @@ class StaggeredNavierStokes2D(nn.Module):
         return torch.stack(frames, dim=1)
 
 
-def stable_time_step(max_velocity: float, cfl: float, grid: StaggeredGrid, viscosity: float = 0.0,
-                     implicit_viscosity: bool = False) -> float:
+def stable_time_step(
+    max_velocity: float, cfl: float, grid: StaggeredGrid, viscosity: float = 0.0, implicit_viscosity: bool = False
+) -> float:
     """Largest stable ``dt``: ``min(cfl h / max_velocity, h^2 / (4 nu))`` (diffusive bound dropped if implicit).
 
     The diffusive bound ``h^2 / (2 d nu)`` (``d = 2``) is that of forward Euler on the 5-point Laplacian,
@@ -252,9 +260,15 @@ def stable_time_step(max_velocity: float, cfl: float, grid: StaggeredGrid, visco
     return dt
 
 
-def taylor_green_velocity(grid: StaggeredGrid, time: float = 0.0, viscosity: float = 0.0,
-                          wavenumber: int = 1, amplitude: float = 1.0, dtype: torch.dtype = torch.float64,
-                          device: torch.device | str | None = None) -> Tensor:
+def taylor_green_velocity(
+    grid: StaggeredGrid,
+    time: float = 0.0,
+    viscosity: float = 0.0,
+    wavenumber: int = 1,
+    amplitude: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Exact Taylor-Green vortex sampled on the faces, ``(1, 2, N, N)``, with ``kappa = 2 pi k / L``:
 
         u =  A sin(kappa x) cos(kappa y) exp(-2 nu kappa^2 t),  v = -A cos(kappa x) sin(kappa y) exp(...).
@@ -270,10 +284,15 @@ def taylor_green_velocity(grid: StaggeredGrid, time: float = 0.0, viscosity: flo
     return torch.stack([u, v])[None].to(dtype)
 
 
-def random_divergence_free_velocity(grid: StaggeredGrid, batch: int = 1, max_velocity: float = 1.0,
-                                    peak_wavenumber: float = 4.0, generator: torch.Generator | None = None,
-                                    dtype: torch.dtype = torch.float64,
-                                    device: torch.device | str | None = None) -> Tensor:
+def random_divergence_free_velocity(
+    grid: StaggeredGrid,
+    batch: int = 1,
+    max_velocity: float = 1.0,
+    peak_wavenumber: float = 4.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Random smooth initial velocity ``(batch, 2, N, N)``, discretely divergence-free, ``max |u| = max_velocity``.
 
     White noise filtered to a band around ``peak_wavenumber`` (integer wavenumbers on the ``2 pi``-periodic
@@ -320,8 +339,9 @@ class KolmogorovFVPreset:
     peak_wavenumber: float = 4.0
 
 
-def _advance(solver: StaggeredNavierStokes2D, velocity: Tensor, duration: float, cfl: float,
-             chunk: float = 0.1) -> Tensor:
+def _advance(
+    solver: StaggeredNavierStokes2D, velocity: Tensor, duration: float, cfl: float, chunk: float = 0.1
+) -> Tensor:
     """Advance by ``duration``: in chunks of at most ``chunk`` time units, each in equal steps no larger than
     the CFL step of the max speed (``|u| + |v|``, the 2D CFL sum) at the start of the chunk."""
     n_chunks = max(1, math.ceil(duration / chunk - 1e-9)) if duration > 0 else 0
@@ -329,8 +349,9 @@ def _advance(solver: StaggeredNavierStokes2D, velocity: Tensor, duration: float,
         speed = (velocity[:, 0].abs() + velocity[:, 1].abs()).max()
         if not torch.isfinite(speed):
             raise FloatingPointError("the FV solution became non-finite: lower the CFL number")
-        dt_max = stable_time_step(max(float(speed), 1e-6), cfl, solver.grid, solver.flow.viscosity,
-                                  solver.implicit_viscosity)
+        dt_max = stable_time_step(
+            max(float(speed), 1e-6), cfl, solver.grid, solver.flow.viscosity, solver.implicit_viscosity
+        )
         n_steps = max(1, math.ceil(duration / n_chunks / dt_max))
         for _ in range(n_steps):
             velocity = solver.step(velocity, duration / n_chunks / n_steps)
@@ -338,10 +359,16 @@ def _advance(solver: StaggeredNavierStokes2D, velocity: Tensor, duration: float,
 
 
 @torch.no_grad()
-def kolmogorov_fv_trajectories(n: int, resolution: int = 64, preset: KolmogorovFVPreset = KolmogorovFVPreset(),
-                               generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
-                               device: torch.device | str | None = None, batch_size: int | None = None,
-                               trajectories: range | None = None) -> Tensor:
+def kolmogorov_fv_trajectories(
+    n: int,
+    resolution: int = 64,
+    preset: KolmogorovFVPreset = KolmogorovFVPreset(),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    batch_size: int | None = None,
+    trajectories: range | None = None,
+) -> Tensor:
     """``n`` Kolmogorov-flow trajectories ``(n, T, 2, resolution, resolution)`` (staggered ``u, v``).
 
     Runs the DNS of ``preset`` (see :class:`KolmogorovFVPreset` for the defaults) at
@@ -370,11 +397,12 @@ def kolmogorov_fv_trajectories(n: int, resolution: int = 64, preset: KolmogorovF
     grid = StaggeredGrid(fine)
     flow = FlowParameters(viscosity=1.0 / preset.reynolds, drag=preset.drag, forcing=preset.forcing)
     solver = StaggeredNavierStokes2D(grid, flow)
-    initial = random_divergence_free_velocity(grid, n, preset.initial_max_velocity, preset.peak_wavenumber,
-                                              generator, dtype, device)
+    initial = random_divergence_free_velocity(
+        grid, n, preset.initial_max_velocity, preset.peak_wavenumber, generator, dtype, device
+    )
     out = []
     for start in range(todo.start, todo.stop, batch):
-        v = _advance(solver, solver.project(initial[start:start + batch]), preset.warmup_time, preset.cfl)
+        v = _advance(solver, solver.project(initial[start : start + batch]), preset.warmup_time, preset.cfl)
         frames = [downsample_staggered(v, fine // resolution)]
         for _ in range(preset.n_frames - 1):
             v = _advance(solver, v, preset.frame_interval, preset.cfl)
@@ -402,19 +430,30 @@ class TaylorGreenFVPreset:
 
 
 @torch.no_grad()
-def taylor_green_fv_trajectories(n: int, resolution: int = 64,
-                                 preset: TaylorGreenFVPreset = TaylorGreenFVPreset(),
-                                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
-                                 device: torch.device | str | None = None) -> Tensor:
+def taylor_green_fv_trajectories(
+    n: int,
+    resolution: int = 64,
+    preset: TaylorGreenFVPreset = TaylorGreenFVPreset(),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """``n`` Taylor-Green trajectories ``(n, T, 2, resolution, resolution)`` solved by the FV scheme."""
     grid = StaggeredGrid(resolution)
     k = torch.randint(1, preset.max_wavenumber + 1, (n,), generator=generator)
     lo, hi = preset.amplitude_range
     amp = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
     shift = torch.randint(0, resolution, (n, 2), generator=generator)
-    v0 = torch.cat([
-        torch.roll(taylor_green_velocity(grid, wavenumber=int(k[b]), amplitude=float(amp[b])),
-                   shifts=(int(shift[b, 0]), int(shift[b, 1])), dims=(-2, -1)) for b in range(n)])
+    v0 = torch.cat(
+        [
+            torch.roll(
+                taylor_green_velocity(grid, wavenumber=int(k[b]), amplitude=float(amp[b])),
+                shifts=(int(shift[b, 0]), int(shift[b, 1])),
+                dims=(-2, -1),
+            )
+            for b in range(n)
+        ]
+    )
     solver = StaggeredNavierStokes2D(grid, FlowParameters(viscosity=preset.viscosity))
     v = v0.to(dtype=dtype, device=device)
     frames = [v]

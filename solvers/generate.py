@@ -34,8 +34,9 @@ import secrets
 import shlex
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +48,18 @@ from .._files import atomic_write
 from ..datasets import TrajectoryWriter, write_stats
 from ._presets import PRESETS, AbstractPreset, Solved
 
-__all__ = ["BlowUpError", "ExistingRootError", "generate", "generation_record", "split_ranges", "shard_range",
-           "check_options", "trajectory_bytes", "PRESETS", "main"]
+__all__ = [
+    "BlowUpError",
+    "ExistingRootError",
+    "generate",
+    "generation_record",
+    "split_ranges",
+    "shard_range",
+    "check_options",
+    "trajectory_bytes",
+    "PRESETS",
+    "main",
+]
 
 SPLITS = ("train", "valid", "test")
 RECORD = "generation.json"
@@ -76,10 +87,17 @@ def generation_record(preset: AbstractPreset, n_trajectories: int, resolution: i
     Fields are recorded by their ``repr`` (equations and initial conditions are dataclasses whose repr lists
     their values), so a changed override such as ``n_snapshots`` or ``dt`` shows in the record and in the refusal.
     """
-    fields = {f.name: repr(getattr(preset, f.name)) for f in dataclasses.fields(preset)
-              if f.name not in _UNRECORDED_FIELDS}
-    return {"preset": preset.name, "resolution": int(resolution), "seed": int(seed),
-            "n_trajectories": int(n_trajectories), "pdeforge_version": __version__, "preset_fields": fields}
+    fields = {
+        f.name: repr(getattr(preset, f.name)) for f in dataclasses.fields(preset) if f.name not in _UNRECORDED_FIELDS
+    }
+    return {
+        "preset": preset.name,
+        "resolution": int(resolution),
+        "seed": int(seed),
+        "n_trajectories": int(n_trajectories),
+        "pdeforge_version": __version__,
+        "preset_fields": fields,
+    }
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -117,11 +135,14 @@ def _read_record(root: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ExistingRootError(f"{path}: unreadable generation record ({e}): use another --out, or --overwrite to "
-                                "replace it") from None
+        raise ExistingRootError(
+            f"{path}: unreadable generation record ({e}): use another --out, or --overwrite to replace it"
+        ) from None
     if not isinstance(record, dict):
-        raise ExistingRootError(f"{path}: expected a JSON object, found {type(record).__name__}: use another --out, "
-                                "or --overwrite to replace it")
+        raise ExistingRootError(
+            f"{path}: expected a JSON object, found {type(record).__name__}: use another --out, "
+            "or --overwrite to replace it"
+        )
     return record
 
 
@@ -163,10 +184,13 @@ def _claim_root(root: Path, record: dict[str, Any], overwrite: bool, n_shards: i
             if old is None:
                 raise ExistingRootError(
                     f"{root}: holds data but no generation record ({RECORD}: made by an older pdeforge or by pdeforge "
-                    "convert), so its parameters cannot be compared: use another --out, or --overwrite to replace it")
+                    "convert), so its parameters cannot be compared: use another --out, or --overwrite to replace it"
+                )
             keys = _differences(old, record)
-            raise ExistingRootError(f"{root}: made with {_describe(old, keys)}; asked {_describe(record, keys)}: use "
-                                    "another --out, or --overwrite to replace it")
+            raise ExistingRootError(
+                f"{root}: made with {_describe(old, keys)}; asked {_describe(record, keys)}: use "
+                "another --out, or --overwrite to replace it"
+            )
         _replace(root)
         atomic_write(root / RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
     finally:
@@ -205,7 +229,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def _check_finite(preset: AbstractPreset, solved: Solved, indices: Sequence[int], dt_snapshot: float, save_every: int) -> None:
+def _check_finite(
+    preset: AbstractPreset, solved: Solved, indices: Sequence[int], dt_snapshot: float, save_every: int
+) -> None:
     bad = ~torch.isfinite(solved.fields.flatten(2)).all(-1)  # (B, T)
     if not bad.any():
         return
@@ -294,8 +320,11 @@ def generate(
             raise
     bar.close()
     train_a, train_b = ranges["train"]
-    expected = [root / "data" / "train" / f"{preset.name}_{a:06d}-{b:06d}.hdf5"
-                for a, b in (shard_range(train_a, train_b, k, n_shards) for k in range(n_shards)) if b > a]
+    expected = [
+        root / "data" / "train" / f"{preset.name}_{a:06d}-{b:06d}.hdf5"
+        for a, b in (shard_range(train_a, train_b, k, n_shards) for k in range(n_shards))
+        if b > a
+    ]
     if all(p.exists() for p in expected) and not (state == "complete" and (root / "stats.yaml").exists()):
         write_stats(root)
     return written
@@ -332,8 +361,15 @@ def _size(n_bytes: float) -> str:
     raise AssertionError  # unreachable: the loop returns at TB
 
 
-def check_options(preset: AbstractPreset, out: str | os.PathLike, n_trajectories: int | None, resolution: int | None,
-                  batch_size: int | None, seed: int, device: str) -> tuple[int, int, int]:
+def check_options(
+    preset: AbstractPreset,
+    out: str | os.PathLike,
+    n_trajectories: int | None,
+    resolution: int | None,
+    batch_size: int | None,
+    seed: int,
+    device: str,
+) -> tuple[int, int, int]:
     """Check ``pdeforge generate``'s numeric options and device before anything is written; returns the resolved
     (trajectory count, resolution, batch size). A bad one is a ValueError ``--option VALUE: expected ...``.
 
@@ -357,19 +393,25 @@ def check_options(preset: AbstractPreset, out: str | os.PathLike, n_trajectories
         raise ValueError(f"--device {device}: {problem}")
     memory, one = _memory_bytes(), trajectory_bytes(preset, res, SOLVED_BYTES)
     if one > memory:
-        raise ValueError(f"--resolution {res}: expected a grid whose trajectories fit in memory: one {preset.name} "
-                         f"trajectory needs ~{_size(one)} while solved, this machine has {_size(memory)}")
+        raise ValueError(
+            f"--resolution {res}: expected a grid whose trajectories fit in memory: one {preset.name} "
+            f"trajectory needs ~{_size(one)} while solved, this machine has {_size(memory)}"
+        )
     batch = min(bs, n)  # a batch never holds more trajectories than there are
     if batch * one > memory:
-        raise ValueError(f"--batch-size {bs}: expected a batch that fits in memory: {batch} trajectories at "
-                         f"resolution {res} need ~{_size(batch * one)} while solved, this machine has "
-                         f"{_size(memory)}; try --batch-size {max(1, memory // one)}")
+        raise ValueError(
+            f"--batch-size {bs}: expected a batch that fits in memory: {batch} trajectories at "
+            f"resolution {res} need ~{_size(batch * one)} while solved, this machine has "
+            f"{_size(memory)}; try --batch-size {max(1, memory // one)}"
+        )
     data = Path(out) / "data"  # what a resumed root holds already needs no more room
     held = sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data.is_dir() else 0
     total, free = n * trajectory_bytes(preset, res), _free_disk_bytes(Path(out))
     if total - held > free:
-        raise ValueError(f"--n-trajectories {n} --resolution {res}: expected files that fit on the disk: they need "
-                         f"~{_size(total)}, {Path(out).absolute()} has {_size(free)} free")
+        raise ValueError(
+            f"--n-trajectories {n} --resolution {res}: expected files that fit on the disk: they need "
+            f"~{_size(total)}, {Path(out).absolute()} has {_size(free)} free"
+        )
     return n, res, bs
 
 
@@ -377,9 +419,14 @@ def _resume_command(args: argparse.Namespace) -> str:
     """The command that continues an interrupted ``pdeforge generate``: the same parameters, without
     ``--overwrite`` (which would delete what the interrupted run kept)."""
     parts = ["pdeforge", "generate", args.preset, "--out", args.out]
-    for flag, value, default in (("--n-trajectories", args.n_trajectories, None), ("--resolution", args.resolution, None),
-                                 ("--seed", args.seed, 0), ("--device", args.device, "cpu"),
-                                 ("--batch-size", args.batch_size, None), ("--shard", args.shard, None)):
+    for flag, value, default in (
+        ("--n-trajectories", args.n_trajectories, None),
+        ("--resolution", args.resolution, None),
+        ("--seed", args.seed, 0),
+        ("--device", args.device, "cpu"),
+        ("--batch-size", args.batch_size, None),
+        ("--shard", args.shard, None),
+    ):
         if value != default:
             parts += [flag, str(value)]
     return shlex.join(parts + (["--no-progress"] if args.no_progress else []))
@@ -412,11 +459,21 @@ def describe_presets() -> str:
         d = p.describe(p.resolution)
         params = ", ".join(f"{k}={v}" for k, v in d["parameters"].items())
         vary = "".join(f"; {k} per trajectory in [{lo:g}, {hi:g}]" for k, (lo, hi) in d.get("varying", {}).items())
-        lines.append(f"{name}\n    {p.summary}\n    PDE {d['pde']}: {d['formula']}\n    parameters {params}{vary}\n"
-                     f"    grid {d['grid']}; {d['scheme']}" + (f" dt {d['dt_internal']:g}" if d["dt_internal"] == d["dt_internal"] and d["dt_internal"] > 0 else "")
-                     + (f"; snapshots every {d['dt_snapshot']:g} x {d['n_snapshots']}" if d["n_snapshots"] > 1 else "; steady (one snapshot)")
-                     + (f" after {d['warmup']:g} of warm-up" if d.get("warmup") else "")
-                     + f"; {d['n_trajectories']} trajectories ({'/'.join(str(round(100 * f)) for f in p.splits)} train/valid/test)")
+        lines.append(
+            f"{name}\n    {p.summary}\n    PDE {d['pde']}: {d['formula']}\n    parameters {params}{vary}\n"
+            f"    grid {d['grid']}; {d['scheme']}"
+            + (f" dt {d['dt_internal']:g}" if d["dt_internal"] == d["dt_internal"] and d["dt_internal"] > 0 else "")
+            + (
+                f"; snapshots every {d['dt_snapshot']:g} x {d['n_snapshots']}"
+                if d["n_snapshots"] > 1
+                else "; steady (one snapshot)"
+            )
+            + (f" after {d['warmup']:g} of warm-up" if d.get("warmup") else "")
+            + (
+                f"; {d['n_trajectories']} trajectories "
+                f"({'/'.join(str(round(100 * f)) for f in p.splits)} train/valid/test)"
+            )
+        )
     return "\n".join(lines)
 
 
@@ -428,15 +485,18 @@ def main(args: argparse.Namespace) -> int:
         print("error: --out ROOT is required (the dataset root to write)", file=sys.stderr)
         return 2
     if args.preset not in PRESETS:
-        print(f"error: unknown preset {args.preset!r}; available: {', '.join(PRESETS)} (pdeforge generate --list)",
-              file=sys.stderr)
+        print(
+            f"error: unknown preset {args.preset!r}; available: {', '.join(PRESETS)} (pdeforge generate --list)",
+            file=sys.stderr,
+        )
         return 1
     preset = PRESETS[args.preset]
     kept: list[Path] = []
     try:
         shard = parse_shard(args.shard)
-        n, res, bs = check_options(preset, args.out, args.n_trajectories, args.resolution, args.batch_size, args.seed,
-                                   args.device)
+        n, res, bs = check_options(
+            preset, args.out, args.n_trajectories, args.resolution, args.batch_size, args.seed, args.device
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -449,14 +509,26 @@ def main(args: argparse.Namespace) -> int:
             return
         if state == "resuming":
             print(f"resuming {args.out}: same parameters as its {RECORD}; {len(files)} files already complete")
-        print(f"estimated output: {_size(size)} ({n} trajectories x {_size(size / n)} at resolution {res})"
-              + (f"; this shard writes about 1/{shard[1]} of it" if shard[1] > 1 else ""))
+        print(
+            f"estimated output: {_size(size)} ({n} trajectories x {_size(size / n)} at resolution {res})"
+            + (f"; this shard writes about 1/{shard[1]} of it" if shard[1] > 1 else "")
+        )
 
     device = str(resolve_device(args.device))
     try:
-        files = generate(preset, args.out, n_trajectories=n, resolution=res, seed=args.seed, device=device,
-                         batch_size=bs, shard=shard, progress=not args.no_progress, overwrite=args.overwrite,
-                         on_start=on_start)
+        files = generate(
+            preset,
+            args.out,
+            n_trajectories=n,
+            resolution=res,
+            seed=args.seed,
+            device=device,
+            batch_size=bs,
+            shard=shard,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            on_start=on_start,
+        )
     except (BlowUpError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,12 +1,11 @@
 """Shared pytest fixtures. Tests make their own small data; nothing is downloaded."""
 
-import torch
-
-torch.set_num_threads(1)  # tests use small tensors: one thread is fastest and fair on a shared 2-core machine
-
 from pathlib import Path
 
 import pytest
+import torch
+
+torch.set_num_threads(1)  # tests use small tensors: one thread is fastest and fair on a shared 2-core machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,10 +50,12 @@ def refused_devices(monkeypatch):
     device that is not here with the one-line ``"<where>: device '<device>': <why>"`` and that the path ``leaves``
     does not exist afterwards (nothing half-written)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    why = {"gpu": "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'",
-           "cuda": r"expected 'cpu' or 'auto': CUDA is not available here \(torch.cuda.is_available\(\) is False\)",
-           "cuda:0": "expected 'cpu' or 'auto': CUDA is not available",
-           "cuda:1": "expected 'cpu' or 'auto': CUDA is not available"}
+    why = {
+        "gpu": "expected one of 'cpu', 'cuda', 'cuda:N', 'auto'",
+        "cuda": r"expected 'cpu' or 'auto': CUDA is not available here \(torch.cuda.is_available\(\) is False\)",
+        "cuda:0": "expected 'cpu' or 'auto': CUDA is not available",
+        "cuda:1": "expected 'cpu' or 'auto': CUDA is not available",
+    }
 
     def check(where: str, attempt, leaves: Path) -> None:
         for device, reason in why.items():

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
 import pytest
-
 from pdeforge.datasets import FieldSpec, FormatError, Schema, TrajectoryDataset, TrajectoryWriter, validate
 
 
 def good_file(path: Path, n_t: int = 6, dt: float = 0.1) -> Path:
     x = np.linspace(0, 1, 16, endpoint=False)
-    schema = Schema("bad", coords={"x": x, "y": x}, time=dt * np.arange(n_t), fields=(FieldSpec("u"), FieldSpec("v", 1)))
+    schema = Schema(
+        "bad", coords={"x": x, "y": x}, time=dt * np.arange(n_t), fields=(FieldSpec("u"), FieldSpec("v", 1))
+    )
     rng = np.random.default_rng(0)
     with TrajectoryWriter(path, schema, 3) as w:
         w.write_channels(rng.standard_normal((3, n_t, 3, 16, 16)).astype(np.float32))
@@ -71,13 +72,19 @@ CASES = {
     "not HDF5": (not_hdf5, "not an HDF5 file"),
     "truncated": (truncated, "truncated"),
     "missing group": (edit(lambda f: f.__delitem__("t1_fields")), "missing group 't1_fields/'"),
-    "missing field_names": (edit(lambda f: f["t0_fields"].attrs.__delitem__("field_names")), "t0_fields has no attribute 'field_names'"),
+    "missing field_names": (
+        edit(lambda f: f["t0_fields"].attrs.__delitem__("field_names")),
+        "t0_fields has no attribute 'field_names'",
+    ),
     "listed field absent": (edit(lambda f: f["t0_fields"].__delitem__("u")), "'t0_fields/u' is missing"),
     "shape breaks the rule": (edit(wrong_shape), r"'t0_fields/u' has shape \(3, 6, 16, 8\), expected \(3, 6, 16, 16\)"),
     "wrong dtype": (edit(wrong_dtype), "'t0_fields/u' has dtype float64, expected float32"),
     "zero trajectories": (edit(lambda f: f.attrs.__setitem__("n_trajectories", 0)), "zero trajectories"),
     "missing root attribute": (edit(lambda f: f.attrs.__delitem__("grid_type")), "missing root attribute 'grid_type'"),
-    "bad boundary type": (edit(lambda f: f["boundary_conditions/x_periodic"].attrs.__setitem__("bc_type", "sticky")), "'sticky', expected one of"),
+    "bad boundary type": (
+        edit(lambda f: f["boundary_conditions/x_periodic"].attrs.__setitem__("bc_type", "sticky")),
+        "'sticky', expected one of",
+    ),
     "NaN values": (edit(with_nan), r"'t1_fields/v' contains non-finite values \(first at index \(1, 2, 3, 4, 0\)"),
     "Inf values": (edit(with_inf), r"'t0_fields/u' contains non-finite values \(first at index \(2, 5, 0, 0\)"),
     "uneven time axis": (edit(lambda f: f["dimensions/time"].__setitem__(3, 0.35)), "constant dt"),

@@ -64,7 +64,9 @@ def test_training_benchmark_compares_the_same_model_and_steps(training, tmp_path
     assert r["ratio"] == pytest.approx(r["ours"] / r["theirs"])
     assert all(0.0 <= f < 1.0 for f in r["cached_data_time_fraction"])
     # the memory windows are the same normalised numbers train.py reads
-    ds = training.TrajectoryDataset(tmp_path / "cached", n_steps_input=1, n_steps_output=1, split="train", normalization="zscore")
+    ds = training.TrajectoryDataset(
+        tmp_path / "cached", n_steps_input=1, n_steps_output=1, split="train", normalization="zscore"
+    )
     mem = training.memory_windows(tmp_path / "cached", "train")
     torch.testing.assert_close(mem[37]["y"], ds[37]["output_fields"][0], rtol=0, atol=0)
     assert abs(float(mem.x.mean())) < 0.2 and float(mem.x.std()) == pytest.approx(1.0, rel=0.2)
@@ -78,12 +80,13 @@ def foundation():
 def test_foundation_persistence_floor_is_the_relative_l1_of_u0(foundation, tmp_path):
     """u(x, t) = (1 + t) u0(x): predicting u(t) = u(0) has relative L1 error t / (1 + t) at every point."""
     import numpy as np
-
     from pdeforge.datasets import FieldSpec, Schema, TrajectoryWriter
 
     x = np.linspace(0, 1, 8, endpoint=False)
     t = 0.1 * np.arange(9)
-    schema = Schema("grow", coords={"x": x, "y": x}, time=t, fields=(FieldSpec("vorticity"),), boundary_conditions="periodic")
+    schema = Schema(
+        "grow", coords={"x": x, "y": x}, time=t, fields=(FieldSpec("vorticity"),), boundary_conditions="periodic"
+    )
     rng = np.random.default_rng(0)
     for split in ("train", "valid", "test"):
         with TrajectoryWriter(tmp_path / "data" / split / "fields.hdf5", schema, 3, resume=False) as w:
@@ -170,16 +173,31 @@ def test_pinn_budgets_scale_and_a_phase_switched_off_stays_off():
     config = {"optim": {"steps": 35000, "lr": 1e-3}, "lbfgs": {"iters": 0}}
     assert pinns._budget(config, 1.0) == ["--optim.steps", "35000", "--lbfgs.iters", "0"]  # no L-BFGS made up
     assert pinns._budget(config, 0.1) == ["--optim.steps", "3500", "--lbfgs.iters", "0"]
-    assert pinns._budget({"optim": {"steps": 5}, "lbfgs": {"iters": 3}}, 0.01) == ["--optim.steps", "1",
-                                                                                   "--lbfgs.iters", "1"]
+    assert pinns._budget({"optim": {"steps": 5}, "lbfgs": {"iters": 3}}, 0.01) == [
+        "--optim.steps",
+        "1",
+        "--lbfgs.iters",
+        "1",
+    ]
     assert config["optim"]["steps"] == 35000  # the config itself is not changed
 
 
 def test_pinn_benchmark_trains_a_shipped_config_through_the_skeleton(tmp_path):
     """The advection figure's runs at a tiny budget: both configs train, with finite errors, through train()."""
     pinns = _load("pinns")
-    plain = pinns._run("pinn_advection_lagrangian", 0.001, tmp_path / "lag", "--data.n_residual", "64",
-                       "--model.width", "8", "--eval.nx", "16", "--eval.nt", "5")
+    plain = pinns._run(
+        "pinn_advection_lagrangian",
+        0.001,
+        tmp_path / "lag",
+        "--data.n_residual",
+        "64",
+        "--model.width",
+        "8",
+        "--eval.nx",
+        "16",
+        "--eval.nt",
+        "5",
+    )
     assert plain["steps"] == 2 and plain["finish"]["lbfgs"]["iterations"] <= 2
     assert math.isfinite(plain["test"]["rel_l2"]) and (tmp_path / "lag" / "model.safetensors").is_file()
 
@@ -193,10 +211,12 @@ def test_tsm_combine_averages_the_seeds_per_trajectory(tmp_path, capsys):
     for seed, (li, hippo) in enumerate((([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]), ([3.0, 2.0, 1.0], [2.0, 4.0, 3.0]))):
         folder = tmp_path / f"s{seed}"
         folder.mkdir()
-        summary = {"protocol": {"data_fingerprint": "abc", "seed": seed},
-                   "li": {"duration_mean": sum(li) / 3, "per_trajectory": li},
-                   "tsm-hippo": {"duration_mean": sum(hippo) / 3, "per_trajectory": hippo},
-                   "tsm-hippo - li": {"mean": 0.0}}
+        summary = {
+            "protocol": {"data_fingerprint": "abc", "seed": seed},
+            "li": {"duration_mean": sum(li) / 3, "per_trajectory": li},
+            "tsm-hippo": {"duration_mean": sum(hippo) / 3, "per_trajectory": hippo},
+            "tsm-hippo - li": {"mean": 0.0},
+        }
         (folder / "summary.json").write_text(json.dumps(summary))
         runs.append(str(folder))
     tsm.combine(runs)
@@ -237,10 +257,17 @@ def test_tsm_summaries_of_one_model_per_call_are_merged(tmp_path, capsys):
     def scored(name, per):
         return {"duration_mean": sum(per) / len(per), "per_trajectory": per}
 
-    tsm.merge_summary(path, {"protocol": protocol, "coarse": scored("coarse", [1.0, 1.0]),
-                             "li": scored("li", [2.0, 3.0])})
-    merged = tsm.merge_summary(path, {"protocol": dict(protocol), "coarse": scored("coarse", [1.0, 1.0]),
-                                      "tsm-hippo": scored("tsm-hippo", [3.0, 3.5])})
+    tsm.merge_summary(
+        path, {"protocol": protocol, "coarse": scored("coarse", [1.0, 1.0]), "li": scored("li", [2.0, 3.0])}
+    )
+    merged = tsm.merge_summary(
+        path,
+        {
+            "protocol": dict(protocol),
+            "coarse": scored("coarse", [1.0, 1.0]),
+            "tsm-hippo": scored("tsm-hippo", [3.0, 3.5]),
+        },
+    )
     out = capsys.readouterr().out
     assert "kept from the earlier calls'" in out and "li 2.50" in out
     on_disk = json.loads(path.read_text())

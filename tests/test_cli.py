@@ -17,8 +17,20 @@ CLI = [sys.executable, "-m", "pdeforge.cli"]
 
 
 def test_plot_1d_2d_and_gif(tmp_path: Path) -> None:
-    generate(with_overrides(PRESETS["burgers_1d"], n_snapshots=6), tmp_path / "b", n_trajectories=3, resolution=32, progress=False)
-    generate(with_overrides(PRESETS["gray_scott_2d"], n_snapshots=4), tmp_path / "g", n_trajectories=3, resolution=16, progress=False)
+    generate(
+        with_overrides(PRESETS["burgers_1d"], n_snapshots=6),
+        tmp_path / "b",
+        n_trajectories=3,
+        resolution=32,
+        progress=False,
+    )
+    generate(
+        with_overrides(PRESETS["gray_scott_2d"], n_snapshots=4),
+        tmp_path / "g",
+        n_trajectories=3,
+        resolution=16,
+        progress=False,
+    )
     f1 = next((tmp_path / "b" / "data" / "train").glob("*.hdf5"))
     f2 = next((tmp_path / "g" / "data" / "train").glob("*.hdf5"))
     for src, out in ((f1, tmp_path / "b.png"), (f2, tmp_path / "g.png"), (f2, tmp_path / "g.gif")):
@@ -41,8 +53,9 @@ def test_plot_a_dataset_root_or_folder_by_split(tmp_path: Path, capsys) -> None:
     from pdeforge.cli import main
 
     root = tmp_path / "b"
-    generate(with_overrides(PRESETS["burgers_1d"], n_snapshots=4), root, n_trajectories=20, resolution=32,
-             progress=False)
+    generate(
+        with_overrides(PRESETS["burgers_1d"], n_snapshots=4), root, n_trajectories=20, resolution=32, progress=False
+    )
     n_train = len(TrajectoryDataset(root, split="train", full_trajectory=True))
     assert main(["plot", str(root)]) == 0
     assert (root / "test_traj0.png").is_file() and capsys.readouterr().out == f"wrote {root / 'test_traj0.png'}\n"
@@ -61,8 +74,13 @@ def test_bad_input_to_plot_and_evaluate_is_one_line(tmp_path: Path, capsys, monk
     from pdeforge.datasets import FormatError
 
     monkeypatch.delenv("PDEFORGE_TRACEBACK", raising=False)
-    generate(with_overrides(PRESETS["burgers_1d"], n_snapshots=4), tmp_path / "b", n_trajectories=3, resolution=32,
-             progress=False)
+    generate(
+        with_overrides(PRESETS["burgers_1d"], n_snapshots=4),
+        tmp_path / "b",
+        n_trajectories=3,
+        resolution=32,
+        progress=False,
+    )
     good = next((tmp_path / "b" / "data" / "train").glob("*.hdf5"))
     junk = tmp_path / "junk.hdf5"
     junk.write_text("not hdf5")
@@ -92,11 +110,18 @@ def test_convert_pdebench_cli(tmp_path: Path) -> None:
         f["x-coordinate"] = (np.arange(16) + 0.5) / 16
         f["t-coordinate"] = 0.1 * np.arange(6)
     out = tmp_path / "root"
-    r = subprocess.run(CLI + ["convert", "pdebench", str(src), str(out), "--no-progress"], capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        CLI + ["convert", "pdebench", str(src), str(out), "--no-progress"], capture_output=True, text=True, timeout=180
+    )
     assert r.returncode == 0, r.stderr
     n = sum(len(TrajectoryDataset(out, split=s, full_trajectory=True)) for s in ("train", "valid", "test"))
     assert n == 10
-    r = subprocess.run(CLI + ["convert", "pdebench", str(tmp_path / "missing.h5"), str(out)], capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        CLI + ["convert", "pdebench", str(tmp_path / "missing.h5"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 1 and "missing.h5" in r.stderr
 
 

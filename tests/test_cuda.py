@@ -41,9 +41,18 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.cpu() - b.cpu()).abs().max() / b.cpu().abs().max().clamp_min(1e-300))
 
 
-@pytest.mark.parametrize("ic", [RandomFourierSeries(max_wavenumber=5), GaussianRandomField(exponent=3.0),
-                                DiffusedNoise(), RandomDiscontinuities(), GaussianBlobs(width=0.1),
-                                LogNormalVorticity(peak_wavenumber=3.0)], ids=lambda ic: type(ic).__name__)
+@pytest.mark.parametrize(
+    "ic",
+    [
+        RandomFourierSeries(max_wavenumber=5),
+        GaussianRandomField(exponent=3.0),
+        DiffusedNoise(),
+        RandomDiscontinuities(),
+        GaussianBlobs(width=0.1),
+        LogNormalVorticity(peak_wavenumber=3.0),
+    ],
+    ids=lambda ic: type(ic).__name__,
+)
 def test_initial_conditions_are_identical_on_cpu_and_cuda(ic) -> None:
     grid = Grid((32, 32))
     on_cpu = ic(grid, 3, torch.Generator().manual_seed(7))
@@ -64,9 +73,11 @@ def test_etdrk4_rollout_on_cuda_matches_cpu(cfg) -> None:
     assert _relative(on_cpu[:, -1], on_cpu[:, 0]) > 1e-6  # the state moved
 
 
-@pytest.mark.parametrize("cfg", [c for c in EQUATIONS if c.equation.name in ("kuramoto_sivashinsky", "navier_stokes_2d",
-                                                                            "gray_scott")],
-                         ids=lambda c: c.equation.name)
+@pytest.mark.parametrize(
+    "cfg",
+    [c for c in EQUATIONS if c.equation.name in ("kuramoto_sivashinsky", "navier_stokes_2d", "gray_scott")],
+    ids=lambda c: c.equation.name,
+)
 @pytest.mark.parametrize("save_every", [1, 3])
 def test_rollout_replayed_as_a_cuda_graph_equals_the_eager_steps(cfg, save_every: int) -> None:
     """The graph records the eager step's kernels: the same bytes, for the lean one-flux step (KS), the generic one
@@ -143,17 +154,41 @@ def test_train_on_cuda_reaches_the_cpu_figure(tmp_path: Path, model: str) -> Non
     from pdeforge import train
 
     data = tmp_path / "data"
-    generate(with_overrides(PRESETS["burgers_1d"], n_snapshots=9), data, n_trajectories=20, resolution=32,
-             progress=False)
-    args = {"fno": {"n_modes": 8, "hidden_channels": 16, "n_layers": 2},
-            "unet": {"init_features": 8, "n_stages": 2}}[model]
+    generate(
+        with_overrides(PRESETS["burgers_1d"], n_snapshots=9), data, n_trajectories=20, resolution=32, progress=False
+    )
+    args = {"fno": {"n_modes": 8, "hidden_channels": 16, "n_layers": 2}, "unet": {"init_features": 8, "n_stages": 2}}[
+        model
+    ]
     figures = []
     for i, device in enumerate(("cpu", CUDA)):
         run = tmp_path / f"run{i}"
-        out = train.main(["--data.root", str(data), "--model.name", model, "--model.args", json.dumps(args),
-                          "--optim.epochs", "5", "--optim.batch_size", "4", "--task.kind", "next_step",
-                          "--task.dt_stride", "1", "--run.seed", "0", "--run.device", device, "--run.progress", "false",
-                          "--run.run_dir", str(run)])
+        out = train.main(
+            [
+                "--data.root",
+                str(data),
+                "--model.name",
+                model,
+                "--model.args",
+                json.dumps(args),
+                "--optim.epochs",
+                "5",
+                "--optim.batch_size",
+                "4",
+                "--task.kind",
+                "next_step",
+                "--task.dt_stride",
+                "1",
+                "--run.seed",
+                "0",
+                "--run.device",
+                device,
+                "--run.progress",
+                "false",
+                "--run.run_dir",
+                str(run),
+            ]
+        )
         figures.append(out["test"]["rel_l2"])
         assert (run / "model.safetensors").is_file()
     assert math.isfinite(figures[1]) and 0 < figures[1] < 1

@@ -4,10 +4,9 @@ import math
 
 import pytest
 import torch
-
 from pdeforge.solvers.darcy import (
-    NeumannGaussianRandomField,
     LogNormalCoefficient,
+    NeumannGaussianRandomField,
     ThresholdCoefficient,
     darcy_samples,
     solve_darcy,
@@ -77,10 +76,12 @@ def test_direct_and_cg_agree_and_residual():
     hm = lambda p, q: 2 * p * q / (p + q)  # noqa: E731
     uu = direct[:, 0]
     c = uu[:, 1:-1, 1:-1]
-    flux = (hm(ar[:, 1:-1, 1:-1], ar[:, 1:-1, :-2]) * (c - uu[:, 1:-1, :-2])
-            + hm(ar[:, 1:-1, 1:-1], ar[:, 1:-1, 2:]) * (c - uu[:, 1:-1, 2:])
-            + hm(ar[:, 1:-1, 1:-1], ar[:, :-2, 1:-1]) * (c - uu[:, :-2, 1:-1])
-            + hm(ar[:, 1:-1, 1:-1], ar[:, 2:, 1:-1]) * (c - uu[:, 2:, 1:-1])) / h**2
+    flux = (
+        hm(ar[:, 1:-1, 1:-1], ar[:, 1:-1, :-2]) * (c - uu[:, 1:-1, :-2])
+        + hm(ar[:, 1:-1, 1:-1], ar[:, 1:-1, 2:]) * (c - uu[:, 1:-1, 2:])
+        + hm(ar[:, 1:-1, 1:-1], ar[:, :-2, 1:-1]) * (c - uu[:, :-2, 1:-1])
+        + hm(ar[:, 1:-1, 1:-1], ar[:, 2:, 1:-1]) * (c - uu[:, 2:, 1:-1])
+    ) / h**2
     assert torch.allclose(flux, torch.ones_like(flux), atol=1e-9)
 
 

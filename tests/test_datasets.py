@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from pdeforge.datasets import (
     FieldSpec,
     FormatError,
@@ -126,16 +125,27 @@ def test_window_content_against_source_numbers(tmp_path: Path) -> None:
 
 def _schema(n_x: int = 16, n_t: int = 7, constant: bool = False) -> Schema:
     x = np.linspace(0, 2 * np.pi, n_x, endpoint=False)
-    fields = (FieldSpec("u"), FieldSpec("velocity", order=1)) + ((FieldSpec("a", time_varying=False),) if constant else ())
-    return Schema("roundtrip", coords={"x": x, "y": x[: n_x // 2]}, time=0.1 * np.arange(n_t), fields=fields,
-                  scalars=("nu",), parameters={"forcing": 2.0})
+    fields = (FieldSpec("u"), FieldSpec("velocity", order=1)) + (
+        (FieldSpec("a", time_varying=False),) if constant else ()
+    )
+    return Schema(
+        "roundtrip",
+        coords={"x": x, "y": x[: n_x // 2]},
+        time=0.1 * np.arange(n_t),
+        fields=fields,
+        scalars=("nu",),
+        parameters={"forcing": 2.0},
+    )
 
 
 def _batch(k: int, b: int, schema: Schema) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1000 + k)
     n_t, (nx, ny) = len(schema.time), schema.resolution
-    return (rng.standard_normal((b, n_t, 3, nx, ny)).astype(np.float32),
-            rng.standard_normal((b, 1, nx, ny)).astype(np.float32), rng.uniform(size=b))
+    return (
+        rng.standard_normal((b, n_t, 3, nx, ny)).astype(np.float32),
+        rng.standard_normal((b, 1, nx, ny)).astype(np.float32),
+        rng.uniform(size=b),
+    )
 
 
 def test_writer_round_trip_exact_and_well_loads_it(tmp_path: Path) -> None:
@@ -144,7 +154,9 @@ def test_writer_round_trip_exact_and_well_loads_it(tmp_path: Path) -> None:
     schema = _schema(constant=True)
     path = tmp_path / "f" / "rt.hdf5"
     us, cs, nus = [], [], []
-    with TrajectoryWriter(path, schema, n_trajectories=5, provenance={"equation": "Test", "equation_params": {"nu": 1}, "seed": 3}) as w:
+    with TrajectoryWriter(
+        path, schema, n_trajectories=5, provenance={"equation": "Test", "equation_params": {"nu": 1}, "seed": 3}
+    ) as w:
         for k, b in enumerate((2, 3)):
             u, c, nu = _batch(k, b, schema)
             w.write_channels(u, constant=c, scalars={"nu": nu})
@@ -164,8 +176,12 @@ def test_writer_round_trip_exact_and_well_loads_it(tmp_path: Path) -> None:
     ours = TrajectoryDataset(path.parent)
     assert len(well) == len(ours)
     for i in (0, 4, len(ours) - 1):
-        torch.testing.assert_close(ours[i]["output_fields"], well[i]["output_fields"].permute(0, 3, 1, 2), rtol=0, atol=0)
-        torch.testing.assert_close(ours[i]["constant_fields"], well[i]["constant_fields"].permute(2, 0, 1), rtol=0, atol=0)
+        torch.testing.assert_close(
+            ours[i]["output_fields"], well[i]["output_fields"].permute(0, 3, 1, 2), rtol=0, atol=0
+        )
+        torch.testing.assert_close(
+            ours[i]["constant_fields"], well[i]["constant_fields"].permute(2, 0, 1), rtol=0, atol=0
+        )
 
     xr_ds = to_xarray(path)
     np.testing.assert_array_equal(xr_ds["u"].values, u[:, :, 0])
@@ -215,6 +231,7 @@ def test_exception_mid_write_leaves_nothing_valid_and_resume_equals_uninterrupte
 
 def assert_same_file(a: Path, b: Path) -> None:
     with h5py.File(a) as fa, h5py.File(b) as fb:
+
         def items(f):
             out = {}
             f.visititems(lambda k, v: out.__setitem__(k, v[()] if isinstance(v, h5py.Dataset) else None))
@@ -236,7 +253,8 @@ CHILD = textwrap.dedent(
     path, n_batches = sys.argv[1], int(sys.argv[2])
     x = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     schema = Schema("roundtrip", coords={"x": x, "y": x[:8]}, time=0.1 * np.arange(7),
-                    fields=(FieldSpec("u"), FieldSpec("velocity", order=1)), scalars=("nu",), parameters={"forcing": 2.0})
+                    fields=(FieldSpec("u"), FieldSpec("velocity", order=1)), scalars=("nu",),
+                    parameters={"forcing": 2.0})
     w = TrajectoryWriter(path, schema, 6)
     for k in range(w.n_written // 2, 3):
         rng = np.random.default_rng(1000 + k)
@@ -288,7 +306,12 @@ def test_dataloader_workers_return_same_windows(tmp_path: Path) -> None:
 
 def make_root(root: Path) -> dict:
     """Train ~ N(1, 2^2), valid/test shifted far away: stats must come from train only."""
-    schema = Schema("norm", coords={"x": np.arange(32) / 32}, time=np.arange(5) * 0.5, fields=(FieldSpec("u"), FieldSpec("v", order=1)))
+    schema = Schema(
+        "norm",
+        coords={"x": np.arange(32) / 32},
+        time=np.arange(5) * 0.5,
+        fields=(FieldSpec("u"), FieldSpec("v", order=1)),
+    )
     raw = {}
     for i, (split, shift) in enumerate((("train", 0.0), ("valid", 10.0), ("test", -7.0))):
         rng = np.random.default_rng(i)
@@ -323,7 +346,9 @@ def test_normalisation_fitted_on_train_only_and_applied_to_every_split(tmp_path:
     assert float(ds[0]["input_fields"][:, 0].mean()) > 3.0  # valid is shifted: not re-centred on its own stats
     rms = TrajectoryDataset(tmp_path, split="test", normalization="rms")
     traj, start = rms.window(0)
-    np.testing.assert_allclose(rms[0]["input_fields"][0, 0].numpy(), raw["test"][traj, start, 0] / stats["rms"]["u"], rtol=1e-5)
+    np.testing.assert_allclose(
+        rms[0]["input_fields"][0, 0].numpy(), raw["test"][traj, start, 0] / stats["rms"]["u"], rtol=1e-5
+    )
 
 
 def test_stats_from_folder_without_root_and_missing_stats_error(tmp_path: Path) -> None:

@@ -11,9 +11,8 @@ import pkgutil
 import re
 from pathlib import Path
 
-import yaml
-
 import pdeforge
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,12 +26,16 @@ def _hooks():
 
 def _public_packages() -> set[str]:
     """Every public subpackage, and every public top-level module that declares ``__all__``."""
-    names = {m.name.removeprefix("pdeforge.") for m in pkgutil.walk_packages(pdeforge.__path__, "pdeforge.")
-             if m.ispkg and not any(part.startswith("_") for part in m.name.split("."))}
+    names = {
+        m.name.removeprefix("pdeforge.")
+        for m in pkgutil.walk_packages(pdeforge.__path__, "pdeforge.")
+        if m.ispkg and not any(part.startswith("_") for part in m.name.split("."))
+    }
     for path in REPO.glob("*.py"):
         tree = ast.parse(path.read_text())
-        if not path.stem.startswith("_") and any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__"
-                                                 for t in n.targets) for n in tree.body):
+        if not path.stem.startswith("_") and any(
+            isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in n.targets) for n in tree.body
+        ):
             names.add(path.stem)
     return names
 

@@ -4,8 +4,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
 from pdeforge.solvers import KolmogorovForcing
 from pdeforge.solvers.fv import (
     FORWARD_EULER,
@@ -15,24 +13,25 @@ from pdeforge.solvers.fv import (
     FaceValues,
     FlowParameters,
     KolmogorovFVPreset,
-    TaylorGreenFVPreset,
     LinearInterpolation,
     StaggeredGrid,
     StaggeredNavierStokes2D,
+    TaylorGreenFVPreset,
     VanLeerInterpolation,
     divergence,
     downsample_staggered,
-    kolmogorov_fv_trajectories,
-    taylor_green_fv_trajectories,
     energy_spectrum,
+    kolmogorov_fv_trajectories,
     linear_advected,
     linear_advecting_velocity,
     random_divergence_free_velocity,
     stable_time_step,
     stencil_patches,
+    taylor_green_fv_trajectories,
     taylor_green_velocity,
     vorticity,
 )
+from torch import nn
 
 F64 = torch.float64
 
@@ -53,6 +52,7 @@ def test_projection_is_exact_to_round_off():
     tg = taylor_green_velocity(grid)
     assert torch.allclose(solver.project(tg), tg, atol=1e-13)
     from pdeforge.solvers._fv_ops import gradient
+
     phi = torch.randn(2, 32, 32, generator=torch.Generator().manual_seed(1), dtype=F64)
     assert solver.project(gradient(phi, grid.h)).abs().max() <= 1e-11
 
@@ -137,8 +137,15 @@ class BlendInterpolation(AbstractInterpolation):
         corr = []
         for j in range(2):
             q = velocity[:, j]
-            corr.append(torch.stack([(-torch.roll(q, 1, ax) + q + torch.roll(q, -1, ax) - torch.roll(q, -2, ax)) / 16
-                                     for ax in (-2, -1)], dim=1))
+            corr.append(
+                torch.stack(
+                    [
+                        (-torch.roll(q, 1, ax) + q + torch.roll(q, -1, ax) - torch.roll(q, -2, ax)) / 16
+                        for ax in (-2, -1)
+                    ],
+                    dim=1,
+                )
+            )
         advected = linear_advected(velocity) + self.theta * torch.stack(corr, dim=1)
         return FaceValues(advected, linear_advecting_velocity(velocity))
 
@@ -241,8 +248,11 @@ def _streamfunction_ic(batch, seed):
         out = torch.zeros(batch, *x.shape, dtype=F64)
         for k, (mx, my) in enumerate(modes):
             c, arg = amp[:, k, None, None] / (mx * mx + my * my), mx * x + my * y + phase[:, k, None, None]
-            out += {"u": -c * my * torch.sin(arg), "v": c * mx * torch.sin(arg),
-                    "w": c * (mx * mx + my * my) * torch.cos(arg)}[kind]
+            out += {
+                "u": -c * my * torch.sin(arg),
+                "v": c * mx * torch.sin(arg),
+                "w": c * (mx * mx + my * my) * torch.cos(arg),
+            }[kind]
         return out
 
     return evaluate
@@ -294,8 +304,7 @@ def test_kolmogorov_agrees_with_spectral_navier_stokes():
 
 def test_kolmogorov_preset_small():
     """The preset path end to end on a small configuration: shapes, coarse divergence, spun-up forced flow."""
-    preset = KolmogorovFVPreset(dns_resolution=32, reynolds=100.0, warmup_time=2.0, frame_interval=0.25,
-                                n_frames=4)
+    preset = KolmogorovFVPreset(dns_resolution=32, reynolds=100.0, warmup_time=2.0, frame_interval=0.25, n_frames=4)
     traj = kolmogorov_fv_trajectories(2, 16, preset, torch.Generator().manual_seed(0), dtype=F64)
     assert traj.shape == (2, 4, 2, 16, 16) and traj.dtype == F64
     coarse = StaggeredGrid(16)
@@ -312,11 +321,13 @@ def test_kolmogorov_preset_small():
 def test_kolmogorov_batches_are_independent_solves():
     """``batch_size`` solves the initial velocities in batches with their own CFL steps; ``trajectories`` (whole
     batches) returns exactly that slice of the full result, so processes can share the work."""
-    preset = KolmogorovFVPreset(dns_resolution=16, reynolds=100.0, warmup_time=0.5, frame_interval=0.25, n_frames=3,
-                                initial_max_velocity=3.0)  # fast enough for the CFL step to bind
+    preset = KolmogorovFVPreset(
+        dns_resolution=16, reynolds=100.0, warmup_time=0.5, frame_interval=0.25, n_frames=3, initial_max_velocity=3.0
+    )  # fast enough for the CFL step to bind
     full = kolmogorov_fv_trajectories(5, 8, preset, torch.Generator().manual_seed(0), dtype=F64, batch_size=2)
-    part = kolmogorov_fv_trajectories(5, 8, preset, torch.Generator().manual_seed(0), dtype=F64, batch_size=2,
-                                      trajectories=range(2, 5))
+    part = kolmogorov_fv_trajectories(
+        5, 8, preset, torch.Generator().manual_seed(0), dtype=F64, batch_size=2, trajectories=range(2, 5)
+    )
     assert full.shape == (5, 3, 2, 8, 8) and torch.equal(part, full[2:])
     one = kolmogorov_fv_trajectories(5, 8, preset, torch.Generator().manual_seed(0), dtype=F64)
     assert (full - one).abs().max() > 1e-5  # a batch's time steps follow its own fastest flow ...

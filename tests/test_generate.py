@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from pdeforge.datasets import TrajectoryDataset, validate
 from pdeforge.solvers.generate import PRESETS, BlowUpError, generate, split_ranges, with_overrides
 
@@ -70,7 +69,7 @@ def test_every_preset_writes_a_valid_dataset(tmp_path: Path, name: str) -> None:
     ds = TrajectoryDataset(tmp_path, split="train", n_steps_input=n_in, n_steps_output=1, normalization="zscore")
     s = ds[0]
     assert torch.isfinite(s["output_fields"]).all()
-    assert s["output_fields"].shape[-ds.metadata.n_spatial_dims:] == (res,) * ds.metadata.n_spatial_dims
+    assert s["output_fields"].shape[-ds.metadata.n_spatial_dims :] == (res,) * ds.metadata.n_spatial_dims
     assert float(s["output_fields"].std()) > 1e-3  # not a constant field
     assert set(stats["mean"]) >= {n.split("_")[0] if n.startswith("velocity") else n for n in ds.metadata.field_names}
     if name == "darcy_2d":
@@ -134,7 +133,14 @@ CHILD = textwrap.dedent(
 
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path: Path) -> None:
     ref = tmp_path / "ref"
-    generate(with_overrides(PRESETS["burgers_1d"], n_snapshots=4), ref, n_trajectories=10, resolution=32, batch_size=2, progress=False)
+    generate(
+        with_overrides(PRESETS["burgers_1d"], n_snapshots=4),
+        ref,
+        n_trajectories=10,
+        resolution=32,
+        batch_size=2,
+        progress=False,
+    )
     root = tmp_path / "killed"
     r = subprocess.run([sys.executable, "-c", CHILD, str(root), "2"], capture_output=True, text=True, timeout=300)
     assert r.returncode == -9, r.stderr[-2000:]
@@ -153,7 +159,13 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path: Path) -> None:
 
 def test_absurd_dt_gives_clear_blow_up_error_and_no_file(tmp_path: Path) -> None:
     p = with_overrides(PRESETS["ks_1d"], dt=5.0, save_every=1, n_snapshots=30, warmup=0.0)
-    with pytest.raises(BlowUpError, match=r"preset 'ks_1d': trajectory \d+ \(parameters .*\) blew up: non-finite values at snapshot \d+ .*smaller internal dt"):
+    with pytest.raises(
+        BlowUpError,
+        match=(
+            r"preset 'ks_1d': trajectory \d+ \(parameters .*\) blew up: "
+            r"non-finite values at snapshot \d+ .*smaller internal dt"
+        ),
+    ):
         generate(p, tmp_path, n_trajectories=4, resolution=64, batch_size=2, progress=False)
     assert not list(tmp_path.rglob("*.hdf5")) and not list(tmp_path.rglob("*.partial"))
 
@@ -162,15 +174,44 @@ def test_cli_list_generate_inspect(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "pdeforge.cli"]
     out = subprocess.run(cli + ["generate", "--list"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    for name in ("burgers_1d", "advection_1d", "kdv_1d", "ks_1d", "allen_cahn_1d", "heat_2d", "navier_stokes_2d",
-                 "kolmogorov_2d", "gray_scott_2d", "burgers_nu_1d", "darcy_2d", "kolmogorov_fv_2d"):
+    for name in (
+        "burgers_1d",
+        "advection_1d",
+        "kdv_1d",
+        "ks_1d",
+        "allen_cahn_1d",
+        "heat_2d",
+        "navier_stokes_2d",
+        "kolmogorov_2d",
+        "gray_scott_2d",
+        "burgers_nu_1d",
+        "darcy_2d",
+        "kolmogorov_fv_2d",
+    ):
         assert f"\n{name}\n" in "\n" + out.stdout
-    out = subprocess.run(cli + ["generate", "heat_2d", "--out", str(tmp_path), "--n-trajectories", "3", "--resolution", "16", "--no-progress"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        cli
+        + [
+            "generate",
+            "heat_2d",
+            "--out",
+            str(tmp_path),
+            "--n-trajectories",
+            "3",
+            "--resolution",
+            "16",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     info = subprocess.run(cli + ["inspect", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert info.returncode == 0 and "heat_2d" in info.stdout and "(1, 21, 16, 16)" in info.stdout
-    bad = subprocess.run(cli + ["generate", "nope", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        cli + ["generate", "nope", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1 and "unknown preset 'nope'" in bad.stderr
     (tmp_path / "junk.hdf5").write_text("hello")
     bad = subprocess.run(cli + ["inspect", str(tmp_path / "junk.hdf5")], capture_output=True, text=True, timeout=120)

@@ -19,7 +19,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from pdeforge.cli import main as cli
 from pdeforge.datasets import FormatError, TrajectoryDataset, check_disjoint_splits, validate
 from pdeforge.solvers.generate import PRESETS, ExistingRootError, generate, split_ranges, with_overrides
@@ -32,8 +31,11 @@ CLI_SMALL = ["--n-trajectories", "4", "--resolution", "32", "--no-progress"]
 
 def checksums(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root``, by relative path (a new, lost or changed file changes the mapping)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +52,19 @@ def copy_of(made: Path, tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("change, named", [
-    (dict(resolution=64), "made with resolution 32; asked resolution 64"),
-    (dict(seed=1), "made with seed 0; asked seed 1"),
-    (dict(n_trajectories=6), "made with n_trajectories 4; asked n_trajectories 6"),
-    (dict(preset=with_overrides(PRESET, n_snapshots=5)), "made with n_snapshots 4; asked n_snapshots 5"),
-    (dict(preset=with_overrides(PRESETS["ks_1d"], n_snapshots=4)), "made with preset burgers_1d; asked preset ks_1d"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (dict(resolution=64), "made with resolution 32; asked resolution 64"),
+        (dict(seed=1), "made with seed 0; asked seed 1"),
+        (dict(n_trajectories=6), "made with n_trajectories 4; asked n_trajectories 6"),
+        (dict(preset=with_overrides(PRESET, n_snapshots=5)), "made with n_snapshots 4; asked n_snapshots 5"),
+        (
+            dict(preset=with_overrides(PRESETS["ks_1d"], n_snapshots=4)),
+            "made with preset burgers_1d; asked preset ks_1d",
+        ),
+    ],
+)
 def test_other_parameters_are_refused_and_nothing_changes(made: Path, tmp_path: Path, change: dict, named: str) -> None:
     root = copy_of(made, tmp_path)
     before = checksums(root)
@@ -72,8 +80,22 @@ def test_other_parameters_are_refused_and_nothing_changes(made: Path, tmp_path: 
 def test_cli_refusal_is_one_line_and_writes_nothing(made: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = copy_of(made, tmp_path)
     before = checksums(root)
-    assert cli(["generate", "burgers_1d", "--out", str(root), "--n-trajectories", "6", "--resolution", "32",
-                "--no-progress"]) == 1
+    assert (
+        cli(
+            [
+                "generate",
+                "burgers_1d",
+                "--out",
+                str(root),
+                "--n-trajectories",
+                "6",
+                "--resolution",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {root}: made with ") and "n_trajectories 4" in err, err
     assert "asked " in err and "n_trajectories 6" in err and "use another --out, or --overwrite" in err, err

@@ -1,7 +1,8 @@
 """Experiment trackers (``run.loggers``) on the toy family, read back through each backend's own reader: the config,
 train loss / lr / gradient norm / throughput per logged step, the selection metric per validation, the final
 valid/test scalars and the plots; a crashed and resumed run continues the same tracker run; under DDP only rank 0
-logs; a missing backend is one line before any work. No network: wandb offline, MLflow's file store in the run folder."""
+logs; a missing backend is one line before any work. No network: wandb offline, MLflow's file store in the run
+folder."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from pdeforge.training import scalars
 
 HERE = Path(__file__).resolve().parent
@@ -103,9 +103,26 @@ def test_under_ddp_only_rank_0_logs_and_throughput_counts_every_process(tmp_path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(HERE / "toy_family.py"), str(run), "--optim.epochs", "2", "--run.loggers", "[tensorboard]"],
-                       capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(HERE / "toy_family.py"),
+            str(run),
+            "--optim.epochs",
+            "2",
+            "--run.loggers",
+            "[tensorboard]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1  # rank 1 opened no writer
     events = EventAccumulator(str(run / "tensorboard"))
@@ -151,10 +168,10 @@ def wandb_records(path: Path):
         if room < 7:  # a block's tail too short for a record header is padding
             pos += room
             continue
-        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
         if pos + 7 + length > len(data):  # the tail is still being written
             return
-        parts += data[pos + 7:pos + 7 + length]
+        parts += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
@@ -203,8 +220,13 @@ def test_wandb_logs_everything_offline_and_a_resume_keeps_the_run_id(tmp_path, m
     config = dict(configs)
     assert config["family"] == "toy" and config["optim"]["eval_every"] == 4
     [((name, step, folder), image)] = images.items()
-    assert (name, step, image["_type"], image["width"], image["height"]) == ("loss", metrics["steps"], "image-file",
-                                                                             12, 8)
+    assert (name, step, image["_type"], image["width"], image["height"]) == (
+        "loss",
+        metrics["steps"],
+        "image-file",
+        12,
+        8,
+    )
     assert (folder / "files" / image["path"]).is_file()
 
 
@@ -221,15 +243,18 @@ def test_a_missing_backend_is_one_line_naming_the_extra_before_any_work(tmp_path
     monkeypatch.setattr(toy.ToyFamily, "prepare", no_work)
     with pytest.raises(ValueError) as caught:
         toy.train(str(tmp_path / "r"), "--run.loggers", f"[{name}]")
-    assert str(caught.value) == (f"config: run.loggers: {name!r} needs the {module} package, not installed: "
-                                 f'pip install -e ".[{name}]"')
-    with pytest.raises(ValueError, match=r"^config: run.loggers: 'neptune': expected a list of mlflow, tensorboard, "
-                                         r"wandb$"):
+    assert str(caught.value) == (
+        f'config: run.loggers: {name!r} needs the {module} package, not installed: pip install -e ".[{name}]"'
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^config: run.loggers: 'neptune': expected a list of mlflow, tensorboard, "
+        r"wandb$",
+    ):
         toy.train(str(tmp_path / "r"), "--run.loggers", "[neptune]")
     assert not (tmp_path / "r").exists()
 
 
 def test_scalars_flatten_metrics_and_leave_out_what_is_not_a_number():
-    metrics = {"test": {"rel_l2": 0.5, "n": 3, "curve": [0.1, 0.2], "name": "x", "ok": True,
-                        "per_field": {"u": 0.25}}}
+    metrics = {"test": {"rel_l2": 0.5, "n": 3, "curve": [0.1, 0.2], "name": "x", "ok": True, "per_field": {"u": 0.25}}}
     assert scalars(metrics) == {"test/rel_l2": 0.5, "test/n": 3.0, "test/per_field/u": 0.25}

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-
 from pdeforge import metrics as M
 
 

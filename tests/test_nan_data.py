@@ -10,7 +10,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from pdeforge import plots
 from pdeforge.cli import main as cli
 from pdeforge.datasets import FormatError, TrajectoryDataset
@@ -23,13 +22,19 @@ N_SNAPSHOTS, RESOLUTION = 5, 16
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data") / "burgers"
-    generate(with_overrides(PRESETS["burgers_1d"], n_snapshots=N_SNAPSHOTS), root, n_trajectories=6,
-             resolution=RESOLUTION, progress=False)
+    generate(
+        with_overrides(PRESETS["burgers_1d"], n_snapshots=N_SNAPSHOTS),
+        root,
+        n_trajectories=6,
+        resolution=RESOLUTION,
+        progress=False,
+    )
     return root
 
 
-def poisoned(clean: Path, tmp_path: Path, split: str, trajectory: int, time: int, point: int,
-             value: float = np.nan) -> tuple[Path, Path]:
+def poisoned(
+    clean: Path, tmp_path: Path, split: str, trajectory: int, time: int, point: int, value: float = np.nan
+) -> tuple[Path, Path]:
     """A copy of ``clean`` with one ``value`` in ``split``'s file; returns (root, that file)."""
     root = tmp_path / "poisoned"
     shutil.copytree(clean, root)
@@ -46,8 +51,10 @@ def test_the_first_nonfinite_value_read_is_named(clean: Path, tmp_path: Path) ->
     ds.read(1, [0, 1, 2])  # the same trajectory, other times
     with pytest.raises(FormatError) as e:
         ds.read(1, [2, 3])
-    assert str(e.value) == (f"{path}: field 'u' is inf at trajectory 1, time index 3, point (7,): the data hold "
-                            f"non-finite values (pdeforge inspect {path} scans the whole file)")
+    assert str(e.value) == (
+        f"{path}: field 'u' is inf at trajectory 1, time index 3, point (7,): the data hold "
+        f"non-finite values (pdeforge inspect {path} scans the whole file)"
+    )
     with pytest.raises(FormatError, match="time index 3, point"):  # the same through a window
         ds[1 * ds.windows_per_trajectory + 2]
     shown = TrajectoryDataset(root, split="train", allow_nonfinite=True).read(1, [3])["fields"]
@@ -67,16 +74,32 @@ def _train(argv: list[str], capsys: pytest.CaptureFixture) -> str:
 
 
 def _argv(root: Path, run: Path) -> list[str]:
-    return ["--data.root", str(root), "--model.args", SMALL_FNO, "--optim.epochs", "2", "--optim.batch_size", "2",
-            "--task.dt_stride", "2", "--run.progress", "false", "--run.run_dir", str(run)]
+    return [
+        "--data.root",
+        str(root),
+        "--model.args",
+        SMALL_FNO,
+        "--optim.epochs",
+        "2",
+        "--optim.batch_size",
+        "2",
+        "--task.dt_stride",
+        "2",
+        "--run.progress",
+        "false",
+        "--run.run_dir",
+        str(run),
+    ]
 
 
 def test_nan_in_the_test_split_stops_training_naming_it_and_writes_no_metrics(clean, tmp_path, capsys) -> None:
     root, path = poisoned(clean, tmp_path, "test", trajectory=0, time=4, point=5)
     run = tmp_path / "run"
     message = _train(_argv(root, run), capsys)
-    assert message == (f"train.py: error: {path}: field 'u' is nan at trajectory 0, time index 4, point (5,): the "
-                       f"data hold non-finite values (pdeforge inspect {path} scans the whole file)")
+    assert message == (
+        f"train.py: error: {path}: field 'u' is nan at trajectory 0, time index 4, point (5,): the "
+        f"data hold non-finite values (pdeforge inspect {path} scans the whole file)"
+    )
     assert not (run / "metrics.json").exists()
 
 

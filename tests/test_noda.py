@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from pdeforge.datasets import DatasetMetadata, TrajectoryDataset, TrajectoryWriter
-from pdeforge.datasets import ObservationConfig, ObservationView, draw_observations
+from pdeforge.datasets import (
+    DatasetMetadata,
+    ObservationConfig,
+    ObservationView,
+    TrajectoryDataset,
+    TrajectoryWriter,
+    draw_observations,
+)
 from pdeforge.operators.noda import NODA, GainConfig, GatedGain, IdentityGain, NODAConfig, build_noda, spread_innovation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,15 +24,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _meta(n: int = 32, ndim: int = 1, channels: int = 1) -> DatasetMetadata:
     dims = ("x", "y")[:ndim]
-    return DatasetMetadata(dataset_name="toy", field_names=tuple(f"u{c}" for c in range(channels)), constant_field_names=(),
-                           scalar_names=(), spatial_dims=dims, resolution=(n,) * ndim, domain_lengths=(2 * math.pi,) * ndim,
-                           dt=0.1, boundary_conditions=("periodic",) * ndim)
+    return DatasetMetadata(
+        dataset_name="toy",
+        field_names=tuple(f"u{c}" for c in range(channels)),
+        constant_field_names=(),
+        scalar_names=(),
+        spatial_dims=dims,
+        resolution=(n,) * ndim,
+        domain_lengths=(2 * math.pi,) * ndim,
+        dt=0.1,
+        boundary_conditions=("periodic",) * ndim,
+    )
 
 
 def _model(gain: str = "gated", measurement: str = "identity", **meta) -> NODA:
     torch.manual_seed(0)
-    cfg = NODAConfig(predictor={"n_modes": 6, "hidden_channels": 8, "n_layers": 2},
-                          gain=GainConfig(kind=gain, n_modes=6, hidden_channels=8), measurement=measurement)
+    cfg = NODAConfig(
+        predictor={"n_modes": 6, "hidden_channels": 8, "n_layers": 2},
+        gain=GainConfig(kind=gain, n_modes=6, hidden_channels=8),
+        measurement=measurement,
+    )
     return build_noda(cfg, _meta(**meta)).double()
 
 
@@ -52,7 +68,9 @@ def _write_toy(root, n_traj: int = 6, n_steps: int = 12, n: int = 32) -> None:
 
 # ------------------------------------------------------------------------------------------- observations
 def test_draw_observations_statistics_and_determinism():
-    fields = torch.randn(4000, 2, 64, dtype=torch.float64) * torch.tensor([1.0, 3.0], dtype=torch.float64)[None, :, None]
+    fields = (
+        torch.randn(4000, 2, 64, dtype=torch.float64) * torch.tensor([1.0, 3.0], dtype=torch.float64)[None, :, None]
+    )
     cfg = ObservationConfig(alpha=0.3, mask="random", fraction=0.25, noise=0.1)
     a = draw_observations(fields, cfg, np.random.default_rng([0, 7]))
     b = draw_observations(fields, cfg, np.random.default_rng([0, 7]))
@@ -91,7 +109,9 @@ def test_observation_view_deterministic_and_bad_input(tmp_path):
         assert torch.equal(s1[k], s2[k]) and torch.equal(s1[k], s1b[k])
     assert torch.equal(s1["fields"], ds.read(2, range(12))["fields"])  # truth straight from the read path
     assert not torch.equal(v1[1]["mask"], s1["mask"])  # each trajectory its own sensors
-    assert not torch.equal(ObservationView(ds, alpha=0.5, fraction=0.5, noise=0.05, seed=4)[2]["observations"], s1["observations"])
+    assert not torch.equal(
+        ObservationView(ds, alpha=0.5, fraction=0.5, noise=0.05, seed=4)[2]["observations"], s1["observations"]
+    )
     with pytest.raises(ValueError, match="alpha"):
         ObservationView(ds, alpha=1.5)
     with pytest.raises(ValueError, match="mask should be one of"):
@@ -125,7 +145,9 @@ def test_alpha_zero_is_exactly_the_prediction_step():
 def test_identity_gain_full_noiseless_observation_gives_measurement(tmp_path):
     model = _model(gain="identity", ndim=2, n=16)
     fields = torch.randn(6, 1, 16, 16, dtype=torch.float64)
-    d = draw_observations(fields, ObservationConfig(alpha=1.0, mask="random", fraction=1.0, noise=0.0), np.random.default_rng(0))
+    d = draw_observations(
+        fields, ObservationConfig(alpha=1.0, mask="random", fraction=1.0, noise=0.0), np.random.default_rng(0)
+    )
     assert torch.equal(d["observations"][1:], fields[1:])
     out = model(fields[:1], 5, d["observations"][None, 1:], d["mask"][None], d["arrived"][None, 1:])
     assert torch.allclose(out["analysis"][0], fields[1:], rtol=0, atol=1e-12)
@@ -155,7 +177,9 @@ def test_spread_innovation_interpolates_smooth_fields():
     d = (torch.sin(x) + 0.5 * torch.cos(2 * x))[None, None]
     full = torch.ones(1, 1, n, dtype=torch.float64)
     # full mask: a Gaussian smoothing over one grid point, exp(-(2 pi k / n)^2 / 2) per mode k
-    smooth = torch.sin(x) * math.exp(-0.5 * (2 * math.pi / n) ** 2) + 0.5 * torch.cos(2 * x) * math.exp(-0.5 * (4 * math.pi / n) ** 2)
+    smooth = torch.sin(x) * math.exp(-0.5 * (2 * math.pi / n) ** 2) + 0.5 * torch.cos(2 * x) * math.exp(
+        -0.5 * (4 * math.pi / n) ** 2
+    )
     assert torch.allclose(spread_innovation(d, full, 1.0), smooth[None, None], atol=1e-12)
     m = torch.zeros(1, 1, n, dtype=torch.float64)
     m[..., 1::4] = 1  # sensors every 4th point
@@ -182,16 +206,44 @@ def test_gradients_flow_through_the_unrolled_recursion():
 
 # ------------------------------------------------------------------------------------------- the family
 CONFIG = REPO / "configs" / "noda_ks.yaml"
-TINY_MODEL = ["--model.predictor", "{n_modes: 6, hidden_channels: 8, n_layers: 2}", "--model.gain.n_modes", "6",
-              "--model.gain.hidden_channels", "8"]
+TINY_MODEL = [
+    "--model.predictor",
+    "{n_modes: 6, hidden_channels: 8, n_layers: 2}",
+    "--model.gain.n_modes",
+    "6",
+    "--model.gain.hidden_channels",
+    "8",
+]
 
 
 def _toy_overrides(root, run_dir, *extra: str) -> list[str]:
     """configs/noda_ks.yaml made tiny on the toy data at ``root``: 4-frame windows, horizon 6, no progress bar."""
-    return ["--data.root", str(root), "--data.preset", "", "--run.run_dir", str(run_dir), "--run.progress", "false",
-            "--run.device", "cpu", "--window.spinup", "1", "--window.unroll", "3", "--optim.batch_size", "4",
-            "--eval.alphas", "[0.0, 1.0]", "--eval.horizon", "6", "--observations.fraction", "0.5", *TINY_MODEL,
-            *extra]
+    return [
+        "--data.root",
+        str(root),
+        "--data.preset",
+        "",
+        "--run.run_dir",
+        str(run_dir),
+        "--run.progress",
+        "false",
+        "--run.device",
+        "cpu",
+        "--window.spinup",
+        "1",
+        "--window.unroll",
+        "3",
+        "--optim.batch_size",
+        "4",
+        "--eval.alphas",
+        "[0.0, 1.0]",
+        "--eval.horizon",
+        "6",
+        "--observations.fraction",
+        "0.5",
+        *TINY_MODEL,
+        *extra,
+    ]
 
 
 def _weights(run_dir) -> dict:
@@ -207,11 +259,28 @@ def test_the_shipped_config_runs_tiny_and_its_run_folder_evaluates_and_loads(tmp
 
     monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
     run_dir = tmp_path / "run"
-    metrics = train(CONFIG, ["--run.max_steps", "2", "--run.run_dir", str(run_dir), "--run.progress", "false",
-                             "--data.preset_options",
-                             "{n_trajectories: 6, resolution: 32, n_snapshots: 12, warmup: 1.0}",
-                             "--window.spinup", "1", "--window.unroll", "3", "--optim.batch_size", "4",
-                             "--eval.horizon", "5", *TINY_MODEL])
+    metrics = train(
+        CONFIG,
+        [
+            "--run.max_steps",
+            "2",
+            "--run.run_dir",
+            str(run_dir),
+            "--run.progress",
+            "false",
+            "--data.preset_options",
+            "{n_trajectories: 6, resolution: 32, n_snapshots: 12, warmup: 1.0}",
+            "--window.spinup",
+            "1",
+            "--window.unroll",
+            "3",
+            "--optim.batch_size",
+            "4",
+            "--eval.horizon",
+            "5",
+            *TINY_MODEL,
+        ],
+    )
     assert metrics["steps"] == 2
     saved = json.loads((run_dir / "metrics.json").read_text())
     again = evaluate_run(run_dir)
@@ -234,16 +303,19 @@ def test_training_learns_and_a_baseline_run_is_rolled_out_beside_it(tmp_path):
 
     _write_toy(tmp_path / "data", n_traj=8, n_steps=12)
     common = ["--optim.steps", "60", "--optim.lr", "3e-3", "--observations.noise", "0.0", "--eval.horizon", "8"]
-    base = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "base", *common, "--window.alpha_max", "0",
-                                        "--optim.steps", "1"))
-    metrics = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "run", *common, "--eval.baseline_run",
-                                           str(tmp_path / "base")))
+    base = train(
+        CONFIG,
+        _toy_overrides(tmp_path / "data", tmp_path / "base", *common, "--window.alpha_max", "0", "--optim.steps", "1"),
+    )
+    metrics = train(
+        CONFIG,
+        _toy_overrides(tmp_path / "data", tmp_path / "run", *common, "--eval.baseline_run", str(tmp_path / "base")),
+    )
     t = metrics["test"]["table"]
     assert set(t) == {"noda_alpha_0", "noda_alpha_1", "baseline"} and metrics["test"]["horizon_steps"] == 8
     assert t["noda_alpha_0"]["long_horizon_rel_l2"] < 0.75 * t["baseline"]["long_horizon_rel_l2"]
     assert t["noda_alpha_1"]["long_horizon_rel_l2"] < 0.5 * t["noda_alpha_0"]["long_horizon_rel_l2"]
-    np.testing.assert_allclose(metrics["test"]["curves"]["baseline"], base["test"]["curves"]["noda_alpha_0"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(metrics["test"]["curves"]["baseline"], base["test"]["curves"]["noda_alpha_0"], rtol=1e-6)
     # the loaded model rolls out to the same numbers
     from pdeforge.operators.noda import rollout_errors
 
@@ -252,8 +324,18 @@ def test_training_learns_and_a_baseline_run_is_rolled_out_beside_it(tmp_path):
     err = rollout_errors(model, ObservationView(ds, alpha=0.0, mask="regular", fraction=0.5, seed=12345), 8)
     assert abs(float(err[-2:].mean()) - t["noda_alpha_0"]["long_horizon_rel_l2"]) < 1e-6
     with pytest.raises(ValueError, match=r"eval.baseline_run .*nowhere: not a run folder"):
-        train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "r2", *common, "--optim.steps", "1",
-                                     "--eval.baseline_run", str(tmp_path / "nowhere")))
+        train(
+            CONFIG,
+            _toy_overrides(
+                tmp_path / "data",
+                tmp_path / "r2",
+                *common,
+                "--optim.steps",
+                "1",
+                "--eval.baseline_run",
+                str(tmp_path / "nowhere"),
+            ),
+        )
 
 
 def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_checkpoint):
@@ -261,20 +343,37 @@ def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_che
     from pdeforge.families import train
 
     _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
-    extra = ["--optim.steps", "10", "--run.checkpoint_every", "3", "--model.measurement", "learned",
-             "--observations.mask", "random"]
+    extra = [
+        "--optim.steps",
+        "10",
+        "--run.checkpoint_every",
+        "3",
+        "--model.measurement",
+        "learned",
+        "--observations.mask",
+        "random",
+    ]
     whole = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "whole", *extra))
-    calls = crash_after_checkpoint(lambda: train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra)),
-                                   nth=2)
+    calls = crash_after_checkpoint(
+        lambda: train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra)), nth=2
+    )
     assert calls == [3, 6]
-    again = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra, "--run.resume",
-                                         str(tmp_path / "cut")))
+    again = train(
+        CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cut", *extra, "--run.resume", str(tmp_path / "cut"))
+    )
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert {k: v for k, v in again.items() if k != "train_seconds"} == \
-           {k: v for k, v in whole.items() if k != "train_seconds"}
-    losses = [[r["loss"] for r in (json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text()
-                                   .splitlines()) if "loss" in r] for d in ("whole", "cut")]
+    assert {k: v for k, v in again.items() if k != "train_seconds"} == {
+        k: v for k, v in whole.items() if k != "train_seconds"
+    }
+    losses = [
+        [
+            r["loss"]
+            for r in (json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text().splitlines())
+            if "loss" in r
+        ]
+        for d in ("whole", "cut")
+    ]
     assert losses[0] == losses[1]
 
 
@@ -294,8 +393,10 @@ def test_a_nan_loss_stops_with_a_named_error_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(_family, "_rel_sq", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"noda: the loss is nan at step 4 \(epoch 0, .*state.pt"):
-        train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "run", "--optim.steps", "10",
-                                     "--run.checkpoint_every", "3"))
+        train(
+            CONFIG,
+            _toy_overrides(tmp_path / "data", tmp_path / "run", "--optim.steps", "10", "--run.checkpoint_every", "3"),
+        )
     state = load_state(tmp_path / "run" / "checkpoint" / "state.pt")
     assert state["counters"]["step"] == 3
     assert all(torch.isfinite(v).all() for v in state["model"].values())
@@ -310,17 +411,21 @@ def test_bad_options_are_one_line_naming_the_option(tmp_path, monkeypatch, refus
     from pdeforge.training import ConfigError
 
     _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
-    bad = [(["--window.alpha_max", "1.5"], r"noda: window.alpha_max 1.5: expected a probability in \[0, 1\]"),
-           (["--eval.alphas", "[0.5, 2]"], r"noda: eval.alphas \[0.5, 2\]: expected a non-empty list"),
-           (["--model.predictor.width", "3"], r"model.predictor: unknown option\(s\) \['width'\]"),
-           (["--window.unroll", "20"], r"noda: window.spinup \+ window.unroll \+ 1 = 22 frames .*do not fit"),
-           (["--window.unrol", "2"], r"--window.unrol: unknown option; did you mean --window.unroll\?")]
+    bad = [
+        (["--window.alpha_max", "1.5"], r"noda: window.alpha_max 1.5: expected a probability in \[0, 1\]"),
+        (["--eval.alphas", "[0.5, 2]"], r"noda: eval.alphas \[0.5, 2\]: expected a non-empty list"),
+        (["--model.predictor.width", "3"], r"model.predictor: unknown option\(s\) \['width'\]"),
+        (["--window.unroll", "20"], r"noda: window.spinup \+ window.unroll \+ 1 = 22 frames .*do not fit"),
+        (["--window.unrol", "2"], r"--window.unrol: unknown option; did you mean --window.unroll\?"),
+    ]
     for extra, message in bad:
         with pytest.raises((ValueError, ConfigError), match=message):
             train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "run", *extra))
-    refused_devices(re.escape(str(CONFIG)) + ": run.device",
-                    lambda device: train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "dev", "--run.device",
-                                                                device)), tmp_path / "dev")
+    refused_devices(
+        re.escape(str(CONFIG)) + ": run.device",
+        lambda device: train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "dev", "--run.device", device)),
+        tmp_path / "dev",
+    )
 
 
 DDP_SCRIPT = """import sys
@@ -342,13 +447,36 @@ def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path):
     script = tmp_path / "train_noda.py"
     script.write_text(DDP_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    common = ["--optim.steps", "4", "--model.measurement", "learned", "--observations.mask", "random",
-              "--observations.noise", "0.1"]
+    common = [
+        "--optim.steps",
+        "4",
+        "--model.measurement",
+        "learned",
+        "--observations.mask",
+        "random",
+        "--observations.noise",
+        "0.1",
+    ]
     one = _toy_overrides(tmp_path / "data", tmp_path / "one", *common, "--optim.batch_size", "8")
     two = _toy_overrides(tmp_path / "data", tmp_path / "two", *common, "--optim.batch_size", "4")
     train(CONFIG, one)  # the reference, in this process
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(script), str(CONFIG), *two], capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(CONFIG),
+            *two,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = (load_state(tmp_path / n / "checkpoint" / "state.pt")["model"] for n in ("one", "two"))
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-7) for k in a)
@@ -366,8 +494,18 @@ def test_a_noda_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     _write_toy(tmp_path / "data", n_traj=6, n_steps=12)
-    extra = ["--optim.steps", "6", "--model.measurement", "learned", "--observations.mask", "random",
-             "--observations.noise", "0.1", "--eval.alphas", "[0.0, 0.5, 1.0]"]
+    extra = [
+        "--optim.steps",
+        "6",
+        "--model.measurement",
+        "learned",
+        "--observations.mask",
+        "random",
+        "--observations.noise",
+        "0.1",
+        "--eval.alphas",
+        "[0.0, 0.5, 1.0]",
+    ]
     cpu = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "cpu", *extra))
     gpu = train(CONFIG, _toy_overrides(tmp_path / "data", tmp_path / "gpu", *extra, "--run.device", "cuda"))
     for name, row in gpu["test"]["table"].items():

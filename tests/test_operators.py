@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from pdeforge.datasets import DatasetMetadata
 from pdeforge.operators import (
     MODELS,
@@ -25,8 +24,14 @@ from pdeforge.operators._unet import pad_axes
 TINY = {
     "fno": FNOConfig(n_modes=4, hidden_channels=8, n_layers=3),
     "tfno": TFNOConfig(n_modes=4, hidden_channels=8, n_layers=3, rank=0.5),
-    "uno": UNOConfig(hidden_channels=8, layer_channels=(8, 12, 8), layer_modes=(4, 2, 4), layer_scalings=(1.0, 0.5, 2.0),
-                     lifting_channels=16, projection_channels=16),
+    "uno": UNOConfig(
+        hidden_channels=8,
+        layer_channels=(8, 12, 8),
+        layer_modes=(4, 2, 4),
+        layer_scalings=(1.0, 0.5, 2.0),
+        lifting_channels=16,
+        projection_channels=16,
+    ),
     "unet": UNetConfig(init_features=4, n_stages=2),
 }
 # Resolutions deliberately not multiples of 2**n_stages (the U-Net pads and crops). The neuraloperator models get an
@@ -40,7 +45,9 @@ def test_every_model_has_a_test_config():
     assert all(type(TINY[name]) is MODELS[name] for name in MODELS)
 
 
-def _meta(n_dims: int, periodic: bool = True, fields=("u", "v"), constants=(), scalars=(), resolution=None) -> DatasetMetadata:
+def _meta(
+    n_dims: int, periodic: bool = True, fields=("u", "v"), constants=(), scalars=(), resolution=None
+) -> DatasetMetadata:
     res = resolution or RESOLUTION[n_dims]
     return DatasetMetadata(
         dataset_name="test",
@@ -175,7 +182,12 @@ def test_odd_grids_are_refused_or_right(name):
             model(torch.randn(1, 1, 2, 13, 12))
         if name == "uno":  # 12 -> 6 -> fine; 20 -> 10 fine; 10 -> 5 inside the network is odd
             with pytest.raises(ValueError, match=r"\(5, 6\) inside the network"):
-                build_model(UNOConfig(layer_channels=(4, 4, 4, 4), layer_modes=(2, 2, 2, 2), layer_scalings=(1.0, 0.5, 2.0, 1.0)), _meta(2, resolution=(10, 12)))
+                build_model(
+                    UNOConfig(
+                        layer_channels=(4, 4, 4, 4), layer_modes=(2, 2, 2, 2), layer_scalings=(1.0, 0.5, 2.0, 1.0)
+                    ),
+                    _meta(2, resolution=(10, 12)),
+                )
     else:
         torch.manual_seed(0)
         model = build_model(TINY["fno"], _meta(2, resolution=(13, 12))).double()
@@ -203,7 +215,9 @@ def test_input_layout_channel_order():
     y = torch.arange(2 * 9 * 13 * 10, dtype=torch.float64).reshape(2, 9, 13, 10)
     frames = model.unstack_outputs(y)
     assert frames.shape == (2, 3, 3, 13, 10) and torch.equal(frames[:, 2, 1], y[:, 7])
-    out = model.forward_batch({"input_fields": u, "constant_fields": c, "scalars": s, "grid": torch.zeros(2, 2, 13, 10)})
+    out = model.forward_batch(
+        {"input_fields": u, "constant_fields": c, "scalars": s, "grid": torch.zeros(2, 2, 13, 10)}
+    )
     assert torch.equal(out, model(u, c, s)) and out.shape == (2, 3, 3, 13, 10)
 
 
@@ -256,7 +270,9 @@ def test_default_configs_build_from_metadata():
     meta = _meta(1, resolution=(64,))
     for name in MODELS:
         model = build_model(name, meta, n_steps_input=4)
-        assert model.layout.in_channels == 8 and model.model_spec["config"] == json.loads(json.dumps(MODELS[name]().__dict__))
+        assert model.layout.in_channels == 8 and model.model_spec["config"] == json.loads(
+            json.dumps(MODELS[name]().__dict__)
+        )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -288,7 +304,10 @@ def test_package_import_is_light_and_reexports_scot():
     import subprocess
     import sys
 
-    code = "import sys, pdeforge.operators as o; assert 'neuralop' not in sys.modules; from pdeforge.operators.scot import ScOT; assert o.ScOT is ScOT"
+    code = (
+        "import sys, pdeforge.operators as o; assert 'neuralop' not in sys.modules; "
+        "from pdeforge.operators.scot import ScOT; assert o.ScOT is ScOT"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -12,8 +12,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_wheel_has_only_the_pdeforge_package(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (wheel,) = tmp_path.glob("pdeforge-*.whl")
@@ -32,7 +45,10 @@ def test_wheel_has_only_the_pdeforge_package(tmp_path: Path) -> None:
 
 
 def test_cli_help_answers_at_once_without_torch() -> None:
-    code = "import sys, pdeforge.cli as c; c.build_parser(); assert 'torch' not in sys.modules and 'neuralop' not in sys.modules"
+    code = (
+        "import sys, pdeforge.cli as c; c.build_parser(); "
+        "assert 'torch' not in sys.modules and 'neuralop' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     out = subprocess.run([sys.executable, "-m", "pdeforge.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "inspect" in out.stdout and "generate" in out.stdout
@@ -41,6 +57,8 @@ def test_cli_help_answers_at_once_without_torch() -> None:
 def test_the_dataset_layer_imports_without_xarray_or_neuraloperator() -> None:
     """`train.py`, `pdeforge generate` and every DataLoader worker import the dataset layer; xarray (only for
     `to_xarray`) and neuraloperator (~4 s, pulls wandb) must not come with it."""
-    code = ("import sys, pdeforge.datasets, pdeforge.solvers.generate; "
-            "bad = [m for m in ('xarray', 'neuralop', 'wandb') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, pdeforge.datasets, pdeforge.solvers.generate; "
+        "bad = [m for m in ('xarray', 'neuralop', 'wandb') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

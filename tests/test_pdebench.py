@@ -9,7 +9,6 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
-
 from pdeforge.datasets import FormatError, TrajectoryDataset, load_stats, to_xarray, validate
 from pdeforge.datasets._pdebench import convert_pdebench, parameters_from_name, split_assignment
 
@@ -73,7 +72,7 @@ def write_seed_groups(path, rng):
             g["data"] = data[i]
             g["grid/x"], g["grid/y"] = cell_centres(X // 2, 2.0) - 1, cell_centres(X // 2, 2.0) - 1
             g["grid/t"] = np.linspace(0, 5, T, dtype=np.float32)
-            g.attrs["config"] = "sim:\n  seed: %d\n" % i
+            g.attrs["config"] = f"sim:\n  seed: {i}\n"
     return data
 
 
@@ -89,8 +88,12 @@ def expected_channels(layout, src, i):
 
 CASES = {
     "tensor": ("1D_Burgers_Sols_Nu0.01.hdf5", write_tensor, ["u"], {"Nu": 0.01}),
-    "cfd": ("2D_CFD_Rand_M0.1_Eta0.01_Zeta0.1_periodic_8_Train.hdf5", write_cfd,
-            ["density", "pressure", "velocity_x", "velocity_y"], {"M": 0.1, "eta": 0.01, "zeta": 0.1}),
+    "cfd": (
+        "2D_CFD_Rand_M0.1_Eta0.01_Zeta0.1_periodic_8_Train.hdf5",
+        write_cfd,
+        ["density", "pressure", "velocity_x", "velocity_y"],
+        {"M": 0.1, "eta": 0.01, "zeta": 0.1},
+    ),
     "seed_groups": ("2D_diff-react_NA_NA.h5", write_seed_groups, ["u", "v"], {}),
 }
 
@@ -126,7 +129,9 @@ def test_time_dependent_layouts_roundtrip_exactly(tmp_path, layout):
     with h5py.File(tmp_path / name) as f:
         t_src = f["t-coordinate"][:T] if layout != "seed_groups" else f["0000/grid/t"][:]
     assert np.allclose(infos[0].time, t_src, rtol=0, atol=1e-6)
-    assert ds.metadata.boundary_conditions == (("wall",) * 2 if layout == "seed_groups" else ("periodic",) * len(ds.metadata.resolution))
+    assert ds.metadata.boundary_conditions == (
+        ("wall",) * 2 if layout == "seed_groups" else ("periodic",) * len(ds.metadata.resolution)
+    )
     # stats fitted on train only
     train = np.concatenate([expected_channels(layout, src, i) for i in np.flatnonzero(ids == 0)])
     stats = load_stats(root / "stats.yaml")
@@ -142,8 +147,9 @@ def test_converted_files_load_in_the_well(tmp_path, layout):
     src = writer(tmp_path / name, np.random.default_rng(2))
     out = tmp_path / "all.hdf5"
     convert_pdebench(tmp_path / name, out, split=None, progress=False)
-    well = WellDataset(path=str(tmp_path), include_filters=["all.hdf5"], n_steps_input=1, n_steps_output=1,
-                       use_normalization=False)
+    well = WellDataset(
+        path=str(tmp_path), include_filters=["all.hdf5"], n_steps_input=1, n_steps_output=1, use_normalization=False
+    )
     assert len(well) == N * (T - 1)
     for k in (0, 5, len(well) - 1):
         traj, start = divmod(k, T - 1)
@@ -176,8 +182,9 @@ def test_darcy_in_the_well_with_zero_output_steps(tmp_path):
     name = "2D_DarcyFlow_beta1.0_Train.hdf5"
     src = write_darcy(tmp_path / name, np.random.default_rng(4))
     convert_pdebench(tmp_path / name, tmp_path / "darcy.hdf5", split=None, progress=False)
-    well = WellDataset(path=str(tmp_path), include_filters=["darcy.hdf5"], n_steps_input=1, n_steps_output=0,
-                       use_normalization=False)
+    well = WellDataset(
+        path=str(tmp_path), include_filters=["darcy.hdf5"], n_steps_input=1, n_steps_output=0, use_normalization=False
+    )
     assert len(well) == N
     sample = well[4]
     assert np.array_equal(sample["input_fields"][0, ..., 0].numpy(), src["u"][4, 0])
@@ -211,7 +218,11 @@ def test_cfd_1d_and_3d_velocity_components(tmp_path, n_dims):
 
 def test_parameters_from_file_name_when_no_attributes(tmp_path):
     assert parameters_from_name("1D_Advection_Sols_beta0.4") == {"beta": 0.4}
-    assert parameters_from_name("2D_CFD_Rand_M0.1_Eta1e-08_Zeta0.01_periodic_512_Train") == {"M": 0.1, "eta": 1e-8, "zeta": 0.01}
+    assert parameters_from_name("2D_CFD_Rand_M0.1_Eta1e-08_Zeta0.01_periodic_512_Train") == {
+        "M": 0.1,
+        "eta": 1e-8,
+        "zeta": 0.01,
+    }
     name = "ReacDiff_Nu0.5_Rho2.0.hdf5"
     write_tensor(tmp_path / name, np.random.default_rng(7), attrs=False)
     convert_pdebench(tmp_path / name, tmp_path / "rd.hdf5", split=None, progress=False)
@@ -222,8 +233,9 @@ def test_parameters_from_file_name_when_no_attributes(tmp_path):
 
 def test_max_trajectories_and_single_split(tmp_path):
     src = write_tensor(tmp_path / "1D_Advection_Sols_beta0.1.hdf5", np.random.default_rng(8))
-    files = convert_pdebench(tmp_path / "1D_Advection_Sols_beta0.1.hdf5", tmp_path / "root", split=None,
-                             max_trajectories=4, progress=False)
+    files = convert_pdebench(
+        tmp_path / "1D_Advection_Sols_beta0.1.hdf5", tmp_path / "root", split=None, max_trajectories=4, progress=False
+    )
     assert [p.parent.name for p in files] == ["train"]
     ds = TrajectoryDataset(tmp_path / "root", 1, T - 1, split="train")
     assert len(ds) == 4
@@ -362,8 +374,12 @@ def peak_growth_of_conversion(tmp_path, n, t, x, batch_bytes):
         f["x-coordinate"] = cell_centres(x)
         f["t-coordinate"] = (0.01 * np.arange(t + 1)).astype(np.float32)
     size = src.stat().st_size
-    res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(src), str(tmp_path / "o.hdf5"), str(batch_bytes)],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(src), str(tmp_path / "o.hdf5"), str(batch_bytes)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     measured = json.loads(res.stdout.strip().splitlines()[-1])
     with h5py.File(src) as f, h5py.File(tmp_path / "o.hdf5") as g:  # spot check the values
         assert np.array_equal(g["t0_fields/u"][n - 1], f["tensor"][n - 1])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
+from pdeforge.families import evaluate_run, load_run, train
 from pdeforge.pinns import (
     PROBLEMS,
     AutogradDerivatives,
@@ -17,10 +17,10 @@ from pdeforge.pinns import (
     NetworkConfig,
     Neumann,
     OptimConfig,
-    PINNNet,
-    Problem,
     PINNConfig,
     PINNFamily,
+    PINNNet,
+    Problem,
     TrigInterpolant,
     build_pinn,
     pde_residual,
@@ -29,7 +29,6 @@ from pdeforge.pinns import (
     reference_errors,
     sample_domain,
 )
-from pdeforge.families import evaluate_run, load_run, train
 from pdeforge.pinns._domain import boundary_residual
 from pdeforge.solvers import (
     EQUATIONS,
@@ -179,8 +178,17 @@ def test_lhs_puts_one_point_per_stratum_and_sobol_beats_uniform():
     for c in (x[:, 0], t[:, 0]):
         assert sorted((c * 100).floor().long().tolist()) == list(range(100))
     # Sobol points integrate x * t over the unit square (1/4) far better than uniform ones
-    err = {m: abs(float((lambda p: (p[0][:, 0] * p[1][:, 0]).mean())(sample_domain(dom, 1024, m, torch.Generator().manual_seed(1)))) - 0.25)
-           for m in ("uniform", "sobol")}
+    err = {
+        m: abs(
+            float(
+                (lambda p: (p[0][:, 0] * p[1][:, 0]).mean())(
+                    sample_domain(dom, 1024, m, torch.Generator().manual_seed(1))
+                )
+            )
+            - 0.25
+        )
+        for m in ("uniform", "sobol")
+    }
     assert err["sobol"] < 2e-3 and err["sobol"] < err["uniform"] / 3
 
 
@@ -207,7 +215,6 @@ def test_rar_and_rad_pick_high_residual_points():
     assert near > 0.5  # uniform sampling would put 10% there
 
 
-
 # -- the family on the run skeleton ---------------------------------------------------------------------------------
 def _train(tmp_path: Path, name: str, values: dict, *overrides: str) -> dict:
     """``pdeforge train`` of the config ``values`` (written as tmp_path/NAME.yaml) into tmp_path/NAME."""
@@ -222,17 +229,33 @@ def _config(values: dict, *overrides: str) -> PINNConfig:
     return load_config(PINNConfig, values=values, overrides=list(overrides))
 
 
-LAGRANGIAN = {"family": "pinn", "problem": "advection", "run": {"seed": 0},
-              "model": {"mode": "lagrangian", "width": 20, "depth": 2}, "data": {"n_residual": 500, "n_initial": 64},
-              "optim": {"steps": 100}, "lbfgs": {"iters": 50}, "loss": {"log_every": 20}, "eval": {"nx": 64, "nt": 21}}
+LAGRANGIAN = {
+    "family": "pinn",
+    "problem": "advection",
+    "run": {"seed": 0},
+    "model": {"mode": "lagrangian", "width": 20, "depth": 2},
+    "data": {"n_residual": 500, "n_initial": 64},
+    "optim": {"steps": 100},
+    "lbfgs": {"iters": 50},
+    "loss": {"log_every": 20},
+    "eval": {"nx": 64, "nt": 21},
+}
 
 
 def test_run_writes_a_complete_run_folder(tmp_path):
     metrics = _train(tmp_path, "run", LAGRANGIAN)
     run = tmp_path / "run"
     assert metrics["test"]["rel_l2"] < 0.05  # the Lagrangian PINN learns c = 30 advection in seconds
-    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl",
-                 "solution.png", "loss_terms.png", "checkpoint/state.pt"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "model.safetensors",
+        "model.json",
+        "train_log.jsonl",
+        "solution.png",
+        "loss_terms.png",
+        "checkpoint/state.pt",
+    ):
         assert (run / name).stat().st_size > 0, name
     saved = json.loads((run / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics)) and saved["steps"] == 100 and saved["valid"] == {}
@@ -245,14 +268,15 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     x, t = torch.rand(8, 1, dtype=torch.float64) * 6, torch.rand(8, 1, dtype=torch.float64)
     fresh = build_pinn(_config(LAGRANGIAN))
     assert not torch.allclose(model.predict(x, t), fresh.predict(x, t))
-    bad = [({**LAGRANGIAN, "problem": "nope"}, r"problem 'nope': expected one of 'burgers'"),
-           ({**LAGRANGIAN, "optim": {"adam_iters": 3}}, r"optim.adam_iters: unknown option"),
-           ({**LAGRANGIAN, "model": {"dtype": "float16"}},
-            r"model.dtype 'float16': expected one of 'float64', 'float32'"),
-           ({**LAGRANGIAN, "loss": {"evrey": 10}}, r"loss.evrey: unknown option; did you mean loss.every\?"),
-           ({**LAGRANGIAN, "data": {"preset": "burgers_1d"}}, r"data.root / data.preset: a PINN trains on collocation"),
-           ({**LAGRANGIAN, "optim": {"grad_accum": 2}}, r"optim.grad_accum 2: expected 1"),
-           ({**LAGRANGIAN, "loss": {"causal_chunks": 4}}, r"are for model.mode forward")]
+    bad = [
+        ({**LAGRANGIAN, "problem": "nope"}, r"problem 'nope': expected one of 'burgers'"),
+        ({**LAGRANGIAN, "optim": {"adam_iters": 3}}, r"optim.adam_iters: unknown option"),
+        ({**LAGRANGIAN, "model": {"dtype": "float16"}}, r"model.dtype 'float16': expected one of 'float64', 'float32'"),
+        ({**LAGRANGIAN, "loss": {"evrey": 10}}, r"loss.evrey: unknown option; did you mean loss.every\?"),
+        ({**LAGRANGIAN, "data": {"preset": "burgers_1d"}}, r"data.root / data.preset: a PINN trains on collocation"),
+        ({**LAGRANGIAN, "optim": {"grad_accum": 2}}, r"optim.grad_accum 2: expected 1"),
+        ({**LAGRANGIAN, "loss": {"causal_chunks": 4}}, r"are for model.mode forward"),
+    ]
     for i, (values, message) in enumerate(bad):
         with pytest.raises(ValueError, match=message):
             _train(tmp_path, f"bad{i}", values)
@@ -269,8 +293,19 @@ def test_init_from_continues_a_run_and_rejects_another_network(tmp_path):
     assert same["test"]["rel_l2"] == pytest.approx(first["test"]["rel_l2"], rel=1e-6)
     fresh = _train(tmp_path, "c", LAGRANGIAN, *still)
     assert fresh["test"]["rel_l2"] > 1.5 * first["test"]["rel_l2"]
-    more = _train(tmp_path, "d", LAGRANGIAN, "--run.init_from", str(tmp_path / "a" / "model.safetensors"),
-                  "--optim.steps", "1", "--optim.lr", "1e-12", "--lbfgs.iters", "20")
+    more = _train(
+        tmp_path,
+        "d",
+        LAGRANGIAN,
+        "--run.init_from",
+        str(tmp_path / "a" / "model.safetensors"),
+        "--optim.steps",
+        "1",
+        "--optim.lr",
+        "1e-12",
+        "--lbfgs.iters",
+        "20",
+    )
     # L-BFGS goes on from where the first run stopped
     assert more["finish"]["lbfgs"]["loss"] < 0.99 * first["finish"]["lbfgs"]["loss"]
     with pytest.raises(ValueError, match=r"does not fit .*shape \(20, 3\), this network has \(30, 3\)"):
@@ -300,11 +335,20 @@ def test_network_parts_compute_what_they_say():
 
 @pytest.mark.parametrize("weighting", ["fixed", "gradnorm", "ntk", "self_adaptive"])
 def test_every_weighting_and_network_option_trains(weighting):
-    config = _config({"problem": "advection", "run": {"seed": 1},
-                      "model": {"width": 16, "depth": 2, "harmonics": 2, "fourier_features": 8, "rwf": True},
-                      "data": {"n_residual": 256, "n_initial": 64, "method": "lhs"},
-                      "loss": {"weighting": weighting, "causal_chunks": 4, "causal_epsilon": [1.0],
-                               **({"every": 10} if weighting in ("gradnorm", "ntk") else {})}})
+    config = _config(
+        {
+            "problem": "advection",
+            "run": {"seed": 1},
+            "model": {"width": 16, "depth": 2, "harmonics": 2, "fourier_features": 8, "rwf": True},
+            "data": {"n_residual": 256, "n_initial": 64, "method": "lhs"},
+            "loss": {
+                "weighting": weighting,
+                "causal_chunks": 4,
+                "causal_epsilon": [1.0],
+                **({"every": 10} if weighting in ("gradnorm", "ntk") else {}),
+            },
+        }
+    )
     model = build_pinn(config)
     records = []
     model.fit(OptimConfig(adam_iters=150, lr=3e-3, log_every=149), records.append)
@@ -322,10 +366,17 @@ class _Crash(RuntimeError):
 def _resume_config(case: str) -> dict:
     """A tiny run with L-BFGS and checkpoints mid-Adam on advection (soft initial condition, an exact reference):
     forward with RAD points, causal annealing and gradnorm weights, or with self-adaptive weights; or Lagrangian."""
-    config = {"family": "pinn", "problem": "advection", "run": {"seed": 0, "checkpoint_every": 15},
-              "model": {"width": 16, "depth": 2}, "data": {"n_residual": 300, "n_initial": 64, "n_boundary": 32},
-              "optim": {"steps": 40, "lr": 3e-3, "decay_every": 7}, "lbfgs": {"iters": 6, "chunk": 3},
-              "loss": {"weighting": "gradnorm", "every": 5, "log_every": 4}, "eval": {"nx": 32, "nt": 11}}
+    config = {
+        "family": "pinn",
+        "problem": "advection",
+        "run": {"seed": 0, "checkpoint_every": 15},
+        "model": {"width": 16, "depth": 2},
+        "data": {"n_residual": 300, "n_initial": 64, "n_boundary": 32},
+        "optim": {"steps": 40, "lr": 3e-3, "decay_every": 7},
+        "lbfgs": {"iters": 6, "chunk": 3},
+        "loss": {"weighting": "gradnorm", "every": 5, "log_every": 4},
+        "eval": {"nx": 32, "nt": 11},
+    }
     if case == "rad":
         config["data"].update(adaptive="rad", adaptive_every=7, n_candidates=1000)
         config["loss"].update(causal_chunks=4, causal_epsilon=[1.0, 10.0])
@@ -385,8 +436,9 @@ def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatc
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
     def losses(name: str) -> list[dict]:
-        return [r for r in map(json.loads, (tmp_path / name / "train_log.jsonl").read_text().splitlines())
-                if "loss" in r]
+        return [
+            r for r in map(json.loads, (tmp_path / name / "train_log.jsonl").read_text().splitlines()) if "loss" in r
+        ]
 
     assert losses("cut") == losses("whole")
     with pytest.raises(FileNotFoundError, match="no checkpoint to continue"):
@@ -423,8 +475,10 @@ def test_a_pinn_run_is_one_process():
 
 
 _HEAVY = ("pinn_burgers", "pinn_allen_cahn")
-_CONFIGS = [pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.stem in _HEAVY else [])
-            for p in sorted((Path(__file__).resolve().parents[1] / "configs").glob("pinn_*.yaml"))]
+_CONFIGS = [
+    pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.stem in _HEAVY else [])
+    for p in sorted((Path(__file__).resolve().parents[1] / "configs").glob("pinn_*.yaml"))
+]
 
 
 def test_problem_names_of_the_config_are_the_problems():
@@ -439,8 +493,24 @@ def test_every_pinn_config_runs_tiny_and_evaluates_the_same(path, tmp_path):
     points and small networks, a coarse grid."""
     values = yaml.safe_load(path.read_text())
     assert values["family"] == "pinn" and values["optim"]["steps"] > 0
-    small = ["--data.n_residual", "64", "--data.n_initial", "16", "--data.n_boundary", "8",
-             "--data.n_candidates", "128", "--model.width", "8", "--model.depth", "1", "--eval.nx", "32", "--eval.nt", "5"]
+    small = [
+        "--data.n_residual",
+        "64",
+        "--data.n_initial",
+        "16",
+        "--data.n_boundary",
+        "8",
+        "--data.n_candidates",
+        "128",
+        "--model.width",
+        "8",
+        "--model.depth",
+        "1",
+        "--eval.nx",
+        "32",
+        "--eval.nt",
+        "5",
+    ]
     run = tmp_path / "run"
     metrics = train(path, ["--run.max_steps", "2", "--run.run_dir", str(run), "--run.progress", "false", *small])
     assert metrics["steps"] == 2 and math.isfinite(metrics["test"]["rel_l2"])
@@ -455,14 +525,29 @@ def test_every_pinn_config_runs_tiny_and_evaluates_the_same(path, tmp_path):
 def _device_config(case: str) -> dict:
     """A tiny float64 run with L-BFGS and a checkpoint mid-Adam: forward mode with RAD points, causal and gradnorm
     weights, or with self-adaptive weights, or the Lagrangian PINN."""
-    config = {"family": "pinn", "problem": "advection", "run": {"seed": 0, "checkpoint_every": 10},
-              "model": {"width": 16, "depth": 2}, "data": {"n_residual": 200, "n_initial": 32},
-              "optim": {"steps": 20, "lr": 3e-3, "decay_every": 7}, "lbfgs": {"iters": 6, "chunk": 3},
-              "loss": {"log_every": 4}, "eval": {"nx": 32, "nt": 11}}
+    config = {
+        "family": "pinn",
+        "problem": "advection",
+        "run": {"seed": 0, "checkpoint_every": 10},
+        "model": {"width": 16, "depth": 2},
+        "data": {"n_residual": 200, "n_initial": 32},
+        "optim": {"steps": 20, "lr": 3e-3, "decay_every": 7},
+        "lbfgs": {"iters": 6, "chunk": 3},
+        "loss": {"log_every": 4},
+        "eval": {"nx": 32, "nt": 11},
+    }
     if case == "rad":
-        return {**config, "data": {**config["data"], "adaptive": "rad", "adaptive_every": 7, "n_candidates": 600},
-                "loss": {"weighting": "gradnorm", "every": 5, "causal_chunks": 4, "causal_epsilon": [1.0, 10.0],
-                         "log_every": 4}}
+        return {
+            **config,
+            "data": {**config["data"], "adaptive": "rad", "adaptive_every": 7, "n_candidates": 600},
+            "loss": {
+                "weighting": "gradnorm",
+                "every": 5,
+                "causal_chunks": 4,
+                "causal_epsilon": [1.0, 10.0],
+                "log_every": 4,
+            },
+        }
     if case == "self_adaptive":
         return {**config, "loss": {"weighting": "self_adaptive", "log_every": 4}}
     return {**config, "model": {**config["model"], "mode": "lagrangian"}}
@@ -471,8 +556,9 @@ def _device_config(case: str) -> dict:
 def _outputs(run_dir: Path) -> dict:
     """What a run writes that does not depend on the clock or the config's wording: weights, plots, metrics, log."""
     out = {name: (run_dir / name).read_bytes() for name in ("model.safetensors", "solution.png", "loss_terms.png")}
-    out["metrics"] = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items()
-                      if k != "train_seconds"}
+    out["metrics"] = {
+        k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k != "train_seconds"
+    }
     out["log"] = [r for r in map(json.loads, (run_dir / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
     return out
 
@@ -490,8 +576,11 @@ def test_device_cpu_and_auto_give_the_same_bytes(tmp_path, monkeypatch, case):
 
 def test_a_device_that_is_not_here_is_refused_before_anything_is_written(tmp_path, refused_devices):
     config = _device_config("lagrangian")
-    refused_devices(f"{tmp_path / 'run.yaml'}: run.device",
-                    lambda device: _train(tmp_path, "run", config, "--run.device", device), tmp_path / "run")
+    refused_devices(
+        f"{tmp_path / 'run.yaml'}: run.device",
+        lambda device: _train(tmp_path, "run", config, "--run.device", device),
+        tmp_path / "run",
+    )
     # a trained run folder loads on the CPU; another device is checked like a config's
     _train(tmp_path, "done", config, "--optim.steps", "2", "--lbfgs.iters", "0")
     assert next(load_run(tmp_path / "done").model.parameters()).device.type == "cpu"
@@ -549,6 +638,7 @@ def test_a_pinn_run_on_cuda_agrees_with_the_cpu(tmp_path, monkeypatch, case, dev
         with pytest.raises(_Crash):
             _train(tmp_path, f"cut_{first}", config, "--run.device", first)
         monkeypatch.setattr(cls, "objective", objective)
-        resumed = _train(tmp_path, f"cut_{first}", config, "--run.device", then,
-                         "--run.resume", str(tmp_path / f"cut_{first}"))
+        resumed = _train(
+            tmp_path, f"cut_{first}", config, "--run.device", then, "--run.resume", str(tmp_path / f"cut_{first}")
+        )
         assert resumed["test"] == pytest.approx(whole["test"], rel=1e-6), (first, then)

@@ -1,10 +1,10 @@
-"""The adaptive and learning parts of pdeforge.pinns do their job: weights, causality, L-BFGS reports, inverse, hidden term."""
+"""The adaptive and learning parts of pdeforge.pinns do their job: weights, causality, L-BFGS reports, inverse,
+hidden term."""
 
 import math
 
 import pytest
 import torch
-
 from pdeforge.pinns import (
     PINN,
     PROBLEMS,
@@ -39,8 +39,13 @@ def _burgers_pinn(weighting, **sampling):
 
 
 def _soft_advection_pinn(weighting, causal=None):
-    return PINN(PROBLEMS["advection"](1.0).problem, SMALL, SamplingConfig(n_residual=256, n_initial=64),
-                weighting=weighting, causal=causal)
+    return PINN(
+        PROBLEMS["advection"](1.0).problem,
+        SMALL,
+        SamplingConfig(n_residual=256, n_initial=64),
+        weighting=weighting,
+        causal=causal,
+    )
 
 
 def test_gradnorm_weights_move_to_the_gradient_norm_ratio():
@@ -48,8 +53,16 @@ def test_gradnorm_weights_move_to_the_gradient_norm_ratio():
     pinn = _soft_advection_pinn(w)
     means, values = pinn.terms()
     params = list(pinn.net.parameters())
-    norms = {k: torch.sqrt(sum(g.pow(2).sum() for g in torch.autograd.grad(m, params, retain_graph=True, allow_unused=True)
-                               if g is not None)) for k, m in means.items()}
+    norms = {
+        k: torch.sqrt(
+            sum(
+                g.pow(2).sum()
+                for g in torch.autograd.grad(m, params, retain_graph=True, allow_unused=True)
+                if g is not None
+            )
+        )
+        for k, m in means.items()
+    }
     w.update(0, means, values, params)
     total = sum(norms.values())
     for k in means:
@@ -183,10 +196,20 @@ def test_lbfgs_says_why_it_stopped():
 
     # float32 at its round-off floor: the loss stops changing / the step vanishes; the reason says which
     r = torch.tensor([0.3, 0.7], dtype=torch.float32, requires_grad=True)
-    rep = lbfgs(lambda s: (((r - 0.1) ** 2).sum() + 1.0, {}), [r],
-                OptimConfig(lbfgs_iters=100, tolerance_grad=0.0, tolerance_change=1e-7))
-    assert rep.reason in ("loss change below tolerance_change", "line search failed: step below tolerance_change",
-                          "line search failed: not a descent direction") and rep.iterations < 100
+    rep = lbfgs(
+        lambda s: (((r - 0.1) ** 2).sum() + 1.0, {}),
+        [r],
+        OptimConfig(lbfgs_iters=100, tolerance_grad=0.0, tolerance_change=1e-7),
+    )
+    assert (
+        rep.reason
+        in (
+            "loss change below tolerance_change",
+            "line search failed: step below tolerance_change",
+            "line search failed: not a descent direction",
+        )
+        and rep.iterations < 100
+    )
 
 
 def test_gradients_reach_the_inverse_coefficients():
@@ -228,7 +251,9 @@ def _heat_observations(noise=0.0):
     x = Grid(32, 2 * math.pi).coords()[0]
     times = torch.linspace(0, 1, 11, dtype=torch.float64)
     fields = torch.exp(-0.1 * times)[:, None, None] * torch.sin(x)[None, None]  # heat solution, nu = 0.1
-    return observations_from_fields(fields, times, [x], 200, noise=noise), Domain((0.0,), (2 * math.pi,), (0.0, 1.0), (True,))
+    return observations_from_fields(fields, times, [x], 200, noise=noise), Domain(
+        (0.0,), (2 * math.pi,), (0.0, 1.0), (True,)
+    )
 
 
 def test_inverse_and_hidden_term_pinns_put_everything_on_their_device():
@@ -242,16 +267,24 @@ def test_inverse_and_hidden_term_pinns_put_everything_on_their_device():
     assert obs.x.device.type == "cpu"  # the caller's observations are not moved under it
     # on the CPU, passing the device changes nothing
     loss = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64).objective(None)[0]
-    again = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device="cpu").objective(None)[0]
+    again = InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device="cpu").objective(None)[
+        0
+    ]
     assert torch.equal(loss, again)
 
 
 def test_inverse_and_hidden_term_pinns_refuse_a_device_that_is_not_here(tmp_path, refused_devices):
     obs, dom = _heat_observations()
-    refused_devices("InversePINN", lambda device: InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL,
-                                                              n_residual=64, device=device), tmp_path / "none")
-    refused_devices("HiddenTermPINN", lambda device: HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL,
-                                                                    n_residual=64, device=device), tmp_path / "none")
+    refused_devices(
+        "InversePINN",
+        lambda device: InversePINN(Diffusion(nu=1.0), {"nu": 0.05}, dom, obs, SMALL, n_residual=64, device=device),
+        tmp_path / "none",
+    )
+    refused_devices(
+        "HiddenTermPINN",
+        lambda device: HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL, n_residual=64, device=device),
+        tmp_path / "none",
+    )
     assert HiddenTermPINN(Diffusion(nu=0.05), dom, obs, SMALL, SMALL, n_residual=64, device="auto").device.type == "cpu"
 
 
@@ -311,8 +344,14 @@ def test_hidden_term_network_learns_the_reaction():
     x = grid.coords()[0]
     times, traj = spectral_reference(FisherKPP(nu=0.05, r=1.0), grid, (0.5 + 0.45 * torch.sin(x))[None], 0.02, 3.0, 0.2)
     obs = observations_from_fields(traj, times, [x], 500, noise=0.01, seed=0)
-    model = HiddenTermPINN(Diffusion(nu=0.05), Domain((0.0,), (2 * math.pi,), (0.0, 3.0), (True,)), obs,
-                           NetworkConfig(width=24, depth=3), NetworkConfig(width=16, depth=2), n_residual=500)
+    model = HiddenTermPINN(
+        Diffusion(nu=0.05),
+        Domain((0.0,), (2 * math.pi,), (0.0, 3.0), (True,)),
+        obs,
+        NetworkConfig(width=24, depth=3),
+        NetworkConfig(width=16, depth=2),
+        n_residual=500,
+    )
     model.fit(OptimConfig(adam_iters=300, lr=3e-3, lbfgs_iters=300))
     u = torch.linspace(0.2, 0.9, 50, dtype=torch.float64)[:, None]
     with torch.no_grad():
@@ -375,8 +414,13 @@ def _build(values: dict, *overrides: str):
 def test_amplification_weights_enter_the_residual_loss_of_a_run_config():
     from pdeforge.pinns import AmplificationWeights
 
-    config = {"family": "pinn", "problem": "allen_cahn", "model": {"width": 16, "depth": 2, "harmonics": 2},
-              "data": {"n_residual": 200}, "loss": {"amplification": 1.0}}
+    config = {
+        "family": "pinn",
+        "problem": "allen_cahn",
+        "model": {"width": 16, "depth": 2, "harmonics": 2},
+        "data": {"n_residual": 200},
+        "loss": {"amplification": 1.0},
+    }
     model = _build(config)
     assert isinstance(model.amplification, AmplificationWeights)
     means, values = model.terms()
@@ -388,7 +432,9 @@ def test_amplification_weights_enter_the_residual_loss_of_a_run_config():
     expected = (w * values["residual"].detach()[:, 0] ** 2).mean()
     assert means["residual"].item() == pytest.approx(expected.item(), rel=1e-12)
     plain = _build({k: v for k, v in config.items() if k != "loss"})
-    assert plain.terms()[0]["residual"].item() == pytest.approx((values["residual"].detach() ** 2).mean().item(), rel=1e-12)
+    assert plain.terms()[0]["residual"].item() == pytest.approx(
+        (values["residual"].detach() ** 2).mean().item(), rel=1e-12
+    )
     with pytest.raises(ValueError, match="are for model.mode forward"):
         _build({**config, "problem": "advection", "model": {"mode": "lagrangian"}})
     with pytest.raises(ValueError, match=r"loss.amplification {'pow': 1.0}: expected a number"):
@@ -404,8 +450,13 @@ def test_amplification_weights_make_the_residual_small_where_errors_grow():
     X, S = x.repeat(41)[:, None], s.repeat_interleave(64)[:, None]
     out = {}
     for amp in (False, True):
-        config = {"family": "pinn", "problem": "allen_cahn", "run": {"seed": 2},
-                  "model": {"width": 32, "depth": 3, "harmonics": 4}, "data": {"n_residual": 1000}}
+        config = {
+            "family": "pinn",
+            "problem": "allen_cahn",
+            "run": {"seed": 2},
+            "model": {"width": 32, "depth": 3, "harmonics": 4},
+            "data": {"n_residual": 1000},
+        }
         if amp:
             config["loss"] = {"amplification": 1.0}
         torch.manual_seed(2)

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from pdeforge.operators.scot import (
     ConditionalLayerNorm,
     ScOT,
@@ -27,6 +25,7 @@ from pdeforge.operators.scot import (
     scot_loss,
     spectral_resample,
 )
+from safetensors.torch import load_file, save_file
 
 # The tiny model with O(1) weights amplifies float32 rounding (a 3e-8 relative input perturbation moves the output
 # by 6e-5), so the convolution kernels' accumulation order shows: with oneDNN's AVX-512 kernels (this project's
@@ -158,13 +157,22 @@ def test_tiny_reference_at_the_issue_tolerance_under_the_reference_kernels(
     to AVX2 kernels, as on the machine that made the files (a no-op on CPUs without AVX-512)."""
     out_file = tmp_path / "out.safetensors"
     env = dict(os.environ, DNNL_MAX_CPU_ISA="AVX2", OMP_NUM_THREADS=str(threads))
-    r = subprocess.run([sys.executable, "-c", _UNDER_REFERENCE_KERNELS, str(ref_dir), str(tiny_folder), str(out_file),
-                        str(threads)], capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", _UNDER_REFERENCE_KERNELS, str(ref_dir), str(tiny_folder), str(out_file), str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     got = load_file(out_file)
     io, rs, lo = (load_file(ref_dir / f"tiny_shift_{n}.safetensors") for n in ("io", "resample_io", "loss_io"))
-    for name, ref in (("output", io["output"]), ("output_half", rs["output_half"]),
-                      ("output_double", rs["output_double"]), ("loss", lo["loss"].reshape(1))):
+    for name, ref in (
+        ("output", io["output"]),
+        ("output_half", rs["output_half"]),
+        ("output_double", rs["output_double"]),
+        ("loss", lo["loss"].reshape(1)),
+    ):
         torch.testing.assert_close(got[name], ref, rtol=1e-4, atol=1e-5, msg=name)
 
 
@@ -176,15 +184,17 @@ def test_tiny_reference_loss(ref_dir: Path, tiny_model: ScOT) -> None:
     torch.testing.assert_close(loss, io["loss"].reshape(()), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(tiny_model.loss(out, io["labels"]), loss)
     # with the stored prediction the loss is the stored loss to float32 rounding
-    torch.testing.assert_close(scot_loss(io["output"], io["labels"], [0, 1, 2]), io["loss"].reshape(()),
-                               rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        scot_loss(io["output"], io["labels"], [0, 1, 2]), io["loss"].reshape(()), rtol=1e-6, atol=1e-7
+    )
 
 
 # ------------------------------------------------------------------------------------ resampling and loss
 def test_spectral_resample_is_exact_on_band_limited_fields() -> None:
     def field(n: int, m: int) -> torch.Tensor:
-        y, x = torch.meshgrid(torch.arange(n, dtype=torch.float64) / n,
-                              torch.arange(m, dtype=torch.float64) / m, indexing="ij")
+        y, x = torch.meshgrid(
+            torch.arange(n, dtype=torch.float64) / n, torch.arange(m, dtype=torch.float64) / m, indexing="ij"
+        )
         return (torch.sin(2 * math.pi * (3 * x + y)) + 0.5 * torch.cos(2 * math.pi * 5 * y) + 0.25)[None, None]
 
     u16 = field(16, 16)
@@ -210,8 +220,8 @@ def test_loss_and_metric_values() -> None:
     target = torch.ones(2, 3, 4, 4, dtype=torch.float64)
     target[:, 1:] = 2.0
     pred = target.clone()
-    pred[:, 0] += 0.5                      # group 0 (channel 0): relative L1 0.5 / 1
-    pred[:, 1:] -= 0.2                     # group 1 (channels 1, 2): relative L1 0.2 / 2
+    pred[:, 0] += 0.5  # group 0 (channel 0): relative L1 0.5 / 1
+    pred[:, 1:] -= 0.2  # group 1 (channels 1, 2): relative L1 0.2 / 2
     torch.testing.assert_close(scot_loss(pred, target, [0, 1, 3]), torch.tensor((0.5 + 0.1) / 2, dtype=torch.float64))
     torch.testing.assert_close(scot_loss(pred, target), torch.tensor((0.5 + 2 * 0.2) / 3, dtype=torch.float64))
     expected_mse = (0.25 / 1 + 0.04 / 4) / 2
@@ -223,8 +233,9 @@ def test_loss_and_metric_values() -> None:
     torch.testing.assert_close(median_relative_l1(p, t), torch.tensor(35.0, dtype=torch.float64))
     torch.testing.assert_close(median_relative_l1(p[:3], t[:3]), torch.tensor(20.0, dtype=torch.float64))
     both = torch.cat([p, t], dim=1)
-    torch.testing.assert_close(median_relative_l1(both, torch.cat([t, t], 1), [0, 1, 2]),
-                               torch.tensor([35.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        median_relative_l1(both, torch.cat([t, t], 1), [0, 1, 2]), torch.tensor([35.0, 0.0], dtype=torch.float64)
+    )
     with pytest.raises(ValueError, match="channel_slice_list"):
         scot_loss(pred, target, [0, 2, 1])
 
@@ -234,8 +245,13 @@ ROUND_TRIP_CONFIGS = {
     "window3_padded_windows": dict(window_size=3),
     "no_residual_blocks": dict(skip_connections=(0, 0, 0, 0), depths=(1, 2, 3, 2)),
     "plain_norm_resnet": dict(use_conditioning=False, residual_model="resnet"),
-    "three_stages_abs_pos_residual": dict(depths=(2, 2, 2), num_heads=(1, 2, 4), skip_connections=(1, 1, 0),
-                                          use_absolute_embeddings=True, learn_residual=True),
+    "three_stages_abs_pos_residual": dict(
+        depths=(2, 2, 2),
+        num_heads=(1, 2, 4),
+        skip_connections=(1, 1, 0),
+        use_absolute_embeddings=True,
+        learn_residual=True,
+    ),
 }
 
 
@@ -262,7 +278,7 @@ def test_config_json_keeps_unknown_keys_and_checks_derived(tiny_folder: Path, tm
     raw = json.loads((tiny_folder / "config.json").read_text())
     config = ScOTConfig.from_json(tiny_folder)
     assert config.extra == {"torch_dtype": "float32", "transformers_version": "4.29.2"}
-    assert config.to_dict() == raw           # every key of the original file survives unchanged
+    assert config.to_dict() == raw  # every key of the original file survives unchanged
     with pytest.raises(ValueError, match="hidden_size"):
         ScOTConfig.from_dict({**raw, "hidden_size": 65})
     with pytest.raises(KeyError, match="depths"):
@@ -335,7 +351,7 @@ def test_forward_input_errors(tiny_model: ScOT) -> None:
         tiny_model(x)
     with pytest.raises(TypeError, match="float64"):
         tiny_model(x.double(), t)
-    with torch.no_grad():           # a scalar time is broadcast to the batch
+    with torch.no_grad():  # a scalar time is broadcast to the batch
         assert torch.equal(tiny_model(x, 0.5), tiny_model(x, torch.full((2,), 0.5)))
 
 
@@ -348,8 +364,12 @@ def test_finetune_reinitialises_exactly_the_channel_tensors(tiny_folder: Path) -
     assert model.config.channel_slice_list_normalized_loss == (0, 3)
     state = model.state_dict()
     changed = {k for k in state if state[k].shape != ckpt[k].shape or not torch.equal(state[k], ckpt[k])}
-    assert changed == {"embeddings.patch_embeddings.projection.weight", "patch_recovery.projection.weight",
-                       "patch_recovery.projection.bias", "patch_recovery.mixup.weight"}
+    assert changed == {
+        "embeddings.patch_embeddings.projection.weight",
+        "patch_recovery.projection.weight",
+        "patch_recovery.projection.bias",
+        "patch_recovery.mixup.weight",
+    }
     # fresh tensors have the model's initialisation (N(0, 0.02), zero bias), not the checkpoint's O(1) values
     for key in changed - {"patch_recovery.projection.bias"}:
         assert 0.01 < state[key].std().item() < 0.03, key
@@ -361,21 +381,31 @@ def test_finetune_reinitialises_exactly_the_channel_tensors(tiny_folder: Path) -
     # only new outputs: the embedding keeps all of the checkpoint
     only_out = ScOT.from_pretrained(tiny_folder, num_out_channels=1).state_dict()
     changed = {k for k in only_out if only_out[k].shape != ckpt[k].shape or not torch.equal(only_out[k], ckpt[k])}
-    assert changed == {"patch_recovery.projection.weight", "patch_recovery.projection.bias",
-                       "patch_recovery.mixup.weight"}
+    assert changed == {
+        "patch_recovery.projection.weight",
+        "patch_recovery.projection.bias",
+        "patch_recovery.mixup.weight",
+    }
 
 
 def test_finetune_parameter_groups_partition(tiny_model: ScOT) -> None:
     groups = finetune_parameter_groups(tiny_model)
     assert [(g["name"], g["lr"]) for g in groups] == [
-        ("backbone", 5e-5), ("embedding_recovery", 5e-4), ("time_embedding", 5e-4)]
+        ("backbone", 5e-5),
+        ("embedding_recovery", 5e-4),
+        ("time_embedding", 5e-4),
+    ]
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in tiny_model.parameters()}
     names = {id(p): n for n, p in tiny_model.named_parameters()}
     emb = {names[id(p)] for p in groups[1]["params"]}
     assert emb == {n for n in names.values() if n.startswith(("embeddings.", "patch_recovery."))}
-    cond = {f"{mn}.{pn}" for mn, m in tiny_model.named_modules() if isinstance(m, ConditionalLayerNorm)
-            for pn, _ in m.named_parameters()}
+    cond = {
+        f"{mn}.{pn}"
+        for mn, m in tiny_model.named_modules()
+        if isinstance(m, ConditionalLayerNorm)
+        for pn, _ in m.named_parameters()
+    }
     assert {names[id(p)] for p in groups[2]["params"]} == cond - emb
     assert len(groups[2]["params"]) == 4 * (2 * 16 + 3 + 3 + 4)  # 2 per block, (un)merging, 4 ConvNeXt
     opt = torch.optim.AdamW(groups)
@@ -386,8 +416,9 @@ def test_finetune_parameter_groups_partition(tiny_model: ScOT) -> None:
 def test_gradients_reach_every_parameter() -> None:
     """Regression for models whose blocks are never used: every tensor of every block gets a gradient."""
     # image 32 / patch 2: the deepest grid is 2 x 2 (a 1 x 1 window would make q, k and the bias inert)
-    config = ScOTConfig.tiny(num_channels=2, num_out_channels=2, skip_connections=(1, 1, 1, 1),
-                             channel_slice_list_normalized_loss=(0, 1, 2))
+    config = ScOTConfig.tiny(
+        num_channels=2, num_out_channels=2, skip_connections=(1, 1, 1, 1), channel_slice_list_normalized_loss=(0, 1, 2)
+    )
     model = _perturbed(config, scale=0.2).double().train()
     x, t = torch.randn(2, 2, 32, 32, dtype=torch.float64), torch.rand(2, dtype=torch.float64)
     model.loss(model(x, t), torch.randn(2, 2, 32, 32, dtype=torch.float64)).backward()

@@ -15,27 +15,52 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter, write_stats
-from pdeforge.datasets import AllPairsDataset, AllPairsMixture, channel_union
 from pdeforge.checkpoint import load_state, load_weights
+from pdeforge.datasets import (
+    AllPairsDataset,
+    AllPairsMixture,
+    FieldSpec,
+    Schema,
+    TrajectoryDataset,
+    TrajectoryWriter,
+    channel_union,
+    write_stats,
+)
 from pdeforge.families import evaluate_run, load_run, train
-from pdeforge.operators.scot import ScOT, ScOTConfig, ScOTFamily, read_state_dict, save_pretrained, scot_loss
-from pdeforge.operators.scot import channel_groups, masked_scot_loss, selection
+from pdeforge.operators.scot import (
+    ScOT,
+    ScOTConfig,
+    ScOTFamily,
+    channel_groups,
+    masked_scot_loss,
+    read_state_dict,
+    save_pretrained,
+    scot_loss,
+    selection,
+)
 from pdeforge.training import NonFiniteLossError
 
 
-def write_root(root: Path, fields: tuple[FieldSpec, ...], make, n_t: int = 7, n: int = 16,
-               counts=(("train", 6), ("valid", 2), ("test", 2))) -> Path:
+def write_root(
+    root: Path,
+    fields: tuple[FieldSpec, ...],
+    make,
+    n_t: int = 7,
+    n: int = 16,
+    counts=(("train", 6), ("valid", 2), ("test", 2)),
+) -> Path:
     """A dataset root whose trajectory b of a split has values make(b, t (T,), n_channels) -> (T, C, n, n)."""
     x = 2 * math.pi * np.arange(n) / n
-    schema = Schema("synthetic", coords={"x": x, "y": x}, time=0.1 * np.arange(n_t), fields=fields,
-                    boundary_conditions="periodic")
+    schema = Schema(
+        "synthetic", coords={"x": x, "y": x}, time=0.1 * np.arange(n_t), fields=fields, boundary_conditions="periodic"
+    )
     n_ch = sum(2**f.order for f in fields)
     offset = 0
     for split, count in counts:
         with TrajectoryWriter(root / "data" / split / f"{split}.hdf5", schema, count) as w:
-            w.write_channels(np.stack([make(offset + b, np.arange(n_t), n_ch) for b in range(count)]).astype(np.float32))
+            w.write_channels(
+                np.stack([make(offset + b, np.arange(n_t), n_ch) for b in range(count)]).astype(np.float32)
+            )
         offset += count
     write_stats(root)
     return root
@@ -57,7 +82,9 @@ def waves(b: int, t: np.ndarray, n_ch: int) -> np.ndarray:
         for kx, ky in ((1, 0), (0, 1), (1, 1), (2, 1)):
             amp, phase = rng.normal(), rng.uniform(0, 2 * math.pi)
             for k, tk in enumerate(0.1 * t):
-                out[k, c] += amp * math.exp(-0.2 * (kx**2 + ky**2) * tk) * np.cos(kx * (X - (1 + c) * tk) + ky * Y + phase)
+                out[k, c] += (
+                    amp * math.exp(-0.2 * (kx**2 + ky**2) * tk) * np.cos(kx * (X - (1 + c) * tk) + ky * Y + phase)
+                )
     return out
 
 
@@ -135,7 +162,9 @@ def test_masked_loss_matches_scot_loss_and_ignores_padded_channels():
     target = torch.randn(4, 4, 8, 8, generator=g, dtype=torch.float64)
     groups = [0, 1, 3, 4]
     full = torch.ones(4, 4, dtype=torch.bool)
-    assert masked_scot_loss(pred, target, full, groups).item() == pytest.approx(scot_loss(pred, target, groups).item(), rel=1e-12)
+    assert masked_scot_loss(pred, target, full, groups).item() == pytest.approx(
+        scot_loss(pred, target, groups).item(), rel=1e-12
+    )
     mask = full.clone()
     mask[:2, 3] = False  # samples 0, 1 lack the last channel (Poseidon's pressure of incompressible data)
     loss = masked_scot_loss(pred, target, mask, groups)
@@ -147,7 +176,8 @@ def test_masked_loss_matches_scot_loss_and_ignores_padded_channels():
     assert loss.item() == pytest.approx(want.item(), rel=1e-12)
     mask[:, 3] = False  # a group masked in the whole batch is skipped
     assert masked_scot_loss(pred, target, mask, groups).item() == pytest.approx(
-        scot_loss(pred[:, :3], target[:, :3], [0, 1, 3]).item(), rel=1e-12)
+        scot_loss(pred[:, :3], target[:, :3], [0, 1, 3]).item(), rel=1e-12
+    )
 
 
 def test_the_loss_combined_over_processes_equals_the_loss_of_the_combined_batch():
@@ -168,7 +198,7 @@ def test_the_loss_combined_over_processes_equals_the_loss_of_the_combined_batch(
     grads = []
     for k, h in enumerate(halves):
         other = sums[1 - k]
-        reduce = lambda t: t + (other if t.dim() else 1.0)  # noqa: E731  (a sum over two processes)
+        reduce = lambda t, other=other: t + (other if t.dim() else 1.0)  # noqa: E731  (a sum over two processes)
         part = masked_scot_loss(pred[h], target[h], mask[h], groups, reduce)
         assert part.item() == pytest.approx(whole.item(), rel=1e-12)
         grads.append(torch.autograd.grad(part, pred)[0])
@@ -176,17 +206,33 @@ def test_the_loss_combined_over_processes_equals_the_loss_of_the_combined_batch(
 
 
 # -- the family through the run skeleton ---------------------------------------------------------------------------
-SMALL = {"depths": [1, 1], "num_heads": [1, 2], "skip_connections": [1, 0], "image_size": 16, "patch_size": 2,
-         "window_size": 4}
+SMALL = {
+    "depths": [1, 1],
+    "num_heads": [1, 2],
+    "skip_connections": [1, 0],
+    "image_size": 16,
+    "patch_size": 2,
+    "window_size": 4,
+}
 
 
-def scot_config(path: Path, roots: list[Path], *, run: dict | None = None, data: dict | None = None,
-                optim: dict | None = None, model: dict | None = None) -> Path:
+def scot_config(
+    path: Path,
+    roots: list[Path],
+    *,
+    run: dict | None = None,
+    data: dict | None = None,
+    optim: dict | None = None,
+    model: dict | None = None,
+) -> Path:
     """A scOT config file on the dataset ``roots``: stride 2, 4 snapshots (10 pairs a trajectory), batch 8."""
-    values = {"family": "scot", "run": {"progress": False, **(run or {})},
-              "data": {"sources": [{"root": str(r)} for r in roots], "stride": 2, "n_snapshots": 4, **(data or {})},
-              "optim": {"batch_size": 8, "lr": 1e-2, "warmup": 0.2, "eval_every": 4, "steps": 8, **(optim or {})},
-              "model": {"args": {**SMALL, **(model or {})}}}
+    values = {
+        "family": "scot",
+        "run": {"progress": False, **(run or {})},
+        "data": {"sources": [{"root": str(r)} for r in roots], "stride": 2, "n_snapshots": 4, **(data or {})},
+        "optim": {"batch_size": 8, "lr": 1e-2, "warmup": 0.2, "eval_every": 4, "steps": 8, **(optim or {})},
+        "model": {"args": {**SMALL, **(model or {})}},
+    }
     path.write_text(yaml.safe_dump(values))
     return path
 
@@ -198,14 +244,21 @@ def same_metrics(a: dict, b: dict) -> bool:
 @torch.no_grad()
 def train_loss(model: ScOT, roots: list[Path], max_trajectories: int | None = None) -> float:
     """The masked relative L1 loss over every training pair (stride 2, 4 snapshots), in one batch."""
-    views = [AllPairsDataset(TrajectoryDataset(r, split="train", normalization="zscore", max_trajectories=max_trajectories),
-                             [0, 2, 4, 6]) for r in roots]
+    views = [
+        AllPairsDataset(
+            TrajectoryDataset(r, split="train", normalization="zscore", max_trajectories=max_trajectories), [0, 2, 4, 6]
+        )
+        for r in roots
+    ]
     samples = [s for v in views for s in (v[k] for k in range(len(v)))]
-    batch = {k: torch.stack([s[k] for s in samples]) for k in ("input_fields", "output_fields", "lead_time", "channel_mask")}
+    batch = {
+        k: torch.stack([s[k] for s in samples]) for k in ("input_fields", "output_fields", "lead_time", "channel_mask")
+    }
     groups = channel_groups(views[0].channels)
     model.eval()
-    return masked_scot_loss(model(batch["input_fields"], batch["lead_time"]), batch["output_fields"],
-                            batch["channel_mask"], groups).item()
+    return masked_scot_loss(
+        model(batch["input_fields"], batch["lead_time"]), batch["output_fields"], batch["channel_mask"], groups
+    ).item()
 
 
 def family_on(config: Path) -> ScOTFamily:
@@ -216,8 +269,12 @@ def family_on(config: Path) -> ScOTFamily:
     return family
 
 
-CHANNEL_TENSORS = ["embeddings.patch_embeddings.projection.weight", "patch_recovery.mixup.weight",
-                   "patch_recovery.projection.bias", "patch_recovery.projection.weight"]
+CHANNEL_TENSORS = [
+    "embeddings.patch_embeddings.projection.weight",
+    "patch_recovery.mixup.weight",
+    "patch_recovery.projection.bias",
+    "patch_recovery.projection.weight",
+]
 
 
 def test_pretrain_then_finetune_from_the_run_folder_and_from_a_hugging_face_folder(tmp_path):
@@ -241,11 +298,23 @@ def test_pretrain_then_finetune_from_the_run_folder_and_from_a_hugging_face_fold
 
     # fine-tuning a 2-channel field: exactly the channel-dependent tensors are re-initialised, three lr groups
     hf = save_pretrained(model, tmp_path / "hf")  # the same weights as a Hugging Face folder
-    lrs = {"lr": 1e-3, "lr_embedding_recovery": 1e-2, "lr_time_embedding": 1e-2, "steps": 40, "eval_every": 20,
-           "warmup": 0.0}
+    lrs = {
+        "lr": 1e-3,
+        "lr_embedding_recovery": 1e-2,
+        "lr_time_embedding": 1e-2,
+        "steps": 40,
+        "eval_every": 20,
+        "warmup": 0.0,
+    }
     for source in (pre_dir, hf):
-        ft_cfg = scot_config(tmp_path / "ft.yaml", [new], run={"init_from": str(source)},
-                             data={"max_train_trajectories": 4}, optim=lrs, model={"learn_residual": True})
+        ft_cfg = scot_config(
+            tmp_path / "ft.yaml",
+            [new],
+            run={"init_from": str(source)},
+            data={"max_train_trajectories": 4},
+            optim=lrs,
+            model={"learn_residual": True},
+        )
         family = family_on(ft_cfg)
         fresh = family.build_model()
         said = family.init_from(fresh, str(source))
@@ -255,14 +324,25 @@ def test_pretrain_then_finetune_from_the_run_folder_and_from_a_hugging_face_fold
         assert all(torch.equal(own[k], stored[k]) for k in own if k not in CHANNEL_TENSORS)
         assert fresh.config.channel_slice_list_normalized_loss == (0, 2) and fresh.config.num_channels == 2
         groups = family.parameter_groups(fresh)
-        assert [(g["name"], g["lr"]) for g in groups] == [("backbone", 1e-3), ("embedding_recovery", 1e-2),
-                                                          ("time_embedding", 1e-2)]
+        assert [(g["name"], g["lr"]) for g in groups] == [
+            ("backbone", 1e-3),
+            ("embedding_recovery", 1e-2),
+            ("time_embedding", 1e-2),
+        ]
         assert sum(len(g["params"]) for g in groups) == len(list(fresh.parameters()))
 
     ft_dir = tmp_path / "runs" / "ft"
-    out = train(scot_config(tmp_path / "ft.yaml", [new], run={"init_from": str(pre_dir)},
-                            data={"max_train_trajectories": 4}, optim=lrs, model={"learn_residual": True}),
-                ["--run.run_dir", str(ft_dir)])
+    out = train(
+        scot_config(
+            tmp_path / "ft.yaml",
+            [new],
+            run={"init_from": str(pre_dir)},
+            data={"max_train_trajectories": 4},
+            optim=lrs,
+            model={"learn_residual": True},
+        ),
+        ["--run.run_dir", str(ft_dir)],
+    )
     tuned = load_run(ft_dir)
     assert sorted(tuned.envelope["view"]["reinitialised"]) == CHANNEL_TENSORS
     assert tuned.envelope["view"]["train_trajectories"] == 4 and tuned.envelope["view"]["train_pairs"] == 4 * 10
@@ -287,7 +367,9 @@ def test_evaluation_with_an_identity_model(tmp_path):
     frames = torch.stack([raw.read(t, list(range(7)))["fields"] for t in range(2)])  # (2, 7, 1, 16, 16) physical
 
     def persistence(k: int) -> float:
-        return float(torch.quantile(relative_l1(frames[:, 0].double(), frames[:, k].double()), 0.5, interpolation="midpoint"))
+        return float(
+            torch.quantile(relative_l1(frames[:, 0].double(), frames[:, k].double()), 0.5, interpolation="midpoint")
+        )
 
     assert final_time_error(model, ds, [0, 2, 4, 6], ("vorticity",), "all") == pytest.approx(persistence(6), rel=1e-4)
     assert final_time_error(model, ds, [0, 2, 4, 6], ("vorticity",), "next") == pytest.approx(persistence(6), rel=1e-4)
@@ -307,13 +389,31 @@ def test_the_shipped_configs_run_tiny_and_evaluate_to_their_metrics(tmp_path, mo
     monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
     pre = yaml.safe_load((CONFIGS / "scot_pretrain.yaml").read_text())
     small = [{**s, "preset_options": {**s["preset_options"], "n_trajectories": 3}} for s in pre["data"]["sources"]]
-    runs = {"scot_pretrain": ["--data.sources", json.dumps(small)],
-            "scot_finetune": ["--data.preset_options.n_trajectories", "3", "--run.init_from",
-                              str(tmp_path / "scot_pretrain")]}
+    runs = {
+        "scot_pretrain": ["--data.sources", json.dumps(small)],
+        "scot_finetune": [
+            "--data.preset_options.n_trajectories",
+            "3",
+            "--run.init_from",
+            str(tmp_path / "scot_pretrain"),
+        ],
+    }
     for name, extra in runs.items():
         run_dir = tmp_path / name
-        metrics = train(CONFIGS / f"{name}.yaml", ["--run.max_steps", "2", "--run.run_dir", str(run_dir),
-                                                   "--optim.batch_size", "4", "--run.progress", "false", *extra])
+        metrics = train(
+            CONFIGS / f"{name}.yaml",
+            [
+                "--run.max_steps",
+                "2",
+                "--run.run_dir",
+                str(run_dir),
+                "--optim.batch_size",
+                "4",
+                "--run.progress",
+                "false",
+                *extra,
+            ],
+        )
         assert metrics["steps"] == 2 and 0 < metrics["test"]["median_rel_l1"] < 1e3
         assert evaluate_run(run_dir) == {"valid": metrics["valid"], "test": metrics["test"]}
         loaded = load_run(run_dir)
@@ -326,11 +426,13 @@ def test_the_shipped_configs_run_tiny_and_evaluate_to_their_metrics(tmp_path, mo
 def test_bad_sources_and_model_args_are_one_line_each(tmp_path):
     root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
     cfg = scot_config(tmp_path / "c.yaml", [root])
-    cases = [(["--data.sources", "[ns]"], r"data.sources\[0\] 'ns': expected a mapping \{root: PATH\}"),
-             (["--data.sources", "[{root: nowhere}]"], r"data.sources\[0\]: data.root nowhere: no such folder"),
-             (["--data.preset", "navier_stokes_2d"], "expected data.sources or data.root / data.preset, not both"),
-             (["--model.args.embed", "4"], r"model.args .*embed.*expected ScOTConfig fields"),
-             (["--data.n_snapshots", "9"], r"data.n_snapshots 9: expected 2..4")]
+    cases = [
+        (["--data.sources", "[ns]"], r"data.sources\[0\] 'ns': expected a mapping \{root: PATH\}"),
+        (["--data.sources", "[{root: nowhere}]"], r"data.sources\[0\]: data.root nowhere: no such folder"),
+        (["--data.preset", "navier_stokes_2d"], "expected data.sources or data.root / data.preset, not both"),
+        (["--model.args.embed", "4"], r"model.args .*embed.*expected ScOTConfig fields"),
+        (["--data.n_snapshots", "9"], r"data.n_snapshots 9: expected 2..4"),
+    ]
     for k, (extra, message) in enumerate(cases):
         with pytest.raises(ValueError, match=message):
             train(cfg, ["--run.run_dir", str(tmp_path / f"r{k}"), *extra])
@@ -343,21 +445,26 @@ def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_che
     validations at 8 and 12), --run.resume finishes with the weights, log and metrics of an uninterrupted run; drop
     path makes the global RNG matter."""
     root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
-    cfg = scot_config(tmp_path / "c.yaml", [root], run={"checkpoint_every": 2}, optim={"steps": 14},
-                      model={"drop_path_rate": 0.3})  # 60 pairs: 7 batches an epoch
+    cfg = scot_config(
+        tmp_path / "c.yaml", [root], run={"checkpoint_every": 2}, optim={"steps": 14}, model={"drop_path_rate": 0.3}
+    )  # 60 pairs: 7 batches an epoch
     whole = train(cfg, ["--run.run_dir", str(tmp_path / "whole")])
     crash_after_checkpoint(lambda: train(cfg, ["--run.run_dir", str(tmp_path / "cut")]), step=10)
     state = load_state(tmp_path / "cut" / "checkpoint" / "state.pt")
     assert state["counters"]["step"] == 10 and state["counters"]["batch"] == 3
     assert set(state["rng"]) == {"python", "numpy", "torch", "cuda", "generators"}
     with pytest.raises(ValueError, match=r"started with other options \(optim.lr 0.01 there, 0.02 now\)"):
-        train(cfg, ["--run.run_dir", str(tmp_path / "cut"), "--run.resume", str(tmp_path / "cut"), "--optim.lr", "0.02"])
+        train(
+            cfg, ["--run.run_dir", str(tmp_path / "cut"), "--run.resume", str(tmp_path / "cut"), "--optim.lr", "0.02"]
+        )
     again = train(cfg, ["--run.run_dir", str(tmp_path / "cut"), "--run.resume", str(tmp_path / "cut")])
     assert same_metrics(again, whole)
     a, b = (load_weights(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    logs = [[json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text().splitlines()]
-            for d in ("whole", "cut")]
+    logs = [
+        [json.loads(line) for line in (tmp_path / d / "train_log.jsonl").read_text().splitlines()]
+        for d in ("whole", "cut")
+    ]
     computed = [[r for r in log if "loss" in r or "valid" in r] for log in logs]  # not the timings
     assert computed[1] == computed[0] and len(computed[0]) > 4
     assert [r["step"] for r in logs[0] if "valid" in r] == [4, 8, 12, 14]
@@ -392,20 +499,41 @@ def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path):
     train(cfg, ["--run.run_dir", str(tmp_path / "one"), "--optim.batch_size", "16"])
     script = tmp_path / "train_scot.py"
     script.write_text("import sys\nfrom pdeforge.families import train\ntrain(sys.argv[1], sys.argv[2:])\n")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(script), str(cfg), "--run.run_dir", str(tmp_path / "two"), "--optim.batch_size", "8"],
-                       capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(cfg),
+            "--run.run_dir",
+            str(tmp_path / "two"),
+            "--optim.batch_size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     one, two = (load_state(tmp_path / n / "checkpoint" / "state.pt") for n in ("one", "two"))
     assert one["counters"]["step"] == two["counters"]["step"] == 4
     for k, a in one["model"].items():
         assert float((a - two["model"][k]).norm()) <= 1e-4 * float(a.norm()) + 1e-12, k
-    logs = [[json.loads(line) for line in (tmp_path / n / "train_log.jsonl").read_text().splitlines()]
-            for n in ("one", "two")]
-    assert [r["loss"] for r in logs[1] if "loss" in r] == pytest.approx([r["loss"] for r in logs[0] if "loss" in r],
-                                                                        rel=1e-4)
-    assert [r["valid"] for r in logs[1] if "valid" in r] == pytest.approx([r["valid"] for r in logs[0] if "valid" in r],
-                                                                          rel=1e-4)
+    logs = [
+        [json.loads(line) for line in (tmp_path / n / "train_log.jsonl").read_text().splitlines()]
+        for n in ("one", "two")
+    ]
+    assert [r["loss"] for r in logs[1] if "loss" in r] == pytest.approx(
+        [r["loss"] for r in logs[0] if "loss" in r], rel=1e-4
+    )
+    assert [r["valid"] for r in logs[1] if "valid" in r] == pytest.approx(
+        [r["valid"] for r in logs[0] if "valid" in r], rel=1e-4
+    )
 
 
 @pytest.mark.gpu
@@ -415,8 +543,12 @@ def test_training_on_cuda_resumes_exactly_and_evaluates_on_the_cpu(tmp_path, cra
     CPU tensors; a run killed at step 4 and resumed ends with the weights of an uninterrupted one; the saved weights
     evaluated on the CPU give the run's metrics (1e-4)."""
     root = write_root(tmp_path / "w", (FieldSpec("vorticity"),), waves)
-    cfg = scot_config(tmp_path / "c.yaml", [root], run={"checkpoint_every": 2, "device": "cuda"},
-                      model={"drop_path_rate": 0.3, "learn_residual": True})
+    cfg = scot_config(
+        tmp_path / "c.yaml",
+        [root],
+        run={"checkpoint_every": 2, "device": "cuda"},
+        model={"drop_path_rate": 0.3, "learn_residual": True},
+    )
     whole = train(cfg, ["--run.run_dir", str(tmp_path / "whole")])
     assert 0 < whole["test"]["median_rel_l1"] < 1e3
     state = torch.load(tmp_path / "whole" / "checkpoint" / "state.pt", weights_only=True)

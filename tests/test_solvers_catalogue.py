@@ -3,10 +3,9 @@
 import inspect
 import math
 
+import pdeforge.solvers as solvers
 import pytest
 import torch
-
-import pdeforge.solvers as solvers
 from pdeforge.solvers import (
     EQUATIONS,
     ETDRK,
@@ -19,8 +18,8 @@ from pdeforge.solvers import (
     KuramotoSivashinskyFlame,
     NavierStokes2D,
     NonLocalTermError,
-    RandomFourierSeries,
     Normalization,
+    RandomFourierSeries,
     SpectralDerivatives,
     rollout,
 )

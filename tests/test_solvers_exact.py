@@ -4,11 +4,9 @@ import math
 import pickle
 
 import numpy as np
+import pdeforge.solvers._etdrk as etdrk_module
 import pytest
 import torch
-from scipy.special import ive
-
-import pdeforge.solvers._etdrk as etdrk_module
 from pdeforge.solvers import (
     ETDRK,
     ETDRK4_COX_MATTHEWS,
@@ -28,6 +26,7 @@ from pdeforge.solvers import (
     Wave,
     rollout,
 )
+from scipy.special import ive
 
 
 def test_etdrk0_single_mode_diffusion_and_advection_exact():
@@ -218,7 +217,6 @@ def test_fisher_kpp_ablowitz_zeppetella_wave():
     assert abs(measured - speed) < 2e-3 * speed  # interpolation error of the crossing, not the solver
 
 
-
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_kdv_soliton_convergence_every_order(order):
     """Against the exact soliton (dispersive, imaginary symbol): every order converges at its rate."""
@@ -375,15 +373,26 @@ def _kernel_case(equation, dt):
     grid = Grid(64, 8 * math.pi) if equation.name == "kuramoto_sivashinsky" else Grid(64, 2 * math.pi)
     (x,) = grid.coords()
     k = 2 * math.pi / grid.length[0]
-    u0 = torch.stack([torch.sin(k * x) + 0.5 * torch.cos(3 * k * x) + 0.2 * torch.sin(30 * k * x),
-                      torch.cos(2 * k * x) + 0.1 * torch.sin(25 * k * x)])[:, None]  # (2, 1, 64), modes above N/3
+    u0 = torch.stack(
+        [
+            torch.sin(k * x) + 0.5 * torch.cos(3 * k * x) + 0.2 * torch.sin(30 * k * x),
+            torch.cos(2 * k * x) + 0.1 * torch.sin(25 * k * x),
+        ]
+    )[:, None]  # (2, 1, 64), modes above N/3
     return grid, u0
 
 
 @pytest.mark.parametrize("tableau", [etdrk_module.TABLEAUS[4], ETDRK4_COX_MATTHEWS], ids=lambda t: t.name)
-@pytest.mark.parametrize("equation, dt, flush", [
-    (KuramotoSivashinsky(), 0.1, True), (KuramotoSivashinsky(), 0.01, False), (Burgers(nu=0.05), 0.01, False),
-    (KdV(nu=0.0), 0.002, False)], ids=["ks-flush", "ks", "burgers", "kdv"])
+@pytest.mark.parametrize(
+    "equation, dt, flush",
+    [
+        (KuramotoSivashinsky(), 0.1, True),
+        (KuramotoSivashinsky(), 0.01, False),
+        (Burgers(nu=0.05), 0.01, False),
+        (KdV(nu=0.0), 0.002, False),
+    ],
+    ids=["ks-flush", "ks", "burgers", "kdv"],
+)
 def test_rollout_kernel_equals_the_rollout_step_by_step(equation, dt, flush, tableau, monkeypatch):
     """On the CPU a rollout runs the steps between two saves in one call of ``_etdrk_kernel``: the same operations
     in the same order as the lean step, so the same bytes (float64 and float32), with and without the flush."""
@@ -415,8 +424,24 @@ def test_scripted_kernel_equals_the_python_function_and_does_eight_ffts(monkeypa
     co = stepper.coefficients(torch.float64, torch.device("cpu"))
     (b1, _), (b23, _), (b4, _) = co["lean_b"]
     a = co["lean_a"]
-    args = (co["mask"] * stepper.to_spectral(u0), co["mask"], co["E_c"][1], co["E_c"][2], co["E"], a[1][0], a[2][1],
-            a[3][0], a[3][2], b1, b23, b4, 7, True, [64], [-1])
+    args = (
+        co["mask"] * stepper.to_spectral(u0),
+        co["mask"],
+        co["E_c"][1],
+        co["E_c"][2],
+        co["E"],
+        a[1][0],
+        a[2][1],
+        a[3][0],
+        a[3][2],
+        b1,
+        b23,
+        b4,
+        7,
+        True,
+        [64],
+        [-1],
+    )
     scripted = kernel_module.kernel()
     assert isinstance(scripted, torch.jit.ScriptFunction)
     with torch.inference_mode():

@@ -55,10 +55,29 @@ def test_default_job_reduced(tmp_path: Path, monkeypatch) -> None:
     `load_run` give back the same numbers from the saved weights."""
     monkeypatch.setenv("PDEFORGE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    out = _main(["--data.preset_options", "{n_trajectories: 12, resolution: 32}", "--optim.epochs", "3",
-                 "--optim.batch_size", "8", "--run.run_dir", str(run), "--run.progress", "false"])
-    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl", "loss.png",
-                 "prediction.png"):
+    out = _main(
+        [
+            "--data.preset_options",
+            "{n_trajectories: 12, resolution: 32}",
+            "--optim.epochs",
+            "3",
+            "--optim.batch_size",
+            "8",
+            "--run.run_dir",
+            str(run),
+            "--run.progress",
+            "false",
+        ]
+    )
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "model.safetensors",
+        "model.json",
+        "train_log.jsonl",
+        "loss.png",
+        "prediction.png",
+    ):
         assert (run / name).is_file(), name
     m = json.loads((run / "metrics.json").read_text())
     assert set(m) >= {"valid", "test"} and m["test"]["rel_l2"] == pytest.approx(out["test"]["rel_l2"])
@@ -67,8 +86,13 @@ def test_default_job_reduced(tmp_path: Path, monkeypatch) -> None:
     assert [c.name for c in cached] == ["burgers_1d-n12-r32-s0"] and (cached[0] / "stats.yaml").is_file()
     first, last = losses(run)[0], losses(run)[-1]
     assert last < 0.7 * first
-    r = subprocess.run([sys.executable, "-m", "pdeforge.cli", "evaluate", str(run)], capture_output=True, text=True,
-                       timeout=300, env=dict(os.environ, PDEFORGE_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1"))
+    r = subprocess.run(
+        [sys.executable, "-m", "pdeforge.cli", "evaluate", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PDEFORGE_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1"),
+    )
     assert r.returncode == 0, r.stderr
     again = json.loads(r.stdout)
     assert again["test"] == m["test"] and again["valid"] == m["valid"]  # recomputed exactly (one thread, as here)
@@ -79,25 +103,44 @@ def test_default_job_reduced(tmp_path: Path, monkeypatch) -> None:
     assert loaded.metadata.n_spatial_dims == 1 and loaded.metadata.resolution == (32,) and not loaded.model.training
 
 
-CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml")
-                 if yaml.safe_load(p.read_text()).get("family", "operator") == "operator")
+CONFIGS = sorted(
+    p.name
+    for p in (REPO / "configs").glob("*.yaml")
+    if yaml.safe_load(p.read_text()).get("family", "operator") == "operator"
+)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_every_operator_config_runs_tiny_with_loss_going_down(tmp_path: Path, data: dict, config: str) -> None:
     spec = yaml.safe_load((REPO / "configs" / config).read_text())
     run = tmp_path / "run"
-    argv = [str(REPO / "configs" / config), "--data.root", str(data[spec["data"]["preset"]]), "--optim.epochs", "200",
-            "--run.max_steps", "150", "--optim.batch_size", "4", "--run.run_dir", str(run), "--run.progress", "false",
-            "--task.rollout_steps", "3"]
+    argv = [
+        str(REPO / "configs" / config),
+        "--data.root",
+        str(data[spec["data"]["preset"]]),
+        "--optim.epochs",
+        "200",
+        "--run.max_steps",
+        "150",
+        "--optim.batch_size",
+        "4",
+        "--run.run_dir",
+        str(run),
+        "--run.progress",
+        "false",
+        "--task.rollout_steps",
+        "3",
+    ]
     name = spec["model"]["name"]
     if name == "unet":
         argv += ["--model.args", "{init_features: 8, n_stages: 2}"]
     elif name in ("fno", "tfno"):
         argv += ["--model.args.n_modes", "6", "--model.args.hidden_channels", "16"]
     elif name == "uno":
-        argv += ["--model.args", "{hidden_channels: 8, layer_channels: [8, 8], layer_modes: [4, 4], "
-                                 "layer_scalings: [0.5, 2.0]}"]
+        argv += [
+            "--model.args",
+            "{hidden_channels: 8, layer_channels: [8, 8], layer_modes: [4, 4], layer_scalings: [0.5, 2.0]}",
+        ]
     out = _main(argv)
     ls = losses(run)
     assert min(ls[-3:]) < 0.85 * ls[0], ls
@@ -126,9 +169,24 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
     monkeypatch.setattr(FieldOperatorFamily, "loss", poisoned)
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match=r"^operator: the loss is nan at step 5 \(epoch 0"):
-        _main(["--data.root", str(data["burgers_1d"]), "--task.dt_stride", "2", "--optim.batch_size", "4",
-               "--model.args", SMALL_FNO, "--run.checkpoint_every", "2", "--run.run_dir", str(run),
-               "--run.progress", "false"])
+        _main(
+            [
+                "--data.root",
+                str(data["burgers_1d"]),
+                "--task.dt_stride",
+                "2",
+                "--optim.batch_size",
+                "4",
+                "--model.args",
+                SMALL_FNO,
+                "--run.checkpoint_every",
+                "2",
+                "--run.run_dir",
+                str(run),
+                "--run.progress",
+                "false",
+            ]
+        )
     state = load_state(run / "checkpoint" / "state.pt")
     assert state["counters"]["step"] == 4 and not (run / "metrics.json").exists()
     assert all(torch.isfinite(v).all() for v in state["model"].values())
@@ -143,24 +201,47 @@ def _state_epoch(run: Path) -> int:
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, data: dict) -> None:
-    base = [sys.executable, TRAIN, "--data.root", str(data["burgers_1d"]), "--optim.epochs", "6",
-            "--optim.batch_size", "4", "--model.args", SMALL_FNO, "--run.progress", "false",
-            "--run.deterministic", "true", "--task.kind", "next_step", "--task.dt_stride", "1"]
+    base = [
+        sys.executable,
+        TRAIN,
+        "--data.root",
+        str(data["burgers_1d"]),
+        "--optim.epochs",
+        "6",
+        "--optim.batch_size",
+        "4",
+        "--model.args",
+        SMALL_FNO,
+        "--run.progress",
+        "false",
+        "--run.deterministic",
+        "true",
+        "--task.kind",
+        "next_step",
+        "--task.dt_stride",
+        "1",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     ref = tmp_path / "ref"
     r = subprocess.run(base + ["--run.run_dir", str(ref)], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(base + ["--run.run_dir", str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        base + ["--run.run_dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.time() + 300
     while _state_epoch(killed) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert 2 <= _state_epoch(killed) < 6, "the run should be killed part-way"
-    r = subprocess.run([sys.executable, TRAIN, "--run.resume", str(killed), "--run.progress", "false"],
-                       capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(
+        [sys.executable, TRAIN, "--run.resume", str(killed), "--run.progress", "false"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = load_weights(ref / "model.safetensors"), load_weights(killed / "model.safetensors")
     assert a.keys() == b.keys()
@@ -171,17 +252,53 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, data: dict) 
 
 
 def test_ddp_two_processes_equal_one_process_with_combined_batch(tmp_path: Path, data: dict) -> None:
-    common = ["--data.root", str(data["burgers_1d"]), "--optim.epochs", "1", "--run.max_steps", "3",
-              "--run.progress", "false", "--task.dt_stride", "2", "--model.args", SMALL_FNO, "--optim.grad_clip", "0"]
+    common = [
+        "--data.root",
+        str(data["burgers_1d"]),
+        "--optim.epochs",
+        "1",
+        "--run.max_steps",
+        "3",
+        "--run.progress",
+        "false",
+        "--task.dt_stride",
+        "2",
+        "--model.args",
+        SMALL_FNO,
+        "--optim.grad_clip",
+        "0",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     one = tmp_path / "one"
-    r = subprocess.run([sys.executable, TRAIN, *common, "--optim.batch_size", "8", "--run.run_dir", str(one)],
-                       capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(
+        [sys.executable, TRAIN, *common, "--optim.batch_size", "8", "--run.run_dir", str(one)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     two = tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TRAIN,
-                        *common, "--optim.batch_size", "4", "--run.run_dir", str(two)],
-                       capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            TRAIN,
+            *common,
+            "--optim.batch_size",
+            "4",
+            "--run.run_dir",
+            str(two),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = (load_state(p / "checkpoint" / "state.pt")["model"] for p in (one, two))
     for k in a:
@@ -204,9 +321,27 @@ def test_pickle_checkpoint_with_payload_is_refused(tmp_path: Path, data: dict) -
     with pytest.raises(UnsafeCheckpointError, match="refused to load"):
         load_state(bad)
     assert not os.path.exists("/tmp/pdeforge_pwned")
-    r = subprocess.run([sys.executable, TRAIN, "--data.root", str(data["burgers_1d"]), "--run.init_from", str(bad),
-                        "--optim.epochs", "1", "--task.dt_stride", "2", "--run.run_dir", str(tmp_path / "run"),
-                        "--run.progress", "false"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            TRAIN,
+            "--data.root",
+            str(data["burgers_1d"]),
+            "--run.init_from",
+            str(bad),
+            "--optim.epochs",
+            "1",
+            "--task.dt_stride",
+            "2",
+            "--run.run_dir",
+            str(tmp_path / "run"),
+            "--run.progress",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode != 0 and "refused to load" in r.stderr and "Traceback" not in r.stderr
     assert not os.path.exists("/tmp/pdeforge_pwned")
 
@@ -216,9 +351,26 @@ def test_fine_tune_reinitialises_only_changed_shapes(tmp_path: Path, data: dict,
     from pdeforge.training import RunFolder
 
     src = tmp_path / "src"
-    _main(["--data.root", str(data["heat_2d"]), "--task.kind", "next_step", "--task.dt_stride", "1",
-           "--optim.epochs", "1", "--optim.batch_size", "4", "--model.args", "{n_modes: 6, hidden_channels: 16, "
-           "n_layers: 2}", "--run.run_dir", str(src), "--run.progress", "false"])
+    _main(
+        [
+            "--data.root",
+            str(data["heat_2d"]),
+            "--task.kind",
+            "next_step",
+            "--task.dt_stride",
+            "1",
+            "--optim.epochs",
+            "1",
+            "--optim.batch_size",
+            "4",
+            "--model.args",
+            "{n_modes: 6, hidden_channels: 16, n_layers: 2}",
+            "--run.run_dir",
+            str(src),
+            "--run.progress",
+            "false",
+        ]
+    )
     dst = tmp_path / "dst"
     seen = {}
     start = RunFolder.save_checkpoint
@@ -229,11 +381,32 @@ def test_fine_tune_reinitialises_only_changed_shapes(tmp_path: Path, data: dict,
 
     with monkeypatch.context() as patch:
         patch.setattr(RunFolder, "save_checkpoint", first_state)
-        out = _main(["--data.root", str(data["navier_stokes_2d"]), "--task.kind", "next_step", "--task.dt_stride",
-                     "1", "--task.n_steps_input", "2", "--optim.epochs", "1", "--optim.batch_size", "4",
-                     "--model.args", "{n_modes: 6, hidden_channels: 16, n_layers: 2}", "--run.init_from", str(src),
-                     "--model.lr_groups", "{net.net.lifting: 1e-3}", "--run.run_dir", str(dst),
-                     "--run.progress", "false"])
+        out = _main(
+            [
+                "--data.root",
+                str(data["navier_stokes_2d"]),
+                "--task.kind",
+                "next_step",
+                "--task.dt_stride",
+                "1",
+                "--task.n_steps_input",
+                "2",
+                "--optim.epochs",
+                "1",
+                "--optim.batch_size",
+                "4",
+                "--model.args",
+                "{n_modes: 6, hidden_channels: 16, n_layers: 2}",
+                "--run.init_from",
+                str(src),
+                "--model.lr_groups",
+                "{net.net.lifting: 1e-3}",
+                "--run.run_dir",
+                str(dst),
+                "--run.progress",
+                "false",
+            ]
+        )
     assert out["test"]["rel_l2"] > 0
     assert len(seen["lr"]) == 2  # the lifting's own group, then the rest
     from pdeforge.datasets import TrajectoryDataset
@@ -242,8 +415,9 @@ def test_fine_tune_reinitialises_only_changed_shapes(tmp_path: Path, data: dict,
 
     a = load_weights(src / "model.safetensors")
     meta = TrajectoryDataset(data["navier_stokes_2d"], split="train").metadata
-    model: FieldOperator = build_model(FNOConfig(n_modes=6, hidden_channels=16, n_layers=2), meta, n_steps_input=2,
-                                       use_grid=True)
+    model: FieldOperator = build_model(
+        FNOConfig(n_modes=6, hidden_channels=16, n_layers=2), meta, n_steps_input=2, use_grid=True
+    )
     report = init_matching(model, a)
     changed = [k for k in a if k in model.state_dict() and a[k].shape != model.state_dict()[k].shape]
     assert changed and set(changed) <= set(report["reinitialised"])  # the lifting sees 2 frames now
@@ -253,9 +427,29 @@ def test_fine_tune_reinitialises_only_changed_shapes(tmp_path: Path, data: dict,
 
 
 def _tiny_next_step(data: Path, run: Path, *extra: str) -> dict:
-    return _main(["--data.root", str(data), "--optim.epochs", "3", "--optim.batch_size", "4", "--task.kind",
-                  "next_step", "--task.dt_stride", "1", "--model.args", SMALL_FNO, "--run.seed", "0",
-                  "--run.progress", "false", "--run.run_dir", str(run), *extra])
+    return _main(
+        [
+            "--data.root",
+            str(data),
+            "--optim.epochs",
+            "3",
+            "--optim.batch_size",
+            "4",
+            "--task.kind",
+            "next_step",
+            "--task.dt_stride",
+            "1",
+            "--model.args",
+            SMALL_FNO,
+            "--run.seed",
+            "0",
+            "--run.progress",
+            "false",
+            "--run.run_dir",
+            str(run),
+            *extra,
+        ]
+    )
 
 
 def test_bf16_autocast_trains_close_to_float32(tmp_path: Path, data: dict) -> None:
@@ -283,8 +477,15 @@ def test_default_job_full(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert "data: " in r.stderr and "run folder: runs/default" in r.stdout
     run = tmp_path / "runs" / "default"
-    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "train_log.jsonl", "loss.png",
-                 "prediction.png"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "model.safetensors",
+        "model.json",
+        "train_log.jsonl",
+        "loss.png",
+        "prediction.png",
+    ):
         assert (run / name).is_file(), name
     m = json.loads((run / "metrics.json").read_text())
     assert m["test"]["rel_l2"] <= 0.05
@@ -306,7 +507,10 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, monkeypatch):
         ("--optim.lr", "0"): "--optim.lr 0: expected > 0",
         ("--optim.lr", "fast"): "--optim.lr 'fast': expected a number",
         ("--run.device", "gpu"): "run.device: device 'gpu': expected one of 'cpu', 'cuda', 'cuda:N', 'auto'",
-        ("--run.resume", str(tmp_path / "gone")): f"--run.resume {tmp_path / 'gone'}: not a run folder (no config.yaml)",
+        (
+            "--run.resume",
+            str(tmp_path / "gone"),
+        ): f"--run.resume {tmp_path / 'gone'}: not a run folder (no config.yaml)",
         ("--task.kind", "next_step", "--task.dt_stride", "0"): "task.dt_stride 0: expected >= 1",
         ("--data.root", str(tmp_path / "nope")): f"data.root {tmp_path / 'nope'}: no such folder",
         ("--data.root", str(tmp_path / "file.hdf5")): f"data.root {tmp_path / 'file.hdf5'}: a file, not a dataset root",
@@ -339,14 +543,31 @@ def test_operator_bad_input_met_after_parsing_is_one_line(tmp_path: Path, data: 
     from pdeforge import train
 
     monkeypatch.delenv("PDEFORGE_TRACEBACK", raising=False)
-    base = ["--data.root", str(data["burgers_1d"]), "--task.dt_stride", "2", "--optim.epochs", "1", "--run.max_steps",
-            "1", "--optim.batch_size", "4", "--run.progress", "false", "--run.run_dir", str(tmp_path / "run")]
+    base = [
+        "--data.root",
+        str(data["burgers_1d"]),
+        "--task.dt_stride",
+        "2",
+        "--optim.epochs",
+        "1",
+        "--run.max_steps",
+        "1",
+        "--optim.batch_size",
+        "4",
+        "--run.progress",
+        "false",
+        "--run.run_dir",
+        str(tmp_path / "run"),
+    ]
     junk = tmp_path / "weights.pt"
     junk.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     cases = [
         (["--model.args", "{width: 8}"], "--model.args: FNOConfig: unknown keys ['width']"),
-        (["--model.name", "unet"], "UNet: n_stages 4 coarsens a periodic axis of 32 points to 2 at the neck, fewer "
-                                   "than the convolutions' half-width 3 (kernel_size 7); for this grid use n_stages <= 3"),
+        (
+            ["--model.name", "unet"],
+            "UNet: n_stages 4 coarsens a periodic axis of 32 points to 2 at the neck, fewer "
+            "than the convolutions' half-width 3 (kernel_size 7); for this grid use n_stages <= 3",
+        ),
         (["--run.init_from", str(junk)], f"--run.init_from {junk}: {junk}: an HDF5 file, not a checkpoint"),
     ]
     for extra, message in cases:
@@ -363,8 +584,17 @@ def test_operator_bad_input_met_after_parsing_is_one_line(tmp_path: Path, data: 
         train.cli(base + ["--run.device", "cpu", "--model.compile", "true", "--run.run_dir", str(tmp_path / "c")])
     assert "--model.compile: Inductor needs a C++ compiler for CPU kernels" in str(caught.value)
     assert not (tmp_path / "c").exists()
-    train.cli(base + ["--model.name", "unet", "--model.args", "{n_stages: 3, init_features: 4}", "--run.run_dir",
-                      str(tmp_path / "u")])
+    train.cli(
+        base
+        + [
+            "--model.name",
+            "unet",
+            "--model.args",
+            "{n_stages: 3, init_features: 4}",
+            "--run.run_dir",
+            str(tmp_path / "u"),
+        ]
+    )
     saved = json.loads((tmp_path / "u" / "model.json").read_text())
     assert saved["model_spec"]["name"] == "unet" and saved["model_spec"]["config"]["n_stages"] == 3
     train.cli(base + ["--run.run_dir", str(tmp_path / "f")])  # no args: the FNO's defaults, recorded in model.json
@@ -380,8 +610,20 @@ def test_a_run_folder_is_never_reused_silently(tmp_path: Path, data: dict, monke
 
     monkeypatch.delenv("PDEFORGE_TRACEBACK", raising=False)
     run = tmp_path / "run"
-    base = ["--data.root", str(data["burgers_1d"]), "--task.dt_stride", "2", "--optim.epochs", "1",
-            "--optim.batch_size", "8", "--model.args", SMALL_FNO, "--run.progress", "false"]
+    base = [
+        "--data.root",
+        str(data["burgers_1d"]),
+        "--task.dt_stride",
+        "2",
+        "--optim.epochs",
+        "1",
+        "--optim.batch_size",
+        "8",
+        "--model.args",
+        SMALL_FNO,
+        "--run.progress",
+        "false",
+    ]
     _main(base + ["--run.run_dir", str(run)])
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     with pytest.raises(SystemExit, match="already holds a run; resume it with --run.resume"):
@@ -405,9 +647,11 @@ def test_every_config_refuses_an_unknown_or_mistyped_option_in_one_line(config, 
     family, cfg = load_family_config(path)
     assert family.name == yaml.safe_load(open(path))["family"] and cfg.run.seed == 0
     assert family.config_class().run.device == "auto"  # the same run section, default device auto, in every family
-    for argv, message in ((["--optim.lrr", "1"], "--optim.lrr: unknown option; did you mean --optim.lr?"),
-                          (["--optim.lr", "fast"], "--optim.lr 'fast': expected a number"),
-                          (["--run.seed.x", "1"], "--run.seed.x: run.seed is 0, not a section of options")):
+    for argv, message in (
+        (["--optim.lrr", "1"], "--optim.lrr: unknown option; did you mean --optim.lr?"),
+        (["--optim.lr", "fast"], "--optim.lr 'fast': expected a number"),
+        (["--run.seed.x", "1"], "--run.seed.x: run.seed is 0, not a section of options"),
+    ):
         with pytest.raises(SystemExit) as caught:
             train.cli([path, *argv])
         assert str(caught.value) == f"train.py: error: {message}" or message in str(caught.value), str(caught.value)
@@ -426,12 +670,18 @@ def test_a_section_option_on_the_command_line_changes_only_that_key(tmp_path):
 def test_help_answers_at_once_from_the_config_dataclasses():
     r = subprocess.run([sys.executable, TRAIN, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--optim.lr FLOAT" in r.stdout and "--task.kind STR" in r.stdout
-    code = ("import sys; from pdeforge import train; train.main(['--help']); "
-            "assert 'torch' not in sys.modules, 'help imported torch'")
+    code = (
+        "import sys; from pdeforge import train; train.main(['--help']); "
+        "assert 'torch' not in sys.modules, 'help imported torch'"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "pdeforge.cli", "train", str(REPO / "configs" / "fno_darcy.yaml"),
-                        "--help"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "pdeforge.cli", "train", str(REPO / "configs" / "fno_darcy.yaml"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "--model.args MAPPING" in r.stdout
 
 
@@ -440,10 +690,18 @@ def test_unreadable_checkpoints_are_named_as_such(tmp_path: Path) -> None:
     a pickle of objects stays refused as unsafe, with the refused global named and no terminal escape codes."""
     good = tmp_path / "ok.pt"
     torch.save({"w": torch.zeros(3)}, good)
-    files = {"text.pt": b"hello", "empty.pt": b"", "data.hdf5": b"\x89HDF\r\n\x1a\n" + bytes(64),
-             "cut.pt": good.read_bytes()[: good.stat().st_size // 2]}
-    expect = {"text.pt": "not a checkpoint (torch.load cannot read it", "empty.pt": "not a checkpoint (an empty file",
-              "data.hdf5": "an HDF5 file, not a checkpoint", "cut.pt": "a damaged torch checkpoint"}
+    files = {
+        "text.pt": b"hello",
+        "empty.pt": b"",
+        "data.hdf5": b"\x89HDF\r\n\x1a\n" + bytes(64),
+        "cut.pt": good.read_bytes()[: good.stat().st_size // 2],
+    }
+    expect = {
+        "text.pt": "not a checkpoint (torch.load cannot read it",
+        "empty.pt": "not a checkpoint (an empty file",
+        "data.hdf5": "an HDF5 file, not a checkpoint",
+        "cut.pt": "a damaged torch checkpoint",
+    }
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError) as caught:

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from pdeforge.checkpoint import load_state, load_weights
 from pdeforge.training import (
     ConfigError,
@@ -41,8 +40,19 @@ _spec.loader.exec_module(toy)
 def test_yaml_numbers_overrides_and_one_message_for_every_problem(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("optim:\n  lr: 1e-3\n  betas: [0.9, 0.98]\ndata:\n  preset: burgers_1d\n")
-    cfg = load_config(toy.ToyConfig, f, ["--optim.weight_decay", "1E-4", "--run.loggers", "[]", "--run.seed=3",
-                                         "--data.preset_options.n_trajectories", "12"])
+    cfg = load_config(
+        toy.ToyConfig,
+        f,
+        [
+            "--optim.weight_decay",
+            "1E-4",
+            "--run.loggers",
+            "[]",
+            "--run.seed=3",
+            "--data.preset_options.n_trajectories",
+            "12",
+        ],
+    )
     assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)  # PyYAML alone reads '1e-3' as a string
     assert cfg.optim.weight_decay == 1e-4 and cfg.optim.betas == [0.9, 0.98] and cfg.run.seed == 3
     assert cfg.data.preset == "burgers_1d" and cfg.data.preset_options == {"n_trajectories": 12}
@@ -51,12 +61,15 @@ def test_yaml_numbers_overrides_and_one_message_for_every_problem(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(toy.ToyConfig, f, ["--run.sed", "1", "--init-from", "x", "--optim.epochs", "many"])
     message = str(caught.value)
-    for part in (f"{f}: optim.lrr: unknown option; did you mean optim.lr?",
-                 f"{f}: optim.amp 'fp8': expected one of 'none', 'bf16', 'fp16'",
-                 f"{f}: optim.batch_size -1: expected >= 1",
-                 "--optim.epochs 'many': expected an integer", "--run.sed: run is 3, not a section of options",
-                 f"{f}: run 3: expected a section (a mapping of its options)",
-                 "--init-from: unknown option; did you mean --run.init_from?"):
+    for part in (
+        f"{f}: optim.lrr: unknown option; did you mean optim.lr?",
+        f"{f}: optim.amp 'fp8': expected one of 'none', 'bf16', 'fp16'",
+        f"{f}: optim.batch_size -1: expected >= 1",
+        "--optim.epochs 'many': expected an integer",
+        "--run.sed: run is 3, not a section of options",
+        f"{f}: run 3: expected a section (a mapping of its options)",
+        "--init-from: unknown option; did you mean --run.init_from?",
+    ):
         assert part in message, (part, message)
     with pytest.raises(ConfigError, match=r"^--run.sed: unknown option; did you mean --run.seed\?"):
         load_config(toy.ToyConfig, None, ["--run.sed", "1"])
@@ -119,8 +132,14 @@ def test_rng_bundle_puts_every_state_back(tmp_path):
 def test_fit_writes_the_run_folder_and_learns(tmp_path):
     run = tmp_path / "run"
     metrics = toy.train(str(run))
-    for name in ("config.yaml", "train_log.jsonl", "metrics.json", "model.safetensors", "model.json",
-                 "checkpoint/state.pt"):
+    for name in (
+        "config.yaml",
+        "train_log.jsonl",
+        "metrics.json",
+        "model.safetensors",
+        "model.json",
+        "checkpoint/state.pt",
+    ):
         assert (run / name).is_file(), name
     assert metrics["test"]["mse"] < 0.05 and metrics["steps"] == 4 * 8
     envelope = read_envelope(run)
@@ -136,8 +155,9 @@ def test_fit_writes_the_run_folder_and_learns(tmp_path):
     model.load_state_dict(load_weights(run / "model.safetensors"))  # the selected weights rebuild the model
 
 
-@pytest.mark.parametrize("extra", [[], ["--optim.grad_accum", "2", "--run.checkpoint_every", "3"],
-                                   ["--run.checkpoint_every", "8"]])  # 8: a checkpoint at each epoch's last batch
+@pytest.mark.parametrize(
+    "extra", [[], ["--optim.grad_accum", "2", "--run.checkpoint_every", "3"], ["--run.checkpoint_every", "8"]]
+)  # 8: a checkpoint at each epoch's last batch
 def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_checkpoint, extra):
     whole = toy.train(str(tmp_path / "whole"), *extra)
     calls = crash_after_checkpoint(lambda: toy.train(str(tmp_path / "cut"), *extra), nth=2)
@@ -147,14 +167,16 @@ def test_a_crash_and_resume_equal_an_uninterrupted_run(tmp_path, crash_after_che
     with pytest.raises(ValueError, match=r"started with other options \(optim.lr 0.2 there, 0.1 now\)"):
         toy.train(str(tmp_path / "cut"), *extra, "--run.resume", str(tmp_path / "cut"), "--optim.lr", "0.1")
     again = toy.train(str(tmp_path / "cut"), *extra, "--run.resume", str(tmp_path / "cut"), "--run.threads", "1")
-    assert {k: v for k, v in again.items() if k != "train_seconds"} == \
-           {k: v for k, v in whole.items() if k != "train_seconds"}
+    assert {k: v for k, v in again.items() if k != "train_seconds"} == {
+        k: v for k, v in whole.items() if k != "train_seconds"
+    }
     a, b = load_weights(tmp_path / "whole" / "model.safetensors"), load_weights(tmp_path / "cut" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(line) for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
     resumed = [r for r in log if r.get("event") == "resume"]
-    assert resumed == [{"step": calls[-1], "event": "resume", "changed": {"run.resume": str(tmp_path / "cut"),
-                                                                           "run.threads": 1}}]
+    assert resumed == [
+        {"step": calls[-1], "event": "resume", "changed": {"run.resume": str(tmp_path / "cut"), "run.threads": 1}}
+    ]
     assert yaml.safe_load((tmp_path / "cut" / "config.yaml").read_text())["run"]["resume"] == ""  # kept as first run
 
 
@@ -198,12 +220,33 @@ def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     script = str(HERE / "toy_family.py")
     common = ["--optim.epochs", "2", "--optim.grad_clip", "0", "--data.n_samples", "64", "--data.noise", "0"]
-    r = subprocess.run([sys.executable, script, str(tmp_path / "one"), *common, "--optim.batch_size", "16"],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [sys.executable, script, str(tmp_path / "one"), *common, "--optim.batch_size", "16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script,
-                        str(tmp_path / "two"), *common, "--optim.batch_size", "8"],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            script,
+            str(tmp_path / "two"),
+            *common,
+            "--optim.batch_size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     one, two = (load_state(tmp_path / n / "checkpoint" / "state.pt")["model"] for n in ("one", "two"))
     assert all(torch.allclose(one[k], two[k], rtol=1e-4, atol=1e-8) for k in one)

@@ -13,8 +13,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from scipy.special import eval_laguerre
-
 from pdeforge.checkpoint import load_state, load_weights
 from pdeforge.datasets import TrajectoryDataset
 from pdeforge.families import evaluate_run, load_run, train
@@ -39,6 +37,7 @@ from pdeforge.operators.tsm import (
 from pdeforge.solvers import fv
 from pdeforge.solvers.generate import PRESETS, generate, with_overrides
 from pdeforge.training import ConfigError, Environment, NonFiniteLossError
+from scipy.special import eval_laguerre
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FLOW = fv.FlowParameters(viscosity=1 / 200, drag=0.1, forcing=fv.KolmogorovFVPreset().forcing)
@@ -175,7 +174,6 @@ def test_the_running_lagt_state_equals_the_window_over_every_frame_seen():
     assert (enc.features(state) - enc(frames[:, -h:])).abs().max() > 1e-2
 
 
-
 # ------------------------------------------------------------------------------------------------ models
 def _model(variant: str, encoder: str = "hippo", n: int = 8, li_calls: str = "step", memory: str = "window"):
     common = dict(grid=fv.StaggeredGrid(n), flow=FLOW, dt=0.05)
@@ -184,8 +182,9 @@ def _model(variant: str, encoder: str = "hippo", n: int = 8, li_calls: str = "st
         return CoarseSolver(**common).double()
     if variant == "li":
         return LearnedInterpolation(**common, cnn=cnn, calls=li_calls).double()
-    return TemporalStencil(**common, cnn=cnn, history=4, encoder=encoder, hippo_order=4, bundle=2,
-                           memory=memory).double()
+    return TemporalStencil(
+        **common, cnn=cnn, history=4, encoder=encoder, hippo_order=4, bundle=2, memory=memory
+    ).double()
 
 
 def test_running_memory_feeds_the_cnn_every_frame_of_the_rollout():
@@ -215,9 +214,13 @@ def test_running_memory_feeds_the_cnn_every_frame_of_the_rollout():
 def test_untrained_models_equal_the_coarse_solver():
     frames = _velocity(8, 2)[:, None].repeat(1, 4, 1, 1, 1)
     coarse = _model("coarse").rollout(frames, 5)
-    for variant, encoder, calls, memory in (("li", "hippo", "step", "window"), ("li", "hippo", "stage", "window"),
-                                            ("tsm", "hippo", "step", "window"), ("tsm", "frames", "step", "window"),
-                                            ("tsm", "hippo", "step", "running")):
+    for variant, encoder, calls, memory in (
+        ("li", "hippo", "step", "window"),
+        ("li", "hippo", "stage", "window"),
+        ("tsm", "hippo", "step", "window"),
+        ("tsm", "frames", "step", "window"),
+        ("tsm", "hippo", "step", "running"),
+    ):
         # last layer starts at zero: base scheme
         pred = _model(variant, encoder, li_calls=calls, memory=memory).rollout(frames, 5)
         assert torch.allclose(pred, coarse, atol=1e-13, rtol=0), (variant, calls)
@@ -261,9 +264,10 @@ def test_li_calls_its_cnn_once_per_step_or_at_each_rk_stage(li_calls, per_step):
     assert torch.isfinite(a).all() and (a - b).abs().max() > 1e-8
 
 
-@pytest.mark.parametrize(("variant", "li_calls", "memory"),
-                         [("li", "step", "window"), ("li", "stage", "window"), ("tsm", "step", "window"),
-                          ("tsm", "step", "running")])
+@pytest.mark.parametrize(
+    ("variant", "li_calls", "memory"),
+    [("li", "step", "window"), ("li", "stage", "window"), ("tsm", "step", "window"), ("tsm", "step", "running")],
+)
 def test_gradients_reach_the_cnn_through_an_unrolled_rollout(variant, li_calls, memory):
     torch.manual_seed(0)
     model = _model(variant, li_calls=li_calls, memory=memory)
@@ -337,10 +341,24 @@ def test_the_preset_writes_the_bytes_of_the_tsm_dns(tmp_path):
     batch_size=dns_batch)``; the staggered velocity reads back channels first as the solver's (u, v)."""
     dns = dict(dns_resolution=16, reynolds=500.0, warmup_time=0.3, frame_interval=0.05, n_frames=5)
     n, res, seed, batch = 8, 8, 3, 2
-    reference = fv.kolmogorov_fv_trajectories(n, res, fv.KolmogorovFVPreset(**dns), torch.Generator().manual_seed(seed),
-                                              torch.float32, "cpu", batch_size=batch)
-    preset = with_overrides(PRESETS["kolmogorov_fv_2d"], **dns, n_trajectories=n, splits=(0.5, 0.25, 0.25),
-                            dtype="float32", initial_draw="joint", dns_batch=batch)
+    reference = fv.kolmogorov_fv_trajectories(
+        n,
+        res,
+        fv.KolmogorovFVPreset(**dns),
+        torch.Generator().manual_seed(seed),
+        torch.float32,
+        "cpu",
+        batch_size=batch,
+    )
+    preset = with_overrides(
+        PRESETS["kolmogorov_fv_2d"],
+        **dns,
+        n_trajectories=n,
+        splits=(0.5, 0.25, 0.25),
+        dtype="float32",
+        initial_draw="joint",
+        dns_batch=batch,
+    )
     generate(preset, tmp_path, n_trajectories=n, resolution=res, seed=seed, batch_size=batch, progress=False)
     files = sorted((tmp_path / "data").glob("*/*.hdf5"), key=lambda p: p.name)
     assert [f.parent.name for f in files] == ["train", "valid", "test"]
@@ -348,15 +366,21 @@ def test_the_preset_writes_the_bytes_of_the_tsm_dns(tmp_path):
     assert stored.dtype == np.float32
     assert stored.tobytes() == np.ascontiguousarray(reference.permute(0, 1, 3, 4, 2).numpy()).tobytes()
     # a joint draw of fewer trajectories is the first of them (the config's 40 hold a 32-trajectory DNS's bytes)
-    fewer = fv.kolmogorov_fv_trajectories(6, res, fv.KolmogorovFVPreset(**dns), torch.Generator().manual_seed(seed),
-                                          torch.float32, "cpu", batch_size=batch)
+    fewer = fv.kolmogorov_fv_trajectories(
+        6,
+        res,
+        fv.KolmogorovFVPreset(**dns),
+        torch.Generator().manual_seed(seed),
+        torch.float32,
+        "cpu",
+        batch_size=batch,
+    )
     assert torch.equal(fewer, reference[:6])
     test = TrajectoryDataset(tmp_path, 1, 1, split="test", full_trajectory=True)
     assert torch.equal(torch.cat([test[0]["input_fields"], test[0]["output_fields"]]), reference[6])
     # a generation batch that splits a DNS batch is refused, naming the options
     with pytest.raises(ValueError, match=r"not whole DNS batches of dns_batch=2 within n_trajectories=8"):
-        generate(preset, tmp_path / "other", n_trajectories=n, resolution=res, seed=seed, batch_size=1,
-                 progress=False)
+        generate(preset, tmp_path / "other", n_trajectories=n, resolution=res, seed=seed, batch_size=1, progress=False)
     with pytest.raises(ValueError, match=r"initial_draw 'sometimes': expected 'per_trajectory' or 'joint'"):
         with_overrides(preset, initial_draw="sometimes")
 
@@ -372,13 +396,44 @@ def test_windows_are_drawn_by_seed_and_epoch_and_dealt_to_the_processes():
 
 
 # ------------------------------------------------------------------------------------------------ the family
-TINY = ["--run.progress", "false", "--run.threads", "1",
-        "--data.preset_options.n_trajectories", "5", "--data.preset_options.dns_resolution", "16",
-        "--data.preset_options.resolution", "8", "--data.preset_options.n_frames", "24",
-        "--data.preset_options.frame_interval", "0.05", "--data.preset_options.warmup_time", "0.3",
-        "--data.preset_options.dns_batch", "1", "--data.preset_options.batch_size", "1",
-        "--data.stride", "1", "--data.unroll", "2", "--model.history", "4", "--model.hippo_order", "4",
-        "--model.bundle", "2", "--model.layers", "2", "--model.channels", "4", "--optim.batch_size", "2"]
+TINY = [
+    "--run.progress",
+    "false",
+    "--run.threads",
+    "1",
+    "--data.preset_options.n_trajectories",
+    "5",
+    "--data.preset_options.dns_resolution",
+    "16",
+    "--data.preset_options.resolution",
+    "8",
+    "--data.preset_options.n_frames",
+    "24",
+    "--data.preset_options.frame_interval",
+    "0.05",
+    "--data.preset_options.warmup_time",
+    "0.3",
+    "--data.preset_options.dns_batch",
+    "1",
+    "--data.preset_options.batch_size",
+    "1",
+    "--data.stride",
+    "1",
+    "--data.unroll",
+    "2",
+    "--model.history",
+    "4",
+    "--model.hippo_order",
+    "4",
+    "--model.bundle",
+    "2",
+    "--model.layers",
+    "2",
+    "--model.channels",
+    "4",
+    "--optim.batch_size",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -394,13 +449,23 @@ def _train(run_dir: Path, *extra: str, config: str = "tsm_kolmogorov.yaml") -> d
     return train(CONFIGS / config, [*TINY, "--run.run_dir", str(run_dir), *extra])
 
 
-@pytest.mark.parametrize(("config", "kind", "name"), [("tsm_kolmogorov.yaml", TemporalStencil, "tsm-hippo"),
-                                                      ("li_kolmogorov.yaml", LearnedInterpolation, "li")])
+@pytest.mark.parametrize(
+    ("config", "kind", "name"),
+    [("tsm_kolmogorov.yaml", TemporalStencil, "tsm-hippo"), ("li_kolmogorov.yaml", LearnedInterpolation, "li")],
+)
 def test_every_config_trains_through_the_skeleton_and_evaluates_again(tmp_path, cache, config, kind, name):
     run = tmp_path / "run"
     metrics = _train(run, "--run.max_steps", "2", config=config)
-    for f in ("config.yaml", "train_log.jsonl", "metrics.json", "model.safetensors", "model.json",
-              "checkpoint/state.pt", "correlation_vs_time.png", "vorticity_snapshots.png"):
+    for f in (
+        "config.yaml",
+        "train_log.jsonl",
+        "metrics.json",
+        "model.safetensors",
+        "model.json",
+        "checkpoint/state.pt",
+        "correlation_vs_time.png",
+        "vorticity_snapshots.png",
+    ):
         assert (run / f).is_file(), f
     test = metrics["test"]
     assert metrics["steps"] == 2 and test["model"] == name
@@ -483,8 +548,11 @@ def test_bad_options_are_one_line_naming_them(tmp_path, cache, monkeypatch):
         raise RuntimeError("no working C++ compiler found")
 
     monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
-    with pytest.raises(ValueError, match=r"^tsm: model.compile true: Inductor needs a C\+\+ compiler for CPU kernels "
-                                         r".*; install it or set model.compile false$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^tsm: model.compile true: Inductor needs a C\+\+ compiler for CPU kernels "
+        r".*; install it or set model.compile false$",
+    ):
         _train(tmp_path / "f", "--model.compile", "true", "--run.device", "cpu")
 
 
@@ -494,12 +562,34 @@ def test_ddp_two_processes_equal_one_with_the_combined_batch(tmp_path, cache):
     script.write_text("import sys\nfrom pdeforge.families import train\ntrain(sys.argv[1], sys.argv[2:])\n")
     _train(tmp_path / "data_made", "--run.max_steps", "1")  # the data, generated once before the processes start
     common = [str(CONFIGS / "tsm_kolmogorov.yaml"), *TINY, "--optim.steps", "3", "--run.device", "cpu"]
-    r = subprocess.run([sys.executable, str(script), *common, "--run.run_dir", str(tmp_path / "one"),
-                        "--optim.batch_size", "4"], capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [sys.executable, str(script), *common, "--run.run_dir", str(tmp_path / "one"), "--optim.batch_size", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(script), *common, "--run.run_dir", str(tmp_path / "two"), "--optim.batch_size", "2"],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            *common,
+            "--run.run_dir",
+            str(tmp_path / "two"),
+            "--optim.batch_size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     one, two = (load_state(tmp_path / n / "checkpoint" / "state.pt")["model"] for n in ("one", "two"))
     assert all(torch.allclose(one[k], two[k], rtol=1e-4, atol=1e-7) for k in one)

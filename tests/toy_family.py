@@ -7,14 +7,14 @@ it also runs under torchrun.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
-from torch import nn
-
 from pdeforge.training import AbstractFamily, DataSection, OptimSection, RunSection, fit, load_config
 from pdeforge.training.config import option, section
+from torch import nn
 
 
 @dataclass
@@ -57,13 +57,15 @@ class ToyFamily(AbstractFamily):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1000 * self.config.run.seed + epoch))
         bs, world, rank = self.config.optim.batch_size, self.env.world, self.env.rank
         for k in range(start, self.steps_per_epoch()):
-            idx = order[k * bs * world:(k + 1) * bs * world][rank * bs:(rank + 1) * bs]
+            idx = order[k * bs * world : (k + 1) * bs * world][rank * bs : (rank + 1) * bs]
             yield x[idx], y[idx]
 
     def loss(self, net: nn.Module, batch: Any) -> torch.Tensor:
         x, y = batch
         self.calls += 1
-        x = x + self.config.data.noise * torch.randn(x.shape, dtype=x.dtype)  # input noise: training draws from torch's RNG
+        x = x + self.config.data.noise * torch.randn(
+            x.shape, dtype=x.dtype
+        )  # input noise: training draws from torch's RNG
         loss = ((net(x) - y) ** 2).mean()
         bad = self.config.data.nan_at_step
         return loss * float("nan") if bad >= 0 and self.calls > bad * self.config.optim.grad_accum else loss

@@ -13,17 +13,44 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-
 # every public name, with the module that defines it
 _WHERE = {
-    **dict.fromkeys(("ConfigError", "DataSection", "OptimSection", "RunSection", "build_config", "config_help",
-                     "config_to_dict", "load_config", "option", "parse_overrides", "read_yaml", "resume_safe_keys",
-                     "section"), ".config"),
+    **dict.fromkeys(
+        (
+            "ConfigError",
+            "DataSection",
+            "OptimSection",
+            "RunSection",
+            "build_config",
+            "config_help",
+            "config_to_dict",
+            "load_config",
+            "option",
+            "parse_overrides",
+            "read_yaml",
+            "resume_safe_keys",
+            "section",
+        ),
+        ".config",
+    ),
     **dict.fromkeys(("cache_dir", "dataset_root", "root_problem"), ".data"),
-    **dict.fromkeys(("AbstractFamily", "Environment", "NonFiniteLossError", "fit", "init_matching",
-                     "setup_environment"), ".loop"),
-    **dict.fromkeys(("LOGGERS", "AbstractLogger", "LoggerGroup", "MLflowLogger", "TensorBoardLogger", "WandbLogger",
-                     "check_loggers", "open_loggers", "scalars"), ".loggers"),
+    **dict.fromkeys(
+        ("AbstractFamily", "Environment", "NonFiniteLossError", "fit", "init_matching", "setup_environment"), ".loop"
+    ),
+    **dict.fromkeys(
+        (
+            "LOGGERS",
+            "AbstractLogger",
+            "LoggerGroup",
+            "MLflowLogger",
+            "TensorBoardLogger",
+            "WandbLogger",
+            "check_loggers",
+            "open_loggers",
+            "scalars",
+        ),
+        ".loggers",
+    ),
     **dict.fromkeys(("capture_rng", "restore_rng", "seed_everything"), ".rng"),
     **dict.fromkeys(("ENVELOPE_FORMAT", "RunFolder", "check_finite", "read_envelope"), ".run_folder"),
     **dict.fromkeys(("lr_factor", "make_scheduler", "warmup_steps"), ".schedule"),

@@ -21,28 +21,55 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "option", "section", "RunSection", "DataSection", "OptimSection", "load_config",
-           "build_config", "config_to_dict", "config_help", "parse_overrides", "read_yaml", "parse_value",
-           "resume_safe_keys", "flat_items"]
+__all__ = [
+    "ConfigError",
+    "option",
+    "section",
+    "RunSection",
+    "DataSection",
+    "OptimSection",
+    "load_config",
+    "build_config",
+    "config_to_dict",
+    "config_help",
+    "parse_overrides",
+    "read_yaml",
+    "parse_value",
+    "resume_safe_keys",
+    "flat_items",
+]
 
 
 class ConfigError(ValueError):
     """A config that does not fit its dataclass; the message lists every problem, one clause each."""
 
 
-def option(default: Any, doc: str, *, choices: Sequence[Any] | None = None, min: float | None = None,
-           positive: bool = False, resume_safe: bool = False) -> Any:
+def option(
+    default: Any,
+    doc: str,
+    *,
+    choices: Sequence[Any] | None = None,
+    min: float | None = None,
+    positive: bool = False,
+    resume_safe: bool = False,
+) -> Any:
     """A config option: its default, a one-line ``doc`` (shown by ``--help``), the allowed ``choices``, a lower bound
     ``min`` or ``positive`` (> 0). ``resume_safe``: the option may change when a run is resumed (it does not change
     what is computed: where, how fast, how often to save)."""
-    meta = {"doc": doc, "choices": tuple(choices) if choices is not None else None, "min": min, "positive": positive,
-            "resume_safe": resume_safe}
+    meta = {
+        "doc": doc,
+        "choices": tuple(choices) if choices is not None else None,
+        "min": min,
+        "positive": positive,
+        "resume_safe": resume_safe,
+    }
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -66,12 +93,17 @@ class RunSection:
     resume: str = option("", "a run folder to continue exactly where its checkpoint stopped", resume_safe=True)
     overwrite: bool = option(False, "replace the run folder if it exists (refused otherwise)", resume_safe=True)
     init_from: str = option("", "a run folder or weights file to start from (fine-tuning)")
-    max_steps: int = option(0, "stop after this many optimiser steps (0: the config's budget); for smoke runs",
-                            min=0, resume_safe=True)
-    checkpoint_every: int = option(0, "optimiser steps between checkpoints (0: at the end of each epoch)", min=0,
-                                   resume_safe=True)
-    loggers: list = option([], "experiment trackers to log to: any of tensorboard, wandb, mlflow (the extra of each "
-                                   "must be installed)", resume_safe=True)
+    max_steps: int = option(
+        0, "stop after this many optimiser steps (0: the config's budget); for smoke runs", min=0, resume_safe=True
+    )
+    checkpoint_every: int = option(
+        0, "optimiser steps between checkpoints (0: at the end of each epoch)", min=0, resume_safe=True
+    )
+    loggers: list = option(
+        [],
+        "experiment trackers to log to: any of tensorboard, wandb, mlflow (the extra of each must be installed)",
+        resume_safe=True,
+    )
     progress: bool = option(True, "a progress bar over the optimiser steps", resume_safe=True)
     threads: int = option(0, "torch CPU threads (0: torch's default)", min=0, resume_safe=True)
     deterministic: bool = option(False, "torch.use_deterministic_algorithms (slower, bit-reproducible on GPUs)")
@@ -97,14 +129,18 @@ class OptimSection:
     betas: list = option([0.9, 0.999], "AdamW's betas")
     weight_decay: float = option(0.0, "AdamW's decoupled weight decay", min=0)
     warmup: float = option(0.05, "fraction of the steps with linear warm-up", min=0)
-    schedule: str = option("cosine", "learning-rate schedule after the warm-up",
-                           choices=("cosine", "constant", "exponential"))
+    schedule: str = option(
+        "cosine", "learning-rate schedule after the warm-up", choices=("cosine", "constant", "exponential")
+    )
     decay_rate: float = option(0.9, "schedule exponential: the factor per decay_every steps", positive=True)
     decay_every: int = option(1000, "schedule exponential: steps per decay_rate factor", min=1)
     grad_clip: float = option(1.0, "max gradient norm (0: off)", min=0)
     grad_accum: int = option(1, "micro-batches per optimiser step", min=1)
-    amp: str = option("none", "mixed precision: bf16 (CUDA or a recent CPU) | fp16 (CUDA, with a GradScaler)",
-                      choices=("none", "bf16", "fp16"))
+    amp: str = option(
+        "none",
+        "mixed precision: bf16 (CUDA or a recent CPU) | fp16 (CUDA, with a GradScaler)",
+        choices=("none", "bf16", "fp16"),
+    )
     eval_every: int = option(0, "optimiser steps between validations (0: at the end of each epoch)", min=0)
     patience: int = option(0, "early stopping: validations without improvement (0: off)", min=0)
 
@@ -118,12 +154,16 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                    |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+                   |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -250,8 +290,9 @@ def _closest(key: str, known: Iterable[str], dashes: bool = False) -> str:
     return f"; did you mean {'--' if dashes else ''}{near[0]}?" if near else ""
 
 
-def build_config(cls: type, values: Mapping[str, Any], *, sources: Mapping[str, str] | None = None,
-                 where: str = "config") -> Any:
+def build_config(
+    cls: type, values: Mapping[str, Any], *, sources: Mapping[str, str] | None = None, where: str = "config"
+) -> Any:
     """``cls`` filled from the nested mapping ``values``; every problem (an unknown key, a wrong type, a value out of
     range or not among the choices) in one ConfigError. ``sources[dotted key]`` names where a value came from (an
     ``--option``), else the key is named as ``where: key``."""
@@ -326,7 +367,7 @@ def _set(tree: dict, cls: type, key: str, value: Any, source: str) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"{source}: {'.'.join(parts[:i + 1])} is {child!r}, not a section of options")
+            raise ConfigError(f"{source}: {'.'.join(parts[: i + 1])} is {child!r}, not a section of options")
         node = child
     node[parts[-1]] = value
 
@@ -335,8 +376,9 @@ def _unknown(cls: type, key: str, source: str) -> None:
     raise ConfigError(f"{source}: unknown option{_closest(key, [k for k, _, _ in flat_items(cls)], True)}")
 
 
-def load_config(cls: type, path: str | Path | None = None, overrides: Sequence[str] = (), *,
-                values: Mapping[str, Any] | None = None) -> Any:
+def load_config(
+    cls: type, path: str | Path | None = None, overrides: Sequence[str] = (), *, values: Mapping[str, Any] | None = None
+) -> Any:
     """``cls`` from its defaults, then the YAML file ``path`` (or the mapping ``values``), then ``overrides``
     (``--section.key value`` pairs, see :func:`parse_overrides`)."""
     tree = copy.deepcopy(dict(values or {})) if path is None else read_yaml(path)
@@ -372,8 +414,16 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " | ".join(_type_name(a) for a in typing.get_args(tp))
     base = origin or tp
-    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list", dict: "mapping",
-            type(None): "null"}.get(base, getattr(base, "__name__", str(base)))
+    return {
+        bool: "bool",
+        int: "int",
+        float: "float",
+        str: "str",
+        list: "list",
+        tuple: "list",
+        dict: "mapping",
+        type(None): "null",
+    }.get(base, getattr(base, "__name__", str(base)))
 
 
 def config_help(cls: type) -> str:

@@ -11,7 +11,12 @@ from typing import Any
 
 __all__ = ["cache_dir", "dataset_root", "root_problem"]
 
-_GENERATE_KEYS = ("n_trajectories", "resolution", "seed", "batch_size")  # generate()'s own options; the rest are preset fields
+_GENERATE_KEYS = (
+    "n_trajectories",
+    "resolution",
+    "seed",
+    "batch_size",
+)  # generate()'s own options; the rest are preset fields
 
 
 def cache_dir() -> Path:
@@ -26,8 +31,10 @@ def root_problem(root: str) -> str | None:
         return "no such folder (expected a dataset root: ROOT/data/{train,valid,test})"
     if not (path / "data" / "train").is_dir():
         what = "a file" if path.is_file() else "a folder without data/train"
-        return (f"{what}, not a dataset root (expected ROOT/data/{{train,valid,test}}/*.hdf5 and ROOT/stats.yaml, as "
-                "pdeforge generate and pdeforge convert write)")
+        return (
+            f"{what}, not a dataset root (expected ROOT/data/{{train,valid,test}}/*.hdf5 and ROOT/stats.yaml, as "
+            "pdeforge generate and pdeforge convert write)"
+        )
     return None
 
 
@@ -68,8 +75,10 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
     fields = {f for f in getattr(base, "__dataclass_fields__", {})}
     unknown = sorted(set(options) - set(_GENERATE_KEYS) - fields)
     if unknown:
-        raise ValueError(f"{where}: data.preset_options: unknown option(s) {unknown} for preset {data.preset}; "
-                         f"expected {list(_GENERATE_KEYS)} or the preset's fields {sorted(fields)}")
+        raise ValueError(
+            f"{where}: data.preset_options: unknown option(s) {unknown} for preset {data.preset}; "
+            f"expected {list(_GENERATE_KEYS)} or the preset's fields {sorted(fields)}"
+        )
     options.setdefault("n_trajectories", base.n_trajectories)
     options.setdefault("resolution", base.resolution)
     options.setdefault("seed", 0)
@@ -78,9 +87,19 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
         barrier()
     if is_main and not (root / "stats.yaml").exists():
         preset = with_overrides(base, **{k: v for k, v in options.items() if k in fields})
-        print(f"generating {data.preset} ({options['n_trajectories']} trajectories) into {root} (once; cached)", file=sys.stderr)
-        generate(preset, root, n_trajectories=options["n_trajectories"], resolution=options["resolution"],
-                 seed=options["seed"], batch_size=options.get("batch_size"), progress=progress)
+        print(
+            f"generating {data.preset} ({options['n_trajectories']} trajectories) into {root} (once; cached)",
+            file=sys.stderr,
+        )
+        generate(
+            preset,
+            root,
+            n_trajectories=options["n_trajectories"],
+            resolution=options["resolution"],
+            seed=options["seed"],
+            batch_size=options.get("batch_size"),
+            progress=progress,
+        )
     if is_main and barrier is not None:
         barrier()
     if is_main:

@@ -24,15 +24,25 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
 from .._files import atomic_write
 
-__all__ = ["AbstractLogger", "LOGGERS", "LoggerGroup", "MLflowLogger", "TensorBoardLogger", "WandbLogger",
-           "check_loggers", "open_loggers", "scalars"]
+__all__ = [
+    "AbstractLogger",
+    "LOGGERS",
+    "LoggerGroup",
+    "MLflowLogger",
+    "TensorBoardLogger",
+    "WandbLogger",
+    "check_loggers",
+    "open_loggers",
+    "scalars",
+]
 
 
 class AbstractLogger(abc.ABC):
@@ -70,8 +80,9 @@ class TensorBoardLogger(AbstractLogger):
 
         # a resumed run redoes the steps after its checkpoint: purge_step hides what the interrupted run logged
         # for them, so each step shows once
-        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"),
-                                    purge_step=start_step + 1 if start_step else None)
+        self.writer = SummaryWriter(
+            str(Path(run_dir) / "tensorboard"), purge_step=start_step + 1 if start_step else None
+        )
 
     def log_config(self, config: dict) -> None:
         # four spaces: TensorBoard renders text as Markdown, and this keeps the YAML a code block
@@ -120,8 +131,9 @@ class MLflowLogger(AbstractLogger):
             name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "pdeforge")
             experiment = self.client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
-            self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
-                                                 tags={"family": family}).info.run_id
+            self.run_id = self.client.create_run(
+                experiment_id, run_name=run_dir.name, tags={"family": family}
+            ).info.run_id
             atomic_write(saved, lambda tmp: tmp.write_text(self.run_id + "\n"))
 
     def log_config(self, config: dict) -> None:
@@ -132,7 +144,7 @@ class MLflowLogger(AbstractLogger):
         # characters in older versions
         params = [Param(k, str(v)[:500]) for k, v in _flatten(config).items()]
         for i in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[i:i + 100])
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -162,9 +174,15 @@ class WandbLogger(AbstractLogger):
         run_id = saved.read_text().strip() if saved.is_file() else uuid.uuid4().hex[:8]
         # WANDB_MODE read for each run: wandb's process-wide settings would keep the mode of the process's first run
         mode = os.environ.get("WANDB_MODE") or None
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "pdeforge"), dir=str(run_dir), id=run_id,
-                              resume="allow", name=run_dir.name, tags=[family],
-                              mode={"dryrun": "offline", "run": "online"}.get(mode, mode))
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "pdeforge"),
+            dir=str(run_dir),
+            id=run_id,
+            resume="allow",
+            name=run_dir.name,
+            tags=[family],
+            mode={"dryrun": "offline", "run": "online"}.get(mode, mode),
+        )
         if not saved.is_file():
             atomic_write(saved, lambda tmp: tmp.write_text(run_id + "\n"))
 
@@ -230,8 +248,10 @@ def check_loggers(names: Sequence[str], where: str) -> None:
             raise ValueError(f"{where}: run.loggers: {name!r}: expected a list of {', '.join(sorted(LOGGERS))}")
         tracker = LOGGERS[name]
         if importlib.util.find_spec(tracker.module) is None:
-            raise ValueError(f"{where}: run.loggers: {name!r} needs the {tracker.module} package, not installed: "
-                             f"pip install -e \".[{tracker.extra}]\"")
+            raise ValueError(
+                f"{where}: run.loggers: {name!r} needs the {tracker.module} package, not installed: "
+                f'pip install -e ".[{tracker.extra}]"'
+            )
 
 
 def open_loggers(names: Sequence[str], run_dir: Path, family: str, start_step: int) -> LoggerGroup:

@@ -28,9 +28,10 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -186,6 +187,7 @@ class AbstractFamily(abc.ABC):
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
         """Put back what :meth:`training_state` saved (a resumed run, after the weights and the RNG bundle)."""
+        return None
 
     def finish(self, model: nn.Module) -> dict[str, Any]:
         """Training after the optimiser steps, on the selected weights (a PINN's L-BFGS phase); returns what it
@@ -194,6 +196,7 @@ class AbstractFamily(abc.ABC):
 
     def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
         """Write the family's plots into the run folder."""
+        return None
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
         """The line printed at the end of a run."""
@@ -203,8 +206,10 @@ class AbstractFamily(abc.ABC):
 def _budget(family: AbstractFamily, optim: Any) -> tuple[int, int]:
     per_epoch = family.steps_per_epoch()
     if per_epoch < 1:
-        raise ValueError(f"{family.name}: the training data give no batch of {optim.batch_size} per process "
-                         f"({family.env.world} process(es)); use fewer processes, a smaller batch or more data")
+        raise ValueError(
+            f"{family.name}: the training data give no batch of {optim.batch_size} per process "
+            f"({family.env.world} process(es)); use fewer processes, a smaller batch or more data"
+        )
     steps_per_epoch = max(1, per_epoch // optim.grad_accum)
     return (optim.steps or optim.epochs * steps_per_epoch), steps_per_epoch
 
@@ -212,15 +217,16 @@ def _budget(family: AbstractFamily, optim: Any) -> tuple[int, int]:
 def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config") -> dict[str, Any]:
     """Train ``family_class`` as ``config`` says; write its run folder; return the final metrics (``{}`` on
     processes other than the main one)."""
-    run_cfg, optim = config.run, config.optim
+    run_cfg = config.run
     # 1. environment ---------------------------------------------------------------------------------------
     env = setup_environment(run_cfg, where)
     family = family_class(config, env)
     folder = RunFolder(run_cfg.resume or run_cfg.run_dir or Path("runs") / family.name, writer=env.is_main)
     # 2. run folder (before any data is made: a refused folder costs nothing) ----------------------------------
     plain = {"family": family.name, **{k: v for k, v in config_to_dict(config).items() if k != "family"}}
-    saved = folder.start(plain, resume=bool(run_cfg.resume), overwrite=run_cfg.overwrite,
-                         safe=resume_safe_keys(type(config)))
+    saved = folder.start(
+        plain, resume=bool(run_cfg.resume), overwrite=run_cfg.overwrite, safe=resume_safe_keys(type(config))
+    )
     # 3. data and model --------------------------------------------------------------------------------------
     family.prepare()
     model = family.build_model()
@@ -244,8 +250,14 @@ def fit(family_class: type[AbstractFamily], config: Any, *, where: str = "config
         tracker.close()
 
 
-def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: dict | None, plain: dict,
-           tracker: AbstractLogger) -> dict[str, Any]:
+def _train(
+    family: AbstractFamily,
+    model: nn.Module,
+    folder: RunFolder,
+    saved: dict | None,
+    plain: dict,
+    tracker: AbstractLogger,
+) -> dict[str, Any]:
     """Steps 4 to 6 of :func:`fit`: optimise ``model``, then evaluate and save the selected weights."""
     from tqdm.auto import tqdm
 
@@ -281,17 +293,27 @@ def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: d
 
         net = DistributedDataParallel(model)
     if env.is_main:
-        print(f"run {folder.path}: {family.name} ({n_params:,} parameters), {total} optimiser steps "
-              f"({steps_per_epoch} per epoch), {env.world} process(es) on {env.device}")
+        print(
+            f"run {folder.path}: {family.name} ({n_params:,} parameters), {total} optimiser steps "
+            f"({steps_per_epoch} per epoch), {env.world} process(es) on {env.device}"
+        )
 
     def checkpoint() -> None:
         paused = time.perf_counter()
-        folder.save_checkpoint({
-            "family": family.name, "config": plain, "counters": dict(counters), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if use_scaler else {}, "rng": capture_rng(family.generators()),
-            "family_state": family.training_state(),
-            "best_weights": best_weights or {}})
+        folder.save_checkpoint(
+            {
+                "family": family.name,
+                "config": plain,
+                "counters": dict(counters),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if use_scaler else {},
+                "rng": capture_rng(family.generators()),
+                "family_state": family.training_state(),
+                "best_weights": best_weights or {},
+            }
+        )
         meter.t0 += time.perf_counter() - paused
 
     def validation() -> bool:
@@ -303,8 +325,10 @@ def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: d
             model.train()
             if value is not None:
                 if not math.isfinite(value):
-                    raise NonFiniteLossError(f"{family.name}: the validation metric is {value} at step "
-                                             f"{counters['step']}: the model's predictions hold NaN/Inf")
+                    raise NonFiniteLossError(
+                        f"{family.name}: the validation metric is {value} at step "
+                        f"{counters['step']}: the model's predictions hold NaN/Inf"
+                    )
                 folder.record({"step": counters["step"], "epoch": counters["epoch"], "valid": value})
                 tracker.log_metrics({"valid/selection": value}, counters["step"])
                 if value < counters["best"]:
@@ -312,16 +336,23 @@ def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: d
                     best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 else:
                     counters["bad_evals"] += 1
-                bar.write(f"step {counters['step']:6d}  valid {value:.4g}  (best {counters['best']:.4g} at step "
-                          f"{counters['best_step']})")
+                bar.write(
+                    f"step {counters['step']:6d}  valid {value:.4g}  (best {counters['best']:.4g} at step "
+                    f"{counters['best_step']})"
+                )
                 stop = bool(optim.patience) and counters["bad_evals"] >= optim.patience
         meter.t0 += time.perf_counter() - paused
         return _agree(stop, env)
 
     # 5. the steps -------------------------------------------------------------------------------------------
     stop_at = min(total, run_cfg.max_steps or total)
-    bar = tqdm(total=stop_at, initial=counters["step"], disable=not (run_cfg.progress and env.is_main),
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=stop_at,
+        initial=counters["step"],
+        disable=not (run_cfg.progress and env.is_main),
+        unit="step",
+        dynamic_ncols=True,
+    )
     autocast = (lambda: torch.autocast(env.device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     t0 = time.perf_counter() - counters["elapsed"]
     done = counters["step"] >= stop_at
@@ -344,7 +375,8 @@ def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: d
                     raise NonFiniteLossError(
                         f"{family.name}: the loss is {loss.item()} at step {counters['step']} (epoch "
                         f"{counters['epoch']}, lr {scheduler.get_last_lr()[0]:.3g}); the run folder keeps its last "
-                        f"good checkpoint: {folder.checkpoint_path}")
+                        f"good checkpoint: {folder.checkpoint_path}"
+                    )
                 scaler.scale(loss / optim.grad_accum).backward()
             if not last:
                 continue
@@ -362,7 +394,12 @@ def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: d
             step = counters["step"]
             bar.update(1)
             if env.is_main and (step % 10 == 0 or step == 1):
-                entry = {"step": step, "epoch": counters["epoch"], "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
+                entry = {
+                    "step": step,
+                    "epoch": counters["epoch"],
+                    "loss": loss.item(),
+                    "lr": scheduler.get_last_lr()[0],
+                }
                 if grad_norm is not None:
                     entry["grad_norm"] = grad_norm
                 folder.record(entry)  # the log keeps what a resume reproduces exactly: no timings
@@ -383,12 +420,20 @@ def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: d
         # the epoch ran out (a partial accumulation is dropped); a run resumed from a checkpoint taken at the epoch's
         # last micro-batch finds none left and goes on with the epoch's end, as the uninterrupted run did
         if micro == 0 and counters["batch"] < per_epoch:
-            raise ValueError(f"{family.name}: epoch {counters['epoch']} gave no batch from batch "
-                             f"{counters['batch']} on (steps_per_epoch says {per_epoch})")
+            raise ValueError(
+                f"{family.name}: epoch {counters['epoch']} gave no batch from batch "
+                f"{counters['batch']} on (steps_per_epoch says {per_epoch})"
+            )
         optimizer.zero_grad(set_to_none=True)
         epoch_time = time.perf_counter() - t_epoch
-        folder.record({"step": counters["step"], "epoch": counters["epoch"], "epoch_time": round(epoch_time, 4),
-                       "data_time_fraction": round(fetching[0] / max(epoch_time, 1e-9), 4)})
+        folder.record(
+            {
+                "step": counters["step"],
+                "epoch": counters["epoch"],
+                "epoch_time": round(epoch_time, 4),
+                "data_time_fraction": round(fetching[0] / max(epoch_time, 1e-9), 4),
+            }
+        )
         counters["epoch"] += 1
         counters["batch"] = 0
         if not done and not optim.eval_every:
@@ -407,10 +452,16 @@ def _train(family: AbstractFamily, model: nn.Module, folder: RunFolder, saved: d
             model.load_state_dict(best_weights)
         finished = family.finish(model)
         model.eval()
-        metrics = {"valid": family.evaluate(model, "valid"), "test": family.evaluate(model, "test"),
-                   "steps": counters["step"], "best_step": counters["best_step"], "epochs": counters["epoch"],
-                   "n_parameters": n_params, "train_seconds": round(counters["elapsed"], 2),
-                   **({"finish": finished} if finished else {})}
+        metrics = {
+            "valid": family.evaluate(model, "valid"),
+            "test": family.evaluate(model, "test"),
+            "steps": counters["step"],
+            "best_step": counters["best_step"],
+            "epochs": counters["epoch"],
+            "n_parameters": n_params,
+            "train_seconds": round(counters["elapsed"], 2),
+            **({"finish": finished} if finished else {}),
+        }
         folder.flush_log()
         folder.save_model(model.state_dict(), {"family": family.name, "config": plain, **family.envelope(model)})
         folder.write_metrics(metrics)

@@ -8,7 +8,8 @@ The bundle holds Python's ``random``, NumPy's global state, torch's CPU generato
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,8 +42,13 @@ def capture_rng(generators: Mapping[str, Any] | None = None) -> dict[str, Any]:
     for name, g in (generators or {}).items():
         gens[name] = g.get_state() if isinstance(g, torch.Generator) else g.bit_generator.state
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    return {"python": _plain(random.getstate()), "numpy": _plain(np.random.get_state()),
-            "torch": torch.get_rng_state(), "cuda": cuda, "generators": gens}
+    return {
+        "python": _plain(random.getstate()),
+        "numpy": _plain(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "generators": gens,
+    }
 
 
 def restore_rng(bundle: Mapping[str, Any], generators: Mapping[str, Any] | None = None) -> None:
@@ -57,8 +63,9 @@ def restore_rng(bundle: Mapping[str, Any], generators: Mapping[str, Any] | None 
             torch.cuda.set_rng_state(state, i)
     for name, g in (generators or {}).items():
         if name not in bundle["generators"]:
-            raise KeyError(f"the checkpoint's RNG bundle has no generator {name!r} (it has "
-                           f"{sorted(bundle['generators'])})")
+            raise KeyError(
+                f"the checkpoint's RNG bundle has no generator {name!r} (it has {sorted(bundle['generators'])})"
+            )
         state = bundle["generators"][name]
         if isinstance(g, torch.Generator):
             g.set_state(state)

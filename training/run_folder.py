@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import yaml
@@ -40,8 +41,9 @@ def check_finite(tree: Any, where: str, path: str = "") -> None:
         for i, v in enumerate(tree):
             check_finite(v, where, f"{path}[{i}]")
     elif isinstance(tree, float) and not math.isfinite(tree):
-        raise ValueError(f"{where}: {path} is {tree}: a non-finite metric (the model's output or the data hold "
-                         "NaN/Inf there)")
+        raise ValueError(
+            f"{where}: {path} is {tree}: a non-finite metric (the model's output or the data hold NaN/Inf there)"
+        )
 
 
 def read_envelope(run_dir: str | Path) -> dict[str, Any]:
@@ -49,13 +51,16 @@ def read_envelope(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     path = run_dir / "model.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no model.json); expected a folder that "
-                                "`pdeforge train` or train.py wrote")
+        raise FileNotFoundError(
+            f"{run_dir}: not a run folder (no model.json); expected a folder that `pdeforge train` or train.py wrote"
+        )
     envelope = json.loads(path.read_text())
     if envelope.get("format") != ENVELOPE_FORMAT or "family" not in envelope:
-        raise ValueError(f"{path}: a run folder of an older pdeforge (model.json has no 'format': "
-                         f"{ENVELOPE_FORMAT} envelope naming its family); retrain it, or load its weights with "
-                         "pdeforge.checkpoint.load_any_weights")
+        raise ValueError(
+            f"{path}: a run folder of an older pdeforge (model.json has no 'format': "
+            f"{ENVELOPE_FORMAT} envelope naming its family); retrain it, or load its weights with "
+            "pdeforge.checkpoint.load_any_weights"
+        )
     return envelope
 
 
@@ -83,27 +88,34 @@ class RunFolder:
         keys that changed, and return the checkpoint (None for a fresh start)."""
         if resume:
             if not self.checkpoint_path.is_file():
-                raise FileNotFoundError(f"--run.resume {self.path}: no checkpoint to continue "
-                                        f"({self.checkpoint_path} not found); start the run without --run.resume")
+                raise FileNotFoundError(
+                    f"--run.resume {self.path}: no checkpoint to continue "
+                    f"({self.checkpoint_path} not found); start the run without --run.resume"
+                )
             state = load_state(self.checkpoint_path)
             then = _flatten(state["config"])
             now = _flatten(config)
             differ = sorted(k for k in set(then) | set(now) if k not in safe and then.get(k) != now.get(k))
             if differ:
-                raise ValueError(f"--run.resume {self.path}: the run was started with other options ("
-                                 + ", ".join(f"{k} {then.get(k)!r} there, {now.get(k)!r} now" for k in differ)
-                                 + "); resume with the same options, or start a new run folder (--run.init_from "
-                                 "can start from its weights)")
+                raise ValueError(
+                    f"--run.resume {self.path}: the run was started with other options ("
+                    + ", ".join(f"{k} {then.get(k)!r} there, {now.get(k)!r} now" for k in differ)
+                    + "); resume with the same options, or start a new run folder (--run.init_from "
+                    "can start from its weights)"
+                )
             self.log = [dict(r) for r in state["log"]]
             changed = {k: now.get(k) for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)}
-            self.log.append({"step": int(state["counters"]["step"]), "event": "resume", **(
-                {"changed": changed} if changed else {})})
+            self.log.append(
+                {"step": int(state["counters"]["step"]), "event": "resume", **({"changed": changed} if changed else {})}
+            )
             return state
         # only the writer (the main process) claims the folder: under DDP the others may find it claimed already
         if self.writer and self.holds_a_run() and not overwrite:
-            raise FileExistsError(f"{self.path}: a run folder already holds a run; resume it with --run.resume "
-                                  f"{self.path}, replace it with --run.overwrite true, or choose another "
-                                  "--run.run_dir")
+            raise FileExistsError(
+                f"{self.path}: a run folder already holds a run; resume it with --run.resume "
+                f"{self.path}, replace it with --run.overwrite true, or choose another "
+                "--run.run_dir"
+            )
         self._fresh = dict(config)
         return None
 

@@ -15,8 +15,9 @@ def warmup_steps(total: int, warmup: float) -> int:
     return max(1, int(warmup * total)) if warmup > 0 else 0
 
 
-def lr_factor(step: int, total: int, warm: int, kind: str = "cosine", decay_rate: float = 0.9,
-              decay_every: int = 1000) -> float:
+def lr_factor(
+    step: int, total: int, warm: int, kind: str = "cosine", decay_rate: float = 0.9, decay_every: int = 1000
+) -> float:
     """The multiplier of the peak learning rate at optimiser step ``step`` (0-based) of ``total``.
 
     ``(step + 1) / warm`` for the first ``warm`` steps; then for ``kind="cosine"``
@@ -35,9 +36,16 @@ def lr_factor(step: int, total: int, warm: int, kind: str = "cosine", decay_rate
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total: int, warmup: float, kind: str = "cosine",
-                   decay_rate: float = 0.9, decay_every: int = 1000) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    total: int,
+    warmup: float,
+    kind: str = "cosine",
+    decay_rate: float = 0.9,
+    decay_every: int = 1000,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` over :func:`lr_factor` (its state dict holds only the step count: it resumes exactly)."""
     warm = warmup_steps(total, warmup)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warm, kind, decay_rate, decay_every))
+        optimizer, lambda step: lr_factor(step, total, warm, kind, decay_rate, decay_every)
+    )

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from ..._lazy import lazy_exports
 
-
 _WHERE = {
-    **dict.fromkeys(("OperatorConfig", "OperatorData", "TaskSection", "ModelSection", "MODEL_NAMES", "DEFAULT_ARGS"),
-                    "._config"),
+    **dict.fromkeys(
+        ("OperatorConfig", "OperatorData", "TaskSection", "ModelSection", "MODEL_NAMES", "DEFAULT_ARGS"), "._config"
+    ),
     **dict.fromkeys(("FieldOperatorFamily", "make_task"), "._family"),
 }
 __all__ = list(_WHERE)

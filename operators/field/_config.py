@@ -20,8 +20,9 @@ DEFAULT_ARGS = {"fno": {"n_modes": 16, "hidden_channels": 48, "n_layers": 4}}
 class OperatorData(DataSection):
     """The dataset root (or preset) and how its fields are normalised."""
 
-    normalization: str = option("zscore", "per-channel normalisation fitted on the train split only ('': none)",
-                                choices=("zscore", "rms", ""))
+    normalization: str = option(
+        "zscore", "per-channel normalisation fitted on the train split only ('': none)", choices=("zscore", "rms", "")
+    )
     max_train_trajectories: int = option(0, "use only the first N training trajectories (0: all)", min=0)
     num_workers: int = option(0, "DataLoader worker processes", min=0, resume_safe=True)
 
@@ -30,17 +31,22 @@ class OperatorData(DataSection):
 class TaskSection:
     """What the model maps: a one-shot operator, or the next frames (autoregressive, rollout-evaluated)."""
 
-    kind: str = option("operator", "operator (one-shot map) | next_step (autoregressive)",
-                       choices=("operator", "next_step"))
-    windows: str = option("all", "operator on time-dependent data: all start times | first (u0 -> u(T))",
-                          choices=("all", "first"))
+    kind: str = option(
+        "operator", "operator (one-shot map) | next_step (autoregressive)", choices=("operator", "next_step")
+    )
+    windows: str = option(
+        "all", "operator on time-dependent data: all start times | first (u0 -> u(T))", choices=("all", "first")
+    )
     n_steps_input: int = option(1, "frames in (next_step)", min=1)
     n_steps_output: int = option(1, "frames out per model call (next_step)", min=1)
     dt_stride: int = option(10, "snapshots between frames (windows first: 0 is the last snapshot)", min=0)
     pushforward: int = option(1, "next_step: model calls unrolled per sample, gradient through the last", min=1)
     rollout_steps: int = option(0, "next_step: frames of the rollout evaluation (0: whole trajectories)", min=0)
-    loss: str = option("rel_l2", "rel_l2 (per-sample relative L2 in physical units) | mse (normalised space)",
-                       choices=("rel_l2", "mse"))
+    loss: str = option(
+        "rel_l2",
+        "rel_l2 (per-sample relative L2 in physical units) | mse (normalised space)",
+        choices=("rel_l2", "mse"),
+    )
 
 
 @dataclass
@@ -48,8 +54,9 @@ class ModelSection:
     """The network, sized from the data's metadata."""
 
     name: str = option("fno", "the architecture", choices=MODEL_NAMES)
-    args: dict = option({}, "the architecture's config ({}: fno n_modes 16, hidden_channels 48, n_layers 4; the "
-                            "others their defaults)")
+    args: dict = option(
+        {}, "the architecture's config ({}: fno n_modes 16, hidden_channels 48, n_layers 4; the others their defaults)"
+    )
     use_grid: bool = option(True, "grid coordinates as extra input channels")
     compile: bool = option(False, "torch.compile the model", resume_safe=True)
     reinit: list = option([], "with run.init_from: parameter-name prefixes to re-initialise anyway")
@@ -62,9 +69,12 @@ class OperatorConfig:
 
     family: str = option("operator", "the model family", choices=("operator",))
     run: RunSection = section(RunSection, "where the run writes, how it starts and is saved")
-    data: OperatorData = section(lambda: OperatorData(preset="burgers_1d", preset_options={
-        "n_trajectories": 160, "resolution": 128}), "the data")
+    data: OperatorData = section(
+        lambda: OperatorData(preset="burgers_1d", preset_options={"n_trajectories": 160, "resolution": 128}), "the data"
+    )
     task: TaskSection = section(TaskSection, "what the model maps")
     model: ModelSection = section(ModelSection, "the network")
-    optim: OptimSection = section(lambda: OptimSection(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-4,
-                                                       warmup=0.05, grad_clip=1.0), "the optimiser (AdamW)")
+    optim: OptimSection = section(
+        lambda: OptimSection(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-4, warmup=0.05, grad_clip=1.0),
+        "the optimiser (AdamW)",
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,8 +28,9 @@ def make_task(task: TaskSection) -> AbstractTask:
     if task.kind == "operator":
         return OperatorTask(windows=task.windows, dt_stride=task.dt_stride)
     if task.dt_stride == 0:
-        raise ValueError("task.dt_stride 0: expected >= 1 (0, the last snapshot, is for task.kind operator with "
-                         "task.windows first)")
+        raise ValueError(
+            "task.dt_stride 0: expected >= 1 (0, the last snapshot, is for task.kind operator with task.windows first)"
+        )
     return NextStepTask(task.n_steps_input, task.n_steps_output, task.dt_stride, task.pushforward, task.rollout_steps)
 
 
@@ -51,8 +53,9 @@ class FieldOperatorFamily(AbstractFamily):
         self.root = dataset_root(cfg.data, where="operator", progress=cfg.run.progress, env=env)
         self.stats = load_stats(self.root / "stats.yaml") if cfg.data.normalization else None
         self.views = Views(self.root, cfg.data.normalization or None, self.stats)
-        self.train_ds = self.task.dataset(self.views, "train", training=True,
-                                          max_trajectories=cfg.data.max_train_trajectories)
+        self.train_ds = self.task.dataset(
+            self.views, "train", training=True, max_trajectories=cfg.data.max_train_trajectories
+        )
         self.valid_ds = self.task.dataset(self.views, "valid")
         self.metadata = self.train_ds.metadata
 
@@ -64,8 +67,9 @@ class FieldOperatorFamily(AbstractFamily):
         except ValueError as e:
             raise ValueError(f"--model.args: {e}") from None
         n_in, n_out = self.task.frames(self.train_ds)
-        self.model = build_model(model_config, self.metadata, n_steps_input=n_in, n_steps_output=n_out,
-                                 use_grid=m.use_grid)
+        self.model = build_model(
+            model_config, self.metadata, n_steps_input=n_in, n_steps_output=n_out, use_grid=m.use_grid
+        )
         return self.model
 
     def init_from(self, model: nn.Module, source: str) -> str:
@@ -83,7 +87,9 @@ class FieldOperatorFamily(AbstractFamily):
         empty = [q for q, ps in buckets.items() if not ps]
         if empty:
             names = sorted({n.rsplit(".", 2)[0] for n, _ in model.named_parameters()})[:12]
-            raise ValueError(f"model.lr_groups: prefixes {empty} match no parameter; parameter names start like {names}")
+            raise ValueError(
+                f"model.lr_groups: prefixes {empty} match no parameter; parameter names start like {names}"
+            )
         groups = [{"params": ps, "lr": float(prefixes[q]), "name": q} for q, ps in buckets.items()]
         return groups + ([{"params": rest, "name": "rest"}] if rest else [])
 
@@ -93,12 +99,24 @@ class FieldOperatorFamily(AbstractFamily):
 
     def train_batches(self, epoch: int, start: int) -> Iterator[dict[str, torch.Tensor]]:
         env, bs = self.env, self.config.optim.batch_size
-        sampler = DistributedSampler(self.train_ds, num_replicas=env.world, rank=env.rank, shuffle=True,
-                                     seed=self.config.run.seed, drop_last=True)
+        sampler = DistributedSampler(
+            self.train_ds,
+            num_replicas=env.world,
+            rank=env.rank,
+            shuffle=True,
+            seed=self.config.run.seed,
+            drop_last=True,
+        )
         sampler.set_epoch(epoch)
-        indices = list(sampler)[start * bs:]
-        loader = DataLoader(self.train_ds, batch_size=bs, sampler=indices, drop_last=True,
-                            num_workers=self.config.data.num_workers, pin_memory=env.device.type == "cuda")
+        indices = list(sampler)[start * bs :]
+        loader = DataLoader(
+            self.train_ds,
+            batch_size=bs,
+            sampler=indices,
+            drop_last=True,
+            num_workers=self.config.data.num_workers,
+            pin_memory=env.device.type == "cuda",
+        )
         for batch in loader:
             yield to_device(batch, env.device)
 
@@ -124,8 +142,12 @@ class FieldOperatorFamily(AbstractFamily):
         return self.task.evaluate(model, self.views, split, self.env.device)
 
     def envelope(self, model: nn.Module) -> dict[str, Any]:
-        return {"model_spec": model.model_spec, "metadata": self.metadata.to_dict(), "stats": self.stats,
-                "data_root": str(self.root)}
+        return {
+            "model_spec": model.model_spec,
+            "metadata": self.metadata.to_dict(),
+            "stats": self.stats,
+            "data_root": str(self.root),
+        }
 
     @classmethod
     def rebuild(cls, envelope: Mapping[str, Any]) -> FieldOperator:
@@ -150,8 +172,10 @@ class FieldOperatorFamily(AbstractFamily):
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
         t = metrics["test"]
-        line = (f"test rel L2 {t['rel_l2']:.4g}  nRMSE {t['nrmse']:.4g}  VRMSE {t['vrmse']:.4g}  "
-                f"({t['n_samples']} windows; best step {metrics['best_step']})")
+        line = (
+            f"test rel L2 {t['rel_l2']:.4g}  nRMSE {t['nrmse']:.4g}  VRMSE {t['vrmse']:.4g}  "
+            f"({t['n_samples']} windows; best step {metrics['best_step']})"
+        )
         if "rollout" in t:
             line += f"; rollout rel L2 mean {t['rollout']['rel_l2_mean']:.4g} over {t['rollout']['steps']} steps"
         return line

@@ -24,13 +24,38 @@ from __future__ import annotations
 
 from ..._lazy import lazy_exports
 
-
 # every public name, with the module that defines it
 _WHERE = {
-    **dict.fromkeys(("NODARunConfig", "NODAConfig", "GainConfig", "NODAData", "ObservationSection", "WindowSection",
-                     "EvalSection", "GAINS", "MEASUREMENTS", "check_config"), "._config"),
-    **dict.fromkeys(("NODA", "AbstractGain", "GatedGain", "IdentityGain", "AbstractMeasurement", "IdentityMeasurement",
-                     "LearnedMeasurement", "spread_innovation", "build_noda", "predictor_config"), "._model"),
+    **dict.fromkeys(
+        (
+            "NODARunConfig",
+            "NODAConfig",
+            "GainConfig",
+            "NODAData",
+            "ObservationSection",
+            "WindowSection",
+            "EvalSection",
+            "GAINS",
+            "MEASUREMENTS",
+            "check_config",
+        ),
+        "._config",
+    ),
+    **dict.fromkeys(
+        (
+            "NODA",
+            "AbstractGain",
+            "GatedGain",
+            "IdentityGain",
+            "AbstractMeasurement",
+            "IdentityMeasurement",
+            "LearnedMeasurement",
+            "spread_innovation",
+            "build_noda",
+            "predictor_config",
+        ),
+        "._model",
+    ),
     **dict.fromkeys(("WindowSampler", "open_windows"), "._data"),
     **dict.fromkeys(("rollout", "rollout_errors", "baseline_errors"), "._eval"),
     "NODAFamily": "._family",

@@ -13,13 +13,24 @@ window and the evaluation. No torch here: ``--help`` and a typo cost a second.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ...training.config import DataSection, OptimSection, RunSection, option, section
 
-__all__ = ["NODARunConfig", "NODAConfig", "GainConfig", "NODAData", "ObservationSection", "WindowSection",
-           "EvalSection", "GAINS", "MEASUREMENTS", "PREDICTOR_OPTIONS"]
+__all__ = [
+    "NODARunConfig",
+    "NODAConfig",
+    "GainConfig",
+    "NODAData",
+    "ObservationSection",
+    "WindowSection",
+    "EvalSection",
+    "GAINS",
+    "MEASUREMENTS",
+    "PREDICTOR_OPTIONS",
+]
 
 GAINS = ("gated", "identity")
 MEASUREMENTS = ("identity", "learned")
@@ -47,27 +58,34 @@ class NODAConfig:
     """A NODA model: the prediction step's FNO (``predictor``: FNOConfig fields), the gain ``K`` and the measurement
     operator ``E`` (``"identity"``: grid values, or ``"learned"``: a pointwise map starting at the identity)."""
 
-    predictor: dict = option({"n_modes": 16, "hidden_channels": 32, "n_layers": 4},
-                             f"the prediction step's FNO z^f = z + F(z): {', '.join(PREDICTOR_OPTIONS)}")
+    predictor: dict = option(
+        {"n_modes": 16, "hidden_channels": 32, "n_layers": 4},
+        f"the prediction step's FNO z^f = z + F(z): {', '.join(PREDICTOR_OPTIONS)}",
+    )
     gain: GainConfig = section(GainConfig, "the gain K")
-    measurement: str = option("identity", "the measurement operator E: identity | learned (E z = z + W z + b)",
-                              choices=MEASUREMENTS)
+    measurement: str = option(
+        "identity", "the measurement operator E: identity | learned (E z = z + W z + b)", choices=MEASUREMENTS
+    )
 
     def __post_init__(self) -> None:
         if self.measurement not in MEASUREMENTS:
             raise ValueError(f"measurement should be one of {MEASUREMENTS}, got {self.measurement!r}")
         unknown = sorted(set(self.predictor) - set(PREDICTOR_OPTIONS))
         if unknown:
-            raise ValueError(f"model.predictor: unknown option(s) {unknown}; expected FNO options "
-                             f"{list(PREDICTOR_OPTIONS)}")
+            raise ValueError(
+                f"model.predictor: unknown option(s) {unknown}; expected FNO options {list(PREDICTOR_OPTIONS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {"predictor": dict(self.predictor), "gain": dict(vars(self.gain)), "measurement": self.measurement}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "NODAConfig":
-        return cls(predictor=dict(d.get("predictor") or {}), gain=GainConfig(**(d.get("gain") or {})),
-                   measurement=d.get("measurement", "identity"))
+    def from_dict(cls, d: Mapping[str, Any]) -> NODAConfig:
+        return cls(
+            predictor=dict(d.get("predictor") or {}),
+            gain=GainConfig(**(d.get("gain") or {})),
+            measurement=d.get("measurement", "identity"),
+        )
 
 
 @dataclass
@@ -83,8 +101,11 @@ class ObservationSection:
     """The measurement model ``y_k = m (z_k + eta_k)``, a measurement arriving at each step with probability alpha
     (alpha is drawn per training window, and set per rollout by ``eval.alphas``)."""
 
-    mask: str = option("regular", "random (a random subset of points) | regular (sensors every 1/fraction points)",
-                       choices=("random", "regular"))
+    mask: str = option(
+        "regular",
+        "random (a random subset of points) | regular (sensors every 1/fraction points)",
+        choices=("random", "regular"),
+    )
     fraction: float = option(0.25, "share of grid points observed, in (0, 1]", positive=True)
     noise: float = option(0.05, "noise std as a fraction of each channel's trajectory rms", min=0)
 
@@ -97,11 +118,16 @@ class WindowSection:
 
     spinup: int = option(4, "assimilated steps without gradient before the differentiated ones", min=0)
     unroll: int = option(8, "differentiated steps of the recursion", min=1)
-    alpha_max: float = option(0.5, "each window draws its arrival rate alpha in [0, alpha_max] (0 with prob. 1/4)",
-                              min=0)
+    alpha_max: float = option(
+        0.5, "each window draws its arrival rate alpha in [0, alpha_max] (0 with prob. 1/4)", min=0
+    )
     misfit_weight: float = option(0.1, "weight of the measurement misfit |m (E z^f - y)|^2 / |m y|^2", min=0)
-    perturb: float = option(1.0, "windows with measurements start at z_0 + lam (z' - z_0), lam ~ U[0, perturb], "
-                                 "z' a random frame of a random trajectory", min=0)
+    perturb: float = option(
+        1.0,
+        "windows with measurements start at z_0 + lam (z' - z_0), lam ~ U[0, perturb], "
+        "z' a random frame of a random trajectory",
+        min=0,
+    )
 
 
 @dataclass
@@ -110,12 +136,16 @@ class EvalSection:
 
     alphas: list = option([0.0, 0.1, 0.25, 0.5], "arrival rates to roll out with (each in [0, 1])")
     horizon: int = option(0, "steps rolled out (0: the whole trajectories)", min=0)
-    seed: int = option(12345, "seed of the evaluation's measurements (trajectory j: numpy default_rng([seed, j]))",
-                       min=0)
+    seed: int = option(
+        12345, "seed of the evaluation's measurements (trajectory j: numpy default_rng([seed, j]))", min=0
+    )
     long_fraction: float = option(0.25, "'long horizon' = this last fraction of the horizon", positive=True)
     batch_size: int = option(64, "trajectories rolled out together", min=1)
-    baseline_run: str = option("", "a run folder whose model maps a frame to the next (e.g. an operator-family FNO "
-                                   "next_step run), rolled out on the same trajectories for comparison; empty: none")
+    baseline_run: str = option(
+        "",
+        "a run folder whose model maps a frame to the next (e.g. an operator-family FNO "
+        "next_step run), rolled out on the same trajectories for comparison; empty: none",
+    )
 
 
 @dataclass
@@ -125,8 +155,10 @@ class NODARunConfig:
     family: str = option("noda", "the family", choices=("noda",))
     run: RunSection = section(RunSection, "where the run writes, how it starts and is saved")
     data: NODAData = section(NODAData, "the trajectories: a preset or a dataset root")
-    optim: OptimSection = section(lambda: OptimSection(steps=1500, batch_size=16, lr=1e-3, warmup=0.0),
-                                  "AdamW and its schedule (NODA: 1500 steps of 16 windows, cosine, no warm-up)")
+    optim: OptimSection = section(
+        lambda: OptimSection(steps=1500, batch_size=16, lr=1e-3, warmup=0.0),
+        "AdamW and its schedule (NODA: 1500 steps of 16 windows, cosine, no warm-up)",
+    )
     model: NODAConfig = section(NODAConfig, "the prediction FNO, the gain and the measurement operator")
     observations: ObservationSection = section(ObservationSection, "the measurement model")
     window: WindowSection = section(WindowSection, "the unrolled training window")
@@ -138,11 +170,13 @@ def check_config(config: NODARunConfig, where: str = "noda") -> None:
     if config.window.alpha_max > 1:
         raise ValueError(f"{where}: window.alpha_max {config.window.alpha_max}: expected a probability in [0, 1]")
     if config.observations.fraction > 1:
-        raise ValueError(f"{where}: observations.fraction {config.observations.fraction}: expected a share of grid "
-                         "points in (0, 1]")
+        raise ValueError(
+            f"{where}: observations.fraction {config.observations.fraction}: expected a share of grid points in (0, 1]"
+        )
     bad = [a for a in config.eval.alphas if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1]
     if bad or not config.eval.alphas:
-        raise ValueError(f"{where}: eval.alphas {config.eval.alphas}: expected a non-empty list of arrival rates in "
-                         "[0, 1]")
+        raise ValueError(
+            f"{where}: eval.alphas {config.eval.alphas}: expected a non-empty list of arrival rates in [0, 1]"
+        )
     if config.eval.long_fraction > 1:
         raise ValueError(f"{where}: eval.long_fraction {config.eval.long_fraction}: expected a fraction in (0, 1]")

@@ -25,21 +25,30 @@ def open_windows(root: Path, data: NODAData, split: str, length: int, where: str
     """The ``split``'s windows of ``length`` frames (``max_trajectories`` applies to the train split only); trajectories
     too short for them are a ValueError naming the options to change."""
     try:
-        return TrajectoryDataset(root, 1, length - 1, data.dt_stride, split=split,
-                                 max_trajectories=(data.max_trajectories or None) if split == "train" else None)
+        return TrajectoryDataset(
+            root,
+            1,
+            length - 1,
+            data.dt_stride,
+            split=split,
+            max_trajectories=(data.max_trajectories or None) if split == "train" else None,
+        )
     except ValueError as e:
         if "too few" not in str(e):
             raise
-        raise ValueError(f"{where}: window.spinup + window.unroll + 1 = {length} frames {data.dt_stride} snapshot(s) "
-                         f"apart do not fit the {split} trajectories ({e}); use a shorter window or a smaller "
-                         "data.dt_stride") from None
+        raise ValueError(
+            f"{where}: window.spinup + window.unroll + 1 = {length} frames {data.dt_stride} snapshot(s) "
+            f"apart do not fit the {split} trajectories ({e}); use a shorter window or a smaller "
+            "data.dt_stride"
+        ) from None
 
 
 class WindowSampler:
     """The training batches of one dataset: windows with their measurements (module docstring)."""
 
-    def __init__(self, dataset: TrajectoryDataset, observations: ObservationSection, window: WindowSection,
-                 seed: int) -> None:
+    def __init__(
+        self, dataset: TrajectoryDataset, observations: ObservationSection, window: WindowSection, seed: int
+    ) -> None:
         self.dataset = dataset
         self.observations = observations
         self.window = window
@@ -63,15 +72,23 @@ class WindowSampler:
         rng = np.random.default_rng([self.seed, epoch, position])
         alpha = float(rng.uniform(0, w.alpha_max))
         alpha *= float(rng.random() >= 0.25)  # a quarter of the windows learn pure prediction
-        drawn = draw_observations(frames, ObservationConfig(alpha=alpha, mask=obs.mask, fraction=obs.fraction,
-                                                            noise=obs.noise), rng)
+        drawn = draw_observations(
+            frames, ObservationConfig(alpha=alpha, mask=obs.mask, fraction=obs.fraction, noise=obs.noise), rng
+        )
         start = frames[0]
         if w.perturb and alpha > 0:
-            other = self.dataset.read(int(rng.integers(len(self.dataset.trajectories))),
-                                      [int(rng.integers(self.n_frames)) * self.dataset.dt_stride])["fields"][0]
+            other = self.dataset.read(
+                int(rng.integers(len(self.dataset.trajectories))),
+                [int(rng.integers(self.n_frames)) * self.dataset.dt_stride],
+            )["fields"][0]
             start = start + float(rng.uniform(0, w.perturb)) * (other - start)
-        return {"start": start, "truth": frames[1:], "observations": drawn["observations"][1:], "mask": drawn["mask"],
-                "arrived": drawn["arrived"][1:]}
+        return {
+            "start": start,
+            "truth": frames[1:],
+            "observations": drawn["observations"][1:],
+            "mask": drawn["mask"],
+            "arrived": drawn["arrived"][1:],
+        }
 
     def batch(self, epoch: int, positions: range, order: np.ndarray) -> dict[str, Tensor]:
         """The samples at ``positions`` of ``epoch``, stacked along a batch axis."""

@@ -9,8 +9,9 @@ same trajectories from the same first frames.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +22,15 @@ from ...metrics import rel_l2
 from ...plots import pyplot, save_figure
 from ._model import NODA
 
-__all__ = ["rollout", "rollout_errors", "baseline_errors", "curve_table", "load_baseline", "plot_errors",
-           "plot_snapshot"]
+__all__ = [
+    "rollout",
+    "rollout_errors",
+    "baseline_errors",
+    "curve_table",
+    "load_baseline",
+    "plot_errors",
+    "plot_snapshot",
+]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -37,13 +45,16 @@ def rollout(model: NODA, view: ObservationView, indices: list[int], horizon: int
     samples = [view[i] for i in indices]
     device = _device_of(model)
     truth = torch.stack([s["fields"][: horizon + 1] for s in samples]).to(device)
-    obs = torch.stack([s["observations"][1:horizon + 1] for s in samples]).to(device)
+    obs = torch.stack([s["observations"][1 : horizon + 1] for s in samples]).to(device)
     mask = torch.stack([s["mask"] for s in samples]).to(device)
-    arrived = torch.stack([s["arrived"][1:horizon + 1] for s in samples]).to(device)
+    arrived = torch.stack([s["arrived"][1 : horizon + 1] for s in samples]).to(device)
     out = model(truth[:, 0], horizon, obs, mask, arrived)
     first = truth[:, :1]
-    return {"truth": truth.cpu(), "forecast": torch.cat([first, out["forecast"]], 1).cpu(),
-            "analysis": torch.cat([first, out["analysis"]], 1).cpu()}
+    return {
+        "truth": truth.cpu(),
+        "forecast": torch.cat([first, out["forecast"]], 1).cpu(),
+        "analysis": torch.cat([first, out["analysis"]], 1).cpu(),
+    }
 
 
 def rollout_errors(model: NODA, view: ObservationView, horizon: int | None = None, batch_size: int = 64) -> Tensor:
@@ -59,8 +70,9 @@ def rollout_errors(model: NODA, view: ObservationView, horizon: int | None = Non
 
 
 @torch.no_grad()
-def baseline_errors(model: nn.Module, family: str, dataset: TrajectoryDataset, horizon: int,
-                    batch_size: int = 64) -> Tensor:
+def baseline_errors(
+    model: nn.Module, family: str, dataset: TrajectoryDataset, horizon: int, batch_size: int = 64
+) -> Tensor:
     """Rel L2 per step of a baseline run's model rolled out without measurements from each trajectory's first
     frame, averaged over the trajectories: (horizon,) float64. ``family`` "noda": its forecast; any other: a model
     mapping ``(B, 1, C, *space)`` to the next frame ``(B, 1, C, *space)`` (a FieldOperator of one frame in and out)."""
@@ -84,8 +96,9 @@ def baseline_errors(model: nn.Module, family: str, dataset: TrajectoryDataset, h
     return total / len(dataset.trajectories)
 
 
-def load_baseline(run_dir: str, metadata: DatasetMetadata, device: torch.device,
-                  where: str = "noda") -> tuple[nn.Module, str]:
+def load_baseline(
+    run_dir: str, metadata: DatasetMetadata, device: torch.device, where: str = "noda"
+) -> tuple[nn.Module, str]:
     """The model of the baseline run ``run_dir`` and its family's name; a run of other fields or another grid, or
     one that does not map one frame to the next in physical units, is a ValueError naming ``eval.baseline_run``."""
     from ...families import load_run
@@ -98,17 +111,27 @@ def load_baseline(run_dir: str, metadata: DatasetMetadata, device: torch.device,
     theirs = (tuple(meta.get("field_names") or ()), tuple(meta.get("resolution") or ()))
     ours = (tuple(metadata.field_names), tuple(metadata.resolution))
     if theirs != ours:
-        raise ValueError(f"{where}: eval.baseline_run {run_dir}: fields/resolution {theirs} differ from this run's "
-                         f"{ours}; train the baseline on the same data")
+        raise ValueError(
+            f"{where}: eval.baseline_run {run_dir}: fields/resolution {theirs} differ from this run's "
+            f"{ours}; train the baseline on the same data"
+        )
     layout = getattr(run.model, "layout", None)
     if run.envelope["family"] != "noda":
-        if layout is None or (layout.n_steps_input, layout.n_steps_output) != (1, 1) or layout.n_scalars \
-                or layout.n_constant_fields:
-            raise ValueError(f"{where}: eval.baseline_run {run_dir}: expected a model of one frame in and one out "
-                             f"(a next_step run with one input frame), got {layout}")
+        if (
+            layout is None
+            or (layout.n_steps_input, layout.n_steps_output) != (1, 1)
+            or layout.n_scalars
+            or layout.n_constant_fields
+        ):
+            raise ValueError(
+                f"{where}: eval.baseline_run {run_dir}: expected a model of one frame in and one out "
+                f"(a next_step run with one input frame), got {layout}"
+            )
         if run.envelope.get("stats"):
-            raise ValueError(f"{where}: eval.baseline_run {run_dir}: the model works on normalised fields; train the "
-                             "baseline without normalisation so both roll out in physical units")
+            raise ValueError(
+                f"{where}: eval.baseline_run {run_dir}: the model works on normalised fields; train the "
+                "baseline without normalisation so both roll out in physical units"
+            )
     return run.model.to(device).eval(), run.envelope["family"]
 
 
@@ -116,8 +139,15 @@ def curve_table(curves: Mapping[str, Tensor], long_fraction: float) -> tuple[dic
     """The table of each curve (module docstring) and the number of steps the long horizon spans."""
     horizon = len(next(iter(curves.values())))
     tail = max(1, int(math.ceil(long_fraction * horizon)))
-    table = {name: {"long_horizon_rel_l2": float(c[-tail:].mean()), "final_rel_l2": float(c[-1]),
-                    "max_rel_l2": float(c.max()), "first_step_rel_l2": float(c[0])} for name, c in curves.items()}
+    table = {
+        name: {
+            "long_horizon_rel_l2": float(c[-tail:].mean()),
+            "final_rel_l2": float(c[-1]),
+            "max_rel_l2": float(c.max()),
+            "first_step_rel_l2": float(c[0]),
+        }
+        for name, c in curves.items()
+    }
     return table, tail
 
 
@@ -142,8 +172,15 @@ def plot_snapshot(panels: list[tuple[str, Tensor]], meta: DatasetMetadata, out: 
         fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 4), sharey=True)
         lim = float(truth[:, 0].abs().max())
         for ax, (title, a) in zip(axes, panels):
-            ax.imshow(a[:, 0].numpy(), aspect="auto", origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
-                      extent=(0, meta.domain_lengths[0], 0, meta.dt * (a.shape[0] - 1)))
+            ax.imshow(
+                a[:, 0].numpy(),
+                aspect="auto",
+                origin="lower",
+                cmap="RdBu_r",
+                vmin=-lim,
+                vmax=lim,
+                extent=(0, meta.domain_lengths[0], 0, meta.dt * (a.shape[0] - 1)),
+            )
             ax.set_title(title), ax.set_xlabel(meta.spatial_dims[0])
         axes[0].set_ylabel("time")
     else:
@@ -160,4 +197,5 @@ def summary_line(metrics: Mapping[str, Any]) -> str:
     """Long-horizon rel L2 on test for each curve."""
     table = metrics["test"]["table"]
     return "test long-horizon rel L2: " + ", ".join(
-        f"{k.replace('noda_alpha_', 'alpha=')} {v['long_horizon_rel_l2']:.4g}" for k, v in table.items())
+        f"{k.replace('noda_alpha_', 'alpha=')} {v['long_horizon_rel_l2']:.4g}" for k, v in table.items()
+    )

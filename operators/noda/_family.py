@@ -10,17 +10,26 @@ normalised by the measurements of the whole (global) batch.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ...datasets import DatasetMetadata, ObservationConfig, ObservationView, TrajectoryDataset
 from ...training import AbstractFamily, Environment, RunFolder, dataset_root
-from ._config import NODARunConfig, NODAConfig, check_config
+from ._config import NODAConfig, NODARunConfig, check_config
 from ._data import WindowSampler, open_windows
-from ._eval import (baseline_errors, curve_table, load_baseline, plot_errors, plot_snapshot, rollout, rollout_errors,
-                    summary_line)
+from ._eval import (
+    baseline_errors,
+    curve_table,
+    load_baseline,
+    plot_errors,
+    plot_snapshot,
+    rollout,
+    rollout_errors,
+    summary_line,
+)
 from ._model import NODA, build_noda
 
 __all__ = ["NODAFamily"]
@@ -48,8 +57,9 @@ class NODAFamily(AbstractFamily):
         cfg, env = self.config, self.env
         self.root = dataset_root(cfg.data, where="noda", progress=cfg.run.progress, env=env)
         length = cfg.window.spinup + cfg.window.unroll + 1
-        self.sampler = WindowSampler(open_windows(self.root, cfg.data, "train", length), cfg.observations,
-                                     cfg.window, cfg.run.seed)
+        self.sampler = WindowSampler(
+            open_windows(self.root, cfg.data, "train", length), cfg.observations, cfg.window, cfg.run.seed
+        )
         self.metadata: DatasetMetadata = self.sampler.dataset.metadata
 
     def build_model(self) -> nn.Module:
@@ -101,8 +111,13 @@ class NODAFamily(AbstractFamily):
     def _view(self, ds: TrajectoryDataset, alpha: float) -> ObservationView:
         obs, ev = self.config.observations, self.config.eval
         n_frames = min(ev.horizon + 1, len(range(0, ds.n_steps, ds.dt_stride))) if ev.horizon else None
-        return ObservationView(ds, config=ObservationConfig(alpha=float(alpha), mask=obs.mask, fraction=obs.fraction,
-                                                            noise=obs.noise, seed=ev.seed), n_frames=n_frames)
+        return ObservationView(
+            ds,
+            config=ObservationConfig(
+                alpha=float(alpha), mask=obs.mask, fraction=obs.fraction, noise=obs.noise, seed=ev.seed
+            ),
+            n_frames=n_frames,
+        )
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, Any]:
         ev = self.config.eval
@@ -116,9 +131,14 @@ class NODAFamily(AbstractFamily):
                 self._baseline = load_baseline(ev.baseline_run, self.metadata, next(model.parameters()).device)
             curves["baseline"] = baseline_errors(*self._baseline, ds, horizon, ev.batch_size)
         table, tail = curve_table(curves, ev.long_fraction)
-        return {"table": table, "horizon_steps": horizon, "dt": self.metadata.dt, "long_horizon_steps": tail,
-                "curves": {k: [float(x) for x in v] for k, v in curves.items()},
-                "n_trajectories": len(ds.trajectories)}
+        return {
+            "table": table,
+            "horizon_steps": horizon,
+            "dt": self.metadata.dt,
+            "long_horizon_steps": tail,
+            "curves": {k: [float(x) for x in v] for k, v in curves.items()},
+            "n_trajectories": len(ds.trajectories),
+        }
 
     def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
         from ...plots import plot_losses
@@ -130,9 +150,15 @@ class NODAFamily(AbstractFamily):
         views = {alpha: self._view(ds, alpha) for alpha in (lo, hi)}
         horizon = len(views[lo].frames) - 1
         free, assimilated = (rollout(model, views[a], [0], horizon) for a in (lo, hi))
-        plot_snapshot([("truth", free["truth"][0]), (f"NODA alpha={lo:g}", free["analysis"][0]),
-                       (f"NODA alpha={hi:g}", assimilated["analysis"][0])], self.metadata,
-                      run.plot_path("snapshot.png"))
+        plot_snapshot(
+            [
+                ("truth", free["truth"][0]),
+                (f"NODA alpha={lo:g}", free["analysis"][0]),
+                (f"NODA alpha={hi:g}", assimilated["analysis"][0]),
+            ],
+            self.metadata,
+            run.plot_path("snapshot.png"),
+        )
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
         return summary_line(metrics)
@@ -143,5 +169,4 @@ class NODAFamily(AbstractFamily):
 
     @classmethod
     def rebuild(cls, envelope: Mapping[str, Any]) -> NODA:
-        return build_noda(NODAConfig.from_dict(envelope["model_spec"]),
-                          DatasetMetadata.from_dict(envelope["metadata"]))
+        return build_noda(NODAConfig.from_dict(envelope["model_spec"]), DatasetMetadata.from_dict(envelope["metadata"]))

@@ -31,8 +31,19 @@ from ._config import GainConfig, NODAConfig
 if TYPE_CHECKING:
     from ...datasets import DatasetMetadata
 
-__all__ = ["spread_innovation", "AbstractGain", "IdentityGain", "GatedGain", "AbstractMeasurement",
-           "IdentityMeasurement", "LearnedMeasurement", "NODA", "build_noda", "predictor_config"]
+__all__ = [
+    "spread_innovation",
+    "AbstractGain",
+    "IdentityGain",
+    "GatedGain",
+    "AbstractMeasurement",
+    "IdentityMeasurement",
+    "LearnedMeasurement",
+    "NODA",
+    "build_noda",
+    "predictor_config",
+]
+
 
 # ------------------------------------------------------------------------------------------------ gains
 class AbstractGain(nn.Module, abc.ABC):
@@ -80,7 +91,9 @@ class GatedGain(AbstractGain):
     (and denoises observed points).
     """
 
-    def __init__(self, n_fields: int, config: GainConfig, resolution: tuple[int, ...], periodic: tuple[bool, ...]) -> None:
+    def __init__(
+        self, n_fields: int, config: GainConfig, resolution: tuple[int, ...], periodic: tuple[bool, ...]
+    ) -> None:
         super().__init__()
         self.n_fields = n_fields
         fno = FNOConfig(n_modes=config.n_modes, hidden_channels=config.hidden_channels, n_layers=config.n_layers)
@@ -92,7 +105,7 @@ class GatedGain(AbstractGain):
         spread = spread_innovation(innovation, m, self.log_width.exp())
         h = self.net(torch.cat([forecast, innovation, spread, m], dim=1))
         gate = torch.sigmoid(h[:, : self.n_fields])
-        return gate * innovation + (1 - gate) * (spread + h[:, self.n_fields:])
+        return gate * innovation + (1 - gate) * (spread + h[:, self.n_fields :])
 
 
 # ------------------------------------------------------------------------------------------ measurement
@@ -133,7 +146,9 @@ class NODA(nn.Module):
         measurement: an :class:`AbstractMeasurement`.
     """
 
-    def __init__(self, predictor: FieldOperator, gain: AbstractGain, measurement: AbstractMeasurement, spec: dict | None = None) -> None:
+    def __init__(
+        self, predictor: FieldOperator, gain: AbstractGain, measurement: AbstractMeasurement, spec: dict | None = None
+    ) -> None:
         super().__init__()
         lay = predictor.layout
         if (lay.n_steps_input, lay.n_steps_output) != (1, 1) or lay.n_scalars or lay.n_constant_fields or lay.use_grid:
@@ -150,12 +165,18 @@ class NODA(nn.Module):
         return state + self.predictor(state[:, None])[:, 0]
 
     def correct(self, forecast: Tensor, observation: Tensor, mask: Tensor) -> Tensor:
-        """``z^a = z^f + K(z^f) [m * (y - E(z^f))]``; forecast, observation: (B, C, *space), mask: (B or 1, 1, *space)."""
+        """``z^a = z^f + K(z^f) [m * (y - E(z^f))]``; forecast, observation: (B, C, *space),
+        mask: (B or 1, 1, *space)."""
         innovation = mask * (observation - self.measurement(forecast))
         return forecast + self.gain(forecast, innovation, mask)
 
-    def step(self, state: Tensor, observation: Tensor | None = None, mask: Tensor | None = None,
-             arrived: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def step(
+        self,
+        state: Tensor,
+        observation: Tensor | None = None,
+        mask: Tensor | None = None,
+        arrived: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """One prediction (+ correction where ``arrived``): returns ``(z^f, z^a)``, each (B, C, *space).
 
         observation: (B, C, *space); mask: (B or 1, 1, *space); arrived: (B,) bool. Samples whose measurement did
@@ -168,8 +189,14 @@ class NODA(nn.Module):
         sel = arrived.reshape(-1, *(1,) * (forecast.ndim - 1))
         return forecast, torch.where(sel, corrected, forecast)
 
-    def forward(self, state: Tensor, n_steps: int, observations: Tensor | None = None, mask: Tensor | None = None,
-                arrived: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        state: Tensor,
+        n_steps: int,
+        observations: Tensor | None = None,
+        mask: Tensor | None = None,
+        arrived: Tensor | None = None,
+    ) -> dict[str, Tensor]:
         """Unroll ``n_steps`` steps from ``state (B, C, *space)``.
 
         observations: (B, n_steps, C, *space) for steps 1..n_steps; mask: (B or 1, 1, *space); arrived:
@@ -177,14 +204,18 @@ class NODA(nn.Module):
         """
         n = self.n_spatial_dims
         if state.ndim != n + 2 or state.shape[1] != self.n_fields:
-            raise ValueError(f"state: expected (B, C={self.n_fields}, *space) with {n} spatial axes, got {tuple(state.shape)}; "
-                             "a single frame needs a batch axis: u[None]")
+            raise ValueError(
+                f"state: expected (B, C={self.n_fields}, *space) with {n} spatial axes, got {tuple(state.shape)}; "
+                "a single frame needs a batch axis: u[None]"
+            )
         if observations is not None:
             want = (state.shape[0], n_steps, *state.shape[1:])
             if tuple(observations.shape) != want or arrived is None or mask is None or tuple(arrived.shape) != want[:2]:
-                raise ValueError(f"observations: expected {want} with arrived {want[:2]} and a mask (B or 1, 1, *space); got "
-                                 f"{tuple(observations.shape)}, arrived {None if arrived is None else tuple(arrived.shape)}, mask "
-                                 f"{None if mask is None else tuple(mask.shape)}")
+                raise ValueError(
+                    f"observations: expected {want} with arrived {want[:2]} and a mask (B or 1, 1, *space); got "
+                    f"{tuple(observations.shape)}, arrived {None if arrived is None else tuple(arrived.shape)}, mask "
+                    f"{None if mask is None else tuple(mask.shape)}"
+                )
         forecasts, analyses = [], []
         for k in range(n_steps):
             if observations is None:
@@ -205,16 +236,24 @@ def predictor_config(config: NODAConfig) -> FNOConfig:
     return FNOConfig(**options)
 
 
-def build_noda(config: NODAConfig, metadata: "DatasetMetadata") -> NODA:
+def build_noda(config: NODAConfig, metadata: DatasetMetadata) -> NODA:
     """A :class:`NODA` sized from the dataset's metadata (fields, resolution, boundary conditions); its
     ``model_spec`` is ``{"config": config.to_dict(), "metadata": metadata.to_dict()}``."""
-    predictor = build_model(predictor_config(config), metadata, n_steps_input=1, n_steps_output=1, use_grid=False,
-                            use_scalars=False, use_constant_fields=False)
+    predictor = build_model(
+        predictor_config(config),
+        metadata,
+        n_steps_input=1,
+        n_steps_output=1,
+        use_grid=False,
+        use_scalars=False,
+        use_constant_fields=False,
+    )
     res = tuple(int(s) for s in metadata.resolution)
     periodic = tuple(bc == "periodic" for bc in metadata.boundary_conditions)
     C = metadata.n_fields
     gain: AbstractGain = IdentityGain() if config.gain.kind == "identity" else GatedGain(C, config.gain, res, periodic)
-    measurement: AbstractMeasurement = (IdentityMeasurement() if config.measurement == "identity"
-                                        else LearnedMeasurement(C))
+    measurement: AbstractMeasurement = (
+        IdentityMeasurement() if config.measurement == "identity" else LearnedMeasurement(C)
+    )
     spec = {"config": config.to_dict(), "metadata": metadata.to_dict()}
     return NODA(predictor, gain, measurement, spec)

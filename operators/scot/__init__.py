@@ -30,8 +30,18 @@ from ._run_config import ScOTRunConfig
 # imported on first use: the family and the evaluation helpers need the dataset layer
 _LAZY = {
     "ScOTFamily": "._family",
-    **dict.fromkeys(("final_time_error", "lead_time_errors", "median_error", "open_split", "masked_scot_loss",
-                     "channel_groups", "selection"), "._data"),
+    **dict.fromkeys(
+        (
+            "final_time_error",
+            "lead_time_errors",
+            "median_error",
+            "open_split",
+            "masked_scot_loss",
+            "channel_groups",
+            "selection",
+        ),
+        "._data",
+    ),
 }
 
 __all__ = [

@@ -191,10 +191,20 @@ class ScOTConfig:
     @classmethod
     def _poseidon(cls, embed_dim: int, depths: tuple[int, ...], **overrides: Any) -> ScOTConfig:
         base = dict(
-            image_size=128, patch_size=4, num_channels=4, num_out_channels=4, embed_dim=embed_dim,
-            depths=depths, num_heads=(3, 6, 12, 24), skip_connections=(2, 2, 2, 0), window_size=16,
-            mlp_ratio=4.0, drop_path_rate=0.0, channel_slice_list_normalized_loss=(0, 1, 3, 4),
-            use_conditioning=True, learn_residual=False,
+            image_size=128,
+            patch_size=4,
+            num_channels=4,
+            num_out_channels=4,
+            embed_dim=embed_dim,
+            depths=depths,
+            num_heads=(3, 6, 12, 24),
+            skip_connections=(2, 2, 2, 0),
+            window_size=16,
+            mlp_ratio=4.0,
+            drop_path_rate=0.0,
+            channel_slice_list_normalized_loss=(0, 1, 3, 4),
+            use_conditioning=True,
+            learn_residual=False,
         )
         return cls(**{**base, **overrides})
 
@@ -205,8 +215,16 @@ class ScOTConfig:
         Defaults to 4 -> 4 channels with a plain (absolute) loss; override as needed.
         """
         base = dict(
-            image_size=32, patch_size=2, num_channels=4, num_out_channels=4, embed_dim=8, depths=(2, 2, 2, 2),
-            num_heads=(1, 2, 4, 8), skip_connections=(2, 1, 1, 0), window_size=4, drop_path_rate=0.0,
+            image_size=32,
+            patch_size=2,
+            num_channels=4,
+            num_out_channels=4,
+            embed_dim=8,
+            depths=(2, 2, 2, 2),
+            num_heads=(1, 2, 4, 8),
+            skip_connections=(2, 1, 1, 0),
+            window_size=4,
+            drop_path_rate=0.0,
             use_conditioning=True,
         )
         return cls(**{**base, **overrides})
@@ -220,8 +238,11 @@ class ScOTConfig:
     def from_dict(cls, d: dict[str, Any]) -> ScOTConfig:
         """Build from a `config.json` mapping; see the module docstring for keys that are not fields."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING]
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [k for k in required if k not in d]
         if missing:
             raise KeyError(f"config is missing required key(s) {missing}; present keys: {sorted(d)[:30]}")

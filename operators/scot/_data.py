@@ -14,9 +14,9 @@ from torch import Tensor
 
 from ...datasets import AllPairsDataset, TrajectoryDataset, load_stats
 from ...training.data import dataset_root
-from ._run_config import SOURCE_KEYS
 from ._loss import LOSS_EPS, median_relative_l1
 from ._model import ScOT
+from ._run_config import SOURCE_KEYS
 
 
 def source_entries(data: Any) -> list[dict[str, Any]]:
@@ -30,13 +30,20 @@ def source_entries(data: Any) -> list[dict[str, Any]]:
     for i, entry in enumerate(data.sources):
         where = f"data.sources[{i}]"
         if not isinstance(entry, dict) or not entry or set(entry) - set(SOURCE_KEYS):
-            raise ValueError(f"{where} {entry!r}: expected a mapping {{root: PATH}} or {{preset: NAME, "
-                             "preset_options: {...}}}")
+            raise ValueError(
+                f"{where} {entry!r}: expected a mapping {{root: PATH}} or {{preset: NAME, preset_options: {{...}}}}}}"
+            )
         if not isinstance(entry.get("preset_options", {}), dict):
-            raise ValueError(f"{where}.preset_options {entry['preset_options']!r}: expected a mapping of the "
-                             "preset's options")
-        entries.append({"root": str(entry.get("root", "")), "preset": str(entry.get("preset", "")),
-                        "preset_options": dict(entry.get("preset_options", {}))})
+            raise ValueError(
+                f"{where}.preset_options {entry['preset_options']!r}: expected a mapping of the preset's options"
+            )
+        entries.append(
+            {
+                "root": str(entry.get("root", "")),
+                "preset": str(entry.get("preset", "")),
+                "preset_options": dict(entry.get("preset_options", {})),
+            }
+        )
     return entries
 
 
@@ -60,8 +67,9 @@ def open_split(root: Path, split: str, normalization: str, max_trajectories: int
     """The trajectories of one split, normalised with the root's train statistics."""
     norm = normalization or None
     stats = load_stats(root / "stats.yaml") if norm else None
-    return TrajectoryDataset(root, 1, 1, 1, split=split, normalization=norm, stats=stats,
-                             max_trajectories=max_trajectories or None)
+    return TrajectoryDataset(
+        root, 1, 1, 1, split=split, normalization=norm, stats=stats, max_trajectories=max_trajectories or None
+    )
 
 
 def selection(n_steps: int, stride: int, n_snapshots: int = 0) -> list[int]:
@@ -69,8 +77,10 @@ def selection(n_steps: int, stride: int, n_snapshots: int = 0) -> list[int]:
     sel = list(range(0, n_steps, stride))
     if n_snapshots:
         if n_snapshots < 2 or n_snapshots > len(sel):
-            raise ValueError(f"data.n_snapshots {n_snapshots}: expected 2..{len(sel)} for {n_steps} stored snapshots "
-                             f"at data.stride {stride}")
+            raise ValueError(
+                f"data.n_snapshots {n_snapshots}: expected 2..{len(sel)} for {n_steps} stored snapshots "
+                f"at data.stride {stride}"
+            )
         sel = sel[:n_snapshots]
     return sel
 
@@ -78,6 +88,7 @@ def selection(n_steps: int, stride: int, n_snapshots: int = 0) -> list[int]:
 def channel_groups(channels: Sequence[str]) -> list[int]:
     """Boundaries of the loss groups: one group per field, the components of a vector field together
     (``velocity_x, velocity_y``), e.g. ``(rho, velocity_x, velocity_y, p) -> [0, 1, 3, 4]``."""
+
     def base(name: str) -> str:
         stem, _, suffix = name.rpartition("_")
         return stem if stem and suffix in ("x", "y", "z", "xx", "xy", "yx", "yy") else name
@@ -96,13 +107,25 @@ def _group_sums(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int
     n_space = pred[0, 0].numel()
     rows = []
     for a, b in zip(groups[:-1], groups[1:]):
-        rows.append(torch.stack([m[:, a:b].sum() * n_space, ((pred[:, a:b] - target[:, a:b]).abs() * m[:, a:b]).sum(),
-                                 (target[:, a:b].abs() * m[:, a:b]).sum()]))
+        rows.append(
+            torch.stack(
+                [
+                    m[:, a:b].sum() * n_space,
+                    ((pred[:, a:b] - target[:, a:b]).abs() * m[:, a:b]).sum(),
+                    (target[:, a:b].abs() * m[:, a:b]).sum(),
+                ]
+            )
+        )
     return torch.stack(rows, dim=1)
 
 
-def masked_scot_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int],
-                     all_reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+def masked_scot_loss(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    groups: Sequence[int],
+    all_reduce: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """Poseidon's relative L1 loss per channel group over the channels that exist (``mask``):
 
         loss = mean_g  mean_{m=1}|pred_g - target_g| / (mean_{m=1}|target_g| + 1e-10),
@@ -137,8 +160,9 @@ def masked_scot_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequenc
     return torch.stack(terms).mean()
 
 
-def _combined_loss(pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int],
-                   all_reduce: Callable[[Tensor], Tensor]) -> Tensor:
+def _combined_loss(
+    pred: Tensor, target: Tensor, mask: Tensor, groups: Sequence[int], all_reduce: Callable[[Tensor], Tensor]
+) -> Tensor:
     """`masked_scot_loss` of the batch combined over the processes (see there)."""
     own = _group_sums(pred, target, mask, groups)
     total = all_reduce(own.detach().clone())
@@ -208,19 +232,23 @@ def median_error(pred: Tensor, target: Tensor, channels: Sequence[str]) -> float
     return float(median_relative_l1(pred.double(), target.double(), channel_groups(channels)).mean())
 
 
-def final_time_error(model: ScOT, ds: TrajectoryDataset, snapshots: Sequence[int], channels: Sequence[str],
-                     pairing: str) -> float:
+def final_time_error(
+    model: ScOT, ds: TrajectoryDataset, snapshots: Sequence[int], channels: Sequence[str], pairing: str
+) -> float:
     """Median relative L1 (%) of u(t_first) -> u(t_last) over the trajectories of ``ds``: directly at lead 1, or by
     rollout over the selection for a model trained on ``pairing="next"``."""
     if pairing == "next":
         out = rollout_final(model, AllPairsDataset(ds, snapshots, pairing="next", channels=channels))
     else:
-        out = predict_pairs(model, AllPairsDataset(ds, [snapshots[0], snapshots[-1]], pairing="from_first", channels=channels))
+        out = predict_pairs(
+            model, AllPairsDataset(ds, [snapshots[0], snapshots[-1]], pairing="from_first", channels=channels)
+        )
     return median_error(out["pred"], out["target"], ds.metadata.field_names)
 
 
-def lead_time_errors(model: ScOT, ds: TrajectoryDataset, targets: Sequence[int], span: float,
-                     channels: Sequence[str]) -> dict[int, tuple[float, float]]:
+def lead_time_errors(
+    model: ScOT, ds: TrajectoryDataset, targets: Sequence[int], span: float, channels: Sequence[str]
+) -> dict[int, tuple[float, float]]:
     """Median relative L1 (%) of u(t_0) -> u(t_k) for stored indices ``k`` in ``targets``, leads in training units
     (``span``): {k: (lead, error)}."""
     view = AllPairsDataset(ds, [0, *targets], pairing="from_first", channels=channels, span=span)
@@ -228,5 +256,8 @@ def lead_time_errors(model: ScOT, ds: TrajectoryDataset, targets: Sequence[int],
     res = {}
     for j, k in enumerate(targets, start=1):
         sel = out["output_index"] == k
-        res[int(k)] = (view.lead_time(0, j), median_error(out["pred"][sel], out["target"][sel], ds.metadata.field_names))
+        res[int(k)] = (
+            view.lead_time(0, j),
+            median_error(out["pred"][sel], out["target"][sel], ds.metadata.field_names),
+        )
     return res

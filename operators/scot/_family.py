@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,10 +39,16 @@ from ...datasets import AllPairsDataset, AllPairsMixture, channel_union, load_st
 from ...training.loop import AbstractFamily, Environment
 from ...training.run_folder import RunFolder, read_envelope
 from ._config import ScOTConfig
-from ._data import (channel_groups, final_time_error, masked_scot_loss, open_split, resolve_sources, selection,
-                    source_labels)
-from ._io import (CHANNEL_DEPENDENT_PREFIXES, CONFIG_NAME, check_state_dict, finetune_parameter_groups,
-                  read_state_dict)
+from ._data import (
+    channel_groups,
+    final_time_error,
+    masked_scot_loss,
+    open_split,
+    resolve_sources,
+    selection,
+    source_labels,
+)
+from ._io import CHANNEL_DEPENDENT_PREFIXES, CONFIG_NAME, check_state_dict, finetune_parameter_groups, read_state_dict
 from ._model import ScOT
 from ._run_config import ScOTRunConfig
 
@@ -61,8 +68,9 @@ def read_source(path: str | Path) -> tuple[ScOTConfig, Any]:
         return ScOTConfig.from_dict(envelope["model_spec"]), lambda: load_weights(folder / "model.safetensors")
     if (folder / CONFIG_NAME).is_file():
         return ScOTConfig.from_json(folder / CONFIG_NAME), lambda: read_state_dict(folder)
-    raise FileNotFoundError(f"{folder}: expected a scOT run folder (model.json) or a Hugging Face scOT folder "
-                            f"({CONFIG_NAME} + weights)")
+    raise FileNotFoundError(
+        f"{folder}: expected a scOT run folder (model.json) or a Hugging Face scOT folder ({CONFIG_NAME} + weights)"
+    )
 
 
 class ScOTFamily(AbstractFamily):
@@ -86,12 +94,18 @@ class ScOTFamily(AbstractFamily):
         self.groups = channel_groups(self.channels)
         self.snapshots = [selection(d.n_steps, data.stride, data.n_snapshots) for d in self.train]
         self.labels = source_labels(self.train)
-        self.mixture = AllPairsMixture([AllPairsDataset(d, s, pairing=data.pairing, channels=self.channels)
-                                        for d, s in zip(self.train, self.snapshots)])
+        self.mixture = AllPairsMixture(
+            [
+                AllPairsDataset(d, s, pairing=data.pairing, channels=self.channels)
+                for d, s in zip(self.train, self.snapshots)
+            ]
+        )
         if env.is_main:  # on stderr: stdout stays for results (pdeforge evaluate prints JSON)
-            print(f"scot data: channels {list(self.channels)}, {len(self.mixture)} train pairs ({data.pairing}) from "
-                  f"{sum(len(d.trajectories) for d in self.train)} trajectories of {len(self.roots)} dataset(s)",
-                  file=sys.stderr)
+            print(
+                f"scot data: channels {list(self.channels)}, {len(self.mixture)} train pairs ({data.pairing}) from "
+                f"{sum(len(d.trajectories) for d in self.train)} trajectories of {len(self.roots)} dataset(s)",
+                file=sys.stderr,
+            )
 
     def _split(self, split: str) -> list:
         if split not in self.splits:
@@ -102,8 +116,12 @@ class ScOTFamily(AbstractFamily):
         """The scOT to build: ``ScOTConfig.tiny`` or the ``run.init_from`` checkpoint's config, with the data's channel
         counts and loss groups and ``model.args``."""
         n = len(self.channels)
-        changes = {"num_channels": n, "num_out_channels": n, **self.config.model.args,
-                   "channel_slice_list_normalized_loss": tuple(self.groups)}
+        changes = {
+            "num_channels": n,
+            "num_out_channels": n,
+            **self.config.model.args,
+            "channel_slice_list_normalized_loss": tuple(self.groups),
+        }
         source = self.config.run.init_from
         try:
             base = read_source(source)[0] if source else None
@@ -119,12 +137,15 @@ class ScOTFamily(AbstractFamily):
 
     def init_from(self, model: nn.Module, source: str) -> str:
         stored, weights = read_source(source)
-        changed = (model.config.num_channels, model.config.num_out_channels) != (stored.num_channels,
-                                                                                  stored.num_out_channels)
+        changed = (model.config.num_channels, model.config.num_out_channels) != (
+            stored.num_channels,
+            stored.num_out_channels,
+        )
         state = weights()
         try:
             self.reinitialised = check_state_dict(
-                model, state, allow_shape_change=lambda key: changed and key.startswith(CHANNEL_DEPENDENT_PREFIXES))
+                model, state, allow_shape_change=lambda key: changed and key.startswith(CHANNEL_DEPENDENT_PREFIXES)
+            )
         except KeyError as e:
             raise ValueError(e.args[0]) from None
         with torch.no_grad():
@@ -138,8 +159,9 @@ class ScOTFamily(AbstractFamily):
         optim = self.config.optim
         if not self.config.run.init_from:
             return [{"params": list(model.parameters()), "name": "all"}]
-        return finetune_parameter_groups(model, optim.lr, optim.lr_embedding_recovery or optim.lr,
-                                         optim.lr_time_embedding or optim.lr)
+        return finetune_parameter_groups(
+            model, optim.lr, optim.lr_embedding_recovery or optim.lr, optim.lr_time_embedding or optim.lr
+        )
 
     # -- training -------------------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -152,7 +174,7 @@ class ScOTFamily(AbstractFamily):
         order = torch.randperm(len(self.mixture), generator=g).tolist()
         bs, world, rank = self.config.optim.batch_size, self.env.world, self.env.rank
         for k in range(start, self.steps_per_epoch()):
-            idx = order[k * bs * world:(k + 1) * bs * world][rank * bs:(rank + 1) * bs]
+            idx = order[k * bs * world : (k + 1) * bs * world][rank * bs : (rank + 1) * bs]
             samples = [self.mixture[i] for i in idx]
             yield {key: torch.stack([s[key] for s in samples]).to(self.env.device) for key in _BATCH_KEYS}
 
@@ -165,12 +187,15 @@ class ScOTFamily(AbstractFamily):
             def reduce(t: torch.Tensor) -> torch.Tensor:
                 dist.all_reduce(t)
                 return t
+
         return masked_scot_loss(pred, batch["output_fields"], batch["channel_mask"], self.groups, reduce)
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def _errors(self, model: nn.Module, split: str) -> dict[str, float]:
-        return {label: final_time_error(model, d, s, self.channels, self.config.data.pairing)
-                for label, d, s in zip(self.labels, self._split(split), self.snapshots)}
+        return {
+            label: final_time_error(model, d, s, self.channels, self.config.data.pairing)
+            for label, d, s in zip(self.labels, self._split(split), self.snapshots)
+        }
 
     def validate(self, model: nn.Module) -> float:
         """The mean over the datasets of the median relative L1 (%) at the final time, on valid."""
@@ -184,27 +209,44 @@ class ScOTFamily(AbstractFamily):
     def envelope(self, model: nn.Module) -> dict[str, Any]:
         """``metadata``: the first dataset's (its grid and time step; the model's channels are ``view.channels``);
         ``datasets``: every dataset's; ``view``: the channel layout, snapshots, pairing and sizes of the training."""
-        view = {"channels": list(self.channels), "channel_groups": self.groups, "labels": self.labels,
-                "roots": [str(r) for r in self.roots], "snapshots": self.snapshots,
-                "pairing": self.config.data.pairing, "normalization": self.config.data.normalization,
-                "train_pairs": len(self.mixture), "train_trajectories": sum(len(d.trajectories) for d in self.train),
-                "reinitialised": self.reinitialised}
+        view = {
+            "channels": list(self.channels),
+            "channel_groups": self.groups,
+            "labels": self.labels,
+            "roots": [str(r) for r in self.roots],
+            "snapshots": self.snapshots,
+            "pairing": self.config.data.pairing,
+            "normalization": self.config.data.normalization,
+            "train_pairs": len(self.mixture),
+            "train_trajectories": sum(len(d.trajectories) for d in self.train),
+            "reinitialised": self.reinitialised,
+        }
         stats = {label: load_stats(r / "stats.yaml") for label, r in zip(self.labels, self.roots)}
-        return {"model_spec": json.loads(model.config.to_json()), "metadata": self.train[0].metadata.to_dict(),
-                "datasets": [d.metadata.to_dict() for d in self.train], "view": view,
-                "stats": json.loads(json.dumps(stats, default=_plain))}
+        return {
+            "model_spec": json.loads(model.config.to_json()),
+            "metadata": self.train[0].metadata.to_dict(),
+            "datasets": [d.metadata.to_dict() for d in self.train],
+            "view": view,
+            "stats": json.loads(json.dumps(stats, default=_plain)),
+        }
 
     @classmethod
     def rebuild(cls, envelope: Mapping[str, Any]) -> nn.Module:
         return ScOT(ScOTConfig.from_dict(envelope["model_spec"]))
 
     def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
-        plots.plot_losses(run.log, run.plot_path("loss.png"), loss_label="train loss (relative L1)",
-                          valid_label="valid median relative L1 (%)")
+        plots.plot_losses(
+            run.log,
+            run.plot_path("loss.png"),
+            loss_label="train loss (relative L1)",
+            valid_label="valid median relative L1 (%)",
+        )
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
-        return (f"test median rel L1 {metrics['test']['median_rel_l1']:.3f}% (valid "
-                f"{metrics['valid']['median_rel_l1']:.3f}%, best step {metrics['best_step']})")
+        return (
+            f"test median rel L1 {metrics['test']['median_rel_l1']:.3f}% (valid "
+            f"{metrics['valid']['median_rel_l1']:.3f}%, best step {metrics['best_step']})"
+        )
 
 
 def _plain(x: Any) -> Any:

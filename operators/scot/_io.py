@@ -77,8 +77,9 @@ def read_state_dict(folder: str | Path) -> dict[str, Tensor]:
     )
 
 
-def check_state_dict(model: nn.Module, state: dict[str, Tensor],
-                     allow_shape_change: Callable[[str], bool] = lambda key: False) -> list[str]:
+def check_state_dict(
+    model: nn.Module, state: dict[str, Tensor], allow_shape_change: Callable[[str], bool] = lambda key: False
+) -> list[str]:
     """Compare a checkpoint with a model: raise on missing or unexpected keys (listing a few) and on shape
     mismatches (naming key, expected, found) unless `allow_shape_change(key)`. Returns the keys whose shapes
     differ but are allowed to."""
@@ -102,8 +103,9 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor],
     return changed
 
 
-def load_pretrained(path: str | Path, *, num_channels: int | None = None, num_out_channels: int | None = None,
-                    **config_changes: Any) -> ScOT:
+def load_pretrained(
+    path: str | Path, *, num_channels: int | None = None, num_out_channels: int | None = None, **config_changes: Any
+) -> ScOT:
     """Build a `ScOT` from a Hugging Face folder with the original key names.
 
     Args:
@@ -138,9 +140,12 @@ def load_pretrained(path: str | Path, *, num_channels: int | None = None, num_ou
     state = read_state_dict(folder)
     model = ScOT(config)
     reinit = check_state_dict(
-        model, state,
-        allow_shape_change=lambda key: key.startswith(CHANNEL_DEPENDENT_PREFIXES)
-        and (config.num_channels != stored.num_channels or config.num_out_channels != stored.num_out_channels),
+        model,
+        state,
+        allow_shape_change=lambda key: (
+            key.startswith(CHANNEL_DEPENDENT_PREFIXES)
+            and (config.num_channels != stored.num_channels or config.num_out_channels != stored.num_out_channels)
+        ),
     )
     keep = {k: v for k, v in state.items() if k not in reinit}
     with torch.no_grad():
@@ -166,8 +171,9 @@ def save_pretrained(model: ScOT, path: str | Path, *, safe_serialization: bool =
     return folder
 
 
-def finetune_parameter_groups(model: ScOT, lr: float = 5e-5, lr_embedding_recovery: float = 5e-4,
-                              lr_time_embedding: float = 5e-4) -> list[dict[str, Any]]:
+def finetune_parameter_groups(
+    model: ScOT, lr: float = 5e-5, lr_embedding_recovery: float = 5e-4, lr_time_embedding: float = 5e-4
+) -> list[dict[str, Any]]:
     """The three parameter groups Poseidon fine-tunes with (its `Trainer.create_optimizer`):
 
     - "backbone": everything else, at `lr`;

@@ -154,8 +154,9 @@ class SelfAttention(nn.Module):
         self.continuous_position_bias_mlp = nn.Sequential(
             nn.Linear(2, 512, bias=True), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False)
         )
-        self.register_buffer("relative_coords_table", relative_coords_table(window, pretrained_window),
-                             persistent=False)
+        self.register_buffer(
+            "relative_coords_table", relative_coords_table(window, pretrained_window), persistent=False
+        )
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
         self.query = nn.Linear(dim, dim, bias=config.qkv_bias)
         self.key = nn.Linear(dim, dim, bias=False)
@@ -220,8 +221,17 @@ class SwinBlock(nn.Module):
     attention between tokens brought together by the roll. Shapes: x (B, h*w, C), time (B,) -> (B, h*w, C).
     """
 
-    def __init__(self, config: ScOTConfig, dim: int, grid: int, num_heads: int, window: int, shift: int,
-                 drop_path: float, pretrained_window: int) -> None:
+    def __init__(
+        self,
+        config: ScOTConfig,
+        dim: int,
+        grid: int,
+        num_heads: int,
+        window: int,
+        shift: int,
+        drop_path: float,
+        pretrained_window: int,
+    ) -> None:
         super().__init__()
         self.grid, self.window, self.shift = grid, window, shift
         self.attention = Attention(config, dim, num_heads, window, pretrained_window)

@@ -70,8 +70,18 @@ def _blocks(config: ScOTConfig, stage: int, drop_rates: list[float], mirrored: b
     blocks = []
     for k in range(depth):
         i = depth - 1 - k if mirrored else k
-        blocks.append(SwinBlock(config, dim, grid, config.num_heads[stage], window, shift if i % 2 else 0,
-                                drop_rates[k], config.pretrained_window_sizes[stage]))
+        blocks.append(
+            SwinBlock(
+                config,
+                dim,
+                grid,
+                config.num_heads[stage],
+                window,
+                shift if i % 2 else 0,
+                drop_rates[k],
+                config.pretrained_window_sizes[stage],
+            )
+        )
     return nn.ModuleList(blocks)
 
 
@@ -113,7 +123,7 @@ class Encoder(nn.Module):
         super().__init__()
         edges = [sum(config.depths[:i]) for i in range(config.num_layers + 1)]
         self.layers = nn.ModuleList(
-            EncodeStage(config, i, drop_rates[edges[i]: edges[i + 1]]) for i in range(config.num_layers)
+            EncodeStage(config, i, drop_rates[edges[i] : edges[i + 1]]) for i in range(config.num_layers)
         )
 
 
@@ -124,7 +134,7 @@ class Decoder(nn.Module):
         super().__init__()
         d = config.depths
         self.layers = nn.ModuleList(
-            DecodeStage(config, i, drop_rates[sum(d[i + 1:]): sum(d[i:])]) for i in reversed(range(len(d)))
+            DecodeStage(config, i, drop_rates[sum(d[i + 1 :]) : sum(d[i:])]) for i in reversed(range(len(d)))
         )
 
 
@@ -169,7 +179,7 @@ class ScOT(nn.Module):
         rates = torch.linspace(0, config.drop_path_rate, n, device="cpu").tolist() if n > 0 else []
         self.embeddings = Embeddings(config)
         self.encoder = Encoder(config, rates[: n // 2])
-        self.decoder = Decoder(config, rates[n // 2:])
+        self.decoder = Decoder(config, rates[n // 2 :])
         self.patch_recovery = PatchRecovery(config)
         block = ConvNeXtBlock if config.residual_model == "convnext" else ResNetBlock
         self.residual_blocks = nn.ModuleList(
@@ -266,8 +276,14 @@ class ScOT(nn.Module):
 
     # ------------------------------------------------------------------ I/O
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, num_channels: int | None = None,
-                        num_out_channels: int | None = None, **config_changes: Any) -> ScOT:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        num_channels: int | None = None,
+        num_out_channels: int | None = None,
+        **config_changes: Any,
+    ) -> ScOT:
         """Load a Hugging Face folder (`config.json` + `model.safetensors` or `pytorch_model.bin`).
 
         With `num_channels` / `num_out_channels` different from the checkpoint's, the tensors whose shapes
@@ -286,4 +302,3 @@ class ScOT(nn.Module):
         from ._io import save_pretrained
 
         return save_pretrained(self, path, safe_serialization=safe_serialization)
-

@@ -21,15 +21,22 @@ SOURCE_KEYS = ("root", "preset", "preset_options")
 class ScOTData(DataSection):
     """The datasets (a mixture: one all-pairs view each, padded to a shared channel layout) and the view."""
 
-    sources: list = option([], "the datasets of the mixture, each {root: PATH} or {preset: NAME, preset_options: "
-                               "{...}} (empty: the one dataset of data.root / data.preset)")
+    sources: list = option(
+        [],
+        "the datasets of the mixture, each {root: PATH} or {preset: NAME, preset_options: "
+        "{...}} (empty: the one dataset of data.root / data.preset)",
+    )
     max_train_trajectories: int = option(0, "use the first N training trajectories of each dataset (0: all)", min=0)
     stride: int = option(2, "select the stored snapshots 0, stride, 2 stride, ...", min=1)
     n_snapshots: int = option(6, "... the first n_snapshots of them (0: up to the last stored one)", min=0)
-    pairing: str = option("all", "all (every t_i <= t_j, Poseidon's all2all) | next (consecutive) | from_first "
-                                 "(u(t_0) -> u(t_j))", choices=("all", "next", "from_first"))
-    normalization: str = option("zscore", "per dataset, with the train statistics of its root ('': none)",
-                                choices=("zscore", "rms", ""))
+    pairing: str = option(
+        "all",
+        "all (every t_i <= t_j, Poseidon's all2all) | next (consecutive) | from_first (u(t_0) -> u(t_j))",
+        choices=("all", "next", "from_first"),
+    )
+    normalization: str = option(
+        "zscore", "per dataset, with the train statistics of its root ('': none)", choices=("zscore", "rms", "")
+    )
     channels: list = option([], "the channel layout (empty: the union of the datasets' channels)")
 
 
@@ -37,18 +44,21 @@ class ScOTData(DataSection):
 class ScOTOptim(OptimSection):
     """AdamW, warm-up + cosine; with ``run.init_from`` Poseidon's three groups (backbone at ``lr``)."""
 
-    lr_embedding_recovery: float = option(0.0, "with run.init_from: lr of the embedding and recovery (0: optim.lr)",
-                                          min=0)
-    lr_time_embedding: float = option(0.0, "with run.init_from: lr of the time-conditioning norms (0: optim.lr)",
-                                      min=0)
+    lr_embedding_recovery: float = option(
+        0.0, "with run.init_from: lr of the embedding and recovery (0: optim.lr)", min=0
+    )
+    lr_time_embedding: float = option(0.0, "with run.init_from: lr of the time-conditioning norms (0: optim.lr)", min=0)
 
 
 @dataclass
 class ScOTModelSection:
     """The scOT: ``ScOTConfig.tiny`` (or, with ``run.init_from``, the pretrained config) with these changes."""
 
-    args: dict = option({}, "ScOTConfig fields changed from ScOTConfig.tiny() (with run.init_from: from the "
-                            "pretrained config); the channel counts and loss groups come from the data")
+    args: dict = option(
+        {},
+        "ScOTConfig fields changed from ScOTConfig.tiny() (with run.init_from: from the "
+        "pretrained config); the channel counts and loss groups come from the data",
+    )
 
 
 @dataclass
@@ -58,7 +68,10 @@ class ScOTRunConfig:
     family: str = option("scot", "the family", choices=("scot",))
     run: RunSection = section(RunSection, "where the run writes, its seed and device, resume and init_from")
     data: ScOTData = section(ScOTData, "the datasets and the all-pairs view")
-    optim: ScOTOptim = section(lambda: ScOTOptim(steps=1000, batch_size=16, lr=1e-3, weight_decay=1e-6, warmup=0.05,
-                                                 grad_clip=5.0, eval_every=200),
-                               "AdamW, warm-up + cosine; the fine-tuning learning rates")
+    optim: ScOTOptim = section(
+        lambda: ScOTOptim(
+            steps=1000, batch_size=16, lr=1e-3, weight_decay=1e-6, warmup=0.05, grad_clip=5.0, eval_every=200
+        ),
+        "AdamW, warm-up + cosine; the fine-tuning learning rates",
+    )
     model: ScOTModelSection = section(ScOTModelSection, "the scOT's hyper-parameters")

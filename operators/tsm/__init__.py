@@ -27,19 +27,41 @@ from __future__ import annotations
 
 from ..._lazy import lazy_exports
 
-
 # every public name, with the module that defines it
 _WHERE = {
     **dict.fromkeys(("TSMRunConfig", "TSMData", "TSMModelConfig", "TSMEval", "KOLMOGOROV_DATA"), "._config"),
     **dict.fromkeys(("TSMFamily", "build_stencil_model", "model_name"), "._family"),
-    **dict.fromkeys(("AbstractStencilModel", "CoarseSolver", "LearnedInterpolation", "TemporalStencil", "CNNConfig",
-                     "periodic_cnn", "Step"), "._models"),
-    **dict.fromkeys(("PolynomialStencil", "StencilInterpolation", "faces_from_logits", "stencil_weights",
-                     "tvd_limit", "logits_per_cell"), "._stencils"),
-    **dict.fromkeys(("HippoEncoder", "FrameStackEncoder", "lagt_transition", "bilinear", "lagt_kernel",
-                     "lagt_recurrence"), "._hippo"),
-    **dict.fromkeys(("WindowSampler", "data_fingerprint", "training_windows", "split_trajectories",
-                     "train_moments", "flow_of"), "._data"),
+    **dict.fromkeys(
+        (
+            "AbstractStencilModel",
+            "CoarseSolver",
+            "LearnedInterpolation",
+            "TemporalStencil",
+            "CNNConfig",
+            "periodic_cnn",
+            "Step",
+        ),
+        "._models",
+    ),
+    **dict.fromkeys(
+        (
+            "PolynomialStencil",
+            "StencilInterpolation",
+            "faces_from_logits",
+            "stencil_weights",
+            "tvd_limit",
+            "logits_per_cell",
+        ),
+        "._stencils",
+    ),
+    **dict.fromkeys(
+        ("HippoEncoder", "FrameStackEncoder", "lagt_transition", "bilinear", "lagt_kernel", "lagt_recurrence"),
+        "._hippo",
+    ),
+    **dict.fromkeys(
+        ("WindowSampler", "data_fingerprint", "training_windows", "split_trajectories", "train_moments", "flow_of"),
+        "._data",
+    ),
     **dict.fromkeys(("vorticity_rollout", "score"), "._evaluate"),
 }
 __all__ = sorted(_WHERE)

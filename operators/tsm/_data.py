@@ -11,8 +11,8 @@ channels first as the solver's ``(2, N, N)``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -21,23 +21,33 @@ from torch import Tensor
 from ...datasets import TrajectoryDataset
 from ...solvers import fv
 
-__all__ = ["WindowSampler", "data_fingerprint", "training_windows", "split_trajectories", "flow_of",
-           "train_moments"]
+__all__ = ["WindowSampler", "data_fingerprint", "training_windows", "split_trajectories", "flow_of", "train_moments"]
 
 
-def training_windows(root: Path, history: int, unroll: int, stride: int, max_trajectories: int = 0
-                     ) -> TrajectoryDataset:
+def training_windows(
+    root: Path, history: int, unroll: int, stride: int, max_trajectories: int = 0
+) -> TrajectoryDataset:
     """Windows of ``history`` input and ``unroll`` target solver steps of the train split."""
-    return TrajectoryDataset(root, history, unroll, stride, split="train", fields=("velocity",),
-                             max_trajectories=max_trajectories or None)
+    return TrajectoryDataset(
+        root, history, unroll, stride, split="train", fields=("velocity",), max_trajectories=max_trajectories or None
+    )
 
 
-def split_trajectories(root: Path, split: str, history: int, stride: int, max_trajectories: int = 0
-                       ) -> tuple[Tensor, Tensor]:
+def split_trajectories(
+    root: Path, split: str, history: int, stride: int, max_trajectories: int = 0
+) -> tuple[Tensor, Tensor]:
     """``(inputs (B, history, 2, N, N), targets (B, T, 2, N, N))``: each trajectory of ``split`` at every
     ``stride``-th frame, its first ``history`` solver steps and all after them."""
-    ds = TrajectoryDataset(root, history, 1, stride, split=split, fields=("velocity",), full_trajectory=True,
-                           max_trajectories=max_trajectories or None)
+    ds = TrajectoryDataset(
+        root,
+        history,
+        1,
+        stride,
+        split=split,
+        fields=("velocity",),
+        full_trajectory=True,
+        max_trajectories=max_trajectories or None,
+    )
     samples = [ds[i] for i in range(len(ds))]
     return (torch.stack([s["input_fields"] for s in samples]), torch.stack([s["output_fields"] for s in samples]))
 
@@ -45,8 +55,9 @@ def split_trajectories(root: Path, split: str, history: int, stride: int, max_tr
 def train_moments(root: Path, stride: int, max_trajectories: int = 0) -> tuple[float, float]:
     """``(std, variance)`` of every velocity value of the train split at every ``stride``-th frame: the network's
     input scale and the loss's normaliser."""
-    ds = TrajectoryDataset(root, 1, 1, stride, split="train", fields=("velocity",),
-                           max_trajectories=max_trajectories or None)
+    ds = TrajectoryDataset(
+        root, 1, 1, stride, split="train", fields=("velocity",), max_trajectories=max_trajectories or None
+    )
     times = np.arange(0, ds.n_steps, stride)
     every = torch.stack([ds.read(t, times)["fields"] for t in range(len(ds.trajectories))])
     return float(every.std()), float(every.var())
@@ -68,8 +79,9 @@ def data_fingerprint(root: Path) -> str:
 def flow_of(parameters: dict) -> fv.FlowParameters:
     """The solver's physics from the dataset's parameters (``reynolds``, ``drag``; the preset's ``sin(4 y)``
     forcing)."""
-    return fv.FlowParameters(viscosity=1.0 / parameters["reynolds"], drag=parameters["drag"],
-                             forcing=fv.KolmogorovFVPreset().forcing)
+    return fv.FlowParameters(
+        viscosity=1.0 / parameters["reynolds"], drag=parameters["drag"], forcing=fv.KolmogorovFVPreset().forcing
+    )
 
 
 class WindowSampler:
@@ -93,5 +105,4 @@ class WindowSampler:
         """This process's window indices of batches ``start ..`` of ``epoch``."""
         order, b, w = self.order(epoch), self.batch_size, self.world
         for k in range(start, len(self)):
-            yield order[k * b * w + self.rank * b:k * b * w + (self.rank + 1) * b].tolist()
-
+            yield order[k * b * w + self.rank * b : k * b * w + (self.rank + 1) * b].tolist()

@@ -31,8 +31,8 @@ def vorticity_rollout(velocity: Tensor, grid: fv.StaggeredGrid) -> Tensor:
 @torch.no_grad()
 def score(model: AbstractStencilModel, inputs: Tensor, targets: Tensor, threshold: float) -> dict[str, Any]:
     """Roll ``model`` out from ``inputs (B, H, 2, N, N)`` for the ``T`` steps of ``targets (B, T, 2, N, N)`` and
-    compare vorticities (on one CPU thread: a CPU rollout's rounding depends on the thread count). Returns ``{"duration": (B,), "corr": (T,) mean over trajectories, "pred": (B, T, 2, N, N)}``
-    on the CPU."""
+    compare vorticities (on one CPU thread: a CPU rollout's rounding depends on the thread count). Returns
+    ``{"duration": (B,), "corr": (T,) mean over trajectories, "pred": (B, T, 2, N, N)}`` on the CPU."""
     device = next((p.device for p in model.parameters()), inputs.device)
     inputs, targets = inputs.to(device), targets.to(device)
     threads = torch.get_num_threads()

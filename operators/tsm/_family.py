@@ -7,8 +7,9 @@ through the solver divided by the train split's velocity variance.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,13 +30,25 @@ __all__ = ["TSMFamily", "build_stencil_model", "model_name"]
 def build_stencil_model(spec: Mapping[str, Any]) -> AbstractStencilModel:
     """The learned solver of a model spec: the ``model`` section's options plus the data's ``resolution``, solver
     ``dt``, ``reynolds``, ``drag`` and the ``velocity_scale`` of the train split."""
-    common = dict(grid=fv.StaggeredGrid(spec["resolution"]), flow=flow_of(spec), dt=spec["dt"],
-                  velocity_scale=spec["velocity_scale"], order=spec["order"])
+    common = dict(
+        grid=fv.StaggeredGrid(spec["resolution"]),
+        flow=flow_of(spec),
+        dt=spec["dt"],
+        velocity_scale=spec["velocity_scale"],
+        order=spec["order"],
+    )
     cnn = CNNConfig(spec["layers"], spec["channels"])
     if spec["variant"] == "li":
         return LearnedInterpolation(**common, cnn=cnn, calls=spec["li_calls"])
-    return TemporalStencil(**common, cnn=cnn, history=spec["history"], encoder=spec["encoder"],
-                           hippo_order=spec["hippo_order"], bundle=spec["bundle"], memory=spec["memory"])
+    return TemporalStencil(
+        **common,
+        cnn=cnn,
+        history=spec["history"],
+        encoder=spec["encoder"],
+        hippo_order=spec["hippo_order"],
+        bundle=spec["bundle"],
+        memory=spec["memory"],
+    )
 
 
 def model_name(spec: Mapping[str, Any]) -> str:
@@ -61,13 +74,20 @@ class TSMFamily(AbstractFamily):
         self.windows = training_windows(self.root, m.history, d.unroll, d.stride, d.max_trajectories)
         meta = self.windows.metadata
         if meta.field_names != ("velocity_x", "velocity_y") or len(set(meta.resolution)) != 1:
-            raise ValueError(f"tsm: data {self.root}: expected the staggered velocity (velocity_x, velocity_y) on a "
-                             f"square grid (the kolmogorov_fv_2d preset), found {meta.field_names} at "
-                             f"{meta.resolution}")
+            raise ValueError(
+                f"tsm: data {self.root}: expected the staggered velocity (velocity_x, velocity_y) on a "
+                f"square grid (the kolmogorov_fv_2d preset), found {meta.field_names} at "
+                f"{meta.resolution}"
+            )
         self.scale, self.variance = train_moments(self.root, d.stride, d.max_trajectories)
-        self.spec = {**asdict(m), "resolution": meta.resolution[0], "dt": meta.dt,
-                     "reynolds": meta.parameters["reynolds"], "drag": meta.parameters["drag"],
-                     "velocity_scale": self.scale}
+        self.spec = {
+            **asdict(m),
+            "resolution": meta.resolution[0],
+            "dt": meta.dt,
+            "reynolds": meta.parameters["reynolds"],
+            "drag": meta.parameters["drag"],
+            "velocity_scale": self.scale,
+        }
         del self.spec["compile"]  # how the step runs, not what the model is
         self.sampler = WindowSampler(len(self.windows), cfg.optim.batch_size, cfg.run.seed, env.rank, env.world)
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -100,8 +120,9 @@ class TSMFamily(AbstractFamily):
         ``stride``-th frame (read once)."""
         if split not in self._splits:
             d = self.config.data
-            self._splits[split] = split_trajectories(self.root, split, self.config.model.history, d.stride,
-                                                     d.max_trajectories)
+            self._splits[split] = split_trajectories(
+                self.root, split, self.config.model.history, d.stride, d.max_trajectories
+            )
         return self._splits[split]
 
     def coarse_score(self, split: str) -> dict[str, Any]:
@@ -123,14 +144,19 @@ class TSMFamily(AbstractFamily):
             "coarse_duration_mean": float(ref["duration"].mean()),
             "coarse_duration_std": float(ref["duration"].std(unbiased=False)),
             "coarse_duration_per_trajectory": ref["duration"].tolist(),
-            "correlation_curve": res["corr"].tolist(), "coarse_correlation_curve": ref["corr"].tolist(),
-            "dt": self.spec["dt"], "threshold": self.config.eval.threshold,
+            "correlation_curve": res["corr"].tolist(),
+            "coarse_correlation_curve": ref["corr"].tolist(),
+            "dt": self.spec["dt"],
+            "threshold": self.config.eval.threshold,
         }
 
     def envelope(self, model: nn.Module) -> dict[str, Any]:
-        return {"model_spec": dict(self.spec), "metadata": self.windows.metadata.to_dict(),
-                "stats": {"velocity_std": self.scale, "velocity_variance": self.variance},
-                "data_fingerprint": data_fingerprint(self.root)}
+        return {
+            "model_spec": dict(self.spec),
+            "metadata": self.windows.metadata.to_dict(),
+            "stats": {"velocity_std": self.scale, "velocity_variance": self.variance},
+            "data_fingerprint": data_fingerprint(self.root),
+        }
 
     @classmethod
     def rebuild(cls, envelope: Mapping[str, Any]) -> nn.Module:
@@ -140,20 +166,28 @@ class TSMFamily(AbstractFamily):
     def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
         name, test = model_name(self.spec), metrics["test"]
         dt, threshold = self.spec["dt"], self.config.eval.threshold
-        correlation_plot({name: test["correlation_curve"], "coarse": test["coarse_correlation_curve"]}, dt,
-                         threshold, run.plot_path("correlation_vs_time.png"))
+        correlation_plot(
+            {name: test["correlation_curve"], "coarse": test["coarse_correlation_curve"]},
+            dt,
+            threshold,
+            run.plot_path("correlation_vs_time.png"),
+        )
         inputs, targets = self.split("test")
         pred = score(model, inputs[:1], targets[:1], threshold)["pred"]
         coarse = self.coarse_score("test")["pred"][:1]
         k = min(targets.shape[1] - 1, int(round(2.0 / dt)))
         grid = fv.StaggeredGrid(self.spec["resolution"])
         res = self.spec["resolution"]
-        snaps = {"reference": vorticity_rollout(targets[:1, k:k + 1], grid)[0, 0, 0],
-                 f"coarse {res}^2": vorticity_rollout(coarse[:, k:k + 1], grid)[0, 0, 0],
-                 name: vorticity_rollout(pred[:, k:k + 1], grid)[0, 0, 0]}
+        snaps = {
+            "reference": vorticity_rollout(targets[:1, k : k + 1], grid)[0, 0, 0],
+            f"coarse {res}^2": vorticity_rollout(coarse[:, k : k + 1], grid)[0, 0, 0],
+            name: vorticity_rollout(pred[:, k : k + 1], grid)[0, 0, 0],
+        }
         snapshot_plot(snaps, (k + 1) * dt, run.plot_path("vorticity_snapshots.png"))
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
         t = metrics["test"]
-        return (f"{t['model']}: high-correlation duration {t['duration_mean']:.3f} +- {t['duration_std']:.3f} "
-                f"(coarse {t['coarse_duration_mean']:.3f} +- {t['coarse_duration_std']:.3f})")
+        return (
+            f"{t['model']}: high-correlation duration {t['duration_mean']:.3f} +- {t['duration_std']:.3f} "
+            f"(coarse {t['coarse_duration_mean']:.3f} +- {t['coarse_duration_std']:.3f})"
+        )

@@ -86,8 +86,10 @@ class HippoEncoder(nn.Module):
 
     def update(self, state: Tensor, frame: Tensor) -> Tensor:
         """The state after one more ``frame (B, C, X, Y)``."""
-        return (torch.einsum("nm,bcmxy->bcnxy", self.abar.to(state), state)
-                + self.bbar.to(state)[:, None, None] * (frame / self.scale)[:, :, None])
+        return (
+            torch.einsum("nm,bcmxy->bcnxy", self.abar.to(state), state)
+            + self.bbar.to(state)[:, None, None] * (frame / self.scale)[:, :, None]
+        )
 
     @staticmethod
     def features(state: Tensor) -> Tensor:

@@ -28,8 +28,15 @@ from ...solvers.fv import FaceValues, FlowParameters, StaggeredGrid, StaggeredNa
 from ._hippo import FrameStackEncoder, HippoEncoder
 from ._stencils import faces_from_logits, logits_per_cell, prepare_stencils
 
-__all__ = ["CNNConfig", "periodic_cnn", "AbstractStencilModel", "CoarseSolver", "LearnedInterpolation",
-           "TemporalStencil", "Step"]
+__all__ = [
+    "CNNConfig",
+    "periodic_cnn",
+    "AbstractStencilModel",
+    "CoarseSolver",
+    "LearnedInterpolation",
+    "TemporalStencil",
+    "Step",
+]
 
 #: a solver step as a rollout calls it: ``(velocity (B, 2, N, N), logits (B, 8 n_logits, N, N) | None) -> velocity``
 Step = Callable[[Tensor, "Tensor | None"], Tensor]
@@ -70,8 +77,9 @@ class AbstractStencilModel(nn.Module, abc.ABC):
     #: frames a rollout needs before its first prediction
     n_input_frames: int = 1
 
-    def __init__(self, grid: StaggeredGrid, flow: FlowParameters, dt: float, velocity_scale: float = 1.0,
-                 order: int = 1) -> None:
+    def __init__(
+        self, grid: StaggeredGrid, flow: FlowParameters, dt: float, velocity_scale: float = 1.0, order: int = 1
+    ) -> None:
         super().__init__()
         self.dt, self.velocity_scale, self.order = dt, velocity_scale, order
         self.solver = StaggeredNavierStokes2D(grid, flow)  # its own interpolation: van Leer, the coarse scheme
@@ -96,12 +104,13 @@ class AbstractStencilModel(nn.Module, abc.ABC):
         step to call, :meth:`solver_step` by default (:meth:`compiled_step` gives a compiled one)."""
         need = self.n_input_frames
         if frames.ndim != 5 or frames.shape[1] < need or frames.shape[2] != 2:
-            raise ValueError(f"expected frames (B, >= {need}, 2, N, N), got {tuple(frames.shape)}"
-                             + (": add a time axis with v[:, None]" if frames.ndim == 4 else ""))
+            raise ValueError(
+                f"expected frames (B, >= {need}, 2, N, N), got {tuple(frames.shape)}"
+                + (": add a time axis with v[:, None]" if frames.ndim == 4 else "")
+            )
         return torch.stack(self.advance(frames, n_steps, self.solver_step if step is None else step), dim=1)
 
-    def compiled_step(self, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                      **options) -> Step:
+    def compiled_step(self, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", **options) -> Step:
         """``torch.compile(self.solver_step)`` for ``rollout(..., step=)``: one solver step as one graph (the
         stencils, limiter, advection and both projections of all three SSP-RK3 stages), for velocities of
         ``dtype`` on ``device``. Shapes are static (``dynamic=False``); another batch size or grid compiles again.
@@ -133,8 +142,16 @@ class LearnedInterpolation(AbstractStencilModel):
     et al. and TSM's baseline, whose solver evaluates the convection once per step); ``"stage"``, at each of the
     SSP-RK3 stages (three calls per step)."""
 
-    def __init__(self, grid: StaggeredGrid, flow: FlowParameters, dt: float, velocity_scale: float = 1.0,
-                 order: int = 1, cnn: CNNConfig = CNNConfig(), calls: str = "step") -> None:
+    def __init__(
+        self,
+        grid: StaggeredGrid,
+        flow: FlowParameters,
+        dt: float,
+        velocity_scale: float = 1.0,
+        order: int = 1,
+        cnn: CNNConfig = CNNConfig(),
+        calls: str = "step",
+    ) -> None:
         super().__init__(grid, flow, dt, velocity_scale, order)
         if calls not in ("step", "stage"):
             raise ValueError(f"LearnedInterpolation calls {calls!r}: expected 'step' or 'stage'")
@@ -164,9 +181,20 @@ class TemporalStencil(AbstractStencilModel):
     with every predicted frame, never restarted (as the HiPPO cache in TSM's code, Edward-Sun/TSM-PDE), so its
     memory reaches back over the whole rollout."""
 
-    def __init__(self, grid: StaggeredGrid, flow: FlowParameters, dt: float, velocity_scale: float = 1.0,
-                 order: int = 1, cnn: CNNConfig = CNNConfig(), history: int = 16, encoder: str = "hippo",
-                 hippo_order: int = 32, bundle: int = 4, memory: str = "window") -> None:
+    def __init__(
+        self,
+        grid: StaggeredGrid,
+        flow: FlowParameters,
+        dt: float,
+        velocity_scale: float = 1.0,
+        order: int = 1,
+        cnn: CNNConfig = CNNConfig(),
+        history: int = 16,
+        encoder: str = "hippo",
+        hippo_order: int = 32,
+        bundle: int = 4,
+        memory: str = "window",
+    ) -> None:
         super().__init__(grid, flow, dt, velocity_scale, order)
         if encoder not in ("hippo", "frames"):
             raise ValueError(f"TemporalStencil encoder {encoder!r}: expected 'hippo' or 'frames'")

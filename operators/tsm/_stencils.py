@@ -181,8 +181,9 @@ def _van_leer_phi(s_up: Tensor, s_down: Tensor) -> Tensor:
     return torch.where(positive, 2 * s_up / denom, torch.zeros_like(s_up))
 
 
-def tvd_limit(q: Tensor, high: Tensor, a: Tensor, axis: int | None = None,
-              neighbours: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+def tvd_limit(
+    q: Tensor, high: Tensor, a: Tensor, axis: int | None = None, neighbours: tuple[Tensor, Tensor, Tensor] | None = None
+) -> Tensor:
     """Blend first-order upwind and a high-order face value of ``q`` at the face forward along ``axis``.
 
     ``q``, ``high``, ``a`` (advecting velocity at the face): ``(B, N, N)`` (or any shapes that broadcast). Returns
@@ -243,5 +244,12 @@ class StencilInterpolation(AbstractInterpolation):
         return faces_from_logits(velocity, self.logits_fn(velocity), self.order, self.limiter)
 
 
-__all__ = ["PolynomialStencil", "StencilInterpolation", "faces_from_logits", "logits_per_cell",
-           "stencil_weights", "tvd_limit", "STENCIL_OFFSETS"]
+__all__ = [
+    "PolynomialStencil",
+    "StencilInterpolation",
+    "faces_from_logits",
+    "logits_per_cell",
+    "stencil_weights",
+    "tvd_limit",
+    "STENCIL_OFFSETS",
+]
