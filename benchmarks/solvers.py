@@ -6,7 +6,10 @@
     python benchmarks/solvers.py --device cuda   # on a GPU (exponax too, if its JAX sees the GPU)
 
 Both libraries get the same number of CPU threads (default 1: on a loaded machine a preempted OpenMP worker
-stalls every multi-threaded FFT by a scheduler tick, ~10 ms, which swamps what is measured).
+stalls every multi-threaded FFT by a scheduler tick, ~10 ms, which swamps what is measured). With one thread on
+the CPU every timing is the CPU time of the process (``time.process_time``: what other programs on a shared
+machine do stalls the wall clock, not this; exponax's XLA runs on threads of its own, which it counts);
+``--wall-clock`` times the wall clock instead, as on a GPU.
 
 (a) For each job, one step (a rollout of 100 steps saving the last, over 100) is timed against the FFTs the step
     performs (counted with a TorchFunctionMode while a step runs; each kind timed alone on the same shapes, the
@@ -25,16 +28,16 @@ steps, dt 0.1, the GPU job of the issue (goal: <= 0.5 s for the rollout on a GPU
 compare, not the numbers. Timings depend on the machine and its load; on CUDA every timing ends with a
 synchronize.
 
-On a shared 2-core CPU (float32, one thread) the KS 1D step is 1.40-1.46x its 8 FFTs (8 runs; 1.58-1.62x before
-the two changes below, 6 runs of the previous code on the same machine). Between the FFTs are 11 complex
-multiply-adds and 4 squares, each ~1-3 us on 50 x 129 modes, about a third of it dispatch from Python. What
-helped: stage 3 of ETDRK4 computed as stage 2 plus ``a32 (N2 - N1)`` (``_difference_stages``: a subtraction in
-place of a multiply-add), and rollouts on the CPU running the steps between two saves in one call of a TorchScript
-function (``solvers/_etdrk_kernel.py``: the Python between the operations goes). What did not: working on the
-|k| <= N/3 modes only (a view costs ~1 us to make, an irfft of a padded spectrum is slower); one stacked
-accumulator op per stage (fewer launches, more arithmetic: 1.60-1.65x); the step written in real or complex
-arithmetic and compiled with torch.compile (Inductor hands the FFTs and complex operations back to ATen one by
-one: ~1.9x and more).
+On a shared 2-core CPU (float32, one thread) the KS 1D step is ~1.45-1.5x its 8 FFTs. Between the FFTs are 11
+complex multiply-adds and 4 squares, each ~1-4 us on 50 x 129 modes, and the Python that launches them: the
+strategy ``rollout`` runs here (``solvers/_etdrk_strategies.py``, fused flux-square ETDRK on the CPU) runs the
+steps between two saves in one call of a compiled op (``solvers/_etdrk_fused.cpp``, built on first use); its
+Python loop, the same operations, is printed for comparison (~1.65-1.8x); the reference step by step is ~2.2x.
+Measured and not kept: the loop under torch.compile, one step per call (~3.7x: Inductor hands the FFTs and
+complex operations back to ATen one by one, and adds its guards); working on the |k| <= N/3 modes only (the
+views and padded transforms cost more than the third of the arithmetic they save); one stacked accumulator op
+per stage (fewer launches, more arithmetic: 1.60-1.65x). In (b) every step is saved: the frame's inverse
+transform is also the next step's first stage, done once.
 
 On a GPU, ``rollout`` replays the step as a CUDA graph while (a) times each FFT with its own launch, so the ratio
 falls below 1 there (0.6-0.8 on an H200) and bounds nothing; (b) is the GPU figure (benchmarks/results/gpu_h200/).
@@ -49,6 +52,8 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch.overrides import TorchFunctionMode
+
 from pdeforge._device import synchronize
 from pdeforge.solvers import (
     ETDRK,
@@ -60,7 +65,6 @@ from pdeforge.solvers import (
     RandomFourierSeries,
     rollout,
 )
-from torch.overrides import TorchFunctionMode
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ JOBS = (
 )
 
 DEVICE = torch.device("cpu")  # set by main()
+CLOCK = time.process_time  # set by main(): the process's CPU time on the CPU, the wall clock on a GPU
 
 
 def initial_state(job: Job) -> torch.Tensor:
@@ -111,10 +116,10 @@ def best_time(fn, repeats: int) -> float:
     synchronize(DEVICE)
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
         synchronize(DEVICE)
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return min(times)
 
 
@@ -171,12 +176,25 @@ def fft_bound(job: Job, repeats: int, calls: int = 100) -> None:
     t_step = best_time(steps, repeats) / calls
     stages = len(stepper.tableau.c)
     minimal = stages * (job.minimal_ffts[0] * t_r + job.minimal_ffts[1] * t_i)
+    chosen = stepper.strategy(u0, calls)
+    compiled = getattr(chosen, "compiled", None) is not None
     print(
         f"  (a) one ETDRK4 step {t_step * 1e3:8.3f} ms | FFTs done per step: "
         f"{counts['rfftn']} rfftn x {t_r * 1e3:.3f} ms"
         f" + {counts['irfftn']} irfftn x {t_i * 1e3:.3f} ms = {bound * 1e3:.3f} ms, ratio {t_step / bound:.2f} | "
-        f"minimal {stages * sum(job.minimal_ffts)} FFTs = {minimal * 1e3:.3f} ms, ratio {t_step / minimal:.2f}"
+        f"minimal {stages * sum(job.minimal_ffts)} FFTs = {minimal * 1e3:.3f} ms, ratio {t_step / minimal:.2f}\n"
+        f"      strategy: {chosen.name}{' (compiled op)' if compiled else ''}"
     )
+    if compiled:  # the same strategy in its Python loop (where the op cannot be built), for comparison
+        in_python = type(chosen)(stepper, u0.dtype, u0.device, compiled=False)
+        t_loop = best_time(lambda: advance(in_python, u0, calls), repeats) / calls
+        print(f"      its Python loop   {t_loop * 1e3:8.3f} ms, ratio {t_loop / bound:.2f}")
+
+
+def advance(steps, u0: torch.Tensor, n_steps: int) -> None:
+    """``n_steps`` steps of the strategy ``steps`` from ``u0`` (a rollout saving only the last state)."""
+    with torch.inference_mode():
+        steps.physical(steps.advance(steps.start(u0), n_steps))
 
 
 def exponax_job(job: Job, u0: torch.Tensor, repeats: int):
@@ -209,11 +227,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one timing repetition instead of three")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and for XLA")
     parser.add_argument("--device", default="cpu", help="torch device of pdeforge's jobs: cpu, cuda, cuda:N")
+    parser.add_argument("--wall-clock", action="store_true", help="time the wall clock on the CPU too")
     parser.add_argument(
         "--jobs", default=None, help="comma-separated job numbers to run (1 KS 1D, 2 NS 2D, 3 KS 2D; default all)"
     )
     args = parser.parse_args()
-    global DEVICE
+    global DEVICE, CLOCK
     try:
         DEVICE = torch.device(args.device)
         torch.empty(0, device=DEVICE)
@@ -233,8 +252,13 @@ def main() -> None:
         f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} "
         f"intra_op_parallelism_threads={args.threads}",
     )
+    cpu_time = DEVICE.type == "cpu" and args.threads == 1 and not args.wall_clock
+    CLOCK = time.process_time if cpu_time else time.perf_counter
     where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__} on {DEVICE} ({where}); float32, ETDRK4; best of {repeats}")
+    print(
+        f"torch {torch.__version__} on {DEVICE} ({where}); float32, ETDRK4; best of {repeats}, "
+        f"{'CPU time of the process' if cpu_time else 'wall clock'}"
+    )
     for job in picked:
         print(job.name)
         fft_bound(job, repeats)

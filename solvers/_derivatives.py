@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 from ._grid import Grid
 
@@ -62,17 +63,14 @@ class SpectralDerivatives(AbstractDerivatives):
     Odd derivatives vanish on the Nyquist mode so that real fields stay real. Symbols are built in
     float64/complex128 and cached per (alpha, dtype, device).
 
-    The solver binds its spectral state with :meth:`bind`: derivatives of the bound field then cost one
-    inverse FFT each instead of a forward and an inverse one.
+    The solver evaluates an equation's terms on :meth:`field` of its stage spectrum: derivatives of that field
+    then cost one inverse FFT each instead of a forward and an inverse one.
     """
 
     def __init__(self, grid: Grid, dealias: bool = False) -> None:
         self.grid = grid
         self.dealias = dealias
         self._symbols: dict[tuple, Tensor] = {}
-        self._bound: Tensor | None = None
-        self._bound_hat: Tensor | None = None
-        self._memo: dict[tuple, Tensor] = {}  # derivatives of the bound field, computed once per bind
         self._dims = tuple(range(-grid.ndim, 0))
 
     # -- spectral helpers -------------------------------------------------------------------------------
@@ -87,58 +85,28 @@ class SpectralDerivatives(AbstractDerivatives):
             )
         return self._symbols[key]
 
-    def bind(self, u_hat: Tensor, values: bool = True, masked: bool = False) -> Tensor:
-        """Remember the spectrum ``u_hat`` (``(B, C, *grid.spectral_shape)``) and return a handle to it.
-
-        The handle is the physical field (dealiased when ``dealias`` is on) if ``values``, else an empty
-        tensor, for terms that use only derivatives of the state (one inverse FFT saved). Passing the handle
-        back to ``D`` reuses ``u_hat``. ``masked=True`` says ``u_hat`` already carries the 2/3 mask (the solver
-        folds it into its stage propagators), which saves one multiplication.
-        """
-        self._bound_hat = u_hat
-        self._memo.clear()
-        if not values:
-            self._bound = u_hat.real.new_empty(0)
-        else:
-            if self.dealias and not masked:
-                u_hat = u_hat * self.symbol((0,) * self.grid.ndim, False, u_hat.dtype, u_hat.device)
-            self._bound = torch.fft.irfftn(u_hat, s=self.grid.shape, dim=self._dims)
-        return self._bound
+    def field(self, u_hat: Tensor, values: bool = True, masked: bool = False) -> SpectralField:
+        """The derivative provider of the one field whose spectrum is ``u_hat`` (``(B, C, *grid.spectral_shape)``):
+        see :class:`SpectralField`. ``values=False`` gives an empty handle (for terms that only differentiate the
+        field: one inverse FFT saved); ``masked=True`` says ``u_hat`` already carries the 2/3 mask."""
+        return SpectralField(self, u_hat, values, masked)
 
     def probe(self, term: Callable[[Tensor, AbstractDerivatives], Tensor | None], channels: int) -> tuple[bool, bool]:
-        """Call ``term(u, self)`` once on a bound zero state and report ``(returns None, reads u's values)``.
+        """Call ``term(u, D)`` once on a zero field and report ``(returns None, reads u's values)``.
 
-        "Reads values" means any torch operation on ``u`` other than differentiating it through ``self``;
-        a term that does not (vorticity convection) is later given an empty handle instead of ``u``.
+        "Reads values" means any torch operation on ``u`` other than differentiating it through ``D``; a term that
+        does not (vorticity convection) is later given an empty handle instead of ``u``. What the call does is
+        recorded by a :class:`~torch.overrides.TorchFunctionMode` made for this one probe.
         """
-        _ValueProbe.touched = False
-        self._memo.clear()
-        self._bound_hat = torch.zeros(1, channels, *self.grid.spectral_shape, dtype=torch.complex128)
-        self._bound = torch.zeros(1, channels, *self.grid.shape, dtype=torch.float64).as_subclass(_ValueProbe)
-        try:
-            out = term(self._bound, self)
-        finally:
-            self.release()
-        return out is None, _ValueProbe.touched
-
-    def release(self) -> None:
-        """Forget the bound spectrum."""
-        self._bound = self._bound_hat = None
-        self._memo.clear()
+        field = self.field(torch.zeros(1, channels, *self.grid.spectral_shape, dtype=torch.complex128))
+        with _Reads(field.values) as reads:
+            out = term(field.values, field)
+        return out is None, reads.seen
 
     def _apply(self, u: Tensor, alpha: tuple[int, ...], inverse_laplacian: bool) -> Tensor:
-        if u is self._bound:
-            key = (alpha, inverse_laplacian)
-            if key not in self._memo:
-                sym = self.symbol(alpha, inverse_laplacian, self._bound_hat.dtype, self._bound_hat.device)
-                self._memo[key] = torch.fft.irfftn(self._bound_hat * sym, s=self.grid.shape, dim=self._dims)
-            return self._memo[key]
-        else:
-            if tuple(u.shape[-self.grid.ndim :]) != self.grid.shape:
-                raise ValueError(
-                    f"expected a field (..., {', '.join(map(str, self.grid.shape))}), got {tuple(u.shape)}"
-                )
-            u_hat = torch.fft.rfftn(u, dim=self._dims)
+        if tuple(u.shape[-self.grid.ndim :]) != self.grid.shape:
+            raise ValueError(f"expected a field (..., {', '.join(map(str, self.grid.shape))}), got {tuple(u.shape)}")
+        u_hat = torch.fft.rfftn(u, dim=self._dims)
         sym = self.symbol(alpha, inverse_laplacian, u_hat.dtype, u_hat.device)
         return torch.fft.irfftn(u_hat * sym, s=self.grid.shape, dim=self._dims)
 
@@ -154,20 +122,72 @@ class SpectralDerivatives(AbstractDerivatives):
         return self.grid.ndim
 
     def coords(self) -> tuple[Tensor, ...]:
-        dtype = self._bound.dtype if self._bound is not None else torch.float64
-        device = self._bound.device if self._bound is not None else "cpu"
-        return tuple(x[None, None] for x in self.grid.mesh(dtype, device))
+        return tuple(x[None, None] for x in self.grid.mesh(torch.float64, "cpu"))
 
 
-class _ValueProbe(Tensor):
-    """A tensor that records whether any torch function touched it (see ``SpectralDerivatives.probe``)."""
+class SpectralField(AbstractDerivatives):
+    """The derivatives of one field given by its spectrum: what the solver passes to an equation's terms at a stage.
 
-    touched = False
+    ``values`` is the field in physical space (dealiased if ``provider`` is), or an empty tensor where the terms
+    only differentiate it. ``D(values, alpha)`` costs one inverse FFT of the spectrum, computed once per ``alpha``
+    for this one evaluation (the memo lives here and goes with the object); any other tensor is differentiated by
+    ``provider``.
+    """
 
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        cls.touched = True
-        return super().__torch_function__(func, types, args, kwargs or {})
+    def __init__(self, provider: SpectralDerivatives, u_hat: Tensor, values: bool = True, masked: bool = False):
+        self.provider, self.spectrum = provider, u_hat
+        self.memo: dict[tuple, Tensor] = {}
+        grid = provider.grid
+        if not values:
+            self.values = u_hat.real.new_empty(0)
+        else:
+            if provider.dealias and not masked:
+                u_hat = u_hat * provider.symbol((0,) * grid.ndim, False, u_hat.dtype, u_hat.device)
+            self.values = torch.fft.irfftn(u_hat, s=grid.shape, dim=tuple(range(-grid.ndim, 0)))
+
+    def _apply(self, u: Tensor, alpha: tuple[int, ...], inverse_laplacian: bool) -> Tensor:
+        if u is not self.values:
+            return (self.provider.inverse_laplacian if inverse_laplacian else self.provider)(u, alpha)
+        key = (alpha, inverse_laplacian)
+        if key not in self.memo:
+            grid, spectrum = self.provider.grid, self.spectrum
+            sym = self.provider.symbol(alpha, inverse_laplacian, spectrum.dtype, spectrum.device)
+            self.memo[key] = torch.fft.irfftn(spectrum * sym, s=grid.shape, dim=tuple(range(-grid.ndim, 0)))
+        return self.memo[key]
+
+    def __call__(self, u: Tensor, alpha: tuple[int, ...]) -> Tensor:
+        return self._apply(u, tuple(alpha), False)
+
+    def inverse_laplacian(self, u: Tensor, alpha: tuple[int, ...]) -> Tensor:
+        return self._apply(u, tuple(alpha), True)
+
+    @property
+    def ndim(self) -> int:
+        return self.provider.grid.ndim
+
+    def coords(self) -> tuple[Tensor, ...]:
+        return tuple(x[None, None] for x in self.provider.grid.mesh(self.values.dtype, self.values.device))
+
+
+class _Reads(TorchFunctionMode):
+    """Records whether any torch function receives ``watched`` (see ``SpectralDerivatives.probe``)."""
+
+    def __init__(self, watched: Tensor) -> None:
+        super().__init__()
+        self.watched, self.seen = watched, False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.seen = self.seen or any(x is self.watched for x in _leaves((args, kwargs)))
+        return func(*args, **kwargs)
+
+
+def _leaves(tree) -> list:
+    if isinstance(tree, (list, tuple)):
+        return [leaf for x in tree for leaf in _leaves(x)]
+    if isinstance(tree, dict):
+        return _leaves(list(tree.values()))
+    return [tree]
 
 
 def derivative_symbol(
@@ -206,4 +226,11 @@ def linear_symbol(grid: Grid, terms, channels: int) -> Tensor:
     return out
 
 
-__all__ = ["AbstractDerivatives", "NonLocalTermError", "SpectralDerivatives", "derivative_symbol", "linear_symbol"]
+__all__ = [
+    "AbstractDerivatives",
+    "NonLocalTermError",
+    "SpectralDerivatives",
+    "SpectralField",
+    "derivative_symbol",
+    "linear_symbol",
+]

@@ -93,9 +93,10 @@ def bilaplacian_terms(coefficient: float, ndim: int, channel: int = 0) -> tuple[
 class AbstractEquation(ABC):
     """A PDE ``u_t = L u + N(u) + f(x)`` on a periodic domain, channels on axis 1.
 
-    Subclasses are frozen keyword-only dataclasses that set ``name``, ``channels``, ``ndims`` and implement
-    ``linear_terms`` and ``nonlinear_term`` (returning ``None`` for linear PDEs). ``source_term`` defaults to
-    no forcing.
+    Subclasses are frozen keyword-only dataclasses that set ``name``, ``channels``, ``ndims`` and answer the one
+    required hook, ``linear_terms``. The nonlinear part is what they have of the two optional hooks:
+    ``flux_terms`` (conservation form, as data) and ``nonlinear_term`` (any other term, in physical space); a
+    linear PDE leaves both out. ``source_term`` defaults to no forcing.
     """
 
     name: ClassVar[str]
@@ -107,12 +108,12 @@ class AbstractEquation(ABC):
         """The linear part ``L u`` as data, for ``ndim`` spatial dimensions."""
 
     def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
-        """The conservation-form part of ``N(u)`` as data (default none); ``nonlinear_term`` is the rest."""
+        """The conservation-form part of ``N(u)`` as data (default none)."""
         return ()
 
-    @abstractmethod
     def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> Tensor | None:
-        """``N(u)`` in physical space, same shape as ``u``; ``None`` if the PDE is linear."""
+        """The rest of ``N(u)`` in physical space, same shape as ``u``; ``None`` (the default) where there is none."""
+        return None
 
     def source_term(self, coords: tuple[Tensor, ...]) -> Tensor | None:
         """A time-independent forcing ``f(x)`` broadcastable against ``u`` (channels on axis 1), or ``None``."""
@@ -203,9 +204,6 @@ class Advection(AbstractEquation):
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         return tuple(LinearTerm(-c, unit(ndim, d, 1)) for d, c in enumerate(_velocity(self.velocity, ndim)) if c)
 
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
-        return None
-
 
 @dataclass(frozen=True, kw_only=True)
 class Diffusion(AbstractEquation):
@@ -216,9 +214,6 @@ class Diffusion(AbstractEquation):
 
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         return laplacian_terms(self.nu, ndim)
-
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,9 +226,6 @@ class AdvectionDiffusion(AbstractEquation):
 
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         return Advection(velocity=self.velocity).linear_terms(ndim) + laplacian_terms(self.nu, ndim)
-
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,9 +241,6 @@ class Wave(AbstractEquation):
 
     def linear_terms(self, ndim: int) -> tuple[LinearTerm, ...]:
         return (LinearTerm(1.0, (0,) * ndim, 0, 1),) + laplacian_terms(self.c**2, ndim, out_channel=1, in_channel=0)
-
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -270,9 +259,6 @@ class Burgers(AbstractEquation):
 
     def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
         return (FluxTerm(-0.5, (1,), square),)  # -u u_x = -(u^2 / 2)_x
-
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,9 +280,6 @@ class KdV(AbstractEquation):
     def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
         return (FluxTerm(-0.5 * self.nonlinear, (1,), square),)  # -a u u_x = -(a u^2 / 2)_x
 
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
-        return None
-
 
 @dataclass(frozen=True, kw_only=True)
 class KuramotoSivashinsky(AbstractEquation):
@@ -310,9 +293,6 @@ class KuramotoSivashinsky(AbstractEquation):
 
     def flux_terms(self, ndim: int) -> tuple[FluxTerm, ...]:
         return (FluxTerm(-0.5, (1,), square),)  # -u u_x = -(u^2 / 2)_x
-
-    def nonlinear_term(self, u: Tensor, D: AbstractDerivatives) -> None:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -474,9 +454,6 @@ class NavierStokes2D(AbstractEquation):
             FluxTerm(-1.0, (0, 2), _minus_velocity_product),
             FluxTerm(-1.0, (1, 1), _velocity_square_difference),
         )
-
-    def nonlinear_term(self, w: Tensor, D: AbstractDerivatives) -> None:
-        return None
 
     def source_term(self, coords: tuple[Tensor, ...]) -> Tensor | None:
         return None if self.forcing is None else self.forcing.vorticity_source(coords)

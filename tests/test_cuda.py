@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from pdeforge.solvers import (
     EQUATIONS,
     ETDRK,

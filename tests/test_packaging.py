@@ -33,7 +33,13 @@ def test_wheel_has_only_the_pdeforge_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"pdeforge"}, top
-    for module in ("pdeforge/datasets/__init__.py", "pdeforge/cli.py", "pdeforge/train.py", "pdeforge/metrics.py"):
+    for module in (
+        "pdeforge/datasets/__init__.py",
+        "pdeforge/cli.py",
+        "pdeforge/train.py",
+        "pdeforge/metrics.py",
+        "pdeforge/solvers/_etdrk_fused.cpp",
+    ):
         assert module in names, module
     # every package folder of the source tree ships (a subpackage missing from pyproject's list would not)
     for init in REPO.rglob("__init__.py"):

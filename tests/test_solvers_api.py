@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from pdeforge.solvers import (
     ETDRK,
     TABLEAUS,
@@ -243,5 +244,5 @@ def test_coefficients_cast_once_per_dtype():
     stepper = ETDRK(Burgers(nu=0.1), Grid(32), dt=0.1)
     c32 = stepper.coefficients(torch.float32, torch.device("cpu"))
     assert c32 is stepper.coefficients(torch.float32, torch.device("cpu"))
-    assert c32["E"].dtype == torch.complex64
-    assert stepper.coefficients(torch.float64, torch.device("cpu"))["E"].dtype == torch.complex128
+    assert c32.E.dtype == torch.complex64
+    assert stepper.coefficients(torch.float64, torch.device("cpu")).E.dtype == torch.complex128

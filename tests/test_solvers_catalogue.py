@@ -3,9 +3,10 @@
 import inspect
 import math
 
-import pdeforge.solvers as solvers
 import pytest
 import torch
+
+import pdeforge.solvers as solvers
 from pdeforge.solvers import (
     EQUATIONS,
     ETDRK,

@@ -1,12 +1,13 @@
 """pdeforge.solvers against exact solutions: where the scheme is exact, and classical closed-form solutions."""
 
 import math
-import pickle
 
 import numpy as np
-import pdeforge.solvers._etdrk as etdrk_module
 import pytest
 import torch
+from scipy.special import ive
+
+import pdeforge.solvers._etdrk as etdrk_module
 from pdeforge.solvers import (
     ETDRK,
     ETDRK4_COX_MATTHEWS,
@@ -18,7 +19,6 @@ from pdeforge.solvers import (
     FisherKPP,
     Grid,
     KdV,
-    KuramotoSivashinsky,
     LinearTerm,
     NavierStokes2D,
     RandomFourierSeries,
@@ -26,7 +26,6 @@ from pdeforge.solvers import (
     Wave,
     rollout,
 )
-from scipy.special import ive
 
 
 def test_etdrk0_single_mode_diffusion_and_advection_exact():
@@ -255,58 +254,10 @@ def test_folded_flux_path_equals_generic_path(order):
     u0 = (torch.sin(x) + 0.5 * torch.cos(3 * x) + 0.2 * torch.sin(30 * x))[None, None]  # content above N/3 too
     fast = ETDRK(Burgers(nu=0.05), grid, dt=0.05, order=order)
     generic = ETDRK(_AdvectiveBurgers(0.05), grid, dt=0.05, order=order)
-    assert fast._single_flux and not generic._single_flux
+    assert fast.terms.single_flux and not generic.terms.single_flux
     a, b = rollout(fast, u0, 20), rollout(generic, u0, 20)
     assert (a - b).abs().max() < 1e-12
     assert (a[:, -1] - a[:, 0]).abs().max() > 0.1  # it moved
-
-
-@pytest.mark.parametrize("equation", [Burgers(nu=0.05), KdV(nu=0.01), KuramotoSivashinsky()], ids=lambda e: e.name)
-@pytest.mark.parametrize("order", [1, 2, 4, "cm"])
-def test_lean_single_flux_step_equals_the_generic_loop(equation, order):
-    """``_step_single_flux`` (in-place accumulation, 1D transforms) against the generic stage loop, with and
-    without autograd (which turns the in-place writes off), and gradients through it."""
-    grid = Grid(64, 2 * math.pi) if equation.name != "kuramoto_sivashinsky" else Grid(64, 8 * math.pi)
-    (x,) = grid.coords()
-    k = 2 * math.pi / grid.length[0]  # mode 30 is above N/3: the masks matter
-    u0 = (torch.sin(k * x) + 0.5 * torch.cos(3 * k * x) + 0.2 * torch.sin(30 * k * x))[None, None]
-    tableau = ETDRK4_COX_MATTHEWS if order == "cm" else None  # both ETDRK4s take the difference stage
-    lean = ETDRK(equation, grid, dt=0.01, order=4 if tableau else order, tableau=tableau)
-    assert lean._lean
-    generic = ETDRK(equation, grid, dt=0.01, order=4 if tableau else order, tableau=tableau)
-    generic._lean = False
-    a, b = rollout(lean, u0, 10), rollout(generic, u0, 10)
-    assert (a - b).abs().max() <= 1e-13 * b.abs().max()
-    assert (a[:, -1] - a[:, 0]).abs().max() > 1e-3  # it moved
-    v0 = u0.clone().requires_grad_(True)
-    w0 = u0.clone().requires_grad_(True)
-    (lean(v0) ** 2).sum().backward()
-    (generic(w0) ** 2).sum().backward()
-    assert torch.allclose(v0.grad, w0.grad, rtol=1e-12, atol=1e-12) and v0.grad.abs().max() > 0.1
-
-
-def test_lean_step_drops_the_high_modes_only_where_one_step_kills_them():
-    """KS at dt = 0.1: |exp(z)| < 1e-30 above N/3, so the lean step drops the input's high modes (its output is
-    exactly masked and the next step skips the mask) and still equals the generic loop; an output changed in place
-    is masked again. At dt = 0.01 (|exp(z)| ~ 1e-4 there) nothing is dropped."""
-    grid = Grid(64, 8 * math.pi)
-    (x,) = grid.coords()
-    k = 2 * math.pi / grid.length[0]
-    u0 = (torch.sin(k * x) + 0.5 * torch.cos(3 * k * x) + 0.2 * torch.sin(30 * k * x))[None, None]
-    lean = ETDRK(KuramotoSivashinsky(), grid, dt=0.1)
-    generic = ETDRK(KuramotoSivashinsky(), grid, dt=0.1)
-    generic._lean = False
-    assert lean._high_mode_survival < 1e-30 and lean.coefficients(torch.float64, "cpu")["flush"]
-    assert not ETDRK(KuramotoSivashinsky(), grid, dt=0.01).coefficients(torch.float64, "cpu")["flush"]
-    a, b = rollout(lean, u0, 20), rollout(generic, u0, 20)
-    assert (a - b).abs().max() <= 1e-13 * b.abs().max()
-    assert (a[:, -1] - a[:, 0]).abs().max() > 1e-2
-    high = ~grid.dealias_mask()
-    out = lean.step_spectral(lean.to_spectral(u0))
-    assert out[..., high].abs().max() == 0
-    out[..., 30] += 5.0  # in place: the stepper must not take it for its own masked output any more
-    assert (lean.step_spectral(out) - generic.step_spectral(out)).abs().max() <= 1e-13 * out.abs().max()
-    assert pickle.loads(pickle.dumps(lean)).step_spectral(out).allclose(generic.step_spectral(out), atol=1e-12)
 
 
 class _JacobianVorticity(AbstractEquation):
@@ -341,165 +292,3 @@ def test_basdevant_form_equals_the_advective_form():
     w = RandomFourierSeries(max_wavenumber=5)(grid, 2, gen, dtype=torch.float64)
     got = NavierStokes2D(nu=0.01).fluxes(w, D)
     assert (got - _JacobianVorticity(0.01).nonlinear_term(w, D)).abs().max() < 1e-11 * w.abs().max() ** 2
-
-
-def _expand(values_row: list, diff_stage: int) -> tuple:
-    """Coefficients on N_0 .. N_3 of ``sum_j r_j V_j`` where ``V_{s-1} = N_{s-1} - N_{s-2}`` (``s`` the difference
-    stage) and every other ``V_j = N_j``."""
-    canonical = etdrk_module._canonical
-    r = [tuple(co) for co in values_row] + [()] * (4 - len(values_row))
-    r[diff_stage - 2] = canonical(r[diff_stage - 2], tuple((-w, k, c) for w, k, c in r[diff_stage - 1]))
-    return tuple(canonical(co) for co in r)
-
-
-@pytest.mark.parametrize("tableau", [etdrk_module.TABLEAUS[4], ETDRK4_COX_MATTHEWS], ids=lambda t: t.name)
-def test_difference_stage_rewrite_keeps_the_tableau(tableau):
-    """Stage 3 of both ETDRK4s is stage 2 plus ``a32 (N2 - N1)``; rows and weights on the stored values (slot 2
-    holding N2 - N1) expand back to the tableau's own, and nothing changes for orders 1-3."""
-    canonical = etdrk_module._canonical
-    diff, rows, b = etdrk_module._difference_stages(tableau)
-    assert diff == (False, False, True, False)
-    a = tableau.a
-    assert canonical(a[2][0], a[2][1]) == canonical(a[1][0])  # U3 - U2 = a32 (N2 - N1)
-    assert canonical(*a[2][2:]) == ()
-    assert _expand(rows[3], 2) == tuple(canonical(co) for co in (*a[3], ()))
-    assert _expand(b, 2) == tuple(canonical(co) for co in tableau.b)
-    assert _expand(b, 2) != tuple(canonical(co) for co in b)  # the weights did change: b1 took b2
-    for order in (1, 2, 3):
-        assert not any(etdrk_module._difference_stages(etdrk_module.TABLEAUS[order])[0])
-
-
-def _kernel_case(equation, dt):
-    grid = Grid(64, 8 * math.pi) if equation.name == "kuramoto_sivashinsky" else Grid(64, 2 * math.pi)
-    (x,) = grid.coords()
-    k = 2 * math.pi / grid.length[0]
-    u0 = torch.stack(
-        [
-            torch.sin(k * x) + 0.5 * torch.cos(3 * k * x) + 0.2 * torch.sin(30 * k * x),
-            torch.cos(2 * k * x) + 0.1 * torch.sin(25 * k * x),
-        ]
-    )[:, None]  # (2, 1, 64), modes above N/3
-    return grid, u0
-
-
-@pytest.mark.parametrize("tableau", [etdrk_module.TABLEAUS[4], ETDRK4_COX_MATTHEWS], ids=lambda t: t.name)
-@pytest.mark.parametrize(
-    "equation, dt, flush",
-    [
-        (KuramotoSivashinsky(), 0.1, True),
-        (KuramotoSivashinsky(), 0.01, False),
-        (Burgers(nu=0.05), 0.01, False),
-        (KdV(nu=0.0), 0.002, False),
-    ],
-    ids=["ks-flush", "ks", "burgers", "kdv"],
-)
-def test_rollout_kernel_equals_the_rollout_step_by_step(equation, dt, flush, tableau, monkeypatch):
-    """On the CPU a rollout runs the steps between two saves in one call of ``_etdrk_kernel``: the same operations
-    in the same order as the lean step, so the same bytes (float64 and float32), with and without the flush."""
-    grid, u0 = _kernel_case(equation, dt)
-    calls = []
-    kernel = etdrk_module._etdrk_kernel.kernel()
-    monkeypatch.setattr(etdrk_module._etdrk_kernel, "kernel", lambda: lambda *a: calls.append(a[12]) or kernel(*a))
-    for dtype in (torch.float64, torch.float32):
-        stepper = ETDRK(equation, grid, dt, tableau=tableau)
-        assert stepper._kernel and stepper.coefficients(dtype, torch.device("cpu"))["flush"] is flush
-        calls.clear()
-        fast = rollout(stepper, u0.to(dtype), 12, save_every=5)  # 5 + 5 steps saved, 2 more after the last save
-        assert calls == [5, 5, 2]
-        stepper._kernel = False
-        slow = rollout(stepper, u0.to(dtype), 12, save_every=5)
-        assert calls == [5, 5, 2]  # not called again
-        assert torch.equal(fast, slow)
-        assert (fast[:, -1] - fast[:, 0]).abs().max() > 1e-3  # it moved
-
-
-def test_scripted_kernel_equals_the_python_function_and_does_eight_ffts(monkeypatch):
-    """TorchScript runs the written-out step as it is (same bytes as the plain function), whose step does the 8
-    FFTs of ETDRK4; where scripting fails the plain function is used."""
-    from torch.overrides import TorchFunctionMode
-
-    kernel_module = etdrk_module._etdrk_kernel
-    grid, u0 = _kernel_case(KuramotoSivashinsky(), 0.1)
-    stepper = ETDRK(KuramotoSivashinsky(), grid, 0.1)
-    co = stepper.coefficients(torch.float64, torch.device("cpu"))
-    (b1, _), (b23, _), (b4, _) = co["lean_b"]
-    a = co["lean_a"]
-    args = (
-        co["mask"] * stepper.to_spectral(u0),
-        co["mask"],
-        co["E_c"][1],
-        co["E_c"][2],
-        co["E"],
-        a[1][0],
-        a[2][1],
-        a[3][0],
-        a[3][2],
-        b1,
-        b23,
-        b4,
-        7,
-        True,
-        [64],
-        [-1],
-    )
-    scripted = kernel_module.kernel()
-    assert isinstance(scripted, torch.jit.ScriptFunction)
-    with torch.inference_mode():
-        plain = kernel_module.etdrk4_square_steps(*args)
-        assert torch.equal(scripted(*args), plain)
-
-        class Count(TorchFunctionMode):
-            def __init__(self):
-                super().__init__()
-                self.names = []
-
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                if getattr(func, "__module__", "") == "torch._C._fft" or "fft" in getattr(func, "__name__", ""):
-                    self.names.append(func.__name__)
-                return func(*args, **(kwargs or {}))
-
-        with Count() as count:
-            kernel_module.etdrk4_square_steps(*args)
-    assert sorted(set(count.names)) == ["fft_irfft", "fft_rfft"] and len(count.names) == 8 * 7
-
-    def refuse(*_args, **_kwargs):
-        raise RuntimeError("TorchScript is not available")
-
-    monkeypatch.setattr(kernel_module, "_SCRIPTED", [])
-    monkeypatch.setattr(torch.jit, "script", refuse)
-    assert kernel_module.kernel() is kernel_module.etdrk4_square_steps
-    step_by_step = ETDRK(KuramotoSivashinsky(), grid, 0.1)
-    step_by_step._kernel = False
-    assert torch.equal(rollout(stepper, u0, 9, save_every=3), rollout(step_by_step, u0, 9, save_every=3))
-
-
-@pytest.mark.parametrize("save_every", [1, 4, 5])
-@pytest.mark.parametrize("records", [True, False], ids=["recorded", "recording-fails"])
-def test_rollout_graph_branch_replays_every_step_after_the_first(save_every, records, monkeypatch):
-    """The CUDA-graph branch of ``rollout``, walked on the CPU with a stand-in graph that replays one eager step:
-    one eager step, then a replay per step (or, where recording fails, eager steps); the same states as the
-    step-by-step rollout for any ``save_every``."""
-    grid, u0 = _kernel_case(KuramotoSivashinsky(), 0.1)
-    stepper = ETDRK(KuramotoSivashinsky(), grid, 0.1)
-    stepper._kernel = False
-    replays = []
-
-    def record(stepper, state):
-        if not records:
-            return None, state
-        buffer = state.clone()
-
-        class Graph:
-            def replay(self):
-                replays.append(1)
-                buffer.copy_(stepper._step(buffer, own=True))
-
-        return Graph(), buffer
-
-    expected = rollout(stepper, u0, 13, save_every=save_every)
-    monkeypatch.setattr(etdrk_module, "_graphable", lambda u: True)
-    monkeypatch.setattr(etdrk_module, "_record_step", record)
-    assert torch.equal(rollout(stepper, u0, 13, save_every=save_every), expected)
-    assert len(replays) == (12 if records else 0)
-    assert torch.equal(rollout(stepper, u0, 13, save_every=save_every, cuda_graph=False), expected)
-    assert len(replays) == (12 if records else 0)  # cuda_graph=False: never
