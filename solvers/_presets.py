@@ -44,9 +44,11 @@ from ._ic import (
     Normalization,
     RandomFourierSeries,
 )
+from ._resolution import ResolutionCheck, fourier_refine
 
 __all__ = [
     "AbstractPreset",
+    "ResolutionCheck",
     "SpectralPreset",
     "KolmogorovFVDataPreset",
     "VaryingParameter",
@@ -73,7 +75,11 @@ class Solved:
 
 
 class AbstractPreset(ABC):
-    """A named recipe for a dataset. Subclasses are frozen dataclasses with at least these attributes."""
+    """A named recipe for a dataset. Subclasses are frozen dataclasses with at least these attributes.
+
+    ``resolves`` declares the coarsest resolution at which the preset's numerics resolve its dynamics and the
+    measure that backs it (:class:`ResolutionCheck`); ``resolution`` (the default) is at least that.
+    """
 
     name: str
     summary: str
@@ -81,6 +87,7 @@ class AbstractPreset(ABC):
     batch_size: int
     resolution: int
     splits: tuple[float, float, float]
+    resolves: ResolutionCheck
 
     @abstractmethod
     def schema(self, resolution: int) -> Schema:
@@ -89,6 +96,12 @@ class AbstractPreset(ABC):
     @abstractmethod
     def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
         """Solve trajectories ``indices`` (global indices) and return them on the CPU."""
+
+    @abstractmethod
+    def refined(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Tensor:
+        """The fields of trajectories ``indices`` as ``solve`` gives them, but solved from the same initial data and
+        parameters on a grid twice as fine per axis (a fixed time step halved with it) and restricted to
+        ``resolution``'s grid, ``(B, T, C, *space)`` on the CPU (the reference of the ``"convergence"`` measure)."""
 
     @abstractmethod
     def describe(self, resolution: int) -> dict[str, Any]:
@@ -104,6 +117,8 @@ class AbstractPreset(ABC):
             "solver": d["solver"],
             "scheme": d["scheme"],
             "dt_internal": d["dt_internal"],
+            "min_resolution": self.resolves.min_resolution,
+            "underresolved": bool(resolution < self.resolves.min_resolution),
         }
 
 
@@ -131,6 +146,7 @@ class SpectralPreset(AbstractPreset):
     ``n_snapshots`` are stored (the first is the state after warm-up). Solved in ``dtype`` (float64 by default:
     this is reference data) on a grid ``oversample`` times finer than the stored one (every ``oversample``-th point
     is stored, as the FNO paper's data), so steep fronts are resolved where they are solved; stored as float32.
+    ``resolves``: the stored resolution from which the solve resolves the dynamics (:class:`ResolutionCheck`).
     """
 
     name: str
@@ -143,6 +159,7 @@ class SpectralPreset(AbstractPreset):
     save_every: int
     n_snapshots: int
     initial_condition: AbstractInitialCondition
+    resolves: ResolutionCheck
     warmup: float = 0.0
     n_trajectories: int = 64
     batch_size: int = 16
@@ -151,6 +168,13 @@ class SpectralPreset(AbstractPreset):
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1)
     dtype: torch.dtype = torch.float64
     oversample: int = 1
+
+    def __post_init__(self) -> None:
+        if self.resolves.measure == "spectrum" and self.oversample > 1:
+            raise ValueError(
+                f"preset {self.name}: the 'spectrum' measure reads the stored fields, 1 point in {self.oversample} "
+                "of the solve (its spectrum aliased there); declare the 'convergence' measure"
+            )
 
     @property
     def dt_save(self) -> float:
@@ -188,7 +212,7 @@ class SpectralPreset(AbstractPreset):
             "varying": {p.name: [p.low, p.high] for p in self.varying},
             "grid": f"{'x'.join([str(resolution)] * self.ndim)} on [0, {self.length:.6g})^{self.ndim} periodic"
             + (
-                f" (solved at {resolution * self.oversample}, every {self.oversample}th point stored)"
+                f" (solved at {resolution * self.oversample}, 1 point in {self.oversample} stored)"
                 if self.oversample > 1
                 else ""
             ),
@@ -202,10 +226,24 @@ class SpectralPreset(AbstractPreset):
         }
 
     def solve(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Solved:
+        return self._solve(indices, seed, resolution, device, refine=1)
+
+    def refined(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Tensor:
+        """The initial data drawn as ``solve`` draws them, interpolated (trigonometrically) onto a grid twice as fine,
+        solved there with half the time step (so the explicit terms' CFL number stays), stored at ``resolution``'s
+        points."""
+        finer = dataclasses.replace(self, dt=self.dt / 2, save_every=2 * self.save_every)
+        return finer._solve(indices, seed, resolution, device, refine=2).fields
+
+    def _solve(self, indices: Sequence[int], seed: int, resolution: int, device: str, refine: int) -> Solved:
         grid = self.grid(resolution * self.oversample)
         gens = [trajectory_generator(seed, j) for j in indices]
         values = [{p.name: p.draw(g) for p in self.varying} for g in gens]  # parameters first, then the IC
-        u0 = torch.cat([self.initial_condition(grid, 1, g, dtype=self.dtype) for g in gens]).to(device)
+        u0 = torch.cat([self.initial_condition(grid, 1, g, dtype=self.dtype) for g in gens])
+        if refine > 1:
+            u0 = fourier_refine(u0, refine, self.ndim)
+            grid = self.grid(resolution * self.oversample * refine)
+        u0 = u0.to(device)
         if self.varying:  # each trajectory its own equation: solve one by one
             trajs = [
                 self._run(dataclasses.replace(self.equation, **v), grid, u0[i : i + 1]) for i, v in enumerate(values)
@@ -213,8 +251,9 @@ class SpectralPreset(AbstractPreset):
             traj = torch.cat(trajs)
         else:
             traj = self._run(self.equation, grid, u0)
-        if self.oversample > 1:  # keep every oversample-th point: x_j = j L / N on the stored grid
-            traj = traj[(..., *[slice(None, None, self.oversample)] * self.ndim)]
+        stride = self.oversample * refine
+        if stride > 1:  # keep every stride-th point: x_j = j L / N on the stored grid
+            traj = traj[(..., *[slice(None, None, stride)] * self.ndim)]
         params = [{**self.equation.parameters(), **v} for v in values]
         scalars = {p.name: torch.tensor([v[p.name] for v in values]) for p in self.varying}
         return Solved(fields=traj.cpu().contiguous(), scalars=scalars, parameters=params)
@@ -251,6 +290,7 @@ PRESETS: dict[str, AbstractPreset] = {
             save_every=10,
             n_snapshots=41,
             initial_condition=RandomFourierSeries(max_wavenumber=4),
+            resolves=ResolutionCheck(128, "convergence", 1e-2),
             n_trajectories=64,
             oversample=4,
         ),
@@ -266,6 +306,7 @@ PRESETS: dict[str, AbstractPreset] = {
             n_snapshots=41,
             initial_condition=RandomFourierSeries(max_wavenumber=4),
             varying=(VaryingParameter("nu", 0.003, 0.03),),
+            resolves=ResolutionCheck(256, "convergence", 1e-2),
             n_trajectories=64,
             oversample=4,
         ),
@@ -280,6 +321,7 @@ PRESETS: dict[str, AbstractPreset] = {
             save_every=2,
             n_snapshots=41,
             initial_condition=RandomFourierSeries(max_wavenumber=6),
+            resolves=ResolutionCheck(32, "spectrum", 1e-3),
             n_trajectories=64,
         ),
         SpectralPreset(
@@ -293,6 +335,7 @@ PRESETS: dict[str, AbstractPreset] = {
             save_every=10,
             n_snapshots=41,
             initial_condition=RandomFourierSeries(max_wavenumber=3, normalization=Normalization(amplitude=0.5)),
+            resolves=ResolutionCheck(128, "convergence", 1e-2),
             n_trajectories=64,
         ),
         SpectralPreset(
@@ -307,6 +350,7 @@ PRESETS: dict[str, AbstractPreset] = {
             n_snapshots=101,
             warmup=50.0,
             initial_condition=RandomFourierSeries(max_wavenumber=8),
+            resolves=ResolutionCheck(256, "spectrum", 1e-3),
             n_trajectories=64,
         ),
         SpectralPreset(
@@ -320,6 +364,7 @@ PRESETS: dict[str, AbstractPreset] = {
             save_every=10,
             n_snapshots=41,
             initial_condition=RandomFourierSeries(max_wavenumber=6),
+            resolves=ResolutionCheck(128, "convergence", 1e-2),
             n_trajectories=64,
         ),
         SpectralPreset(
@@ -333,6 +378,7 @@ PRESETS: dict[str, AbstractPreset] = {
             save_every=10,
             n_snapshots=41,
             initial_condition=GaussianBlobs(n_blobs=3, width=0.05),
+            resolves=ResolutionCheck(32, "convergence", 1e-2),
             n_trajectories=64,
         ),
         SpectralPreset(
@@ -346,6 +392,7 @@ PRESETS: dict[str, AbstractPreset] = {
             save_every=2,
             n_snapshots=21,
             initial_condition=GaussianRandomField(exponent=3.0),
+            resolves=ResolutionCheck(32, "spectrum", 1e-3),
             n_trajectories=32,
         ),
         SpectralPreset(
@@ -355,14 +402,16 @@ PRESETS: dict[str, AbstractPreset] = {
             ndim=2,
             length=TWO_PI,
             resolution=64,
-            dt=0.01,
-            save_every=20,
+            dt=0.005,
+            save_every=40,
             n_snapshots=26,
             initial_condition=LogNormalVorticity(
                 peak_wavenumber=4.0, normalization=Normalization(scale_by="std", amplitude=2.0)
             ),
+            resolves=ResolutionCheck(64, "convergence", 1e-2),
             n_trajectories=32,
             batch_size=8,
+            oversample=4,
         ),
         SpectralPreset(
             name="ns_grf_2d",
@@ -371,14 +420,16 @@ PRESETS: dict[str, AbstractPreset] = {
             ndim=2,
             length=TWO_PI,
             resolution=64,
-            dt=0.01,
-            save_every=20,
+            dt=0.005,
+            save_every=40,
             n_snapshots=26,
             initial_condition=GaussianRandomField(
                 exponent=4.0, normalization=Normalization(scale_by="std", amplitude=2.0)
             ),
+            resolves=ResolutionCheck(64, "convergence", 1e-2),
             n_trajectories=32,
             batch_size=8,
+            oversample=4,
         ),
         SpectralPreset(
             name="ns_blobs_2d",
@@ -387,14 +438,16 @@ PRESETS: dict[str, AbstractPreset] = {
             ndim=2,
             length=TWO_PI,
             resolution=64,
-            dt=0.01,
-            save_every=20,
+            dt=0.005,
+            save_every=40,
             n_snapshots=26,
             initial_condition=GaussianBlobs(
-                n_blobs=6, width=0.02, normalization=Normalization(scale_by="std", amplitude=2.0)
+                n_blobs=6, width=0.04, normalization=Normalization(scale_by="std", amplitude=2.0)
             ),
+            resolves=ResolutionCheck(64, "convergence", 1e-2),
             n_trajectories=32,
             batch_size=8,
+            oversample=4,
         ),
         SpectralPreset(
             name="kolmogorov_2d",
@@ -402,7 +455,7 @@ PRESETS: dict[str, AbstractPreset] = {
             equation=NavierStokes2D(nu=5e-3, drag=0.1, forcing=KolmogorovForcing(wavenumber=4, amplitude=1.0)),
             ndim=2,
             length=TWO_PI,
-            resolution=64,
+            resolution=128,
             dt=0.01,
             save_every=20,
             n_snapshots=26,
@@ -410,6 +463,7 @@ PRESETS: dict[str, AbstractPreset] = {
             initial_condition=LogNormalVorticity(
                 peak_wavenumber=4.0, normalization=Normalization(scale_by="std", amplitude=1.0)
             ),
+            resolves=ResolutionCheck(128, "spectrum", 1e-3),
             n_trajectories=32,
             batch_size=8,
         ),
@@ -426,8 +480,10 @@ PRESETS: dict[str, AbstractPreset] = {
             initial_condition=ChannelAffine(
                 base=GaussianBlobs(n_blobs=4, width=0.05), scale=(-0.5, 0.25), offset=(1.0, 0.0)
             ),
+            resolves=ResolutionCheck(64, "convergence", 1e-2),
             n_trajectories=32,
             batch_size=8,
+            oversample=2,
         ),
         SpectralPreset(
             name="swift_hohenberg_2d",
@@ -442,8 +498,10 @@ PRESETS: dict[str, AbstractPreset] = {
             initial_condition=GaussianRandomField(
                 exponent=2.0, normalization=Normalization(scale_by="std", amplitude=0.1)
             ),
+            resolves=ResolutionCheck(64, "convergence", 1e-2),
             n_trajectories=32,
             batch_size=8,
+            oversample=2,
         ),
     )
 }
@@ -461,6 +519,7 @@ class FVNavierStokesPreset(AbstractPreset):
     name: str
     summary: str
     config: Any  # fv.KolmogorovFVPreset | fv.TaylorGreenFVPreset
+    resolves: ResolutionCheck
     resolution: int = 32
     n_trajectories: int = 20
     batch_size: int = 1
@@ -495,7 +554,8 @@ class FVNavierStokesPreset(AbstractPreset):
             "parameters": self._params(),
             "varying": {},
             "grid": f"{resolution}x{resolution} MAC on [0, 2pi)^2 periodic"
-            + (f" (DNS {c.dns_resolution}^2, face-averaged)" if hasattr(c, "dns_resolution") else ""),
+            + (f" (DNS {c.dns_resolution}^2, face-averaged)" if hasattr(c, "dns_resolution") else "")
+            + (f" (solved at {resolution * c.oversample}^2, face-averaged)" if getattr(c, "oversample", 1) > 1 else ""),
             "dt_internal": float("nan"),
             "dt_snapshot": c.frame_interval,
             "n_snapshots": c.n_frames,
@@ -527,6 +587,23 @@ class FVNavierStokesPreset(AbstractPreset):
             for j in indices
         ]
         return Solved(fields=torch.cat(trajs).cpu(), parameters=[self._params()] * len(indices))
+
+    def refined(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Tensor:
+        """Taylor-Green: the same vortices solved on a grid twice as fine, face-averaged onto ``resolution``'s faces.
+        Kolmogorov: the DNS does not change with the stored resolution; its frames stored twice as fine and
+        face-averaged back equal ``solve``'s (so this flow declares the ``"spectrum"`` measure)."""
+        from . import fv
+
+        if isinstance(self.config, fv.TaylorGreenFVPreset):
+            trajs = [
+                fv.taylor_green_fv_trajectories(
+                    1, resolution, self.config, trajectory_generator(seed, j), torch.float64, device, refine=2
+                )
+                for j in indices
+            ]
+            return torch.cat(trajs).cpu()
+        fine = self.solve(indices, seed, 2 * resolution, device).fields
+        return fv.downsample_staggered(fine.flatten(0, 1), 2).unflatten(0, fine.shape[:2])
 
 
 @dataclass(frozen=True)
@@ -640,6 +717,7 @@ class DarcyPreset(AbstractPreset):
     batch_size: int = 32
     splits: tuple[float, float, float] = (0.8, 0.04, 0.16)
     forcing: float = 1.0
+    resolves: ResolutionCheck = field(kw_only=True)
 
     def schema(self, resolution: int) -> Schema:
         c = np.linspace(0.0, 1.0, resolution)
@@ -679,6 +757,23 @@ class DarcyPreset(AbstractPreset):
         u = torch.cat([p[1] for p in pairs])
         return Solved(fields=u[:, None], constant=a, parameters=[{"f": self.forcing}] * len(indices))
 
+    def refined(self, indices: Sequence[int], seed: int, resolution: int, device: str) -> Tensor:
+        """The same coefficient field (its random modes fixed at ``resolution``'s count, as ``solve`` draws them)
+        thresholded and solved on ``2 s - 1`` nodes, restricted to every other node."""
+        from .darcy import NeumannGaussianRandomField, ThresholdCoefficient, darcy_samples
+
+        coefficient = ThresholdCoefficient(field=NeumannGaussianRandomField(n_modes=resolution))
+        finer = self.resolves.finer(resolution)
+        u = torch.cat(
+            [
+                darcy_samples(
+                    1, finer, trajectory_generator(seed, j), coefficient, f=self.forcing, dtype=torch.float64
+                )[1]
+                for j in indices
+            ]
+        )
+        return u[:, None, :, ::2, ::2].contiguous()
+
 
 def _extra_presets() -> dict[str, AbstractPreset]:
     from . import fv
@@ -692,15 +787,17 @@ def _extra_presets() -> dict[str, AbstractPreset]:
             ),
             resolution=32,
             n_trajectories=20,
+            resolves=ResolutionCheck(32, "spectrum", 5e-2),
         ),
         "taylor_green_fv_2d": FVNavierStokesPreset(
             name="taylor_green_fv_2d",
             summary="decaying Taylor-Green vortices (random wavenumber, amplitude, shift) by the FV solver",
-            config=fv.TaylorGreenFVPreset(),
+            config=fv.TaylorGreenFVPreset(oversample=4),
             resolution=32,
             n_trajectories=20,
+            resolves=ResolutionCheck(32, "convergence", 1e-2),
         ),
-        "darcy_2d": DarcyPreset(),
+        "darcy_2d": DarcyPreset(resolves=ResolutionCheck(65, "convergence", 1e-2, grid="nodes")),
     }
 
 

@@ -127,7 +127,7 @@ class StaggeredNavierStokes2D(nn.Module):
         implicit_viscosity: integrate diffusion exactly by FFT (Strang-split, unconditionally stable)
             instead of explicitly inside the RK stages.
 
-    Example:
+    Examples:
         >>> grid = StaggeredGrid(64)
         >>> solver = StaggeredNavierStokes2D(grid, FlowParameters(viscosity=1e-2))
         >>> v = solver.project(random_divergence_free_velocity(grid, batch=2))
@@ -417,8 +417,9 @@ class TaylorGreenFVPreset:
 
     Each sample draws a wavenumber in ``{1, .., max_wavenumber}`` (default 2), an amplitude uniform in
     ``[0.5, 1.5]`` and a random shift of the pattern; ``nu = 0.01``; ``n_frames = 50`` frames every ``0.1``;
-    the van Leer scheme with CFL 0.5. The exact solution is known (:func:`taylor_green_velocity`), so the data
-    double as a solver check.
+    the van Leer scheme with CFL 0.5, on a grid ``oversample`` times finer per axis than the stored one, whose
+    frames are stored face-averaged (1: solved where stored). The exact solution is known
+    (:func:`taylor_green_velocity`), so the data double as a solver check.
     """
 
     viscosity: float = 0.01
@@ -427,6 +428,7 @@ class TaylorGreenFVPreset:
     frame_interval: float = 0.1
     n_frames: int = 50
     cfl: float = 0.5
+    oversample: int = 1
 
 
 @torch.no_grad()
@@ -437,13 +439,22 @@ def taylor_green_fv_trajectories(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    refine: int = 1,
 ) -> Tensor:
-    """``n`` Taylor-Green trajectories ``(n, T, 2, resolution, resolution)`` solved by the FV scheme."""
-    grid = StaggeredGrid(resolution)
+    """``n`` Taylor-Green trajectories ``(n, T, 2, resolution, resolution)`` solved by the FV scheme on a grid
+    ``preset.oversample`` times finer per axis, frames stored face-averaged (:func:`downsample_staggered`).
+
+    ``refine``: solve the same vortices (wavenumber, amplitude, shift by whole cells of ``resolution``'s grid) on a
+    grid ``refine`` times finer still: the reference of a convergence check. 1 (default): the preset's grid.
+    """
+    if refine < 1 or preset.oversample < 1:
+        raise ValueError(f"refine and oversample must be >= 1, got {refine} and {preset.oversample}")
+    refine = refine * preset.oversample
+    grid = StaggeredGrid(resolution * refine)
     k = torch.randint(1, preset.max_wavenumber + 1, (n,), generator=generator)
     lo, hi = preset.amplitude_range
     amp = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
-    shift = torch.randint(0, resolution, (n, 2), generator=generator)
+    shift = torch.randint(0, resolution, (n, 2), generator=generator) * refine
     v0 = torch.cat(
         [
             torch.roll(
@@ -460,4 +471,6 @@ def taylor_green_fv_trajectories(
     for _ in range(preset.n_frames - 1):
         v = _advance(solver, v, preset.frame_interval, preset.cfl)
         frames.append(v)
+    if refine > 1:
+        frames = [downsample_staggered(f, refine) for f in frames]
     return torch.stack(frames, dim=1)

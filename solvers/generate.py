@@ -3,6 +3,7 @@
     pdeforge generate --list
     pdeforge generate burgers_1d --out data/burgers_1d [--n-trajectories N] [--resolution R] [--seed S]
                                  [--device cpu|cuda|cuda:N|auto] [--batch-size B] [--shard i/n] [--overwrite]
+                                 [--substeps K | --dt DT] [--allow-underresolved]
     torchrun --nproc_per_node 4 -m pdeforge.cli generate ks_1d --out data/ks     # shards by rank
 
 Layout written: ``ROOT/data/{train,valid,test}/<preset>_<first>-<end>.hdf5`` (global trajectory ranges, so shards
@@ -10,16 +11,23 @@ are disjoint files the dataset layer reads as one dataset) and ``ROOT/stats.yaml
 file exists. Trajectory ``j`` is seeded by ``(seed, j)``: same seed, same numbers, whatever the sharding. Rerunning
 the same command after a crash skips finished files and resumes the interrupted one; Ctrl-C says so in one line.
 
-Every numeric option is checked before anything is written (`check_options`): at least 3 trajectories, a resolution
-of at least `MIN_RESOLUTION` whose trajectories fit in this machine's memory while solved and whose files fit on the
-disk, a batch size and seed that are not negative, a device that is here. The estimated output size is printed
-before the first solve.
+Every numeric option is checked before anything is written (`check_options`, `with_time_step`): at least 3
+trajectories, a resolution of at least the preset's declared minimum (``preset.resolves``, a `ResolutionCheck`
+measured by ``tests/test_resolution_guards.py``; below it only with ``allow_underresolved``, never below
+`MIN_RESOLUTION`) whose trajectories fit in this machine's memory while solved and whose files fit on the disk, a
+batch size and seed that are not negative, a device that is here, and a time step (``--substeps K``: K solver steps
+per stored snapshot, dt = snapshot interval / K; or ``--dt``, which must divide the snapshot interval) for a preset
+that takes one. The estimated output size is printed before the first solve.
 
-``ROOT/generation.json`` records what made the root (preset, its fields, seed, resolution, trajectory count, pdeforge
-version), written before the first data file. A root is only continued by the same parameters (every shard of one
-generation shares the record); other parameters are refused, naming what differs, unless ``overwrite`` replaces the
-root: files of two generations never meet in one root, where they would mix datasets or put one trajectory in two
-splits.
+A blow-up (NaN/Inf) stops with `BlowUpError` naming its cause: the grid when the resolution is below the preset's
+minimum (the ``--resolution`` that resolves it), otherwise the time step (a ``--substeps``/``--dt`` twice as fine).
+
+``ROOT/generation.json`` records what made the root (preset, its fields (``dt`` and ``save_every`` among them, as
+``--substeps``/``--dt`` set them), seed, resolution, trajectory count, whether the data are under-resolved, pdeforge
+version), written before the first data file; under-resolved files also say ``underresolved`` in their attributes.
+A root is only continued by the same parameters (every shard of one generation shares the record); other parameters
+are refused, naming what differs, unless ``overwrite`` replaces the root: files of two generations never meet in one
+root, where they would mix datasets or put one trajectory in two splits.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import secrets
 import shlex
@@ -46,7 +55,7 @@ from .. import __version__
 from .._device import device_problem, resolve_device
 from .._files import atomic_write
 from ..datasets import TrajectoryWriter, write_stats
-from ._presets import PRESETS, AbstractPreset, Solved
+from ._presets import PRESETS, AbstractPreset, Solved, SpectralPreset
 
 __all__ = [
     "BlowUpError",
@@ -56,6 +65,7 @@ __all__ = [
     "split_ranges",
     "shard_range",
     "check_options",
+    "with_time_step",
     "trajectory_bytes",
     "PRESETS",
     "main",
@@ -64,10 +74,11 @@ __all__ = [
 SPLITS = ("train", "valid", "test")
 RECORD = "generation.json"
 # Preset fields that are not part of the record: the resolved resolution and count are recorded on their own, the
-# batch size does not change the numbers (trajectory j is seeded by (seed, j)), and the summary is prose.
-_UNRECORDED_FIELDS = ("name", "summary", "resolution", "n_trajectories", "batch_size")
-# The coarsest grid any preset's numerics make sense on (a few points per wavelength of the lowest mode); a preset
-# may declare a larger one as ``min_resolution``.
+# batch size does not change the numbers (trajectory j is seeded by (seed, j)), the summary is prose, and the declared
+# minimum resolution is a guard (whether the data fall below it is recorded as ``underresolved``).
+_UNRECORDED_FIELDS = ("name", "summary", "resolution", "n_trajectories", "batch_size", "resolves")
+# The coarsest grid written at all, even with ``allow_underresolved``; each preset declares the minimum its numerics
+# resolve (``preset.resolves.min_resolution``), which rules above this floor.
 MIN_RESOLUTION = 4
 STORED_BYTES = 4  # float32 in the files
 SOLVED_BYTES = 8  # the solvers' float64 while a batch is solved and kept whole
@@ -95,6 +106,7 @@ def generation_record(preset: AbstractPreset, n_trajectories: int, resolution: i
         "resolution": int(resolution),
         "seed": int(seed),
         "n_trajectories": int(n_trajectories),
+        "underresolved": bool(resolution < preset.resolves.min_resolution),
         "pdeforge_version": __version__,
         "preset_fields": fields,
     }
@@ -102,7 +114,7 @@ def generation_record(preset: AbstractPreset, n_trajectories: int, resolution: i
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ, top-level first, then preset fields (only when the preset is the same)."""
-    top = ("preset", "resolution", "seed", "n_trajectories", "pdeforge_version")
+    top = ("preset", "resolution", "seed", "n_trajectories", "underresolved", "pdeforge_version")
     keys = [k for k in top if old.get(k) != new.get(k)]
     if "preset" in keys:  # another preset: every field differs, and its name says enough
         return keys
@@ -229,20 +241,41 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def _check_finite(
-    preset: AbstractPreset, solved: Solved, indices: Sequence[int], dt_snapshot: float, save_every: int
-) -> None:
+def _blow_up_cause(preset: AbstractPreset, resolution: int) -> str:
+    """What to change after a blow-up: the grid below the preset's minimum resolution, else the time step."""
+    lowest = preset.resolves.min_resolution
+    if resolution < lowest:
+        return (
+            f"cause: the grid: {resolution} points per axis is below the {lowest} from which {preset.name} "
+            f"resolves its dynamics; use --resolution {lowest} or more"
+        )
+    if isinstance(preset, SpectralPreset):
+        k = preset.save_every
+        return (
+            f"cause: the time step: dt {preset.dt:g} ({k} solver step{'s' * (k != 1)} per snapshot) is too large "
+            f"for this grid; try --substeps {2 * k} (dt {preset.dt_save / (2 * k):g}) or more"
+        )
+    if preset.describe(resolution)["n_snapshots"] > 1:  # the FV solver: its time step follows a CFL number
+        cfl = preset.provenance(resolution, 0)["dt_internal"]
+        return f"cause: the time step: the solver's CFL number ({cfl}) is too large for this flow"
+    return "cause: not the grid (it is resolved) nor a time step (the problem is steady): please report it"
+
+
+def _check_finite(preset: AbstractPreset, solved: Solved, indices: Sequence[int], resolution: int) -> None:
     bad = ~torch.isfinite(solved.fields.flatten(2)).all(-1)  # (B, T)
     if not bad.any():
         return
     b = int(bad.any(1).nonzero()[0])
     k = int(bad[b].nonzero()[0])
     params = solved.parameters[b] if solved.parameters else {}
-    dt = getattr(preset, "dt", None)
-    hint = f"try a smaller internal dt (now {dt:g}; e.g. dt={dt / 4:g})" if dt else "try a smaller time step"
+    where = f"snapshot {k} (t = {k * preset.describe(resolution)['dt_snapshot']:g}"
+    if isinstance(preset, SpectralPreset) and k == 0:
+        where += f", the state after {preset.warmup:g} time units of warm-up"
+    elif isinstance(preset, SpectralPreset):
+        where += f", within solver steps {(k - 1) * preset.save_every + 1}..{k * preset.save_every}"
     raise BlowUpError(
-        f"preset {preset.name!r}: trajectory {indices[b]} (parameters {params}) blew up: non-finite values at snapshot "
-        f"{k} (t = {k * dt_snapshot:g}, within solver steps {(k - 1) * save_every + 1}..{k * save_every}); {hint}"
+        f"preset {preset.name!r}: trajectory {indices[b]} (parameters {params}) blew up: non-finite values at "
+        f"{where}); {_blow_up_cause(preset, resolution)}"
     )
 
 
@@ -261,6 +294,10 @@ def generate(
 ) -> list[Path]:
     """Write this shard's files of ``preset`` under ``out``; returns the files. See the module docstring.
 
+    The options are not checked here (`check_options` and `with_time_step` do, for ``pdeforge generate``): a
+    resolution below the preset's minimum is written, and said, as under-resolved (``underresolved`` in the record
+    and in every file's attributes).
+
     A root that holds data of other parameters (or data without a record) raises `ExistingRootError`, unless
     ``overwrite``: then the old generation is deleted first. With several shards, ``overwrite`` keeps a root of the
     same parameters (another shard of this generation may have written it). ``on_start(state, kept)`` is called once
@@ -278,7 +315,6 @@ def generate(
     root = Path(out)
     schema = preset.schema(res)
     prov = preset.provenance(res, seed)
-    desc = preset.describe(res)
     i, n_shards = shard
     ranges = split_ranges(n, preset.splits)
     jobs = []
@@ -306,8 +342,14 @@ def generate(
             bar.update(writer.n_written)
             for s in range(start, b, bs):
                 idx = list(range(s, min(s + bs, b)))
-                solved = preset.solve(idx, seed, res, device)
-                _check_finite(preset, solved, idx, desc["dt_snapshot"], getattr(preset, "save_every", 1))
+                try:
+                    solved = preset.solve(idx, seed, res, device)
+                except FloatingPointError:  # a solver that stops on non-finite values itself (the FV solver)
+                    raise BlowUpError(
+                        f"preset {preset.name!r}: trajectories {idx[0]}..{idx[-1]} blew up: non-finite values in "
+                        f"the solver; {_blow_up_cause(preset, res)}"
+                    ) from None
+                _check_finite(preset, solved, idx, res)
                 writer.write_channels(solved.fields, constant=solved.constant, scalars=solved.scalars)
                 bar.update(len(idx))
             writer.close()
@@ -369,21 +411,32 @@ def check_options(
     batch_size: int | None,
     seed: int,
     device: str,
+    allow_underresolved: bool = False,
 ) -> tuple[int, int, int]:
     """Check ``pdeforge generate``'s numeric options and device before anything is written; returns the resolved
     (trajectory count, resolution, batch size). A bad one is a ValueError ``--option VALUE: expected ...``.
 
-    Sizes are refused when they cannot work: a batch whose trajectories (float64 while solved, every snapshot kept)
-    exceed this machine's memory, or files larger than the free disk space under ``out``.
+    A resolution below the preset's declared minimum (``preset.resolves``) is refused, naming the resolution that
+    resolves it, unless ``allow_underresolved``; one below `MIN_RESOLUTION` always is. Sizes are refused when they
+    cannot work: a batch whose trajectories (float64 while solved, every snapshot kept) exceed this machine's memory,
+    or files larger than the free disk space under ``out``.
     """
     n = preset.n_trajectories if n_trajectories is None else n_trajectories
     res = preset.resolution if resolution is None else resolution
     bs = preset.batch_size if batch_size is None else batch_size
-    lowest = getattr(preset, "min_resolution", MIN_RESOLUTION)
+    check = preset.resolves
     if n < 3:
         raise ValueError(f"--n-trajectories {n}: expected an integer >= 3 (one trajectory per split at least)")
-    if res < lowest:
-        raise ValueError(f"--resolution {res}: expected an integer >= {lowest} (grid points per axis of {preset.name})")
+    if res < MIN_RESOLUTION:
+        raise ValueError(
+            f"--resolution {res}: expected an integer >= {MIN_RESOLUTION} (grid points per axis of {preset.name})"
+        )
+    if res < check.min_resolution and not allow_underresolved:
+        raise ValueError(
+            f"--resolution {res}: {preset.name} resolves its dynamics from {check.min_resolution} points per axis "
+            f"(measured there: {check.describe()}); use --resolution >= {check.min_resolution}, or "
+            "--allow-underresolved to write under-resolved data anyway"
+        )
     if bs < 1:
         raise ValueError(f"--batch-size {bs}: expected an integer >= 1 (trajectories solved together)")
     if seed < 0:
@@ -415,6 +468,52 @@ def check_options(
     return n, res, bs
 
 
+def with_time_step(preset: AbstractPreset, dt: float | None = None, substeps: int | None = None) -> AbstractPreset:
+    """``preset`` with ``substeps`` solver steps per stored snapshot (``dt = snapshot interval / substeps``; the
+    snapshot interval, count and warm-up stay), or with the time step ``dt``, which must divide the snapshot interval
+    into whole steps (it is then the same as ``--substeps``). At most one of them; neither: ``preset`` itself.
+
+    Only presets with a fixed time step take one (the spectral presets); a bad value or a preset that takes none is
+    a ValueError naming the option. The record of a root holds the resulting ``dt`` and ``save_every``.
+    """
+    if dt is None and substeps is None:
+        return preset
+    given = " ".join(f"{flag} {v:g}" for flag, v in (("--dt", dt), ("--substeps", substeps)) if v is not None)
+    if dt is not None and substeps is not None:
+        raise ValueError(f"{given}: expected one of them (--substeps K sets dt = snapshot interval / K)")
+    if not isinstance(preset, SpectralPreset):
+        steady = preset.describe(preset.resolution)["n_snapshots"] == 1
+        cfl = preset.provenance(preset.resolution, 0)["dt_internal"]
+        why = "it is steady (one solve, no time steps)" if steady else f"its solver chooses each step by {cfl}"
+        raise ValueError(f"{given}: {preset.name} takes no --dt or --substeps: {why}")
+    interval = preset.dt_save
+    if substeps is not None:
+        if substeps < 1:
+            raise ValueError(f"{given}: expected an integer >= 1 (solver steps per stored snapshot)")
+        k = int(substeps)
+    else:
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"{given}: expected a time step > 0")
+        steps = interval / dt
+        k = max(1, round(steps))
+        if abs(steps - k) > 1e-9 * steps:
+            k = math.ceil(steps)
+            raise ValueError(
+                f"{given}: expected a time step that divides {preset.name}'s snapshot interval {interval:g} into whole "
+                f"steps ({interval:g} / {dt:g} = {steps:.4g}); e.g. --substeps {k} (dt {interval / k:g})"
+            )
+    if k == preset.save_every:
+        return preset
+    new_dt = interval / k
+    warm = preset.warmup / new_dt
+    if abs(warm - round(warm)) > 1e-9 * max(warm, 1.0):
+        raise ValueError(
+            f"{given}: {preset.name}'s warm-up {preset.warmup:g} is not a whole number of steps of dt {new_dt:g}; "
+            "choose --substeps so that it is"
+        )
+    return dataclasses.replace(preset, dt=new_dt, save_every=k)
+
+
 def _resume_command(args: argparse.Namespace) -> str:
     """The command that continues an interrupted ``pdeforge generate``: the same parameters, without
     ``--overwrite`` (which would delete what the interrupted run kept)."""
@@ -426,10 +525,15 @@ def _resume_command(args: argparse.Namespace) -> str:
         ("--device", args.device, "cpu"),
         ("--batch-size", args.batch_size, None),
         ("--shard", args.shard, None),
+        ("--substeps", args.substeps, None),
+        ("--dt", args.dt, None),
     ):
         if value != default:
             parts += [flag, str(value)]
-    return shlex.join(parts + (["--no-progress"] if args.no_progress else []))
+    flags = [
+        f for f, on in (("--allow-underresolved", args.allow_underresolved), ("--no-progress", args.no_progress)) if on
+    ]
+    return shlex.join(parts + flags)
 
 
 def _interrupted(args: argparse.Namespace) -> str:
@@ -473,6 +577,7 @@ def describe_presets() -> str:
                 f"; {d['n_trajectories']} trajectories "
                 f"({'/'.join(str(round(100 * f)) for f in p.splits)} train/valid/test)"
             )
+            + f"\n    resolves from {p.resolves.min_resolution} points per axis ({p.resolves.describe()})"
         )
     return "\n".join(lines)
 
@@ -490,12 +595,19 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    preset = PRESETS[args.preset]
     kept: list[Path] = []
     try:
         shard = parse_shard(args.shard)
+        preset = with_time_step(PRESETS[args.preset], dt=args.dt, substeps=args.substeps)
         n, res, bs = check_options(
-            preset, args.out, args.n_trajectories, args.resolution, args.batch_size, args.seed, args.device
+            preset,
+            args.out,
+            args.n_trajectories,
+            args.resolution,
+            args.batch_size,
+            args.seed,
+            args.device,
+            allow_underresolved=args.allow_underresolved,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -512,6 +624,11 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"estimated output: {_size(size)} ({n} trajectories x {_size(size / n)} at resolution {res})"
             + (f"; this shard writes about 1/{shard[1]} of it" if shard[1] > 1 else "")
+            + (
+                f"; under-resolved (below {preset.name}'s minimum {preset.resolves.min_resolution}), as its files say"
+                if res < preset.resolves.min_resolution
+                else ""
+            )
         )
 
     device = str(resolve_device(args.device))

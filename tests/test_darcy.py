@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from pdeforge.solvers.darcy import (
     LogNormalCoefficient,
     NeumannGaussianRandomField,

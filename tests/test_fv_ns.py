@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from torch import nn
+
 from pdeforge.solvers import KolmogorovForcing
 from pdeforge.solvers.fv import (
     FORWARD_EULER,
@@ -31,7 +33,6 @@ from pdeforge.solvers.fv import (
     taylor_green_velocity,
     vorticity,
 )
-from torch import nn
 
 F64 = torch.float64
 

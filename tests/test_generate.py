@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+
 from pdeforge.datasets import TrajectoryDataset, validate
 from pdeforge.solvers.generate import PRESETS, BlowUpError, generate, split_ranges, with_overrides
 
@@ -162,11 +163,12 @@ def test_absurd_dt_gives_clear_blow_up_error_and_no_file(tmp_path: Path) -> None
     with pytest.raises(
         BlowUpError,
         match=(
-            r"preset 'ks_1d': trajectory \d+ \(parameters .*\) blew up: "
-            r"non-finite values at snapshot \d+ .*smaller internal dt"
+            r"preset 'ks_1d': trajectory \d+ \(parameters .*\) blew up: non-finite values at snapshot \d+ .*; "
+            r"cause: the time step: dt 5 \(1 solver step per snapshot\) is too large for this grid; "
+            r"try --substeps 2 \(dt 2.5\) or more$"
         ),
     ):
-        generate(p, tmp_path, n_trajectories=4, resolution=64, batch_size=2, progress=False)
+        generate(p, tmp_path, n_trajectories=4, resolution=256, batch_size=2, progress=False)
     assert not list(tmp_path.rglob("*.hdf5")) and not list(tmp_path.rglob("*.partial"))
 
 
@@ -200,6 +202,7 @@ def test_cli_list_generate_inspect(tmp_path: Path) -> None:
             "3",
             "--resolution",
             "16",
+            "--allow-underresolved",
             "--no-progress",
         ],
         capture_output=True,

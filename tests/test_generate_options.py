@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from pdeforge.cli import main as cli
 from pdeforge.solvers import generate as gen
 from pdeforge.solvers.generate import PRESETS, check_options, trajectory_bytes
 
-SMALL = ["--n-trajectories", "4", "--resolution", "32", "--no-progress"]
+SMALL = ["--n-trajectories", "4", "--resolution", "32", "--allow-underresolved", "--no-progress"]  # small, fast
 
 
 def refused(capsys: pytest.CaptureFixture, out: Path, *options: str) -> str:
@@ -65,11 +66,11 @@ def test_a_resolution_that_does_not_fit_in_memory_is_refused_with_the_estimate(t
 def test_a_batch_that_does_not_fit_in_memory_names_the_batch_size_and_one_that_fits(tmp_path, capsys, monkeypatch):
     one = trajectory_bytes(PRESETS["burgers_1d"], 32, gen.SOLVED_BYTES)
     monkeypatch.setattr(gen, "_memory_bytes", lambda: 3 * one)  # room for three trajectories at once
-    err = refused(capsys, tmp_path / "root", "--n-trajectories", "8", "--resolution", "32", "--batch-size", "8")
+    err = refused(capsys, tmp_path / "root", "--n-trajectories", "8", "--resolution", "32", "--allow-underresolved", "--batch-size", "8")
     assert err.startswith(
         "error: --batch-size 8: expected a batch that fits in memory: 8 trajectories at resolution 32 need ~"
     ) and err.endswith("try --batch-size 3"), err
-    err = refused(capsys, tmp_path / "root", "--n-trajectories", "4", "--resolution", "32", "--batch-size", "100")
+    err = refused(capsys, tmp_path / "root", "--n-trajectories", "4", "--resolution", "32", "--allow-underresolved", "--batch-size", "100")
     assert "expected a batch that fits in memory: 4 trajectories at" in err, "a batch is at most the count"
 
 
@@ -104,7 +105,10 @@ def test_a_good_run_prints_the_estimated_size_before_it_solves(tmp_path: Path, c
     assert cli(["generate", "burgers_1d", "--out", str(root), *SMALL, "--device", "auto"]) == 0
     out = capsys.readouterr().out.splitlines()
     per = trajectory_bytes(PRESETS["burgers_1d"], 32)
-    assert out[0] == f"estimated output: {gen._size(4 * per)} (4 trajectories x {gen._size(per)} at resolution 32)"
+    assert out[0] == (
+        f"estimated output: {gen._size(4 * per)} (4 trajectories x {gen._size(per)} at resolution 32); "
+        "under-resolved (below burgers_1d's minimum 128), as its files say"
+    )
     assert [line.split()[0] for line in out[1:4]] == ["wrote"] * 3
     payload = sum(p.stat().st_size for p in (root / "data").rglob("*.hdf5"))
     assert 4 * per <= payload < 4 * per + 200_000, "the estimate is the data, the files add headers and coordinates"

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+
 from pdeforge.cli import main as cli
 from pdeforge.datasets import FormatError, TrajectoryDataset, check_disjoint_splits, validate
 from pdeforge.solvers.generate import PRESETS, ExistingRootError, generate, split_ranges, with_overrides
@@ -26,7 +27,7 @@ from pdeforge.training.data import dataset_root
 
 PRESET = with_overrides(PRESETS["burgers_1d"], n_snapshots=4)
 SMALL = dict(n_trajectories=4, resolution=32, batch_size=2, progress=False)
-CLI_SMALL = ["--n-trajectories", "4", "--resolution", "32", "--no-progress"]
+CLI_SMALL = ["--n-trajectories", "4", "--resolution", "32", "--allow-underresolved", "--no-progress"]
 
 
 def checksums(root: Path) -> dict[str, str]:
@@ -91,6 +92,7 @@ def test_cli_refusal_is_one_line_and_writes_nothing(made: Path, tmp_path: Path, 
                 "6",
                 "--resolution",
                 "32",
+                "--allow-underresolved",
                 "--no-progress",
             ]
         )
