@@ -126,6 +126,10 @@ def _not_a_checkpoint(path: Path, error: Exception) -> str:
 def load_any_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Weights from a run folder, a ``.safetensors`` file, or a ``.pt/.bin/.pth`` state dict (weights_only)."""
     p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(
+            f"{p}: no such file or folder (expected a run folder, a .safetensors file or a state dict)"
+        )
     if p.is_dir():
         for name in ("model.safetensors", "pytorch_model.bin"):
             if (p / name).is_file():

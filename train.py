@@ -19,6 +19,7 @@ selection uses valid; test is read once, at the end.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,20 +58,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def cli(argv: Sequence[str]) -> None:
     """``python train.py ...``: bad input (an option, a file, a device, a run folder) ends with one ``error:`` line
     naming it, not a traceback; ``PDEFORGE_TRACEBACK=1`` shows the traceback instead. Ctrl-C ends with one line
-    naming the run folder's last checkpoint and the command that resumes it (exit status 130)."""
+    naming the run folder's last checkpoint and the command that resumes it (exit status 130). Under torchrun the
+    line is printed once, by the process that stopped first (`pdeforge.training.reports_failure`)."""
     try:
         main(argv)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (torchrun passes one on) cuts no line short
         if os.environ.get("PDEFORGE_TRACEBACK"):
             raise
         from pdeforge.cli import INTERRUPTED, interrupted_training
 
-        print(interrupted_training(list(argv), "python train.py"), file=sys.stderr)
+        if _reports_failure():
+            print(interrupted_training(list(argv), "python train.py"), file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, OSError) as e:
         if os.environ.get("PDEFORGE_TRACEBACK"):
             raise
-        raise SystemExit(f"train.py: error: {e}") from None
+        raise SystemExit(f"train.py: error: {e}" if _reports_failure() else 1) from None
+    except Exception:
+        if os.environ.get("PDEFORGE_TRACEBACK") or _reports_failure():
+            raise
+        raise SystemExit(1) from None  # under torchrun: stopped by another process's failure, which that one says
+
+
+def _reports_failure() -> bool:
+    from pdeforge.training import reports_failure  # imported here: --help answers without torch
+
+    return reports_failure()
 
 
 if __name__ == "__main__":

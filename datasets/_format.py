@@ -14,6 +14,7 @@ Shape rule of a field: ``[N if sample_varying] + [T if time_varying] + [n_i for 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +24,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from ._remote import HDF5_SUFFIXES, RemoteHDF5File, is_url, list_remote, local_path, url_join
 
 __all__ = [
     "FormatError",
@@ -40,7 +43,17 @@ INCOMPLETE_ATTR = "pdeforge_incomplete"
 
 
 class FormatError(ValueError):
-    """A file or dataset does not follow The Well's layout; the message names file, key, expected and found."""
+    """A file or dataset does not follow The Well's layout; the message names file, key, expected and found.
+
+    Raised in a DataLoader worker (``num_workers > 0``), it is raised again in the main process by calling this
+    class with "Caught FormatError in DataLoader worker process N. Original Traceback ..." (torch's
+    ``ExceptionWrapper``): the message is then the worker's own line, the last of that traceback, so a NaN read by a
+    worker reads as one read in the main process."""
+
+    def __init__(self, message: Any = "", *args: Any) -> None:
+        if isinstance(message, str) and message.startswith("Caught FormatError ") and "\nOriginal Traceback" in message:
+            message = message.rstrip().rsplit("\n", 1)[-1].split("FormatError: ", 1)[-1]
+        super().__init__(message, *args)
 
 
 def decode(value: Any) -> Any:
@@ -127,15 +140,25 @@ def _components(spatial_dims: tuple[str, ...], order: int) -> list[str]:
     return combos
 
 
-def list_data_files(path: str | os.PathLike, split: str | None = None) -> list[Path]:
-    """Resolve ``path`` (a file, a folder of .hdf5/.h5, or a dataset root with ``split``) to sorted files.
+def list_data_files(
+    path: str | os.PathLike, split: str | None = None, storage_options: dict | None = None
+) -> list[Path] | list[str]:
+    """Resolve ``path`` (a file, a folder of .hdf5/.h5, or a dataset root with ``split``; a local path or an fsspec URL,
+    see `pdeforge.datasets._remote`) to sorted files (URLs for a URL).
 
     The order is The Well's (``sorted`` full paths), so window ``i`` matches ``WellDataset``'s window ``i``.
     """
+    path = local_path(path)
+    if split is not None and split not in ("train", "valid", "test"):
+        raise ValueError(f"split should be 'train', 'valid' or 'test', got {split!r}")
+    if is_url(path):
+        urls = list_remote(path, split, storage_options)
+        if not urls:
+            where = url_join(path, "data", split) if split else path
+            raise FileNotFoundError(f"{where}: no .hdf5/.h5 files found there (expected a dataset root's split)")
+        return urls
     p = Path(path)
     if split is not None:
-        if split not in ("train", "valid", "test"):
-            raise ValueError(f"split should be 'train', 'valid' or 'test', got {split!r}")
         p = p / "data" / split
     if p.is_file():
         return [p]
@@ -150,9 +173,21 @@ def list_data_files(path: str | os.PathLike, split: str | None = None) -> list[P
     return files
 
 
-def read_file_info(path: str | os.PathLike, check_values: bool = False) -> FileInfo:
-    """Open and check one file; raise `FormatError` naming the key, what was expected and what was found."""
-    path = str(path)
+def read_file_info(
+    path: str | os.PathLike, check_values: bool = False, storage_options: dict | None = None
+) -> FileInfo:
+    """Open and check one file (a path or an fsspec URL); raise `FormatError` naming the key, what was expected and
+    what was found."""
+    path = str(local_path(path))
+    if is_url(path):
+        f = RemoteHDF5File(path, storage_options)  # FileNotFoundError / PermissionError / OSError naming the URL
+        try:
+            with f:
+                return _check(f, path, check_values)
+        except FormatError:
+            raise
+        except (KeyError, RuntimeError) as e:
+            raise FormatError(f"{path}: damaged file (truncated?): {e}") from None
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")
     if not h5py.is_hdf5(path):
@@ -344,12 +379,26 @@ def _check_finite(ds: h5py.Dataset, path: str, key: str) -> None:
         start += block.shape[0] if block.ndim else 0
 
 
-def validate(path: str | os.PathLike, split: str | None = None, check_values: bool = True) -> list[FileInfo]:
+def validate(
+    path: str | os.PathLike, split: str | None = None, check_values: bool = True, storage_options: dict | None = None
+) -> list[FileInfo]:
     """Check a file, a folder of files, or a dataset root (all splits unless ``split``); raise `FormatError`.
+    ``path`` may be an fsspec URL (``storage_options`` for its backend; see `pdeforge.datasets._remote`).
 
     Checks the layout and shape rule of every file, float32 fields, that all files of one folder agree (name,
     spatial grid, fields, time axis) and, with ``check_values``, that fields hold no NaN/Inf. Returns the files' info.
     """
+    path = local_path(path)
+    if is_url(path):
+        splits = [split] if split is not None or path.endswith(HDF5_SUFFIXES) else ["train", "valid", "test"]
+        found = {s: list_remote(path, s, storage_options) for s in splits}
+        if not any(found.values()):
+            raise FileNotFoundError(f"{path}: no .hdf5/.h5 files found (expected a file or ROOT/data/<split>/*.hdf5)")
+        infos = [read_file_info(u, check_values, storage_options) for urls in found.values() for u in urls]
+        check_consistent(infos)
+        if split is None and len(found) > 1:
+            check_disjoint_splits(path, storage_options)
+        return infos
     p = Path(path)
     if p.is_dir() and (p / "data").is_dir() and split is None:
         infos = []
@@ -391,7 +440,15 @@ def check_consistent(infos: list[FileInfo]) -> None:
             )
 
 
-def check_disjoint_splits(root: str | os.PathLike) -> None:
+def _relative_url(root: str, url: str) -> str:
+    return url[len(root.rstrip("/")) + 1 :]
+
+
+def _relative_path(root: Path, path: Path) -> Path:
+    return path.relative_to(root)
+
+
+def check_disjoint_splits(root: str | os.PathLike, storage_options: dict | None = None) -> None:
     """Raise `FormatError` if two splits of a dataset root share a trajectory (train/test leakage).
 
     Two checks, both cheap enough for every training start: the ``trajectory_range`` provenance attributes that
@@ -400,24 +457,32 @@ def check_disjoint_splits(root: str | os.PathLike) -> None:
     first field of every trajectory (one chunk each), then confirmed on its last snapshot and per-trajectory scalars,
     so datasets whose trajectories share an initial state (other parameters, other forcing) are not refused.
     """
-    root = Path(root)
-    files = {
-        s: sorted([*(root / "data" / s).glob("*.h5"), *(root / "data" / s).glob("*.hdf5")], key=str)
-        for s in ("train", "valid", "test")
-    }
-    ranges: list[tuple[str, Path, int, int]] = []
-    seen: dict[bytes, tuple[str, Path, int]] = {}
+    root = local_path(root)
+    if is_url(root):
+        files = {s: list_remote(root, s, storage_options) for s in ("train", "valid", "test")}
+        _open = functools.partial(RemoteHDF5File, storage_options=storage_options)
+        _rel = functools.partial(_relative_url, root)
+    else:
+        root = Path(root)
+        files = {
+            s: sorted([*(root / "data" / s).glob("*.h5"), *(root / "data" / s).glob("*.hdf5")], key=str)
+            for s in ("train", "valid", "test")
+        }
+        _open = functools.partial(h5py.File, mode="r")
+        _rel = functools.partial(_relative_path, root)
+    ranges: list[tuple[str, Any, int, int]] = []
+    seen: dict[bytes, tuple[str, Any, int]] = {}
     for split, paths in files.items():
         for path in paths:
             try:
-                with h5py.File(path, "r") as f:
+                with _open(path) as f:
                     r = _trajectory_range(f)
                     if r is not None:
                         for other_split, other, a, b in ranges:
                             if other_split != split and a < r[1] and r[0] < b:
                                 raise FormatError(
-                                    f"{root}: splits share trajectory ids: {other.relative_to(root)} holds "
-                                    f"trajectories [{a}, {b}) and {path.relative_to(root)} [{r[0]}, {r[1]}) "
+                                    f"{root}: splits share trajectory ids: {_rel(other)} holds "
+                                    f"trajectories [{a}, {b}) and {_rel(path)} [{r[0]}, {r[1]}) "
                                     "(leakage between "
                                     f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite"
                                 )
@@ -425,12 +490,12 @@ def check_disjoint_splits(root: str | os.PathLike) -> None:
                     for i, key in enumerate(_first_snapshot_hashes(f)):
                         if key in seen and seen[key][0] != split:
                             other_split, other, j = seen[key]
-                            with h5py.File(other, "r") as g:
+                            with _open(other) as g:
                                 same = _confirm_hash(g, j) == _confirm_hash(f, i)
                             if same:
                                 raise FormatError(
-                                    f"{root}: splits share a trajectory: {other.relative_to(root)} index {j} and "
-                                    f"{path.relative_to(root)} index {i} are bit-identical (leakage between "
+                                    f"{root}: splits share a trajectory: {_rel(other)} index {j} and "
+                                    f"{_rel(path)} index {i} are bit-identical (leakage between "
                                     f"{other_split} and {split}): regenerate it with pdeforge generate --overwrite"
                                 )
                         seen.setdefault(key, (split, path, i))

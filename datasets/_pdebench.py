@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._format import FormatError
+from ._format import FormatError, decode
 from ._stats import write_stats
 from ._writer import FieldSpec, Schema, TrajectoryWriter
 
@@ -459,7 +459,11 @@ def convert_pdebench(
         }
         for path in targets.values():
             if path.exists() and not overwrite:
-                raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+                raise FileExistsError(
+                    f"{path} exists; pass overwrite=True (pdeforge convert --overwrite) to replace it"
+                )
+        if not single:  # a root holds one dataset: another's files would be mixed with these, its stats replaced
+            _refuse_other_datasets(out, schema.dataset_name, f"{src.stem}.hdf5")
         provenance = {
             "source_file": src.name,
             "source_format": "pdebench",
@@ -482,6 +486,26 @@ def convert_pdebench(
     if not single and 0 in targets:
         write_stats(out)
     return written
+
+
+def _refuse_other_datasets(root: Path, name: str, own: str) -> None:
+    """A FileExistsError if a file of ``root``'s splits other than ``own`` belongs to a dataset other than ``name``
+    (several PDEBench files make one dataset when they are converted with the same ``dataset_name``)."""
+    for split in SPLITS:
+        for path in sorted((root / "data" / split).glob("*.h*5")):
+            if path.suffix not in (".hdf5", ".h5") or path.name == own:
+                continue
+            try:
+                with h5py.File(path, "r") as f:
+                    other = decode(f.attrs.get("dataset_name"))
+            except OSError:
+                other = None
+            if other != name:
+                raise FileExistsError(
+                    f"{root}: already holds another dataset ({path.relative_to(root)}: dataset_name {other!r}, this "
+                    f"conversion {name!r}); its files would be mixed with these: convert into a new folder (several "
+                    "files make one dataset when converted with the same dataset_name)"
+                )
 
 
 def _stream(

@@ -126,12 +126,18 @@ class Schema:
 class TrajectoryWriter:
     """Stream batches of trajectories into ``path`` (The Well's layout), atomically and resumably.
 
-    Example::
+    Examples:
+        Four trajectories of one field on 32 points and 11 times, written in two batches, then read back:
 
-        schema = Schema("burgers", coords={"x": x}, time=t, fields=(FieldSpec("u"),), parameters={"nu": 0.01})
-        with TrajectoryWriter("train.hdf5", schema, n_trajectories=64, provenance={"seed": 0}) as w:
-            for u in batches:                   # u: (B, T, C, *space), channels first
-                w.write_channels(u)
+        >>> x, t = np.linspace(0, 1, 32, endpoint=False), np.linspace(0, 1, 11)
+        >>> schema = Schema("burgers", coords={"x": x}, time=t, fields=(FieldSpec("u"),), parameters={"nu": 0.01})
+        >>> batches = np.random.default_rng(0).standard_normal((2, 2, 11, 1, 32)).astype("float32")
+        >>> with TrajectoryWriter("train.hdf5", schema, n_trajectories=4, provenance={"seed": 0}) as w:
+        ...     for u in batches:  # u: (B, T, C, *space), channels first
+        ...         w.write_channels(u)
+        >>> from pdeforge.datasets import TrajectoryDataset
+        >>> TrajectoryDataset("train.hdf5", n_steps_input=1, n_steps_output=1)[0]["input_fields"].shape
+        torch.Size([1, 1, 32])
 
     Arguments:
         path: final file name (``.hdf5``); the data lives at ``path + ".partial"`` until ``close``.

@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from pdeforge.datasets import FieldSpec, FormatError, Schema, TrajectoryDataset, TrajectoryWriter, validate
 
 

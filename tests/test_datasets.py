@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+
 from pdeforge.datasets import (
     FieldSpec,
     FormatError,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from pdeforge.training import scalars
 
 HERE = Path(__file__).resolve().parent

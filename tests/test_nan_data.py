@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from pdeforge import plots
 from pdeforge.cli import main as cli
 from pdeforge.datasets import FormatError, TrajectoryDataset

@@ -9,6 +9,7 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
+
 from pdeforge.datasets import FormatError, TrajectoryDataset, load_stats, to_xarray, validate
 from pdeforge.datasets._pdebench import convert_pdebench, parameters_from_name, split_assignment
 

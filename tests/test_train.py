@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from pdeforge.checkpoint import UnsafeCheckpointError, load_state, load_weights
 from pdeforge.solvers.generate import PRESETS, generate, with_overrides
 
@@ -83,7 +85,8 @@ def test_default_job_reduced(tmp_path: Path, monkeypatch) -> None:
     assert set(m) >= {"valid", "test"} and m["test"]["rel_l2"] == pytest.approx(out["test"]["rel_l2"])
     assert 0 < m["test"]["rel_l2"] < 1.0 and m["test"]["n_samples"] > 0
     cached = list((tmp_path / "cache" / "datasets").iterdir())
-    assert [c.name for c in cached] == ["burgers_1d-n12-r32-s0"] and (cached[0] / "stats.yaml").is_file()
+    assert len(cached) == 1 and re.fullmatch(r"burgers_1d-n12-r32-s0-[0-9a-f]{8}", cached[0].name)
+    assert (cached[0] / "stats.yaml").is_file()
     first, last = losses(run)[0], losses(run)[-1]
     assert last < 0.7 * first
     r = subprocess.run(
@@ -103,10 +106,11 @@ def test_default_job_reduced(tmp_path: Path, monkeypatch) -> None:
     assert loaded.metadata.n_spatial_dims == 1 and loaded.metadata.resolution == (32,) and not loaded.model.training
 
 
-CONFIGS = sorted(
+CONFIGS = sorted(  # the pretrained models' configs (avit, dpot) run in tests/test_finetune_pretrained.py
     p.name
     for p in (REPO / "configs").glob("*.yaml")
     if yaml.safe_load(p.read_text()).get("family", "operator") == "operator"
+    and yaml.safe_load(p.read_text())["model"]["name"] not in ("avit", "dpot")
 )
 
 

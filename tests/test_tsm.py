@@ -13,6 +13,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from scipy.special import eval_laguerre
+
 from pdeforge.checkpoint import load_state, load_weights
 from pdeforge.datasets import TrajectoryDataset
 from pdeforge.families import evaluate_run, load_run, train
@@ -37,7 +39,6 @@ from pdeforge.operators.tsm import (
 from pdeforge.solvers import fv
 from pdeforge.solvers.generate import PRESETS, generate, with_overrides
 from pdeforge.training import ConfigError, Environment, NonFiniteLossError
-from scipy.special import eval_laguerre
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FLOW = fv.FlowParameters(viscosity=1 / 200, drag=0.1, forcing=fv.KolmogorovFVPreset().forcing)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
+
 from pdeforge.training import AbstractFamily, DataSection, OptimSection, RunSection, fit, load_config
 from pdeforge.training.config import option, section
-from torch import nn
 
 
 @dataclass

@@ -1,12 +1,24 @@
 """The run skeleton shared by every model family: config grammar, run folder, schedule, RNG bundle, the loop.
 
-    from pdeforge.training import AbstractFamily, fit, load_config
-
 A family subclasses :class:`AbstractFamily` (its config, data, model, loss, evaluation, plots, how its model is
 rebuilt) and :func:`fit` trains it: see :mod:`pdeforge.training.loop` for the steps and
 :mod:`pdeforge.training.config` for the grammar (``--section.key value``).
 
 Names are imported on first use (PEP 562), so the config grammar loads without torch: ``--help`` answers at once.
+
+Examples:
+    A family's config, checked before any work, then trained by the one loop (``pdeforge.families.train`` does both
+    for a config file: ``pdeforge train CONFIG``):
+
+    >>> from pdeforge.operators.field import FieldOperatorFamily, OperatorConfig
+    >>> from pdeforge.training import fit, load_config
+    >>> config = load_config(OperatorConfig, "configs/fno_burgers.yaml", ["--data.root", "data/burgers"])
+    >>> config.run.run_dir, config.run.max_steps = "runs/fno_smoke", 2
+    >>> metrics = fit(FieldOperatorFamily, config)  # doctest: +ELLIPSIS
+    run runs/fno_smoke: operator (...)...
+    run folder: runs/fno_smoke
+    >>> metrics["steps"], sorted(metrics["test"])[:3]
+    (2, ['crmse', 'frmse_high', 'frmse_low'])
 """
 
 from __future__ import annotations
@@ -33,9 +45,19 @@ _WHERE = {
         ),
         ".config",
     ),
-    **dict.fromkeys(("cache_dir", "dataset_root", "root_problem"), ".data"),
+    **dict.fromkeys(("cache_dir", "check_dataset_root", "dataset_root", "root_problem"), ".data"),
     **dict.fromkeys(
-        ("AbstractFamily", "Environment", "NonFiniteLossError", "fit", "init_matching", "setup_environment"), ".loop"
+        (
+            "AbstractFamily",
+            "Environment",
+            "NonFiniteLossError",
+            "fit",
+            "init_matching",
+            "prefix_parameter_groups",
+            "reports_failure",
+            "setup_environment",
+        ),
+        ".loop",
     ),
     **dict.fromkeys(
         (

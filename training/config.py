@@ -5,12 +5,22 @@ the allowed choices and the bounds as data) or sections (declared with :func:`se
 own). Every family's config has the same ``run`` (:class:`RunSection`) and ``data`` (:class:`DataSection`, or a
 subclass adding the family's view options) sections.
 
-    cfg = load_config(MyConfig, "configs/x.yaml", ["--optim.lr", "1e-3", "--run.loggers", "[tensorboard]"])
-
 Values in the file and on the command line are read as YAML scalars and lists, with YAML 1.2's numbers: ``1e-3``
 is a number (PyYAML alone reads it as a string). ``--model.args.n_modes 8`` sets one key inside a mapping option.
 An unknown key is refused naming the closest valid one; every problem of a config is reported at once, each
 naming where it came from (the file's key or the ``--option``). No torch here: a typo costs a second, not a load.
+
+Examples:
+    The config of ``configs/fno_burgers.yaml`` (the field-operator family's), with two options set on top:
+
+    >>> from pdeforge.operators.field import OperatorConfig
+    >>> overrides = ["--optim.lr", "1e-3", "--run.loggers", "[tensorboard]"]
+    >>> cfg = load_config(OperatorConfig, "configs/fno_burgers.yaml", overrides)
+    >>> cfg.optim.lr, cfg.run.loggers, cfg.model.name
+    (0.001, ['tensorboard'], 'fno')
+    >>> load_config(OperatorConfig, "configs/fno_burgers.yaml", ["--optim.lrr", "1e-3"])
+    Traceback (most recent call last):
+    pdeforge.training.config.ConfigError: --optim.lrr: unknown option; did you mean --optim.lr?
 """
 
 from __future__ import annotations
@@ -149,7 +159,22 @@ class OptimSection:
 # reading YAML with YAML 1.2's numbers
 # ------------------------------------------------------------------------------------------------------------
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, with numbers as YAML 1.2 writes them (``1e-3``, ``2E5``: floats, not strings)."""
+    """PyYAML's safe loader, with numbers as YAML 1.2 writes them (``1e-3``, ``2E5``: floats, not strings), and a key
+    given twice in one mapping refused (PyYAML keeps the last silently; YAML 1.2 says keys are unique)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in first:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} given twice (first on line {first[key] + 1}): give it once",
+                    key_node.start_mark,
+                )
+            first.setdefault(key, key_node.start_mark.line)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -170,10 +195,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config file as a mapping; a missing file, bad YAML or a file that is not a mapping is a ConfigError
     naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file (expected a YAML file, e.g. configs/fno_burgers.yaml)")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        loaded = yaml.load(path.read_text(), Loader=_Loader)
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8); expected a YAML config") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -211,7 +240,12 @@ def parse_overrides(argv: Sequence[str]) -> list[tuple[str, Any]]:
             i += 2
         else:
             raise ConfigError(f"{arg}: expected a value after it (e.g. {arg} 1)")
-        pairs.append((key, parse_value(text)))
+        value = parse_value(text)
+        if isinstance(value, dict) and any(v is None and ":" in str(k) for k, v in value.items()):
+            raise ConfigError(  # YAML reads {n_modes:4} as the key 'n_modes:4' without a value
+                f"--{key} {text!r}: write a space after each colon of a mapping (e.g. {{n_modes: 4}})"
+            )
+        pairs.append((key, value))
     return pairs
 
 

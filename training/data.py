@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "dataset_root", "root_problem"]
+__all__ = ["cache_dir", "check_dataset_root", "dataset_root", "root_problem"]
+
+SPLITS = ("train", "valid", "test")
 
 _GENERATE_KEYS = (
     "n_trajectories",
@@ -25,8 +27,12 @@ def cache_dir() -> Path:
 
 
 def root_problem(root: str) -> str | None:
-    """Why ``root`` is not a dataset root (``"expected ..."``), or None."""
-    path = Path(root)
+    """Why ``root`` is not a dataset root (``"expected ..."``), or None (a URL: `check_dataset_root` says)."""
+    from ..datasets._remote import is_url, local_path
+
+    if is_url(root):
+        return None
+    path = Path(local_path(root))
     if not path.exists():
         return "no such folder (expected a dataset root: ROOT/data/{train,valid,test})"
     if not (path / "data" / "train").is_dir():
@@ -38,17 +44,56 @@ def root_problem(root: str) -> str | None:
     return None
 
 
-def _cache_name(preset: str, options: dict[str, Any]) -> str:
+def check_dataset_root(root: str | os.PathLike, *, where: str, splits: tuple[str, ...] = SPLITS) -> None:
+    """The check of a dataset root that every command reading one runs before any work (``pdeforge inspect --fast``'s
+    check): each of ``splits`` holds files, every file of every split has the format's layout, attributes, shapes
+    and dtypes, all files agree (name, grid, fields, time axis), and no trajectory is in two splits. A ValueError
+    ``"{where}: ..."`` names the first file, split or key at fault. Values are not scanned here: a NaN/Inf is named
+    as the data are read (`~pdeforge.datasets.TrajectoryDataset`)."""
+    from ..datasets import FormatError, validate
+    from ..datasets._remote import is_url, list_remote, local_path
+
+    if is_url(root):  # a dataset root at a URL (docs/guides/data.md): listed, then checked through the block cache
+        try:
+            missing = [s for s in splits if not list_remote(root, s)]
+            if missing:
+                raise ValueError(f"no {' or '.join(missing)} split ({root}/data/{missing[0]}/*.hdf5 not found)")
+            validate(root, check_values=False)
+        except (FormatError, OSError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from None
+        return
+    path = Path(local_path(root))
+
+    def has_files(split: str) -> bool:
+        folder = path / "data" / split
+        return any(folder.glob("*.hdf5")) or any(folder.glob("*.h5"))
+
+    missing = [s for s in splits if not has_files(s)]
+    if missing:
+        have = [s for s in SPLITS if has_files(s)]
+        raise ValueError(
+            f"{where}: no {' or '.join(missing)} split ({path / 'data' / missing[0]}/*.hdf5 not found; the root has "
+            f"{', '.join(have) or 'none'}): expected ROOT/data/{{{','.join(splits)}}}/*.hdf5, as pdeforge generate "
+            "and pdeforge convert (without --no-split) write"
+        )
+    try:
+        validate(path, check_values=False)
+    except (FormatError, FileNotFoundError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _cache_name(preset: str, options: dict[str, Any], record: dict[str, Any]) -> str:
+    """``<preset>-n<N>-r<R>-s<seed>-<hash>``: the hash is of the generation record without the version (every field
+    of the preset as it is now, defaults included), so data cached before a preset's numerics changed are never
+    reused for the new ones."""
     n, r, s = options.get("n_trajectories"), options.get("resolution"), options.get("seed", 0)
-    name = f"{preset}-n{n}-r{r}-s{s}"
-    rest = {k: v for k, v in options.items() if k not in ("n_trajectories", "resolution", "seed", "batch_size")}
-    if rest:  # preset fields changed: their values name the data too
-        name += "-" + hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
-    return name
+    what = {k: v for k, v in record.items() if k != "pdeforge_version"}
+    return f"{preset}-n{n}-r{r}-s{s}-" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = None) -> Path:
-    """The dataset root of a ``data`` section: ``data.root`` (checked), or ``data.preset`` generated once into
+def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = None) -> Path | str:
+    """The dataset root of a ``data`` section: ``data.root`` (checked; a URL stays a URL, read through the block cache
+    of `pdeforge.datasets._remote`), or ``data.preset`` generated once into
     ``cache_dir()/datasets/<preset>-n<N>-r<R>-s<seed>[-<hash of other fields>]`` (printed). Under DDP (``env``, an
     :class:`~pdeforge.training.loop.Environment`) the main process generates while the others wait."""
     is_main = env is None or env.is_main
@@ -57,13 +102,12 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
         problem = root_problem(data.root)
         if problem:
             raise ValueError(f"{where}: data.root {data.root}: {problem}")
-        from ..datasets import FormatError, check_disjoint_splits
+        # every split checked before any step (a broken test file found at the end would cost the whole run), and
+        # no trajectory in two splits (training on the test data)
+        check_dataset_root(data.root, where=f"{where}: data.root {data.root}")
+        from ..datasets._remote import is_url, local_path
 
-        try:  # a trajectory in two splits would train on the test data: refused before any step
-            check_disjoint_splits(data.root)
-        except FormatError as e:
-            raise ValueError(f"{where}: data.root {data.root}: {e}") from None
-        return Path(data.root).resolve()
+        return data.root if is_url(data.root) else Path(local_path(data.root)).resolve()
     if not data.preset:
         raise ValueError(f"{where}: data: expected root (a dataset root) or preset (a `pdeforge generate` preset)")
     from ..solvers.generate import PRESETS, generate, with_overrides
@@ -82,11 +126,21 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
     options.setdefault("n_trajectories", base.n_trajectories)
     options.setdefault("resolution", base.resolution)
     options.setdefault("seed", 0)
-    root = cache_dir() / "datasets" / _cache_name(data.preset, options)
+    from ..solvers.generate import generation_record
+
+    preset = with_overrides(base, **{k: v for k, v in options.items() if k in fields})
+    record = generation_record(preset, options["n_trajectories"], options["resolution"], options["seed"])
+    root = cache_dir() / "datasets" / _cache_name(data.preset, options, record)
+    if record["underresolved"] and is_main:
+        print(
+            f"warning: data.preset {data.preset} at resolution {options['resolution']} is below the "
+            f"{preset.resolves.min_resolution} points per axis its dynamics are resolved from (pdeforge generate "
+            "--list); the files are marked under-resolved",
+            file=sys.stderr,
+        )
     if not is_main and barrier is not None:
         barrier()
     if is_main and not (root / "stats.yaml").exists():
-        preset = with_overrides(base, **{k: v for k, v in options.items() if k in fields})
         print(
             f"generating {data.preset} ({options['n_trajectories']} trajectories) into {root} (once; cached)",
             file=sys.stderr,
@@ -102,6 +156,7 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
         )
     if is_main and barrier is not None:
         barrier()
+    check_dataset_root(root, where=f"{where}: data.preset {data.preset} ({root})")
     if is_main:
         print(f"data: {root}", file=sys.stderr)  # stdout stays for results (pdeforge evaluate prints JSON)
     return root

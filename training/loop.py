@@ -44,7 +44,16 @@ from .rng import capture_rng, restore_rng, seed_everything
 from .run_folder import RunFolder
 from .schedule import make_scheduler
 
-__all__ = ["AbstractFamily", "Environment", "NonFiniteLossError", "fit", "setup_environment", "init_matching"]
+__all__ = [
+    "AbstractFamily",
+    "Environment",
+    "NonFiniteLossError",
+    "fit",
+    "setup_environment",
+    "init_matching",
+    "prefix_parameter_groups",
+    "reports_failure",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -69,6 +78,29 @@ class Environment:
             import torch.distributed as dist
 
             dist.barrier()
+
+
+def reports_failure() -> bool:
+    """Whether this process prints the one line that ends a run stopped by an error or Ctrl-C. With one process,
+    always. Under torchrun, once for all processes: the first to stop claims it in torchrun's agent store (so an
+    error of one process is said by that process, and the others, stopped by it, say nothing); where that store
+    cannot be reached, rank 0 (an error of the config or of the data is the same on every process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        from datetime import timedelta
+
+        import torch.distributed as dist
+
+        try:
+            store = dist.TCPStore(
+                os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), timeout=timedelta(seconds=5)
+            )
+            key = f"pdeforge/failure/{os.environ.get('TORCHELASTIC_RUN_ID', '')}"
+            return store.add(f"{key}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", 1) == 1
+        except (RuntimeError, KeyError, ValueError, OSError):  # the agent is gone (torchrun is stopping)
+            pass
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def setup_environment(run: Any, where: str) -> Environment:
@@ -99,8 +131,10 @@ def setup_environment(run: Any, where: str) -> Environment:
 
 def init_matching(model: nn.Module, weights: Mapping[str, torch.Tensor], reinit: tuple[str, ...] = ()) -> dict:
     """Copy the tensors of ``weights`` whose name and shape match ``model``'s; keep the fresh initialisation for the
-    others and for names starting with a ``reinit`` prefix. Returns ``{"loaded": n, "reinitialised": [names]}``;
-    none matching is a ValueError."""
+    others and for names starting with a ``reinit`` prefix. Returns ``{"loaded": n, "reinitialised": [names],
+    "unused": [names of weights the model has no tensor for]}``; none matching is a ValueError. (A checkpoint under
+    other key names is mapped onto the model's first: the operator family prefixes a pretrained AViT's or DPOT's
+    keys with their ``STATE_PREFIX``.)"""
     own = model.state_dict()
     loaded, fresh = 0, []
     for name, value in own.items():
@@ -113,7 +147,44 @@ def init_matching(model: nn.Module, weights: Mapping[str, torch.Tensor], reinit:
     if loaded == 0:
         raise ValueError("no tensor of the checkpoint matches this model by name and shape")
     model.load_state_dict(own)
-    return {"loaded": loaded, "reinitialised": fresh}
+    return {"loaded": loaded, "reinitialised": fresh, "unused": [k for k in weights if k not in own]}
+
+
+def prefix_parameter_groups(
+    model: nn.Module, lr_groups: Mapping[str, float], freeze: tuple[str, ...] | list[str] = (), where: str = "model"
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Fine-tuning's parameter groups by parameter-name prefix: freeze (``requires_grad = False``, left out of every
+    group) the parameters whose names start with a ``freeze`` prefix; put each other parameter in the group of the
+    first ``lr_groups`` prefix it starts with (its learning rate; e.g. embedding / body / head as Poseidon's three
+    groups), the rest in a group ``"rest"`` without a learning rate of its own (``optim.lr``). Returns
+    ``(groups, frozen names)``. A prefix matching no parameter, or a group left with frozen parameters only, is a
+    ValueError naming ``where`` (``model.freeze``, ``model.lr_groups``) and how the names start."""
+    names = [n for n, _ in model.named_parameters()]
+
+    def unmatched(prefixes: Any, option: str) -> None:
+        empty = [q for q in prefixes if not any(n.startswith(q) for n in names)]
+        if empty:
+            starts = sorted({n.rsplit(".", 2)[0] for n in names})[:12]
+            raise ValueError(
+                f"{where}.{option}: prefixes {empty} match no parameter; parameter names start like {starts}"
+            )
+
+    unmatched(freeze, "freeze")
+    unmatched(lr_groups, "lr_groups")
+    frozen = [n for n in names if n.startswith(tuple(freeze))]
+    buckets: dict[str, list[nn.Parameter]] = {q: [] for q in lr_groups}
+    rest: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+            continue
+        prefix = next((q for q in lr_groups if name.startswith(q)), None)
+        (buckets[prefix] if prefix is not None else rest).append(p)
+    idle = [q for q, ps in buckets.items() if not ps]
+    if idle:
+        raise ValueError(f"{where}.lr_groups: prefixes {idle} hold frozen parameters only ({where}.freeze)")
+    groups = [{"params": ps, "lr": float(lr_groups[q]), "name": q} for q, ps in buckets.items()]
+    return groups + ([{"params": rest, "name": "rest"}] if rest else []), frozen
 
 
 class AbstractFamily(abc.ABC):
@@ -164,6 +235,12 @@ class AbstractFamily(abc.ABC):
         """The model of a run folder's ``model.json`` (its weights are loaded afterwards)."""
 
     # -- optional hooks, with what most families want -------------------------------------------------------
+    def restore(self, envelope: Mapping[str, Any]) -> None:
+        """Called before :meth:`prepare` when a saved run is evaluated (``pdeforge evaluate``): take from its
+        ``model.json`` what training fitted on its own data (the normalisation statistics), so that the model sees
+        any dataset as it was trained to see it."""
+        return None
+
     def validate(self, model: nn.Module) -> float | None:
         """The selection metric on the valid split (lower is better), or None: no selection, the last weights."""
         return None

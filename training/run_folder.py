@@ -109,6 +109,8 @@ class RunFolder:
                 {"step": int(state["counters"]["step"]), "event": "resume", **({"changed": changed} if changed else {})}
             )
             return state
+        if self.path.exists() and not self.path.is_dir():  # --run.overwrite replaces a run folder, never a file
+            raise FileExistsError(f"--run.run_dir {self.path}: a file, not a run folder; choose another --run.run_dir")
         # only the writer (the main process) claims the folder: under DDP the others may find it claimed already
         if self.writer and self.holds_a_run() and not overwrite:
             raise FileExistsError(

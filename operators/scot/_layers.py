@@ -12,6 +12,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from ._config import ScOTConfig
@@ -88,16 +89,12 @@ class DropPath(nn.Module):
 # --------------------------------------------------------------------------------------------- attention
 def window_partition(x: Tensor, window: int) -> Tensor:
     """(B, H, W, C) -> (B * H/w * W/w, w*w, C), windows in row-major order per sample."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // window, window, w // window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, window * window, c)
+    return rearrange(x, "b (nh wh) (nw ww) c -> (b nh nw) (wh ww) c", wh=window, ww=window)
 
 
 def window_merge(windows: Tensor, window: int, h: int, w: int) -> Tensor:
     """Inverse of `window_partition`: (B * h/w * w/w, w*w, C) -> (B, h, w, C)."""
-    c = windows.shape[-1]
-    x = windows.reshape(-1, h // window, w // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, w, c)
+    return rearrange(windows, "(b nh nw) (wh ww) c -> b (nh wh) (nw ww) c", nh=h // window, nw=w // window, wh=window)
 
 
 def shifted_window_mask(h: int, w: int, window: int, shift: int) -> Tensor:
@@ -291,8 +288,8 @@ class PatchUnmerging(nn.Module):
 
     def forward(self, x: Tensor, hw: tuple[int, int], out_hw: tuple[int, int], time: Tensor) -> Tensor:
         (h, w), (b, _, c) = hw, x.shape
-        x = self.upsample(x).reshape(b, h, w, 2, 2, c // 2).permute(0, 1, 3, 2, 4, 5)
-        x = x.reshape(b, 2 * h, 2 * w, c // 2)[:, : out_hw[0], : out_hw[1]]
+        x = rearrange(self.upsample(x), "b (h w) (i j c) -> b (h i) (w j) c", h=h, w=w, i=2, j=2)  # pixel shuffle
+        x = x[:, : out_hw[0], : out_hw[1]]
         return self.mixup(self.norm(x.reshape(b, -1, c // 2), time))
 
 

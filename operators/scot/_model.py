@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from ._config import ScOTConfig
@@ -37,7 +38,7 @@ class PatchEmbeddings(nn.Module):
         self.projection = nn.Conv2d(config.num_channels, config.embed_dim, kernel_size=p, stride=p)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.projection(x).flatten(2).transpose(1, 2)
+        return rearrange(self.projection(x), "b c h w -> b (h w) c")
 
 
 class Embeddings(nn.Module):
@@ -149,8 +150,7 @@ class PatchRecovery(nn.Module):
         self.mixup = nn.Conv2d(c, c, kernel_size=5, stride=1, padding=2, bias=False)
 
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
-        x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *hw)
-        return self.mixup(self.projection(x))
+        return self.mixup(self.projection(rearrange(x, "b (h w) c -> b c h w", h=hw[0])))
 
 
 class ScOT(nn.Module):
@@ -164,7 +164,7 @@ class ScOT(nn.Module):
     Inputs of another size than `image_size` are resampled spectrally (Fourier zero padding or truncation) to
     `image_size` and the prediction is resampled back, so the output always has the input's size.
 
-    Example:
+    Examples:
         >>> model = ScOT(ScOTConfig.tiny())
         >>> model(torch.randn(2, 4, 32, 32), torch.tensor([0.5, 1.0])).shape
         torch.Size([2, 4, 32, 32])

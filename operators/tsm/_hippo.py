@@ -20,6 +20,7 @@ from ``c_{-1} = 0``. Over a window of ``H`` frames this is a fixed linear map ``
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -94,7 +95,7 @@ class HippoEncoder(nn.Module):
     @staticmethod
     def features(state: Tensor) -> Tensor:
         """``(B, C, n, X, Y) -> (B, C * n, X, Y)``."""
-        return state.flatten(1, 2)
+        return rearrange(state, "b c n x y -> b (c n) x y")
 
     def forward(self, frames: Tensor) -> Tensor:
         return self.features(self.start(frames))
@@ -110,4 +111,4 @@ class FrameStackEncoder(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         if frames.ndim != 5 or frames.shape[1] != self.history:
             raise ValueError(f"expected frames (B, {self.history}, C, X, Y), got {tuple(frames.shape)}")
-        return (frames / self.scale).flatten(1, 2)
+        return rearrange(frames / self.scale, "b h c x y -> b (h c) x y")

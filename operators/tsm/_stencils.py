@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from ...solvers.fv import AbstractInterpolation, FaceValues, stencil_patches
@@ -141,10 +142,9 @@ def logits_per_cell(order: int = 1) -> int:
 
 def _grouped(logits: Tensor, nl: int, order: int) -> Tensor:
     """``logits (B, 8 nl, N, N)`` as ``(B, kind, j, d, nl, N, N)``; another channel count is refused naming it."""
-    b, c, n1, n2 = logits.shape
-    if c != 8 * nl:
+    if logits.shape[1] != 8 * nl:
         raise ValueError(f"expected logits (B, {8 * nl}, N, N) for order {order}, got {tuple(logits.shape)}")
-    return logits.reshape(b, 2, 2, 2, nl, n1, n2)
+    return rearrange(logits, "b (kind j d l) x y -> b kind j d l x y", kind=2, j=2, d=2)
 
 
 def stencil_weights(logits: Tensor, order: int = 1) -> Tensor:
