@@ -1,16 +1,37 @@
 """The model families, listed once, and what works on any of them: train a config, load or evaluate a run.
 
     pdeforge train configs/tsm_kolmogorov.yaml --run.max_steps 2 --run.run_dir runs/smoke
-    run = pdeforge.load_run("runs/smoke")        # run.model, run.config, run.metadata, run.envelope
-    pdeforge evaluate runs/smoke                 # the run's metrics recomputed from its saved weights
+    pdeforge evaluate runs/smoke                 # the run's metrics recomputed from its saved weights, and its plots
 
 A config names its family (``family: tsm``); a config without one is the field-operator family of ``train.py``.
 This module is an entry point: it imports the families, and nothing below it imports it.
+
+Examples:
+    A smoke run from Python (``train`` is ``pdeforge train``), on a small dataset root (``data/burgers``:
+    ``pdeforge generate burgers_1d --out data/burgers --n-trajectories 20 --resolution 32``), then the run loaded
+    and its metrics recomputed:
+
+    >>> import pdeforge
+    >>> from pdeforge.families import evaluate_run, train
+    >>> overrides = ["--data.root", "data/burgers", "--run.max_steps", "2", "--run.run_dir", "runs/smoke"]
+    >>> metrics = train("configs/fno_burgers.yaml", overrides)  # doctest: +ELLIPSIS
+    run runs/smoke: operator (...)...
+    run folder: runs/smoke
+    >>> run = pdeforge.load_run("runs/smoke")  # run.model, run.config, run.metadata, run.envelope
+    >>> evaluate_run("runs/smoke")["test"] == metrics["test"]
+    True
+
+    A field-operator run predicts in physical units, with the normalisation it was trained with:
+
+    >>> batch = next(iter(run.loader("test")))  # test samples in physical units (batch["output_fields"]: truth)
+    >>> run.predict(batch).shape  # (B, T_out, C, *space), physical units
+    torch.Size([2, 1, 1, 32])
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +45,9 @@ __all__ = [
     "load_family_config",
     "train",
     "load_run",
+    "run_folder",
     "evaluate_run",
+    "evaluation_folder",
     "LoadedRun",
 ]
 
@@ -97,24 +120,74 @@ def train(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, A
 class LoadedRun:
     """A trained run: ``model`` (eval mode, its selected weights), ``config`` (the family's config dataclass),
     ``metadata`` (the DatasetMetadata the model was built for; None for a family without a dataset, PINNs),
-    ``family`` (the class) and the raw ``envelope`` (model.json)."""
+    ``family`` (the class), the raw ``envelope`` (model.json) and ``run_dir``.
+
+    A field-operator run (``family.name == "operator"``) also predicts in physical units: :meth:`dataset` and
+    :meth:`loader` give the samples it is evaluated on, unnormalised, and :meth:`predict` normalises a batch with the
+    run's statistics (fitted on its train split, kept in model.json), calls the model with the fields, constant
+    fields and equation parameters it takes, and denormalises its output. The other families' models have inputs of
+    their own (a PINN: points; TSM: the FV solver's state; NODA: observations; scOT: a time lead): use ``model``.
+    """
 
     model: Any
     config: Any
     metadata: Any
     family: type
     envelope: dict[str, Any]
+    run_dir: Path | None = None
+
+    def dataset(self, split: str = "test", data: str | Path | None = None) -> Any:
+        """The task's samples of ``split`` in physical units, from the run's dataset root or ``data`` (a root of the
+        same fields): dicts of ``input_fields (T_in, C, *space)``, ``output_fields``, ``constant_fields``,
+        ``scalars``, times and ``grid``, as the run is evaluated on."""
+        family = self._field_family("dataset")
+        if data is not None:
+            _check_data(self, data, (split,), f"{self.run_dir}: dataset({split!r}, data={str(data)!r})")
+        return family.physical_dataset(self.config, split, data)
+
+    def loader(self, split: str = "test", batch_size: int = 32, data: str | Path | None = None) -> Any:
+        """A DataLoader over :meth:`dataset` (in order), whose batches :meth:`predict` takes."""
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.dataset(split, data), batch_size=batch_size, shuffle=False)
+
+    def predict(self, batch: dict[str, Any]) -> Any:
+        """The model's prediction ``(B, T_out, C, *space)`` in physical units, on the model's device, for a batch of
+        physical samples (``input_fields (B, T_in, C, *space)``, and ``constant_fields``, ``scalars`` when the data
+        have them; a sample of :meth:`dataset` needs a batch axis: ``{k: v[None] for k, v in sample.items()}``)."""
+        return self._field_family("predict").predict_physical(self.model, self.config, self.envelope, batch)
+
+    def _field_family(self, what: str) -> type:
+        if not hasattr(self.family, "predict_physical"):
+            raise ValueError(
+                f"{self.run_dir}: LoadedRun.{what}: a {self.family.name} run has no field-to-field prediction in "
+                "physical units (that is the operator family's); call run.model with its own inputs"
+            )
+        return self.family
+
+
+def run_folder(run_dir: str | Path) -> Path:
+    """The local folder of a run: a folder as it is, or ``hf://org/name[@revision]`` (a folder that ``pdeforge
+    export`` wrote, published on the Hugging Face Hub) through ``huggingface_hub``'s cache (``$HF_HUB_CACHE``;
+    ``HF_HUB_OFFLINE=1`` reads the cache only)."""
+    from ._hub import hub_folder, is_hub_url, parse_hub_url
+
+    if is_hub_url(run_dir):
+        repo, revision = parse_hub_url(str(run_dir))
+        return hub_folder(repo, revision=revision)
+    return Path(run_dir)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """Rebuild the model of any family's run folder from ``model.json`` and ``model.safetensors``."""
+    """Rebuild the model of any family's run folder from ``model.json`` and ``model.safetensors``; ``run_dir`` is a
+    folder or ``hf://org/name[@revision]`` (see :func:`run_folder`)."""
     from ._device import check_device, resolve_device
     from .checkpoint import load_weights
     from .training.config import build_config
     from .training.run_folder import read_envelope
 
     check_device(device, "load_run")
-    run_dir = Path(run_dir)
+    run_dir = run_folder(run_dir)
     envelope = read_envelope(run_dir)
     family = family_class(envelope["family"], str(run_dir / "model.json"))
     config = build_config(family.config_class, envelope["config"], where=str(run_dir / "model.json"))
@@ -132,21 +205,158 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
         from .datasets import DatasetMetadata
 
         meta = DatasetMetadata.from_dict(meta)
-    return LoadedRun(model, config, meta or None, family, envelope)
+    return LoadedRun(model, config, meta or None, family, envelope, run_dir)
+
+
+def evaluation_folder(run_dir: str | Path, data: str | Path | None = None) -> Path:
+    """Where ``pdeforge evaluate`` draws its plots unless told (``--out``): ``RUN/eval/<data>``, named by the folder
+    of the dataset root evaluated (``data``; None: the run's own root, or its preset's name)."""
+    from ._hub import is_hub_url, parse_hub_url
+
+    if is_hub_url(run_dir):  # not into the Hub's cache: ./eval/<org--name>
+        return Path("eval") / parse_hub_url(str(run_dir))[0].replace("/", "--")
+    if data is not None:  # a URL: its last part
+        return (
+            Path(run_dir)
+            / "eval"
+            / (str(data).rstrip("/").rsplit("/", 1)[-1] if "://" in str(data) else Path(data).resolve().name)
+        )
+    from .training.run_folder import read_envelope
+
+    own = read_envelope(run_dir)["config"].get("data", {})
+    return Path(run_dir) / "eval" / (Path(own["root"]).name if own.get("root") else own.get("preset") or "run_data")
+
+
+def _check_data(run: LoadedRun, data: str | Path, splits: Sequence[str], where: str) -> Any:
+    """Refuse, in one line starting with ``where``, a dataset root ``data`` the run's model cannot be evaluated on:
+    not a dataset root, or other fields, constant fields, equation parameters (scalars) or spatial axes than the
+    model was trained on. Returns the DatasetMetadata of its train split."""
+    from .datasets import TrajectoryDataset
+    from .training.data import check_dataset_root, root_problem
+
+    if run.metadata is None:
+        raise ValueError(f"{where}: a {run.family.name} run trains on no dataset root; evaluate it without --data")
+    sources = getattr(run.config.data, "sources", None)
+    if sources:
+        raise ValueError(
+            f"{where}: the run trains on a mixture of {len(sources)} datasets (data.sources), which --data would not "
+            "replace; evaluate it on its own data"
+        )
+    problem = root_problem(str(data))
+    if problem:
+        raise ValueError(f"{where}: {data}: {problem}")
+    check_dataset_root(data, where=f"{where}: {data}")  # every split's files, as training checks them
+    mine, found = run.metadata, []
+    for split in dict.fromkeys(("train", *splits)):
+        try:
+            theirs = TrajectoryDataset(data, 0, 1, split=split, cache_small=False).metadata
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{where}: {e}") from None
+        found.append(theirs)
+        differ = []
+        for key, what in (
+            ("field_names", "fields"),
+            ("constant_field_names", "constant fields"),
+            ("scalar_names", "scalars (equation parameters)"),
+            ("spatial_dims", "spatial axes"),
+        ):
+            a, b = list(getattr(mine, key)), list(getattr(theirs, key))
+            if a != b:
+                differ.append(f"{what} {a or 'none'} in the run, {b or 'none'} in the data")
+        if differ:
+            raise ValueError(
+                f"{where}: the {split} split of {data} differs from what the model was trained on: "
+                + "; ".join(differ)
+                + "; expected a dataset root with the run's fields, parameters and axes"
+            )
+    return found[0]
 
 
 def evaluate_run(
-    run_dir: str | Path, *, data: str | None = None, splits: Sequence[str] = ("valid", "test"), device: str = "cpu"
+    run_dir: str | Path,
+    *,
+    data: str | Path | None = None,
+    splits: Sequence[str] = ("valid", "test"),
+    device: str = "cpu",
+    plots: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The metrics of a run's saved weights on ``splits``, recomputed as training computed them (``data``: another
-    dataset root of the same fields)."""
+    """The metrics of a run's saved weights on ``splits``, recomputed as training computed them, with the run's own
+    normalisation (``data``: another dataset root of the same fields, parameters and axes; refused otherwise).
+
+    ``plots``: a folder to draw the plots training draws into (the family's ``plots`` hook, on the test split, which
+    ``splits`` must hold), with ``evaluate.json`` (the run, the data, the metrics). It is never the run folder: a
+    folder that holds a run, or files that an evaluation did not write, or the evaluation of another run or
+    data, is refused; the evaluation of the same run on the same data is replaced (the same weights on the same
+    data). Everything is checked before the evaluation starts."""
     from ._device import resolve_device
     from .training.loop import Environment
 
+    where = f"evaluate {run_dir}" + (f" --data {data}" if data is not None else "")
+    run_dir = run_folder(run_dir)
     run = load_run(run_dir, device)
     config = run.config
+    theirs = None
     if data is not None:
-        config.data.root = data
+        theirs = _check_data(run, data, splits, where)
+        config.data.root = str(data)
+    from .datasets._remote import is_url
+
+    where_data = None if data is None else str(data) if is_url(data) else str(Path(data).resolve())
+    record = {"run": str(Path(run_dir).resolve()), "data": where_data}
+    if plots is not None:
+        _claim_plots_folder(Path(plots), Path(run_dir), record, splits, where)
     family = run.family(config, Environment(resolve_device(device)))
+    family.restore(run.envelope)
     family.prepare()
-    return {split: family.evaluate(run.model, split) for split in splits}
+    try:
+        metrics = {split: family.evaluate(run.model, split) for split in splits}
+    except (RuntimeError, ValueError) as e:  # a grid the network cannot take (too coarse for a U-Net's stages, ...)
+        if theirs is None or theirs.resolution == run.metadata.resolution:
+            raise
+        raise ValueError(
+            f"{where}: the model, trained at resolution {run.metadata.resolution}, cannot take {data}'s resolution "
+            f"{theirs.resolution}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
+    if plots is not None:
+        _write_plots(family, run, Path(plots), metrics, record)
+    return metrics
+
+
+_RECORD = "evaluate.json"  # what marks a folder as an evaluation's: {run, data, metrics}
+
+
+def _claim_plots_folder(out: Path, run_dir: Path, record: dict, splits: Sequence[str], where: str) -> None:
+    if "test" not in splits:
+        raise ValueError(f"{where}: the plots are drawn from the test split; add it to the splits, or draw none")
+    if out.resolve() == run_dir.resolve() or any((out / n).exists() for n in ("model.json", "config.yaml")):
+        raise ValueError(f"{where}: plots folder {out} holds a run; expected another folder (training's plots stay)")
+    if out.is_file():
+        raise ValueError(f"{where}: plots folder {out} is a file; expected a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / _RECORD).is_file():
+            raise ValueError(
+                f"{where}: plots folder {out} holds files an evaluation did not write; expected a new or empty folder "
+                "(--out)"
+            )
+        before = json.loads((out / _RECORD).read_text())
+        if {k: before.get(k) for k in record} != record:
+            raise ValueError(
+                f"{where}: plots folder {out} holds the evaluation of run {before.get('run')} on data "
+                f"{before.get('data') or 'its own'}; choose another folder (--out)"
+            )
+
+
+def _write_plots(family: Any, run: LoadedRun, out: Path, metrics: dict, record: dict) -> None:
+    """The family's plots of ``run`` into ``out`` (an earlier evaluation of the same run and data there replaced)."""
+    import shutil
+
+    from .training.run_folder import RunFolder
+
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    folder = RunFolder(out)
+    folder.write_text(_RECORD, json.dumps({**record, "metrics": metrics}, indent=1))  # first: the folder is ours
+    log = Path(run.run_dir) / "train_log.jsonl"
+    folder.log = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    family.plots(run.model, folder, metrics)

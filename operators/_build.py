@@ -10,6 +10,12 @@ unstacks the output into ``T_out`` frames::
 ``grid`` holds the coordinates normalised to [0, 1] (``x_i = i / (N - 1)`` per axis), ``scalars`` the sample's
 equation parameters broadcast over space. An operator task (Darcy: coefficient -> solution) uses
 ``n_steps_input=0`` and the constant fields only.
+
+The pretrained models of frames, AViT (MPP) and DPOT (:data:`FRAME_MODELS`), take the history of frames of the
+fields alone (no grid, scalars or constant fields): their network (:class:`FramesNet`) unstacks the frames,
+runs the model on ``(B, T_in, C, *space)`` and stacks its ``(B, T_out, C, *space)`` again. Their configs say where
+the original's state-dict keys sit in the :class:`FieldOperator` (``STATE_PREFIX``) and read a ``save_pretrained``
+folder (``read_pretrained``), which is how ``--run.init_from`` fine-tunes them.
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ from torch import Tensor, nn
 
 from ._neuralop import FNOConfig, TFNOConfig, UNOConfig
 from ._unet import UNetConfig
+from .dpot._fields import DPOTFieldsConfig
+from .mpp._fields import AViTFieldsConfig
 
 if TYPE_CHECKING:
     from ..datasets import DatasetMetadata
 
 __all__ = [
     "MODELS",
+    "FRAME_MODELS",
+    "FramesNet",
     "InputLayout",
     "FieldOperator",
     "build_model",
@@ -39,10 +49,19 @@ __all__ = [
     "config_from_dict",
 ]
 
-ModelConfig = FNOConfig | TFNOConfig | UNOConfig | UNetConfig
+ModelConfig = FNOConfig | TFNOConfig | UNOConfig | UNetConfig | AViTFieldsConfig | DPOTFieldsConfig
 
 # Every model family, by the name used in configs and run folders.
-MODELS: dict[str, type] = {"fno": FNOConfig, "tfno": TFNOConfig, "uno": UNOConfig, "unet": UNetConfig}
+MODELS: dict[str, type] = {
+    "fno": FNOConfig,
+    "tfno": TFNOConfig,
+    "uno": UNOConfig,
+    "unet": UNetConfig,
+    "avit": AViTFieldsConfig,
+    "dpot": DPOTFieldsConfig,
+}
+#: the models of frames (``build_frames``, ``STATE_PREFIX``, ``read_pretrained``); the others map stacked channels
+FRAME_MODELS = ("avit", "dpot")
 
 
 @dataclass(frozen=True)
@@ -227,7 +246,7 @@ def build_model(
     metadata: DatasetMetadata,
     n_steps_input: int = 1,
     n_steps_output: int = 1,
-    use_grid: bool = False,
+    use_grid: bool = True,
     use_scalars: bool | None = None,
     use_constant_fields: bool | None = None,
 ) -> FieldOperator:
@@ -238,7 +257,8 @@ def build_model(
         metadata: channel names, resolution and boundary conditions of the data.
         n_steps_input: frames in (0: operator task from the constant fields alone).
         n_steps_output: frames out.
-        use_grid: append normalised grid coordinates as channels.
+        use_grid: append the grid coordinates, normalised to [0, 1], as channels (default True, as
+            ``model.use_grid`` of the operator family's config: what ``train.py`` trains).
         use_scalars, use_constant_fields: append the sample's scalars / constant fields; None: whenever the
             dataset has them.
     """
@@ -288,5 +308,45 @@ def build_from_spec(spec: Mapping[str, Any]) -> FieldOperator:
     layout = InputLayout(**spec["layout"])
     resolution = tuple(int(s) for s in spec["resolution"])
     periodic = tuple(bool(p) for p in spec["periodic"])
-    net = config.build(layout.in_channels, layout.out_channels, resolution, periodic)
+    if spec["name"] in FRAME_MODELS:
+        net: nn.Module = FramesNet(
+            config.build_frames(layout, resolution, periodic, list(spec.get("field_names", ()))), layout
+        )
+    else:
+        net = config.build(layout.in_channels, layout.out_channels, resolution, periodic)
     return FieldOperator(net, layout, json.loads(json.dumps(dict(spec))))
+
+
+class FramesNet(nn.Module):
+    """A model of frames (its ``forward_batch({"input_fields": (B, T_in, C, *space)}) -> (B, T_out, C, *space)``)
+    as a :class:`FieldOperator`'s network on stacked channels ``(B, T_in * C, *space) -> (B, T_out * C, *space)``.
+    The layout must hold the frames alone (no grid, scalars or constant fields)."""
+
+    def __init__(self, model: nn.Module, layout: InputLayout) -> None:
+        super().__init__()
+        extras = {
+            "model.use_grid true": layout.use_grid,
+            f"{layout.n_scalars} scalars": layout.n_scalars,
+            f"{layout.n_constant_fields} constant fields": layout.n_constant_fields,
+            "n_steps_input 0": layout.n_steps_input == 0,
+        }
+        given = [k for k, v in extras.items() if v]
+        if given:
+            raise ValueError(
+                f"{type(model).__name__} takes the history of frames of the fields alone, got {', '.join(given)}: "
+                "set model.use_grid false, a dataset without scalars or constant fields, and n_steps_input >= 1"
+            )
+        self.model = model
+        self.n_steps_input, self.n_fields = layout.n_steps_input, layout.n_fields
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, T_in * C, *space) -> (B, T_out * C, *space)."""
+        frames = x.unflatten(1, (self.n_steps_input, self.n_fields))
+        return self.model.forward_batch({"input_fields": frames}).flatten(1, 2)
+
+    def blocks(self) -> dict[str, nn.Module]:
+        """The pretrained model's top-level modules by name (below any adapter of one child: AViTForFields)."""
+        inner = self.model
+        while len(children := dict(inner.named_children())) == 1:
+            inner = next(iter(children.values()))
+        return children

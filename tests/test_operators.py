@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+
 from pdeforge.datasets import DatasetMetadata
 from pdeforge.operators import (
+    FRAME_MODELS,
     MODELS,
     FieldOperator,
     FNOConfig,
@@ -19,6 +21,8 @@ from pdeforge.operators import (
 )
 from pdeforge.operators._neuralop import odd_grids_supported
 from pdeforge.operators._unet import pad_axes
+from pdeforge.operators.dpot import DPOTFieldsConfig
+from pdeforge.operators.mpp import AViTFieldsConfig
 
 # One tiny config per model family; the assert below makes a new entry of MODELS fail here until it has one.
 TINY = {
@@ -33,7 +37,12 @@ TINY = {
         projection_channels=16,
     ),
     "unet": UNetConfig(init_features=4, n_stages=2),
+    "avit": AViTFieldsConfig(embed_dim=16, num_heads=2, processor_blocks=1, drop_path=0.0),
+    "dpot": DPOTFieldsConfig(patch_size=4, embed_dim=16, depth=1, modes=2, n_cls=2),
 }
+# the networks of stacked channels (any grid, with grid / scalar / constant channels); the pretrained models of frames
+# (2-D, the fields alone) are walked by test_frame_models_blocks_contribute_and_rebuild
+STACKED = sorted(set(MODELS) - set(FRAME_MODELS))
 # Resolutions deliberately not multiples of 2**n_stages (the U-Net pads and crops). The neuraloperator models get an
 # odd last axis only: neuraloperator 2.0.0 is wrong on odd sizes elsewhere (test_odd_grids_are_refused_or_right).
 RESOLUTION = {1: (22,), 2: (12, 11)}
@@ -43,6 +52,50 @@ UNET_2D = (13, 10)
 def test_every_model_has_a_test_config():
     assert set(TINY) == set(MODELS)
     assert all(type(TINY[name]) is MODELS[name] for name in MODELS)
+
+
+@pytest.mark.parametrize("name", FRAME_MODELS)
+def test_frame_models_blocks_contribute_and_rebuild(name):
+    """AViT and DPOT in a FieldOperator: (B, T_in, C, H, W) -> (B, 1, C, H, W); perturbing any block changes the
+    output, every parameter but DPOT's dataset classifier (not part of the prediction) gets gradient, and the spec
+    rebuilds the same model."""
+    torch.manual_seed(0)
+    meta = _meta(2, fields=("density", "pressure"), resolution=(32, 32))
+    model = build_model(TINY[name], meta, n_steps_input=2, use_grid=False).to(torch.float64)
+    u, _, _ = _inputs(model)
+    with torch.no_grad():
+        ref = model(u)
+    assert ref.shape == (2, 1, 2, 32, 32)
+    blocks = {k: b for k, b in model.blocks().items() if k != "cls_head"}
+    assert len(blocks) >= 3
+    for block_name in blocks:
+        perturbed = copy.deepcopy(model)
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in perturbed.blocks()[block_name].parameters():
+                p.add_(0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype) * (p.abs().mean() + 0.1))
+            change = float((perturbed(u) - ref).norm() / ref.norm())
+        assert change > 1e-3, f"{name}: block {block_name!r} does not reach the output (change {change:.2e})"
+    model(u).pow(2).mean().backward()
+    dead = {n for n, p in model.named_parameters() if p.grad is None or float(p.grad.abs().max()) == 0.0}
+    inert = {  # DPOT: the pretraining's dataset classifier; AViT: the unused RMS-norm biases (tests/test_mpp.py)
+        "dpot": {f"net.model.cls_head.{i}.{w}" for i in (0, 2, 4) for w in ("weight", "bias")},
+        "avit": {
+            f"net.model.model.{k}.bias"
+            for k in (
+                *(f"embed.in_proj.{i}" for i in (1, 4, 7)),
+                *(f"debed.out_proj.{i}" for i in (1, 4)),
+                *(f"blocks.0.spatial.{n}" for n in ("norm1", "norm2", "mlp_norm")),
+            )
+        },
+    }[name]
+    assert dead == inert, sorted(dead ^ inert)
+    again = build_from_spec(json.loads(json.dumps(model.model_spec))).to(torch.float64)
+    again.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(again(u), ref)
+    with pytest.raises(ValueError, match="takes the history of frames of the fields alone, got model.use_grid true"):
+        build_model(TINY[name], meta, n_steps_input=2, use_grid=True)
 
 
 def _meta(
@@ -73,7 +126,7 @@ def _inputs(model: FieldOperator, batch: int = 2, seed: int = 0, dtype=torch.flo
 
 
 @pytest.mark.parametrize("n_dims", [1, 2])
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", STACKED)
 def test_every_block_contributes(name, n_dims):
     """Perturbing any block's weights changes the output, and every parameter receives gradient.
 
@@ -133,7 +186,7 @@ def test_fno_commutes_with_periodic_shifts(name, n_dims):
     """Spectral convolutions and pointwise maps commute with integer shifts on a periodic grid (no grid channels)."""
     torch.manual_seed(0)
     res = (24,) if n_dims == 1 else (16, 12)
-    model = build_model(TINY[name], _meta(n_dims, resolution=res), n_steps_input=1).double()
+    model = build_model(TINY[name], _meta(n_dims, resolution=res), n_steps_input=1, use_grid=False).double()
     u, _, _ = _inputs(model)
     shifts, dims = ((5,), (-1,)) if n_dims == 1 else ((3, -7), (-2, -1))
     with torch.no_grad():
@@ -151,7 +204,9 @@ def test_unet_periodic_padding_commutes_with_coarse_shifts(n_dims):
     shifts, dims = ((8,), (-1,)) if n_dims == 1 else ((4, -8), (-2, -1))
     errs = {}
     for periodic in (True, False):
-        model = build_model(cfg, _meta(n_dims, periodic=periodic, resolution=res), n_steps_input=1).double()
+        model = build_model(
+            cfg, _meta(n_dims, periodic=periodic, resolution=res), n_steps_input=1, use_grid=False
+        ).double()
         u, _, _ = _inputs(model)
         with torch.no_grad():
             a = torch.roll(model(u), shifts, dims)
@@ -224,7 +279,7 @@ def test_input_layout_channel_order():
 def test_operator_task_from_constant_fields_only():
     meta = _meta(2, periodic=False, fields=("pressure",), constants=("permeability",))
     model = build_model(TINY["fno"], meta, n_steps_input=0, n_steps_output=1)
-    assert model.layout.in_channels == 1 and model.layout.out_channels == 1
+    assert model.layout.in_channels == 1 + 2 and model.layout.out_channels == 1  # the coefficient and the grid
     k = torch.randn(3, 1, 12, 11)
     assert model(None, k).shape == (3, 1, 1, 12, 11)
     assert model.forward_batch({"constant_fields": k}).shape == (3, 1, 1, 12, 11)
@@ -249,7 +304,7 @@ def test_clear_errors_on_bad_input():
         build_model(UNOConfig(layer_scalings=(1.0, 0.5, 1.0, 1.0)), _meta(1))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", STACKED)
 def test_spec_roundtrip_rebuilds_the_same_model(name):
     torch.manual_seed(0)
     meta = _meta(2, constants=("k",))
@@ -268,14 +323,16 @@ def test_spec_roundtrip_rebuilds_the_same_model(name):
 
 def test_default_configs_build_from_metadata():
     meta = _meta(1, resolution=(64,))
-    for name in MODELS:
+    for name in STACKED:
         model = build_model(name, meta, n_steps_input=4)
-        assert model.layout.in_channels == 8 and model.model_spec["config"] == json.loads(
-            json.dumps(MODELS[name]().__dict__)
+        assert (
+            model.layout.in_channels == 8 + 1
+            and model.layout.use_grid
+            and model.model_spec["config"] == json.loads(json.dumps(MODELS[name]().__dict__))
         )
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", STACKED)
 def test_tiny_model_learns_a_smoothing_map(name):
     """30 Adam steps on u -> (u(x-h) + 2u(x) + u(x+h)) / 4 (periodic) cut the relative loss at least 10x (measured:
     24x to 100x)."""

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ...datasets import DatasetMetadata, ObservationView, TrajectoryDataset
 from ...metrics import rel_l2
-from ...plots import pyplot, save_figure
+from ...plots import colour_limits, pyplot, save_figure
 from ._model import NODA
 
 __all__ = [
@@ -158,38 +158,47 @@ def plot_errors(curves: Mapping[str, list[float]], dt: float, out: Path) -> None
     for name, c in curves.items():
         t = dt * (1 + np.arange(len(c)))
         ax.plot(t, c, "k--" if name == "baseline" else "-", label=name.replace("noda_alpha_", "NODA alpha="))
-    ax.set_xlabel("time"), ax.set_ylabel("rel L2"), ax.set_yscale("log"), ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    ax.set_xlabel("time t since the first frame"), ax.set_ylabel("rel L2 of the analysis state")
+    ax.set_yscale("log"), ax.grid(alpha=0.3), ax.legend(fontsize=8)
     ax.set_title("rollout error on test trajectories")
     save_figure(fig, out)
 
 
 def plot_snapshot(panels: list[tuple[str, Tensor]], meta: DatasetMetadata, out: Path) -> None:
     """Truth, forecast and assimilated state of one trajectory, channel 0: space-time diagrams (1D) or the last frame
-    (2D); each panel (T + 1, C, *space)."""
+    (2D); each panel (T + 1, C, *space), on one colour scale covering every panel, in physical coordinates."""
     plt = pyplot()
-    truth = panels[0][1]
+    name = meta.field_names[0]
+    lengths = meta.domain_lengths
     if meta.n_spatial_dims == 1:
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 4), sharey=True)
-        lim = float(truth[:, 0].abs().max())
-        for ax, (title, a) in zip(axes, panels):
-            ax.imshow(
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels) + 1, 4), sharey=True, squeeze=False)
+        lo, hi = colour_limits(*(a[:, 0].numpy() for _, a in panels))
+        for ax, (title, a) in zip(axes[0], panels):
+            im = ax.imshow(
                 a[:, 0].numpy(),
                 aspect="auto",
                 origin="lower",
                 cmap="RdBu_r",
-                vmin=-lim,
-                vmax=lim,
-                extent=(0, meta.domain_lengths[0], 0, meta.dt * (a.shape[0] - 1)),
+                vmin=lo,
+                vmax=hi,
+                extent=(0, lengths[0], 0, meta.dt * (a.shape[0] - 1)),
             )
-            ax.set_title(title), ax.set_xlabel(meta.spatial_dims[0])
-        axes[0].set_ylabel("time")
+            ax.set_title(title), ax.set_xlabel(meta.spatial_dims[0]), ax.set_ylabel("time t")
     else:
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
-        lim = float(truth[-1, 0].abs().max())
-        for ax, (title, a) in zip(axes, panels):
-            ax.imshow(a[-1, 0].numpy().T, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels) + 1, 4), squeeze=False)
+        lo, hi = colour_limits(*(a[-1, 0].numpy() for _, a in panels))
+        for ax, (title, a) in zip(axes[0], panels):
+            im = ax.imshow(
+                a[-1, 0].numpy().T,
+                origin="lower",
+                cmap="RdBu_r",
+                vmin=lo,
+                vmax=hi,
+                extent=(0, lengths[0], 0, lengths[1]),
+            )
             ax.set_title(f"{title}, t={meta.dt * (a.shape[0] - 1):g}", fontsize=9)
             ax.set_xlabel(meta.spatial_dims[0]), ax.set_ylabel(meta.spatial_dims[1])
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label=name)
     save_figure(fig, out)
 
 

@@ -143,7 +143,12 @@ class NODAFamily(AbstractFamily):
     def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
         from ...plots import plot_losses
 
-        plot_losses(run.log, run.plot_path("loss.png"))
+        plot_losses(
+            run.log,
+            run.plot_path("loss.png"),
+            loss_label="train loss: squared rel L2 of the analysis + of the forecast",
+            ylabel="squared rel L2 (analysis + forecast)",
+        )
         plot_errors(metrics["test"]["curves"], self.metadata.dt, run.plot_path("error_vs_time.png"))
         ds = self._split("test")
         lo, hi = min(self.config.eval.alphas), max(self.config.eval.alphas)

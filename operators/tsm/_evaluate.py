@@ -8,6 +8,7 @@ time until it drops below ``threshold`` (:func:`pdeforge.metrics.high_correlatio
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ...metrics import correlation, high_correlation_duration
-from ...plots import pyplot, save_figure
+from ...plots import colour_limits, pyplot, save_figure
 from ...solvers import fv
 from ._models import AbstractStencilModel
 
@@ -55,18 +56,20 @@ def correlation_plot(curves: dict[str, list[float]], dt: float, threshold: float
     for name, c in curves.items():
         ax.plot([dt * (1 + k) for k in range(len(c))], c, label=name)
     ax.axhline(threshold, color="k", lw=0.8, ls="--")
-    ax.set_xlabel("time"), ax.set_ylabel("vorticity correlation"), ax.set_ylim(-0.1, 1.02), ax.legend()
+    ax.set_xlabel("lead time t"), ax.set_ylabel("vorticity correlation with the reference"), ax.set_ylim(-0.1, 1.02)
+    ax.legend()
     ax.grid(alpha=0.3)
     save_figure(fig, out)
 
 
-def snapshot_plot(snaps: dict[str, Tensor], t_snap: float, out: Path) -> None:
-    """Vorticity fields ``(N, N)`` side by side (x right, y up), on the reference's colour range."""
+def snapshot_plot(snaps: dict[str, Tensor], t_snap: float, out: Path, length: float = 2 * math.pi) -> None:
+    """Vorticity fields ``(N, N)`` side by side (x right, y up, on ``[0, length)^2``), on one colour scale that
+    covers every panel, symmetric about 0."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(snaps), figsize=(3.2 * len(snaps), 3.2))
-    lim = float(snaps["reference"].abs().max())
-    for ax, (name, w) in zip(axes, snaps.items()):
-        ax.imshow(w.T.numpy(), origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_title(f"{name}, t = {t_snap:.2f}"), ax.set_xlabel("x"), ax.set_ylabel("y")
-        ax.set_xticks([]), ax.set_yticks([])
+    fig, axes = plt.subplots(1, len(snaps), figsize=(3.4 * len(snaps) + 1, 3.2), squeeze=False)
+    lo, hi = colour_limits(*(w.numpy() for w in snaps.values()), symmetric=True)
+    for ax, (name, w) in zip(axes[0], snaps.items()):
+        im = ax.imshow(w.T.numpy(), origin="lower", cmap="RdBu_r", vmin=lo, vmax=hi, extent=(0.0, length, 0.0, length))
+        ax.set_title(f"{name}, t = {t_snap:.2f}", fontsize=9), ax.set_xlabel("x"), ax.set_ylabel("y")
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="vorticity")
     save_figure(fig, out)

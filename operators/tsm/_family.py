@@ -183,7 +183,7 @@ class TSMFamily(AbstractFamily):
             f"coarse {res}^2": vorticity_rollout(coarse[:, k : k + 1], grid)[0, 0, 0],
             name: vorticity_rollout(pred[:, k : k + 1], grid)[0, 0, 0],
         }
-        snapshot_plot(snaps, (k + 1) * dt, run.plot_path("vorticity_snapshots.png"))
+        snapshot_plot(snaps, (k + 1) * dt, run.plot_path("vorticity_snapshots.png"), length=grid.length)
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
         t = metrics["test"]
