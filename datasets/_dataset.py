@@ -20,10 +20,12 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+from einops import rearrange
 from torch.utils.data import Dataset
 
 from ._format import TENSOR_GROUPS, FileInfo, FormatError, check_consistent, list_data_files, read_file_info
 from ._metadata import DatasetMetadata
+from ._remote import RemoteHDF5File, is_url, local_path, remote_size, url_join
 from ._stats import Normalizer, load_stats
 
 __all__ = ["TrajectoryDataset"]
@@ -71,6 +73,7 @@ class TrajectoryDataset(Dataset):
         max_trajectories: int | None = None,
         cache_small: bool = True,
         allow_nonfinite: bool = False,
+        storage_options: dict | None = None,
     ) -> None:
         super().__init__()
         for name, v, low in (
@@ -80,9 +83,14 @@ class TrajectoryDataset(Dataset):
         ):
             if not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} should be an int >= {low}, got {v!r}")
-        self.root = Path(path)
+        path = local_path(path)
+        self.url = str(path) if is_url(path) else None  # read through the block cache (datasets/_remote.py)
+        self.storage_options = storage_options
+        self.root = Path(path) if self.url is None else self.url
         self.split = split
-        self.files: list[FileInfo] = [read_file_info(p) for p in list_data_files(path, split)]
+        self.files: list[FileInfo] = [
+            read_file_info(p, storage_options=storage_options) for p in list_data_files(path, split, storage_options)
+        ]
         check_consistent(self.files)
         ref = self.files[0]
         self.n_spatial_dims = ref.n_spatial_dims
@@ -136,11 +144,8 @@ class TrajectoryDataset(Dataset):
         self.normalizer: Normalizer | None = None
         self.const_normalizer: Normalizer | None = None
         if normalization is not None:
-            st = (
-                stats
-                if isinstance(stats, dict)
-                else load_stats(stats if stats is not None else self._default_stats_path())
-            )
+            stats = stats if stats is not None else self._default_stats_path()
+            st = stats if isinstance(stats, dict) else load_stats(stats, self.storage_options)
             d = self.n_spatial_dims
             self.normalizer = Normalizer(
                 st, normalization, [f.name for f in self._var], [d**f.order for f in self._var]
@@ -157,7 +162,10 @@ class TrajectoryDataset(Dataset):
         self._grid: torch.Tensor | None = None
 
     # -- metadata -------------------------------------------------------------------------------------------
-    def _default_stats_path(self) -> Path:
+    def _default_stats_path(self) -> Path | str:
+        if self.url is not None:  # the root's: ROOT, or ROOT/data/<split>[/file.hdf5] without split
+            up = 0 if self.split is not None else 3 if self.url.endswith((".hdf5", ".h5")) else 2
+            return url_join(self.url.rstrip("/").rsplit("/", up)[0] if up else self.url, "stats.yaml")
         if self.split is not None:
             return self.root / "stats.yaml"
         folder = self.root if self.root.is_dir() else self.root.parent
@@ -207,9 +215,14 @@ class TrajectoryDataset(Dataset):
             self._handles, self._cache, self._pid = {}, {}, pid
         h = self._handles.get(fi)
         if h is None:
-            h = h5py.File(self.files[fi].path, "r")
+            path = self.files[fi].path
+            h = h5py.File(path, "r") if self.url is None else RemoteHDF5File(path, self.storage_options)
             self._handles[fi] = h
         return h
+
+    def _size(self, fi: int) -> int:
+        path = self.files[fi].path
+        return os.path.getsize(path) if self.url is None else remote_size(path, self.storage_options)
 
     def _dataset(self, fi: int, info) -> Any:
         """The h5py dataset (kept open: its chunk cache survives between reads), or its array for small files."""
@@ -218,7 +231,7 @@ class TrajectoryDataset(Dataset):
         obj = self._cache.get(key)
         if obj is None:
             obj = f[TENSOR_GROUPS[info.order]][info.name]
-            if self.cache_small and self._sizes.setdefault(fi, os.path.getsize(self.files[fi].path)) < CACHE_BYTES:
+            if self.cache_small and self._sizes.setdefault(fi, self._size(fi)) < CACHE_BYTES:
                 obj = obj[...]
             self._cache[key] = obj
         return obj
@@ -242,9 +255,7 @@ class TrajectoryDataset(Dataset):
             j += 1 if varying else 0
         a = a.reshape(shape + [self.n_spatial_dims] * info.order)
         a = np.broadcast_to(a, tuple(shape[:lead]) + tuple(res) + (self.n_spatial_dims,) * info.order)
-        k = self.n_spatial_dims**info.order
-        a = a.reshape(a.shape[: lead + self.n_spatial_dims] + (k,))
-        return np.moveaxis(a, -1, lead)
+        return _components_first(a, info.order, time=info.time_varying)
 
     def _read_frames(self, fi: int, ti: int, times: np.ndarray) -> np.ndarray:
         """All time-varying channels ``(T, C, *space)`` float32, each field copied once into place."""
@@ -258,9 +269,7 @@ class TrajectoryDataset(Dataset):
                 a = np.asarray(self._dataset(fi, info)[ti, idx])
                 if isinstance(idx, np.ndarray) and not np.array_equal(idx, times):
                     a = a[np.searchsorted(idx, times)]
-                frames[:, c : c + k] = (
-                    a[:, None] if info.order == 0 else np.moveaxis(a.reshape(a.shape[: 1 + n] + (k,)), -1, 1)
-                )
+                frames[:, c : c + k] = _components_first(a, info.order, time=True)
             else:
                 frames[:, c : c + k] = self._read_field(fi, ti, info, times)
             c += k
@@ -404,6 +413,13 @@ class TrajectoryDataset(Dataset):
             f"TrajectoryDataset({m.dataset_name!r}, {len(self.files)} file(s), {len(self.trajectories)} trajectories, "
             f"{len(self)} windows, channels {list(m.field_names)}, resolution {m.resolution})"
         )
+
+
+def _components_first(a: np.ndarray, order: int, *, time: bool) -> np.ndarray:
+    """A field as The Well stores it, ``([T,] *space, d, ..., d)`` with its ``order`` component axes last, as channels
+    first: ``([T,] d**order, *space)``, the components flattened in row-major order (``xx, xy, yx, yy``)."""
+    t, comps = ("t " if time else ""), " ".join("ij"[:order])
+    return rearrange(a, f"{t}... {comps} -> {t}({comps}) ...")
 
 
 def _time_index(times: np.ndarray) -> slice | np.ndarray:

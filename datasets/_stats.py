@@ -82,14 +82,30 @@ def write_stats(root: str | os.PathLike) -> Path:
     return target
 
 
-def load_stats(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"{p}: normalisation statistics not found "
-            "(write them with pdeforge.datasets.write_stats(ROOT), fitted on the train split)"
-        )
-    stats = yaml.safe_load(p.read_text())
+def stats_path(root: str | os.PathLike) -> Path | str:
+    """``ROOT/stats.yaml`` of a dataset root given as a path or an fsspec URL."""
+    from ._remote import is_url, local_path, url_join
+
+    root = local_path(root)
+    return url_join(root, "stats.yaml") if is_url(root) else Path(root) / "stats.yaml"
+
+
+def load_stats(path: str | os.PathLike, storage_options: dict | None = None) -> dict[str, dict[str, Any]]:
+    """A ``stats.yaml`` (a path, or an fsspec URL read with ``storage_options``)."""
+    from ._remote import is_url, local_path, read_remote
+
+    p = local_path(path)
+    if is_url(p):
+        text = read_remote(p, storage_options)  # FileNotFoundError naming the URL
+    else:
+        p = Path(p)
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p}: normalisation statistics not found "
+                "(write them with pdeforge.datasets.write_stats(ROOT), fitted on the train split)"
+            )
+        text = p.read_text()
+    stats = yaml.safe_load(text)
     for key in ("mean", "std", "rms"):
         if not isinstance(stats, dict) or key not in stats:
             raise ValueError(

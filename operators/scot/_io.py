@@ -5,7 +5,8 @@ Layout (what `transformers`' `save_pretrained` writes for Poseidon, e.g. camlab-
     model.safetensors                   tensors under their original key names, or
     model.safetensors.index.json (+ shards), or
     pytorch_model.bin                   a pickled state dict, read with torch.load(weights_only=True) only.
-`model.safetensors` is preferred when several are present.
+`model.safetensors` is preferred when several are present. A Hub id (``camlab-ethz/Poseidon-T``, ``hf://org/name@rev``)
+in place of a folder resolves through `huggingface_hub`'s cache (`pdeforge._hub`).
 """
 
 from __future__ import annotations
@@ -103,13 +104,49 @@ def check_state_dict(
     return changed
 
 
+def resolve_folder(
+    path: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """The local folder of `path`: a folder as it is; a Hub id (``org/name`` that is no local path, or
+    ``hf://org/name[@revision]``) through `huggingface_hub`'s cache (``cache_dir``, ``$HF_HUB_CACHE``;
+    ``HF_HUB_OFFLINE=1`` or ``local_files_only`` reads the cache only)."""
+    from ..._hub import hub_folder, is_hub_url, looks_like_repo_id, parse_hub_url
+
+    if is_hub_url(path) or looks_like_repo_id(path):
+        repo, rev = parse_hub_url(str(path))
+        if revision is not None and rev is not None and rev != revision:
+            raise ValueError(f"{path}: revision {rev!r} in the URL but revision={revision!r} given; give one")
+        note = "" if is_hub_url(path) else f" (no local folder {path})"
+        return hub_folder(
+            repo, revision=revision or rev, cache_dir=cache_dir, local_files_only=local_files_only, note=note
+        )
+    if revision is not None:
+        raise ValueError(f"{path}: revision={revision!r} applies to a Hub id (org/name), not to a local folder")
+    return Path(path)
+
+
 def load_pretrained(
-    path: str | Path, *, num_channels: int | None = None, num_out_channels: int | None = None, **config_changes: Any
+    path: str | Path,
+    *,
+    num_channels: int | None = None,
+    num_out_channels: int | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    **config_changes: Any,
 ) -> ScOT:
     """Build a `ScOT` from a Hugging Face folder with the original key names.
 
     Args:
-        path: folder with `config.json` and the weights.
+        path: folder with `config.json` and the weights, or a Hub model id (``"camlab-ethz/Poseidon-T"``,
+            ``"hf://org/name@revision"``) resolved through `huggingface_hub` and its cache.
+        revision, cache_dir, local_files_only: for a Hub id, as `huggingface_hub.snapshot_download` takes them
+            (the branch, tag or commit; the cache folder, default ``$HF_HUB_CACHE``; read the cache only, as
+            ``HF_HUB_OFFLINE=1`` does).
         num_channels, num_out_channels: new channel counts for fine-tuning. The tensors whose shapes change
             as a result (only `embeddings.patch_embeddings.projection.weight` for new inputs;
             `patch_recovery.projection.weight/bias` and `patch_recovery.mixup.weight` for new outputs) keep the
@@ -122,7 +159,7 @@ def load_pretrained(
         FileNotFoundError: no folder, no config.json or no weights file.
         KeyError / ValueError: missing or unexpected keys, shape mismatches, a pickle that is not a state dict.
     """
-    folder = Path(path)
+    folder = resolve_folder(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     if not folder.is_dir():
         raise FileNotFoundError(f"no model folder at {folder}")
     if not (folder / CONFIG_NAME).is_file():

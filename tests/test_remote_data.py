@@ -1,0 +1,238 @@
+"""Dataset roots at URLs: a root served over HTTP on 127.0.0.1 by a server started here (with byte ranges, request
+counts, a connection it drops on demand, a token it may require) reads as the local copy, through the block cache."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import socket
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pdeforge.cli import main as cli
+from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter, validate
+from pdeforge.datasets._remote import _evict, write_index
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Static files with ``Range: bytes=a-b`` (206), logging each request; ``server.drop`` > 0 closes that many
+    ranged reads of data files without an answer; ``server.token`` set, requests without it get 401."""
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def end_headers(self) -> None:
+        self.send_header("Accept-Ranges", "bytes")
+        super().end_headers()
+
+    def _refused(self) -> bool:
+        if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            self.send_error(401)
+            return True
+        return False
+
+    def do_HEAD(self) -> None:
+        self.server.log.append(("HEAD", self.path, 0))
+        if not self._refused():
+            super().do_HEAD()
+
+    def do_GET(self) -> None:
+        if self._refused():
+            self.server.log.append(("GET", self.path, 0))
+            return
+        path = Path(self.translate_path(self.path))
+        m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if m is None or not path.is_file():
+            size = path.stat().st_size if path.is_file() else 0
+            self.server.log.append(("GET", self.path, size))
+            return super().do_GET()
+        if self.server.drop > 0 and self.path.endswith(".hdf5"):
+            self.server.drop -= 1
+            self.server.log.append(("DROP", self.path, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)  # the connection ends before any answer
+            self.close_connection = True
+            return
+        data = path.read_bytes()
+        start, end = int(m[1]), min(int(m[2]) if m[2] else len(data) - 1, len(data) - 1)
+        body = data[start : end + 1]
+        self.server.log.append(("GET", self.path, len(body)))
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """A small dataset root: 2 files in train (3 + 2 trajectories), 1 in valid and test, 6 snapshots of 2D fields
+    (u, and a time-invariant a), one scalar; stats.yaml and index.json."""
+    from pdeforge.datasets import write_stats
+
+    root = tmp_path_factory.mktemp("served") / "root"
+    rng = np.random.default_rng(0)
+    schema = Schema(
+        "toy",
+        coords={"x": np.linspace(0, 1, 12, endpoint=False), "y": np.linspace(0, 1, 8, endpoint=False)},
+        time=np.linspace(0, 0.5, 6),
+        fields=(FieldSpec("u"), FieldSpec("a", time_varying=False)),
+        scalars=("nu",),
+    )
+    for split, sizes in (("train", (3, 2)), ("valid", (2,)), ("test", (2,))):
+        for k, n in enumerate(sizes):
+            with TrajectoryWriter(root / "data" / split / f"part{k}.hdf5", schema, n_trajectories=n) as w:
+                w.write(
+                    {
+                        "u": rng.standard_normal((n, 6, 12, 8)).astype(np.float32),
+                        "a": rng.standard_normal((n, 12, 8)).astype(np.float32),
+                    },
+                    {"nu": rng.uniform(0.1, 1.0, n)},
+                )
+    write_stats(root)
+    write_index(root)
+    return root
+
+
+@pytest.fixture
+def server(root: Path):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root.parent)))
+    httpd.log, httpd.drop, httpd.token = [], 0, None
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/{root.name}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("PDEFORGE_REMOTE_CACHE", str(tmp_path / "blocks"))
+    monkeypatch.setattr("pdeforge.datasets._remote.BACKOFF_S", 0.01)
+    return tmp_path / "blocks"
+
+
+def _data_bytes(log) -> int:
+    return sum(n for kind, path, n in log if kind == "GET" and path.endswith(".hdf5"))
+
+
+def _same(a: TrajectoryDataset, b: TrajectoryDataset) -> None:
+    assert len(a) == len(b) > 0
+    for i in range(len(a)):
+        x, y = a[i], b[i]
+        assert x.keys() == y.keys()
+        for key in x:
+            assert torch.equal(x[key], y[key]), (i, key)
+
+
+def test_a_root_over_http_gives_the_local_windows_and_a_second_epoch_fetches_nothing(root, server, cache):
+    kw = dict(n_steps_input=2, n_steps_output=1, normalization="zscore", cache_small=False)
+    local = TrajectoryDataset(root, split="train", **kw)
+    remote = TrajectoryDataset(server.url, split="train", **kw)  # stats.yaml fetched from the root, too
+    assert remote.metadata == local.metadata and len(remote) == 5 * 4
+    _same(local, remote)  # epoch 1
+    first = list(server.log)
+    assert _data_bytes(first) > 0
+    assert _data_bytes(first) <= 2 * sum(p.stat().st_size for p in (root / "data" / "train").iterdir())
+    _same(local, remote)  # epoch 2: every block is local
+    assert server.log == first
+    remote.close()  # records the blocks: another reader (process) fetches no data bytes either
+    again = TrajectoryDataset(server.url, split="train", **kw)
+    _same(local, again)
+    assert _data_bytes(server.log[len(first) :]) == 0
+    assert sum(1 for p in cache.iterdir()) >= 2  # the sparse copies of the two train files (+ fsspec's record)
+    # a URL of a single file and a split folder, and file:// for a local path
+    one = TrajectoryDataset(server.url + "/data/valid/part0.hdf5", n_steps_input=2, cache_small=False)
+    _same(TrajectoryDataset(root / "data" / "valid" / "part0.hdf5", n_steps_input=2), one)
+    _same(TrajectoryDataset(f"file://{root}", split="test"), TrajectoryDataset(root, split="test"))
+
+
+def test_validate_and_inspect_read_a_url_and_the_listing_falls_back_to_the_servers(root, server, capsys, tmp_path):
+    infos = validate(server.url)  # all splits, the disjointness of splits checked
+    assert [Path(i.path).name for i in infos] == ["part0.hdf5", "part1.hdf5", "part0.hdf5", "part0.hdf5"]
+    assert cli(["inspect", server.url, "--fast"]) == 0
+    out = capsys.readouterr().out
+    assert f"{server.url}/data/train/part1.hdf5" in out and "(2 trajectories x 6 snapshots)" in out
+    assert f"statistics: {server.url}/stats.yaml" in out
+    # without index.json the server's HTML directory listing is read (http.server's)
+    bare = root.parent / "bare"
+    shutil.copytree(root, bare)
+    (bare / "index.json").unlink()
+    listed = TrajectoryDataset(server.url.replace("/root", "/bare"), split="train", cache_small=False)
+    assert [Path(f.path).name for f in listed.files] == ["part0.hdf5", "part1.hdf5"] and len(listed) == 25
+
+
+def test_a_dropped_connection_is_survived_and_a_404_is_one_line_naming_the_url(root, server, capsys):
+    server.drop = 1
+    remote = TrajectoryDataset(server.url, split="valid", cache_small=False)
+    _same(TrajectoryDataset(root, split="valid"), remote)
+    assert sum(1 for kind, *_ in server.log if kind == "DROP") == 1 and server.drop == 0
+
+    server.drop = 10  # more than the tries: an error naming the URL, not a hang
+    with pytest.raises(OSError, match=rf"^{re.escape(server.url)}/data/test/part0.hdf5: failed after 3 tries"):
+        TrajectoryDataset(server.url, split="test", cache_small=False)
+    server.drop = 0
+
+    missing = server.url + "/data/train/nothing.hdf5"
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(missing)}: not found"):
+        TrajectoryDataset(missing)
+    assert cli(["inspect", missing]) == 1
+    err = capsys.readouterr().err
+    assert err == f"invalid: {missing}: not found (no such file on the server)\n"
+    with pytest.raises(FileNotFoundError, match=r"/nowhere/data/train: no \.hdf5/\.h5 files found"):
+        TrajectoryDataset(server.url.replace("/root", "/nowhere"), split="train")
+
+
+def test_storage_options_carry_credentials_and_refused_ones_are_one_line(root, server):
+    server.token = "s3cret"
+    with pytest.raises(PermissionError, match=r"index.json: access refused \(HTTP 401\): check the credentials"):
+        TrajectoryDataset(server.url, split="test")
+    opts = {"headers": {"Authorization": "Bearer s3cret"}}
+    _same(TrajectoryDataset(root, split="test"), TrajectoryDataset(server.url, split="test", storage_options=opts))
+
+
+def test_the_cache_is_capped_least_recently_used_first(tmp_path: Path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for i, name in enumerate(("old", "mid", "new")):
+        (folder / name).write_bytes(os.urandom(40_000))
+        os.utime(folder / name, (1000 + i, 1000 + i))
+    (folder / "cache").write_text("{}")  # fsspec's record stays
+    _evict(folder, cap=90_000)
+    assert sorted(p.name for p in folder.iterdir()) == ["cache", "mid", "new"]
+    _evict(folder, cap=0)
+    assert [p.name for p in folder.iterdir()] == ["cache"]
+
+
+def test_dataloader_workers_open_their_own_handles(root, server):
+    from torch.utils.data import DataLoader
+
+    remote = TrajectoryDataset(server.url, split="train", n_steps_input=2, cache_small=False)
+    remote[0]  # a handle in the main process, which the forked workers must not share
+    local = TrajectoryDataset(root, split="train", n_steps_input=2)
+    got = torch.cat([b["input_fields"] for b in DataLoader(remote, batch_size=4, num_workers=2)])
+    assert torch.equal(got, torch.stack([local[i]["input_fields"] for i in range(len(local))]))
+
+
+def test_train_py_takes_a_url_as_data_root(root, server, tmp_path):
+    from pdeforge.families import evaluate_run, train
+
+    run = tmp_path / "run"
+    overrides = ["--data.root", server.url, "--run.max_steps", "2", "--run.run_dir", str(run)]
+    overrides += ["--run.progress", "false", "--optim.batch_size", "2"]
+    overrides += ["--model.args.n_modes", "4", "--model.args.hidden_channels", "8"]
+    metrics = train(REPO / "configs" / "fno_burgers.yaml", overrides)
+    assert (run / "model.json").is_file() and 0 < metrics["test"]["rel_l2"] < 10
+    assert evaluate_run(run, data=root) == {"valid": metrics["valid"], "test": metrics["test"]}  # the local copy
+    assert evaluate_run(run, data=server.url, splits=("test",)) == {"test": metrics["test"]}  # evaluate --data URL
+    with pytest.raises(ValueError, match=r"^operator: data.root .*/nowhere: no train or valid or test split"):
+        train(REPO / "configs" / "fno_burgers.yaml", ["--data.root", server.url.replace("/root", "/nowhere")])
