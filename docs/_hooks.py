@@ -2,13 +2,16 @@
 
 The CLI page is the help of every ``pdeforge`` subcommand (``pdeforge.cli.build_parser()``) plus the options of the
 ``train`` configs (``pdeforge.training.config.config_help``); the API pages list every name of each public package's
-``__all__``, so a name added later cannot be missing. ``generated_pages()`` needs no mkdocs (tests/test_docs.py
-calls it); ``on_files`` is the hook mkdocs calls.
+``__all__``, so a name added later cannot be missing; the examples page (docs/examples.md) gets the gallery of
+examples/*.py, each script's docstring and code, where it says ``GALLERY``. ``generated_pages()`` and
+``examples_gallery()`` need no mkdocs (tests call them); ``on_files`` and ``on_page_markdown`` are the hooks mkdocs
+calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import importlib.util
 import tempfile
@@ -24,6 +27,9 @@ PACKAGES = (
     "operators.tsm",
     "operators.noda",
     "operators.scot",
+    "operators.mpp",
+    "operators.dpot",
+    "operators.well",
     "pinns",
     "metrics",
     "tasks",
@@ -40,6 +46,11 @@ TRAIN_CONFIGS = (
     ("scot", "configs/scot_finetune.yaml"),
     ("pinn", "configs/pinn_burgers.yaml"),
 )
+
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES_PAGE = "examples.md"
+GALLERY = "<!-- the gallery: examples/*.py -->"  # where docs/examples.md gets it
 
 
 def api_path(package: str) -> str:
@@ -119,6 +130,30 @@ def cli_page() -> str:
     return "\n".join(lines)
 
 
+def example_scripts() -> list[Path]:
+    """The scripts of the gallery, in the order of their numbers: ``examples/NN_name.py``."""
+    return sorted((REPO / "examples").glob("[0-9][0-9]_*.py"))
+
+
+def example_section(script: Path) -> str:
+    """One script of the gallery: its docstring (Markdown: its first line as the lead), then its code."""
+    text = script.read_text()
+    tree = ast.parse(text)
+    doc = ast.get_docstring(tree)
+    if not doc:
+        raise ValueError(f"{script}: expected a module docstring saying what the example shows")
+    code = "\n".join(text.splitlines()[tree.body[0].end_lineno :]).strip("\n")
+    lead, _, rest = doc.partition("\n")
+    return "\n".join(
+        [f"## `{script.name}`", "", f"**{lead.strip()}**", "", rest.strip(), "", "```python", code, "```", ""]
+    )
+
+
+def examples_gallery() -> str:
+    """Every script of examples/, its docstring and code (what docs/examples.md shows where it says GALLERY)."""
+    return "\n".join(example_section(script) for script in example_scripts())
+
+
 def generated_pages() -> dict[str, str]:
     """Every page this hook writes: path under docs/ -> Markdown."""
     return {"cli.md": cli_page(), **{api_path(p): api_page(p) for p in PACKAGES}}
@@ -153,6 +188,14 @@ def on_files(files, config):
     for path, content in generated_pages().items():
         files.append(File.generated(config, path, content=content))
     return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    if page.file.src_uri != EXAMPLES_PAGE:
+        return markdown
+    if GALLERY not in markdown:
+        raise ValueError(f"docs/{EXAMPLES_PAGE}: expected the line {GALLERY} where the gallery goes")
+    return markdown.replace(GALLERY, examples_gallery())
 
 
 def on_shutdown():

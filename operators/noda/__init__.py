@@ -13,11 +13,27 @@ rate, and a window with measurements starts between its first frame and a random
 pull a distant state back. Evaluation rolls out whole valid/test trajectories from their first frame for each rate
 in ``eval.alphas`` (and a baseline run's model, when ``eval.baseline_run`` names one).
 
-Public API (names load on first use: the config classes without torch)::
+Names load on first use: the config classes without torch. A trained NODA is ``pdeforge.load_run(RUN).model``.
 
-    from pdeforge.operators.noda import NODAFamily, NODARunConfig, NODAConfig, GainConfig, NODA, build_noda
-    from pdeforge.operators.noda import rollout, rollout_errors
-    run = pdeforge.families.load_run("runs/noda_ks")                # run.model: the trained NODA
+Examples:
+    An untrained NODA sized for a dataset root (``data/burgers``: ``pdeforge generate burgers_1d --out data/burgers
+    --n-trajectories 20 --resolution 32``), unrolled 10 steps from a trajectory's first frame with sensors at every
+    4th point:
+
+    >>> import torch
+    >>> from pdeforge.datasets import TrajectoryDataset
+    >>> from pdeforge.operators.noda import NODAFamily, NODARunConfig, NODAConfig, GainConfig, NODA, build_noda
+    >>> sample = TrajectoryDataset("data/burgers", split="test", full_trajectory=True)[0]
+    >>> model = build_noda(NODAConfig(), TrajectoryDataset("data/burgers", split="test").metadata)
+    >>> state, truth = sample["input_fields"], sample["output_fields"][None, :10]  # (B, C, x), (B, steps, C, x)
+    >>> mask = torch.zeros(1, 1, 32)
+    >>> mask[..., ::4] = 1  # the sensors
+    >>> out = model(state, 10, truth, mask, torch.ones(1, 10, dtype=torch.bool))  # a measurement at every step
+    >>> out["forecast"].shape, out["analysis"].shape
+    (torch.Size([1, 10, 1, 32]), torch.Size([1, 10, 1, 32]))
+    >>> never = model(state, 10, truth, mask, torch.zeros(1, 10, dtype=torch.bool))
+    >>> torch.equal(never["analysis"], never["forecast"])  # no measurement arrived: z^a = z^f
+    True
 """
 
 from __future__ import annotations
