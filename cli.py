@@ -8,7 +8,9 @@ neuraloperator, which pulls wandb, cost seconds to import).
     pdeforge generate PRESET --out ROOT      reference data from the solvers (``--list`` shows the presets)
     pdeforge plot PATH                       look at a trajectory (space-time image in 1D, snapshots in 2D)
     pdeforge train CONFIG [--section.key V]  train any family's config (python train.py is the same code path)
-    pdeforge evaluate RUN_DIR                recompute a training run's metrics from its saved weights
+    pdeforge evaluate RUN_DIR                recompute a run's metrics from its saved weights; its plots in RUN/eval/
+    pdeforge export RUN_DIR DIR              a run as a Hugging Face Hub folder (load_run("hf://org/name") reads it)
+    pdeforge download the_well|pdebench NAME --out DIR   published data, resumable and checksummed
 
 Bad input (a missing or invalid file, an option out of range) ends with one ``error: ...`` line and exit status 1;
 ``PDEFORGE_TRACEBACK=1`` shows the traceback instead. Ctrl-C ends with one line saying what was kept and the command
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,17 +33,43 @@ INTERRUPTED = 128 + 2  # the exit status of a command stopped by Ctrl-C (SIGINT)
 
 def _inspect(args: argparse.Namespace) -> int:
     from .datasets import FormatError, validate
+    from .datasets._remote import is_url, local_path, read_remote, url_join
 
+    if is_url(args.path):  # a file or dataset root at a URL (https://, s3://, hf://, ...), read through the cache
+        try:
+            infos = validate(args.path, check_values=not args.fast)
+        except (ValueError, OSError) as e:  # not found, refused, timed out, damaged: one line naming the URL
+            print(f"invalid: {e}", file=sys.stderr)
+            return 1
+        for info in infos:
+            print(describe_file(info))
+        stats = url_join(args.path, "stats.yaml")
+        try:
+            read_remote(stats)
+            print(f"statistics: {stats} (fitted on the train split)")
+        except OSError:
+            pass
+        return 0
+    root = Path(local_path(args.path))
+    if not root.exists():
+        print(
+            f"invalid: {root}: no such file or folder (expected an .hdf5 file, a folder of them, or a dataset root)",
+            file=sys.stderr,
+        )
+        return 1
     try:
-        infos = validate(args.path, check_values=not args.fast)
+        infos = validate(root, check_values=not args.fast)
     except (FormatError, FileNotFoundError) as e:
         print(f"invalid: {e}", file=sys.stderr)
         return 1
     for info in infos:
         print(describe_file(info))
-    root = Path(args.path)
     if (root / "stats.yaml").is_file():
         print(f"statistics: {root / 'stats.yaml'} (fitted on the train split)")
+    if root.is_dir() and (root / "data").is_dir():
+        missing = [s for s in ("train", "valid", "test") if not any((root / "data" / s).glob("*.h*5"))]
+        if missing:  # valid files, but not a root training can use
+            print(f"note: no {' or '.join(missing)} split: pdeforge train needs train, valid and test")
     return 0
 
 
@@ -91,6 +120,12 @@ def describe_file(info) -> str:
 def _convert(args: argparse.Namespace) -> int:
     from .datasets import FormatError, convert_pdebench
 
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: expected an integer >= 0")
+    if args.max_trajectories is not None and args.max_trajectories < 1:
+        raise ValueError(f"--max-trajectories {args.max_trajectories}: expected an integer >= 1 (default: all)")
+    if Path(args.out).resolve() == Path(args.src).resolve():  # --overwrite would replace the source by its copy
+        raise ValueError(f"{args.out}: the source file itself; expected another OUT (a new folder or .hdf5 file)")
     try:
         paths = convert_pdebench(
             args.src,
@@ -116,9 +151,29 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from .datasets import validate
     from .plots import plot_file
 
-    out = plot_file(args.path, trajectory=args.trajectory, out=args.out, field=args.field, split=args.split)
+    path = Path(args.path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no such file or folder (expected an .hdf5 file, a folder of them, or a dataset root)"
+        )
+    root = path.is_dir() and (path / "data").is_dir()
+    if args.split is not None and not root:
+        raise ValueError(
+            f"--split {args.split}: {path} is not a dataset root (ROOT/data/{{train,valid,test}}); "
+            "expected --split only with a root"
+        )
+    split = args.split or "test"
+    if root and not any(p.suffix in (".hdf5", ".h5") for p in (path / "data" / split).glob("*")):
+        have = [s for s in ("train", "valid", "test") if any((path / "data" / s).glob("*.h*5"))]
+        raise ValueError(
+            f"{path}: no {split} split (data/{split}/*.hdf5 not found); the root has "
+            f"{', '.join(have) or 'none'}: choose one with --split"
+        )
+    validate(path, check_values=False)  # inspect --fast's check of every file (every split of a root) first
+    out = plot_file(path, trajectory=args.trajectory, out=args.out, field=args.field, split=split)
     print(f"wrote {out}")
     return 0
 
@@ -150,8 +205,9 @@ def interrupted_training(argv: Sequence[str], command: str = "pdeforge train") -
     """The one line that ends a training run stopped by Ctrl-C: what its run folder keeps and how to go on.
 
     ``argv`` are the arguments the run was started with (``[CONFIG] --section.key value ...``), ``command`` the
-    program that ran them (``pdeforge train`` or ``python train.py``). A run resumes from its last checkpoint with
-    only ``--run.resume RUN_DIR``: the run folder's ``config.yaml`` holds every option it was started with.
+    program that ran them (``pdeforge train`` or ``python train.py``; under torchrun, the torchrun command with as
+    many processes). A run resumes from its last checkpoint with only ``--run.resume RUN_DIR``: the run folder's
+    ``config.yaml`` holds every option it was started with.
     """
     from .checkpoint import load_state
 
@@ -160,6 +216,11 @@ def interrupted_training(argv: Sequence[str], command: str = "pdeforge train") -
     except (ValueError, OSError):  # the config was refused before the run began: nothing of it was written
         return "interrupted: nothing was written"
     checkpoint = run_dir / "checkpoint" / "state.pt"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: resumed by the same processes
+        nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+        launch = "torchrun" + (f" --nnodes {nodes}" if nodes > 1 else "")
+        launch += f" --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', os.environ['WORLD_SIZE'])}"
+        command = f"{launch} {'train.py' if command == 'python train.py' else '-m pdeforge.cli train'}"
     again = f"{command} {shlex.join(argv)}".rstrip()
     if checkpoint.is_file():
         try:
@@ -179,10 +240,67 @@ def interrupted_training(argv: Sequence[str], command: str = "pdeforge train") -
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .families import evaluate_run
+    from .families import evaluate_run, evaluation_folder
 
-    metrics = evaluate_run(args.run_dir, data=args.data, splits=args.split or ("valid", "test"), device=args.device)
+    splits = args.split or ("valid", "test")
+    out = None
+    if "test" in splits:  # the plots are training's, drawn from the test split
+        out = Path(args.out) if args.out else evaluation_folder(args.run_dir, args.data)
+    elif args.out:
+        raise ValueError(f"--out {args.out}: the plots are drawn from the test split; add --split test")
+    metrics = evaluate_run(args.run_dir, data=args.data, splits=splits, device=args.device, plots=out)
     print(json.dumps(metrics, indent=2))
+    if out is not None:  # stderr: stdout is the metrics' JSON
+        print(f"plots and evaluate.json: {out}", file=sys.stderr)
+    else:
+        print("no plots: they are drawn from the test split (add --split test)", file=sys.stderr)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ._export import export_run
+
+    out = export_run(args.run_dir, args.out)
+    print(f"exported {args.run_dir} to {out}; publish it with: huggingface-cli upload ORG/NAME {shlex.quote(str(out))}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    try:
+        return _download_files(args)
+    except KeyboardInterrupt:  # what was kept and the command that resumes it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        kept = sorted(Path(args.out).rglob("*.partial")) if Path(args.out).is_dir() else []
+        what = f"the partial {', '.join(str(p) for p in kept)}" if kept else "no partial file"
+        again = shlex.join(
+            ["pdeforge", "download", args.source, args.name, "--out", args.out] + _download_options(args)
+        )
+        print(f"interrupted: {args.out} keeps its finished files and {what}; resume with: {again}", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _download_options(args: argparse.Namespace) -> list[str]:
+    options = [x for split in args.split or () for x in ("--split", split)]
+    options += ["--convert"] if args.convert else []
+    return options + (["--base-url", args.base_url] if args.base_url else [])
+
+
+def _download_files(args: argparse.Namespace) -> int:
+    from .datasets._download import download_pdebench, download_well
+
+    progress = not args.no_progress
+    if args.source == "the_well":
+        if args.convert:
+            raise ValueError("--convert: The Well's files are in pdeforge's layout already; expected it with pdebench")
+        splits = args.split or ("train", "valid", "test")
+        paths = download_well(args.name, args.out, splits=splits, base_url=args.base_url, progress=progress)
+        print(f"{len(paths)} files of the_well {args.name} ({', '.join(splits)}) in {args.out}")
+    else:
+        if args.split:
+            raise ValueError("--split: PDEBench files are not split; expected it with the_well (--convert splits)")
+        paths = download_pdebench(args.name, args.out, base_url=args.base_url, convert=args.convert, progress=progress)
+        what = "dataset roots" if args.convert else "files"
+        print(f"{len(paths)} {what} of pdebench {args.name}: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -193,7 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("inspect", help="show what a file, folder or dataset root holds, or why it is invalid")
-    s.add_argument("path", help="an .hdf5 file, a folder of them, or a dataset root (ROOT/data/{train,valid,test})")
+    s.add_argument(
+        "path",
+        help="an .hdf5 file, a folder of them, or a dataset root (ROOT/data/{train,valid,test}); a path or a URL "
+        "(https://, s3://, gs://, hf://: read through the block cache, see docs/guides/data.md)",
+    )
     s.add_argument("--fast", action="store_true", help="skip the scan for NaN/Inf values")
     s.set_defaults(func=_inspect)
 
@@ -214,7 +336,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true", help="list presets with PDE, parameters, grid and time steps")
     s.add_argument("--out", help="dataset root to write (ROOT/data/{train,valid,test}, ROOT/stats.yaml)")
     s.add_argument("--n-trajectories", type=int, default=None, help="total trajectories (default: the preset's)")
-    s.add_argument("--resolution", type=int, default=None, help="grid points per axis (default: the preset's)")
+    s.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="grid points per axis (default: the preset's); below the preset's minimum (--list) it is refused",
+    )
+    s.add_argument(
+        "--allow-underresolved",
+        action="store_true",
+        help="write a --resolution below the preset's minimum anyway; generation.json and every file say "
+        "'underresolved'",
+    )
+    s.add_argument(
+        "--substeps",
+        type=int,
+        default=None,
+        metavar="K",
+        help="solver steps per stored snapshot (dt = snapshot interval / K; snapshots stay where they are); "
+        "default: the preset's; the spectral presets only (the FV ones step by CFL, darcy_2d is steady)",
+    )
+    s.add_argument(
+        "--dt",
+        type=float,
+        default=None,
+        help="the solver's time step instead of --substeps: it must divide the snapshot interval into whole steps",
+    )
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same numbers, any sharding)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     s.add_argument("--batch-size", type=int, default=None, help="trajectories solved together (default: the preset's)")
@@ -233,9 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", help="an .hdf5 file, a folder of them, or a dataset root (its --split)")
     s.add_argument(
         "--split",
-        default="test",
+        default=None,
         choices=("train", "valid", "test"),
-        help="the split of a dataset root to plot from (default test)",
+        help="the split of a dataset root to plot from (default test; only with a root)",
     )
     s.add_argument("--trajectory", type=int, default=0, help="trajectory index (default 0; across a folder's files)")
     s.add_argument("--field", default=None, help="channel name to plot (default: all, one row each)")
@@ -255,17 +402,59 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.key value ... (e.g. --optim.lr 1e-3)")
     s.set_defaults(func=_train)
 
-    s = sub.add_parser("evaluate", help="recompute a run's metrics from its saved weights (any family)")
+    s = sub.add_parser(
+        "evaluate", help="recompute a run's metrics from its saved weights and draw its plots (any family)"
+    )
     s.add_argument("run_dir", help="a run folder written by pdeforge train or train.py")
-    s.add_argument("--data", default=None, help="dataset root (default: the one the run was trained on)")
+    s.add_argument(
+        "--data",
+        default=None,
+        help="dataset root (default: the one the run was trained on); another needs the run's fields, parameters "
+        "and axes, and is normalised with the run's statistics",
+    )
     s.add_argument(
         "--split",
         action="append",
         choices=("train", "valid", "test"),
         help="a split to evaluate (repeatable; default valid and test)",
     )
+    s.add_argument(
+        "--out",
+        default=None,
+        help="folder for the plots training draws, from the test split, and evaluate.json (default RUN/eval/DATA, "
+        "DATA the data root's folder name); a folder holding anything but the same run's evaluation on the same "
+        "data is refused",
+    )
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser(
+        "export", help="write a run folder as a Hugging Face Hub folder (weights, model.json, metrics, plots, card)"
+    )
+    s.add_argument("run_dir", help="a finished run folder written by pdeforge train or train.py (any family)")
+    s.add_argument("out", help="the folder to write (new or empty); huggingface-cli upload publishes it as it is")
+    s.set_defaults(func=_export)
+
+    s = sub.add_parser(
+        "download", help="fetch The Well's or PDEBench's files (resumable, checksummed; --convert: PDEBench -> root)"
+    )
+    s.add_argument("source", choices=("the_well", "pdebench"), help="the collection")
+    s.add_argument(
+        "name",
+        help="the_well: a dataset (e.g. turbulent_radiative_layer_2D); pdebench: a file of its table (e.g. "
+        "1D_Advection_Sols_beta0.1) or a PDE (e.g. Advection: all its files)",
+    )
+    s.add_argument("--out", required=True, help="the folder to write (the_well: a dataset root)")
+    s.add_argument(
+        "--split",
+        action="append",
+        choices=("train", "valid", "test"),
+        help="the_well: a split to fetch (repeatable; default all three)",
+    )
+    s.add_argument("--convert", action="store_true", help="pdebench: also convert each file into a dataset root")
+    s.add_argument("--base-url", default=None, help="a mirror to fetch from instead of the collection's own server")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.set_defaults(func=_download)
     return p
 
 
@@ -282,10 +471,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: one line, not the traceback of wherever the work happened to be
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (torchrun passes one on) cuts no line short
         if os.environ.get("PDEFORGE_TRACEBACK"):
             raise
         if args.func is _train:
-            print(interrupted_training([a for a in (args.config, *args.overrides) if a is not None]), file=sys.stderr)
+            if _reports_failure():  # under torchrun: once, not once per process
+                argv_train = [a for a in (args.config, *args.overrides) if a is not None]
+                print(interrupted_training(argv_train), file=sys.stderr)
         else:  # generate answers Ctrl-C itself (what it kept, how to resume); the others have nothing to resume
             print(f"interrupted: pdeforge {argv[0]} stopped before it finished", file=sys.stderr)
         return INTERRUPTED
@@ -295,8 +487,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, IndexError) as e:  # bad input (a path, a file, an option): its message, one line
         if os.environ.get("PDEFORGE_TRACEBACK"):  # the escape hatch, as for train.py
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if args.func is not _train or _reports_failure():
+            print(f"error: {e}", file=sys.stderr)
         return 1
+    except Exception:
+        if os.environ.get("PDEFORGE_TRACEBACK") or args.func is not _train or _reports_failure():
+            raise
+        return 1  # under torchrun: stopped by another process's failure, which that one says
+
+
+def _reports_failure() -> bool:
+    from .training import reports_failure
+
+    return reports_failure()
 
 
 if __name__ == "__main__":

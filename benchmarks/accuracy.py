@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryWriter, write_stats
 from pdeforge.solvers import ETDRK, Burgers, Grid, rollout
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from pdeforge.families import train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import torch
+
 from pdeforge.solvers.darcy import ThresholdCoefficient, solve_darcy
 
 

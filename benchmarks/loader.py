@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWriter, write_stats
 
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+
 from pdeforge._device import synchronize
 from pdeforge.operators.tsm import CoarseSolver, TSMModelConfig, build_stencil_model, flow_of
 from pdeforge.solvers import fv

@@ -80,6 +80,7 @@ def foundation():
 def test_foundation_persistence_floor_is_the_relative_l1_of_u0(foundation, tmp_path):
     """u(x, t) = (1 + t) u0(x): predicting u(t) = u(0) has relative L1 error t / (1 + t) at every point."""
     import numpy as np
+
     from pdeforge.datasets import FieldSpec, Schema, TrajectoryWriter
 
     x = np.linspace(0, 1, 8, endpoint=False)

@@ -9,9 +9,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
+
 from pdeforge.datasets import TrajectoryDataset
 from pdeforge.solvers.generate import PRESETS, generate, with_overrides
-from PIL import Image
 
 CLI = [sys.executable, "-m", "pdeforge.cli"]
 

@@ -11,8 +11,9 @@ import pkgutil
 import re
 from pathlib import Path
 
-import pdeforge
 import yaml
+
+import pdeforge
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from pdeforge.operators.scot import (
     ConditionalLayerNorm,
     ScOT,
@@ -25,7 +27,6 @@ from pdeforge.operators.scot import (
     scot_loss,
     spectral_resample,
 )
-from safetensors.torch import load_file, save_file
 
 # The tiny model with O(1) weights amplifies float32 rounding (a 3e-8 relative input perturbation moves the output
 # by 6e-5), so the convolution kernels' accumulation order shows: with oneDNN's AVX-512 kernels (this project's

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+
 from pdeforge.checkpoint import load_state, load_weights
 from pdeforge.datasets import (
     AllPairsDataset,
