@@ -5,19 +5,29 @@ The residual of every PINN here is ``equation.residual(u_t, u, D)`` with an auto
 (:class:`~pdeforge.solvers.NavierStokes2D` in vorticity form, which needs the inverse Laplacian) raise
 :class:`~pdeforge.solvers.NonLocalTermError`.
 
-A config run goes through the run skeleton (:class:`PINNFamily`, :class:`PINNConfig`)::
+A config run goes through the run skeleton (:class:`PINNFamily`, :class:`PINNConfig`); ``pdeforge.load_run(RUN)``
+gives back its trained PINN (``run.model``):
 
     pdeforge train configs/pinn_burgers.yaml --run.run_dir runs/burgers
-    run = pdeforge.load_run("runs/burgers")          # run.model: the trained PINN
-
-In memory, a PINN trains with its own ``fit`` (Adam, then L-BFGS; the inverse and hidden-term PINNs likewise)::
-
-    from pdeforge.pinns import PINN, OptimConfig, PROBLEMS
-    problem = PROBLEMS["burgers"]().problem
-    pinn = PINN(problem)
-    pinn.fit(OptimConfig(adam_iters=1000, lbfgs_iters=1000))
+    pdeforge evaluate runs/burgers                   # its errors against the reference solution, and its plots
 
 Names are imported on first use (PEP 562): the config (:class:`PINNConfig`) loads without torch.
+
+Examples:
+    In memory, a PINN trains with its own ``fit`` (Adam, then L-BFGS; the inverse and hidden-term PINNs likewise).
+    PINNacle's Burgers problem on a budget far below a real one (``configs/pinn_burgers.yaml``: an MLP 100 x 5,
+    8000 points, 5000 Adam steps, then 15000 of L-BFGS):
+
+    >>> import torch
+    >>> from pdeforge.pinns import PINN, PROBLEMS, NetworkConfig, OptimConfig, SamplingConfig
+    >>> problem = PROBLEMS["burgers"]().problem  # u_t + u u_x = (0.01 / pi) u_xx, u0 = -sin(pi x), u(+-1, t) = 0
+    >>> pinn = PINN(problem, NetworkConfig(width=20, depth=3), SamplingConfig(n_residual=512))
+    >>> print(pinn.fit(OptimConfig(adam_iters=20, lbfgs_iters=5)))  # doctest: +ELLIPSIS
+    L-BFGS stopped: ... after 5 iterations (... evaluations), loss ...
+    >>> x = torch.tensor([[-1.0], [-0.5], [1.0]], dtype=torch.float64)
+    >>> u = pinn.predict(x, torch.zeros_like(x))  # u (N, C) at the points (x, t = 0)
+    >>> torch.allclose(u.flatten(), -torch.sin(torch.pi * x.flatten()))  # the conditions are hard constraints
+    True
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ _WHERE = {
             "AmplificationWeights",
             "CausalWeights",
             "FixedWeights",
-            "GradNormWeights",
+            "LearningRateAnnealingWeights",
             "NTKWeights",
             "SelfAdaptiveWeights",
             "reaction_rate",

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..solvers import AbstractEquation, Grid
-from ._autograd import grad
+from ._autograd import field_at, grad
 
 InitialCondition = Callable[[Tensor], Tensor]  # x (N, d) -> u0 (N, C)
 
@@ -182,6 +182,13 @@ class OutputTransform(nn.Module):
             return self.problem.initial(x).to(raw.dtype) + (t - t0) / (t1 - t0) * out
         return self.g + out
 
+    def stacked(self, raw: Tensor, xt: Tensor) -> Tensor:
+        """:meth:`forward` at the stacked points ``xt (n, d + 1)`` (space then time)."""
+        if self.is_identity:
+            return raw
+        d = self.problem.domain.ndim
+        return self(raw, xt[:, :d], xt[:, d:])
+
 
 def embedding_kinds(problem: Problem) -> tuple[str, ...]:
     """Per spatial dimension: ``"periodic"``, ``"neumann"`` (hard, cosine feature) or ``"box"`` (scaled to [-1, 1])."""
@@ -217,11 +224,12 @@ def boundary_residual(bc: BoundaryCondition, fn, x: Tensor, t: Tensor, sign: Ten
     """``u - g`` (Dirichlet) or ``sign * du/dx_dim - g`` (Neumann) at boundary points, ``(n, C)``."""
     if isinstance(bc, Dirichlet):
         u = fn(x, t)
-        g = bc.value(x, t) if callable(bc.value) else bc.value
-        return u - g
-    xs = [x[:, i : i + 1].detach().requires_grad_(i == bc.dim) for i in range(x.shape[1])]
-    u = fn(torch.cat(xs, 1), t)
-    du = torch.cat([grad(u[:, c : c + 1], xs[bc.dim]) for c in range(u.shape[1])], 1)
+        if callable(bc.value):
+            return u - bc.value(x, t)
+        return u - bc.value if bc.value != 0 else u
+    xt = torch.cat([x, t], dim=1).detach().requires_grad_(True)
+    u = field_at(fn, xt, x.shape[1])
+    du = torch.cat([grad(u[:, c : c + 1], xt)[:, bc.dim : bc.dim + 1] for c in range(u.shape[1])], 1)
     return sign * du - bc.value
 
 

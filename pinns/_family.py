@@ -26,7 +26,7 @@ from ._config import PINNConfig
 from ._forward import PINN, SamplingConfig
 from ._lagrangian import LagrangianPINN
 from ._networks import NetworkConfig
-from ._optim import OptimConfig
+from ._optim import OptimConfig, numbers
 from ._plots import plot_loss_terms, plot_space_time
 from ._problems import PROBLEMS, NamedProblem
 from ._weighting import (
@@ -34,7 +34,7 @@ from ._weighting import (
     AmplificationWeights,
     CausalWeights,
     FixedWeights,
-    GradNormWeights,
+    LearningRateAnnealingWeights,
     NTKWeights,
     SelfAdaptiveWeights,
 )
@@ -83,8 +83,8 @@ def _check(config: PINNConfig, where: str = "pinn config") -> None:
 
 def _weighting(config: PINNConfig, hard_initial: bool, device: torch.device) -> AbstractWeighting:
     loss, weights = config.loss, dict(config.loss.weights)
-    if loss.weighting == "gradnorm":
-        return GradNormWeights(loss.every, loss.alpha, weights)
+    if loss.weighting == "annealing":
+        return LearningRateAnnealingWeights(loss.every, loss.alpha, weights)
     if loss.weighting == "ntk":
         return NTKWeights(loss.every, loss.alpha, loss.n_points, weights)
     if loss.weighting == "self_adaptive":
@@ -225,7 +225,7 @@ class PINNFamily(AbstractFamily):
         loss, record = net.objective(batch)
         last = self.config.optim.steps - 1
         if batch % self.config.loss.log_every == 0 or batch == last:
-            self.history.append({"phase": "adam", "step": batch, "loss": float(loss.detach()), **record})
+            self.history.append({"phase": "adam", "step": batch, "loss": float(loss.detach()), **numbers(record)})
         return loss
 
     def generators(self) -> dict[str, Any]:
@@ -287,7 +287,7 @@ class PINNFamily(AbstractFamily):
 
     def plots(self, model: nn.Module, run: RunFolder, metrics: Mapping[str, Any]) -> None:
         """``solution.png`` (prediction, reference, |error| over x and t) and ``loss_terms.png`` (each term per
-        iteration, Adam then L-BFGS)."""
+        iteration, Adam then L-BFGS; drawn by training only: a saved run keeps no per-term history)."""
         _, pred, ref = self._cache or reference_errors(model, self.named, self.config.eval.nx, self.config.eval.nt)
         dom = self.named.problem.domain
         plot_space_time(
@@ -295,7 +295,8 @@ class PINNFamily(AbstractFamily):
             (dom.t_span[0], dom.t_span[1], dom.lower[0], dom.upper[0]),
             run.plot_path("solution.png"),
         )
-        plot_loss_terms(self.history, run.plot_path("loss_terms.png"))
+        if self.history:
+            plot_loss_terms(self.history, run.plot_path("loss_terms.png"))
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
         line = f"{self.config.problem}: test rel L2 {metrics['test']['rel_l2']:.3e}"

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ._autograd import pde_residual
-from ._domain import Problem, boundary_points, boundary_residual
+from ._domain import Dirichlet, Problem, boundary_points, boundary_residual
 from ._networks import NetworkConfig, PINNNet
 from ._optim import LBFGSReport, OptimConfig, adam, lbfgs
 from ._sampling import rad, rar, sample_domain, sample_initial
@@ -102,6 +102,7 @@ class PINN(nn.Module):
             (bc, *boundary_points(dom, bc.dim, sampling.n_boundary, self.generator, dtype, on))
             for bc in problem.soft_boundary()
         ]
+        self._values: tuple | None = None  # the initial and Dirichlet point sets stacked, with their targets
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """``u (N, C)`` at ``x (N, d)``, ``t (N, 1)``."""
@@ -117,16 +118,11 @@ class PINN(nn.Module):
         values: dict[str, Tensor] = {}
         x, t = self.points
         values["residual"], u = pde_residual(self.problem.equation, self.net, x, t)
-        if not self.problem.hard_initial:
-            x0, t0 = self.initial_points
-            values["initial"] = self.net(x0, t0) - self.problem.initial(x0).to(self.dtype)
-        if self.boundary_sets:
-            values["boundary"] = torch.cat(
-                [boundary_residual(bc, self.net, xb, tb, sb) for bc, xb, tb, sb in self.boundary_sets]
-            )
+        values.update(self._condition_misfits())
         means = {}
         for name, v in values.items():
-            sq = self.weighting.pointwise(name, (v**2).sum(dim=1))
+            sq = v.square().flatten() if v.shape[1] == 1 else v.square().sum(dim=1)
+            sq = self.weighting.pointwise(name, sq)
             if name == "residual" and self.amplification is not None:
                 sq = sq * self.amplification.factors(
                     self.problem.equation, u.detach(), x, t, self.problem.domain.t_span[1]
@@ -137,18 +133,56 @@ class PINN(nn.Module):
                 means[name] = sq.mean()
         return means, values
 
+    def _condition_misfits(self) -> dict[str, Tensor]:
+        """The soft initial and boundary misfits, ``(n, C)`` each. The values ``u - g`` (the initial condition and
+        Dirichlet boundaries) come from one evaluation of the network on all their points: these sets are small, and
+        a pass through the network costs them mostly its operations' fixed overhead."""
+        sets = [] if self.problem.hard_initial else [self.initial_points]
+        sets += [(xb, tb) for bc, xb, tb, _ in self.boundary_sets if isinstance(bc, Dirichlet)]
+        if not sets:
+            return {}
+        key = tuple(p for pair in sets for p in pair)
+        if (
+            self._values is None
+            or len(self._values[0]) != len(key)
+            or any(a is not b for a, b in zip(self._values[0], key))
+        ):
+            # the point sets are new (drawn or replaced): stack them and compute their targets once
+            targets: list[Tensor | float] = [] if self.problem.hard_initial else [self.problem.initial(sets[0][0])]
+            targets += [
+                bc.value(xb, tb) if callable(bc.value) else float(bc.value)
+                for bc, xb, tb, _ in self.boundary_sets
+                if isinstance(bc, Dirichlet)
+            ]
+            targets = [g.to(self.dtype) if isinstance(g, Tensor) else g for g in targets]
+            xt = torch.cat([torch.cat([x, t], dim=1) for x, t in sets])
+            self._values = (key, xt, [x.shape[0] for x, _ in sets], targets)
+        _, xt, sizes, targets = self._values
+        u = self.net.stacked(xt)
+        misfits = [v - g if not (isinstance(g, float) and g == 0) else v for v, g in zip(u.split(sizes), targets)]
+        out = {}
+        if not self.problem.hard_initial:
+            out["initial"] = misfits.pop(0)
+        parts = []
+        for bc, xb, tb, sb in self.boundary_sets:
+            parts.append(misfits.pop(0) if isinstance(bc, Dirichlet) else boundary_residual(bc, self.net, xb, tb, sb))
+        if parts:
+            out["boundary"] = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out
+
     def objective(self, step: int | None) -> tuple[Tensor, dict]:
         """The weighted loss at Adam step ``step`` (``None`` during L-BFGS: no resampling, frozen weights)."""
         if step is not None:
             self._adapt_points(step)
         means, values = self.terms()
-        if step is not None:
+        if step is not None and not isinstance(self.weighting, FixedWeights):  # fixed weights need no gradients
             self.weighting.update(step, means, values, [p for p in self.net.parameters() if p.requires_grad])
         loss = self.weighting.combine(means)
-        record = {f"loss_{k}": float(v.detach()) for k, v in means.items()}
-        record.update({f"weight_{k}": float(w) for k, w in self.weighting.weights.items()})
+        # tensors: numbers only when a record is logged (a float() per term and step costs what a small op costs)
+        record: dict = {f"loss_{k}": v.detach() for k, v in means.items()}
+        record.update({f"weight_{k}": w for k, w in self.weighting.weights.items()})
         if self.causal is not None and self.causal.last_weights is not None:
-            record["causal_min_weight"] = float(self.causal.last_weights.min())
+            record["causal_min_weight"] = self.causal.last_weights.min()
             if len(self.causal.epsilons) > 1:
                 record["causal_epsilon"] = self.causal.epsilon
         return loss, record

@@ -98,8 +98,8 @@ class HiddenTermPINN(AbstractDataFitPINN):
         r, u = pde_residual(self.known, self.net, *self.points)
         res = ((r - self.hidden(u)) ** 2).mean()
         return data + self.residual_weight * res, {
-            "loss_data": float(data.detach()),
-            "loss_residual": float(res.detach()),
+            "loss_data": data.detach(),
+            "loss_residual": res.detach(),
         }
 
     @torch.no_grad()

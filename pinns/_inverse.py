@@ -228,8 +228,8 @@ class InversePINN(AbstractDataFitPINN):
         r, _ = pde_residual(self.coefficients.equation(), self.net, *self.points)
         res = (r**2).mean()
         record = {
-            "loss_data": float(data.detach()),
-            "loss_residual": float(res.detach()),
+            "loss_data": data.detach(),
+            "loss_residual": res.detach(),
             **{f"coef_{k}": v for k, v in self.coefficients.values().items()},
         }
         return data + self.residual_weight * res, record

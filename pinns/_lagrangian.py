@@ -109,7 +109,7 @@ class LagrangianPINN(nn.Module):
             t0 = torch.full_like(x0[:, :1], self.problem.domain.t_span[0])
             means["initial"] = ((self.state(x0, t0) - self.problem.initial(x0)) ** 2).sum(1).mean()
         loss = sum(means.values())
-        return loss, {f"loss_{k}": float(v.detach()) for k, v in means.items()}
+        return loss, {f"loss_{k}": v.detach() for k, v in means.items()}
 
     def parameter_groups(self) -> list[dict]:
         """One group: both networks' parameters."""

@@ -50,7 +50,12 @@ class NetworkConfig:
 
 
 class InputEmbedding(nn.Module):
-    """``(x (N, d), t (N, 1)) -> z (N, F)``; ``kinds[d]`` in ``{"periodic", "neumann", "box"}``."""
+    """``(x (N, d), t (N, 1)) -> z (N, F)``; ``kinds[d]`` in ``{"periodic", "neumann", "box"}``.
+
+    :meth:`stacked` takes the space-time points as one tensor ``xt (N, d + 1)`` (``(N, d)`` without time): one affine
+    map scales every column (box dimensions and time to ``[-1, 1]``, periodic and Neumann ones to their phase), then
+    periodic and Neumann columns go through their cosines and sines.
+    """
 
     def __init__(
         self,
@@ -65,23 +70,42 @@ class InputEmbedding(nn.Module):
         self.kinds, self.lower, self.upper, self.t_span = tuple(kinds), lower, upper, t_span
         self.harmonics, self.use_time = harmonics, use_time
         self.out_features = sum(2 * harmonics if k == "periodic" else 1 for k in self.kinds) + int(use_time)
+        # the affine map of every column: box -> 2 (x - a) / (b - a) - 1, periodic -> 2 pi (x - a) / (b - a),
+        # neumann -> pi (x - a) / (b - a), time -> [-1, 1]; float64, cast to the points' dtype (not saved)
+        scale, shift = [], []
+        for kind, a, b in zip(self.kinds, lower, upper):
+            s = {"periodic": 2 * math.pi, "neumann": math.pi, "box": 2.0}[kind] / (b - a)
+            scale.append(s)
+            shift.append(-s * a - (kind == "box"))
+        if use_time:
+            t0, t1 = t_span
+            scale.append(2 / (t1 - t0))
+            shift.append(-2 * t0 / (t1 - t0) - 1)
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float64), persistent=False)
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float64), persistent=False)
+        self.register_buffer("k", torch.arange(1, harmonics + 1, dtype=torch.float64), persistent=False)
+        self._affine_only = all(k == "box" for k in self.kinds)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.stacked(torch.cat([x, t], dim=1) if self.use_time else x)
+
+    def stacked(self, xt: Tensor) -> Tensor:
+        """``z (N, F)`` at ``xt (N, d + 1)`` (space then time; ``(N, d)`` without time)."""
+        s = torch.addcmul(self.shift.to(xt.dtype), xt, self.scale.to(xt.dtype))
+        if self._affine_only:
+            return s
         cols = []
         for d, kind in enumerate(self.kinds):
-            a, b = self.lower[d], self.upper[d]
-            xd = x[:, d : d + 1]
+            sd = s[:, d : d + 1]
             if kind == "periodic":
-                k = torch.arange(1, self.harmonics + 1, dtype=x.dtype, device=x.device)
-                phase = 2 * math.pi * (xd - a) / (b - a) * k
+                phase = sd * self.k.to(xt.dtype)
                 cols += [torch.cos(phase), torch.sin(phase)]
             elif kind == "neumann":
-                cols.append(torch.cos(math.pi * (xd - a) / (b - a)))
+                cols.append(torch.cos(sd))
             else:
-                cols.append(2 * (xd - a) / (b - a) - 1)
+                cols.append(sd)
         if self.use_time:
-            t0, t1 = self.t_span
-            cols.append(2 * (t - t0) / (t1 - t0) - 1)
+            cols.append(s[:, -1:])
         return torch.cat(cols, dim=1)
 
 
@@ -139,9 +163,10 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers
+        for layer in hidden:
             z = torch.tanh(layer(z))
-        return self.layers[-1](z)
+        return last(z)
 
 
 class PINNNet(nn.Module):
@@ -172,10 +197,15 @@ class PINNNet(nn.Module):
             raise ValueError(
                 f"expected x (N, d) and t (N, 1), got {tuple(x.shape)} and {tuple(t.shape)}: use t[:, None]"
             )
-        z = self.embedding(x, t)
+        return self.stacked(torch.cat([x, t], dim=1))
+
+    def stacked(self, xt: Tensor) -> Tensor:
+        """``u (N, C)`` at the stacked points ``xt (N, d + 1)``, space then time (what
+        :func:`~pdeforge.pinns.pde_residual` differentiates: one leaf, no split and re-join)."""
+        z = self.embedding.stacked(xt)
         if self.features is not None:
             z = self.features(z)
-        return self.transform(self.body(z), x, t)
+        return self.transform.stacked(self.body(z), xt)
 
 
 __all__ = ["NetworkConfig", "InputEmbedding", "FourierFeatures", "RWFLinear", "MLP", "PINNNet"]

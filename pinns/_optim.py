@@ -6,12 +6,11 @@ it stopped.
 with the same schedule (:func:`pdeforge.training.lr_factor`, ``"exponential"``) and :func:`lbfgs` after them.
 
 ``torch.optim.LBFGS`` returns silently; users see "L-BFGS stopped after one iteration" with no reason. Here
-L-BFGS runs in chunks of ``chunk`` iterations and each return is explained from the optimiser's state, in the
-order ``torch`` tests its conditions:
+:func:`lbfgs` runs the same iteration (Nocedal & Wright, Algorithms 7.4 and 7.5: the two-loop recursion over the
+last ``history_size`` pairs, torch's strong-Wolfe line search, torch's first step and stopping tests) in a loop of
+its own, which knows why it stops, in the order ``torch`` tests its conditions:
 
 * ``"max iterations"``: the iteration budget is spent;
-* ``"max function evaluations"``: the line searches used the ``2 chunk + 1`` closure calls of a chunk (the
-  next chunk goes on; only the iteration budget ends the run);
 * ``"gradient tolerance reached"``: ``max |grad| <= tolerance_grad`` (possibly before the first iteration);
 * ``"line search failed: not a descent direction"``: ``grad . d > -tolerance_change`` (the quasi-Newton
   direction went uphill or flat, typically round-off at a float32 minimum);
@@ -19,6 +18,11 @@ order ``torch`` tests its conditions:
 * ``"loss change below tolerance_change"``;
 * ``"non-finite loss"``: the closure produced NaN/inf (L-BFGS is stopped at once, parameters restored to the
   last finite point).
+
+A record is logged every ``chunk`` iterations and at the stop, from the accepted point's loss (no evaluation of
+its own). The two-loop recursion is solved as two small triangular systems (:class:`_Pairs`): about fifteen
+operations per iteration whatever the history, where ``torch.optim.LBFGS`` dispatches about ten per stored pair
+(with a history of 100 pairs, most of an iteration's cost beside the loss of a small network).
 
 Every report carries the iteration and evaluation counts. TF32 matrix products are switched off (PINN
 residuals need full float32 or float64 products); ``dtype=float64`` is chosen by the caller.
@@ -33,9 +37,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.optim.lbfgs import _strong_wolfe  # torch's strong-Wolfe line search (a private helper, since torch 1.4)
 
-# objective(step) -> (loss, record): step is the Adam step, or None during L-BFGS (no resampling, frozen weights)
+# objective(step) -> (loss, record): step is the Adam step, or None during L-BFGS (no resampling, frozen weights);
+# the record's values may be 0-d tensors: they become numbers (numbers(record)) only when a record is logged
 Objective = Callable[[int | None], tuple[Tensor, dict]]
+
+
+def numbers(record: dict) -> dict:
+    """``record`` with its 0-d tensors as Python floats (what a log entry holds)."""
+    return {k: float(v) if isinstance(v, Tensor) else v for k, v in record.items()}
 
 
 @dataclass(frozen=True)
@@ -94,15 +105,21 @@ def adam(
     from ..training.schedule import make_scheduler
 
     disable_tf32()
-    opt = torch.optim.Adam(params, lr=config.lr)
-    sched = make_scheduler(opt, config.adam_iters, 0.0, "exponential", config.decay_rate, config.decay_every)
+    opt = _adam(params, config.lr)
+    constant = config.decay_rate == 1.0  # no schedule to step
+    sched = (
+        None
+        if constant
+        else make_scheduler(opt, config.adam_iters, 0.0, "exponential", config.decay_rate, config.decay_every)
+    )
     loss_value, start = math.nan, time.perf_counter()
     for step in range(config.adam_iters):
         opt.zero_grad(set_to_none=True)
         loss, record = objective(step)
         loss.backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"Adam: non-finite loss {loss_value} at step {step}; lower the learning rate")
@@ -112,105 +129,156 @@ def adam(
                     "phase": "adam",
                     "step": step,
                     "loss": loss_value,
-                    "lr": sched.get_last_lr()[0],
+                    "lr": opt.param_groups[0]["lr"],
                     "time": time.perf_counter() - start,
-                    **record,
+                    **numbers(record),
                 }
             )
     return loss_value
 
 
+def _adam(params: list[Tensor] | list[dict], lr: float) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with its fused kernel where this torch has one for these parameters (one kernel for all
+    parameters instead of about ten operations per tensor: 0.1 ms instead of 0.4 ms per step for a 2-20-20-20-1 MLP
+    on one CPU thread), else the default implementation; both compute the same update (to round-off)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 def lbfgs(
     objective: Objective, params: list[Tensor], config: OptimConfig, log: Callable[[dict], None] | None = None
 ) -> LBFGSReport:
-    """Run L-BFGS (strong Wolfe) for up to ``config.lbfgs_iters`` iterations and explain why it stopped."""
+    """Run L-BFGS (strong Wolfe) for up to ``config.lbfgs_iters`` iterations and explain why it stopped (see the module
+    docstring); ``params`` end at the last accepted point."""
     disable_tf32()
-    opt = torch.optim.LBFGS(
-        params,
-        lr=config.lbfgs_lr,
-        max_iter=config.chunk,
-        history_size=config.history_size,
-        tolerance_grad=config.tolerance_grad,
-        tolerance_change=config.tolerance_change,
-        line_search_fn="strong_wolfe",
-    )
-    group = opt.param_groups[0]
+    params = list(params)
     last: dict = {}
 
-    def closure() -> Tensor:
-        opt.zero_grad(set_to_none=False)
+    def evaluate() -> tuple[float, Tensor]:
+        """The loss and its flat gradient at the parameters' values."""
+        for p in params:
+            p.grad = None
         loss, record = objective(None)
         if not torch.isfinite(loss):
             raise _NonFinite(float(loss.detach()))
         loss.backward()
-        last.update(record, loss=float(loss.detach()))
-        return loss
+        last.update(record)
+        return float(loss.detach()), _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
 
-    state = opt.state[opt._params[0]]
-    done, evals, start = 0, 0, time.perf_counter()
-    reason, loss_value = "max iterations", math.nan
-    while done < config.lbfgs_iters:
-        n = min(config.chunk, config.lbfgs_iters - done)
-        group["max_iter"], group["max_eval"] = n, 2 * n + 1
-        it0, ev0 = state.get("n_iter", 0), state.get("func_evals", 0)
-        backup = [p.detach().clone() for p in params]
-        try:
-            opt.step(closure)
-        except _NonFinite:
-            with torch.no_grad():
-                for p, b in zip(params, backup):
-                    p.copy_(b)
-            done += state.get("n_iter", 0) - it0
-            evals += state.get("func_evals", 0) - ev0
-            reason = "non-finite loss"
-            break
-        it, ev = state["n_iter"] - it0, state["func_evals"] - ev0
-        done, evals = done + it, evals + ev
-        final = objective(None)[0]
-        loss_value = float(final.detach())
-        if not math.isfinite(loss_value):
-            with torch.no_grad():
-                for p, b in zip(params, backup):
-                    p.copy_(b)
-            reason = "non-finite loss"
-            break
-        grads = torch.autograd.grad(final, params, allow_unused=True)
-        gmax = max(float(g.abs().max()) for g in grads if g is not None)
-        reason = _why(state, group, it, n, ev, config, loss_value, gmax)
+    def put(x: Tensor) -> None:
+        with torch.no_grad():
+            offset = 0
+            for p in params:
+                p.copy_(x[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+
+    def along(x0: Tensor, t: float, d: Tensor) -> tuple[float, Tensor]:  # the line search's trial point
+        put(x0 + float(t) * d)
+        return evaluate()
+
+    start, reason = time.perf_counter(), "max iterations"
+    x = _flat([p.detach() for p in params])
+    pairs = _Pairs(config.history_size)
+    done = evals = 0
+    loss, d, t, scale = math.nan, None, 0.0, 1.0
+
+    def record(why: str) -> None:
         if log is not None:
-            log(
-                {
-                    "phase": "lbfgs",
-                    "step": done,
-                    "loss": loss_value,
-                    "evaluations": evals,
-                    "reason": reason,
-                    "time": time.perf_counter() - start,
-                    **{k: v for k, v in last.items() if k != "loss"},
-                }
-            )
-        if reason not in ("max iterations", "max function evaluations"):
-            break  # a chunk that spent its evaluations goes on with the next chunk; the iteration budget bounds it
-    return LBFGSReport(reason, done, evals, loss_value)
+            entry = {"phase": "lbfgs", "step": done, "loss": loss, "evaluations": evals, "reason": why}
+            log({**entry, "time": time.perf_counter() - start, **{k: v for k, v in numbers(last).items()}})
+
+    try:
+        loss, g = evaluate()
+        g_prev, evals = g, 1
+        if float(g.abs().max()) <= config.tolerance_grad:
+            reason = "gradient tolerance reached"
+        while reason == "max iterations" and done < config.lbfgs_iters:
+            if d is not None:  # the new curvature pair, then the quasi-Newton direction
+                y, step = g - g_prev, d * t
+                ys = float(y.dot(step))
+                if ys > 1e-10:
+                    pairs.push(step, y)
+                    scale = ys / float(y.dot(y))
+                d = pairs.direction(g, scale)
+            else:
+                d = g.neg()
+            g_prev, loss_prev = g, loss
+            t = min(1.0, 1.0 / float(g.abs().sum())) * config.lbfgs_lr if done == 0 else config.lbfgs_lr
+            gtd = g.dot(d)
+            if float(gtd) > -config.tolerance_change:
+                reason = "line search failed: not a descent direction"
+                break
+            loss, g, t, n = _strong_wolfe(along, x, t, d, loss, g, gtd)
+            x = x + float(t) * d
+            put(x)
+            done, evals = done + 1, evals + n
+            if done == config.lbfgs_iters:
+                break
+            if float(g.abs().max()) <= config.tolerance_grad:
+                reason = "gradient tolerance reached"
+            elif float((d * t).abs().max()) <= config.tolerance_change:
+                reason = "line search failed: step below tolerance_change"
+            elif abs(loss - loss_prev) < config.tolerance_change:
+                reason = "loss change below tolerance_change"
+            elif done % config.chunk == 0:
+                record("max iterations")  # a chunk's iterations are done; the run goes on
+    except _NonFinite:
+        put(x)  # back to the last accepted point
+        reason = "non-finite loss"
+    record(reason)
+    return LBFGSReport(reason, done, evals, loss)
 
 
-def _why(state: dict, group: dict, it: int, n: int, evals: int, config: OptimConfig, loss: float, gmax: float) -> str:
-    """Replay torch's stopping tests on the final L-BFGS state (``gmax``: max |grad| at the final point)."""
-    if it == n:
-        return "max iterations"
-    if it == 0 or gmax <= config.tolerance_grad:
-        return "gradient tolerance reached"
-    if evals >= group["max_eval"]:
-        return "max function evaluations"
-    d, t, g = state["d"], state["t"], state["prev_flat_grad"]
-    if float(g.dot(d)) > -config.tolerance_change:
-        return "line search failed: not a descent direction"
-    if float(d.mul(t).abs().max()) <= config.tolerance_change:
-        return "line search failed: step below tolerance_change"
-    prev = state.get("prev_loss")
-    if prev is not None and abs(loss - float(prev)) < config.tolerance_change:
-        return "loss change below tolerance_change"
-    return f"stopped early for an unrecognised reason (max |grad| = {gmax:.3g})"
+def _flat(tensors: list[Tensor]) -> Tensor:
+    return torch.cat([v.reshape(-1) for v in tensors])
 
 
-__all__ = ["OptimConfig", "LBFGSReport", "adam", "lbfgs", "disable_tf32"]
+class _Pairs:
+    """The last ``size`` curvature pairs ``(s_i, y_i)``, oldest first, as the rows of ``S`` and ``Y`` ``(k, n)``, with
+    ``P = S Y^T`` (``P_ij = s_i . y_j``), kept up to date at each new pair (two matrix-vector products).
+
+    :meth:`direction` is the two-loop recursion (Nocedal & Wright, Algorithm 7.4) written as the two triangular
+    systems it solves by substitution: the first loop's ``alpha_i = rho_i s_i . (q - sum_{j > i} alpha_j y_j)`` is
+    ``(I + rho U) alpha = rho S q`` with ``U`` the strict upper triangle of ``P``; the second loop's ``beta`` solves
+    ``(I + rho L) beta = rho (Y r_0 + L alpha)`` with ``L`` the strict lower triangle of ``P^T``. About fifteen
+    operations whatever the history, where the loops take four per stored pair (tested against
+    ``torch.optim.LBFGS``'s iterates).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.S = self.Y = self.P = None
+
+    def push(self, s: Tensor, y: Tensor) -> None:
+        if self.S is None:
+            self.S, self.Y, self.P = s[None], y[None], s.dot(y).reshape(1, 1)
+            return
+        row, col = self.Y @ s, self.S @ y  # s_new . y_j, s_i . y_new
+        corner = s.dot(y).reshape(1)
+        P = torch.cat([torch.cat([self.P, col[:, None]], 1), torch.cat([row, corner])[None]], 0)
+        S, Y = torch.cat([self.S, s[None]]), torch.cat([self.Y, y[None]])
+        if S.shape[0] > self.size:
+            S, Y, P = S[1:], Y[1:], P[1:, 1:]
+        self.S, self.Y, self.P = S, Y, P
+
+    def direction(self, g: Tensor, scale: float) -> Tensor:
+        """``-H g`` with ``H_0 = scale I`` (``-scale g`` while no pair is stored)."""
+        if self.S is None:
+            return g.neg().mul_(scale)
+        S, Y, P = self.S, self.Y, self.P
+        rho = 1.0 / P.diagonal()
+        q = g.neg()
+        # unitriangular: the solver reads the strict triangle only (the diagonal is taken as 1)
+        upper = rho[:, None] * P
+        alpha = torch.linalg.solve_triangular(upper, (rho * (S @ q))[:, None], upper=True, unitriangular=True)[:, 0]
+        r = torch.addmv(q, Y.T, alpha, alpha=-1.0).mul_(scale)
+        low = P.T.tril(-1)
+        beta = torch.linalg.solve_triangular(
+            rho[:, None] * low, (rho * torch.addmv(Y @ r, low, alpha))[:, None], upper=False, unitriangular=True
+        )[:, 0]
+        return torch.addmv(r, S.T, alpha - beta)
+
+
+__all__ = ["OptimConfig", "LBFGSReport", "adam", "lbfgs", "disable_tf32", "numbers"]

@@ -8,29 +8,28 @@ from typing import Any
 
 from torch import Tensor
 
-from ..plots import pyplot, save_figure
+from ..plots import colour_limits, pyplot, save_figure
 
 __all__ = ["plot_space_time", "plot_loss_terms"]
 
 
-def plot_space_time(panels: Mapping[str, Tensor], extent: tuple[float, float, float, float], out: Path) -> Path:
+def plot_space_time(
+    panels: Mapping[str, Tensor], extent: tuple[float, float, float, float], out: Path, field: str = "u"
+) -> Path:
     """Heat maps of ``(nt, nx)`` fields side by side, time across and space up; ``extent`` is ``(t0, t1, x0, x1)``.
-    A panel named ``|error|`` gets a sequential colour map; the others share one diverging colour scale, so that the
-    prediction and the reference compare by eye."""
-    fig, axes = pyplot().subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), squeeze=False)
-    lim = max(float(d.abs().max()) for t, d in panels.items() if t != "|error|")
+    A panel named ``|error|`` gets a sequential colour map from 0; the others share one colour scale covering all of
+    them (:func:`pdeforge.plots.colour_limits`), so that the prediction and the reference compare by eye. ``field``
+    names the colour bars."""
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False, layout="constrained")
+    lo, hi = colour_limits(*(d.numpy() for t, d in panels.items() if t != "|error|"))
     for ax, (title, data) in zip(axes[0], panels.items()):
-        shared = {} if title == "|error|" else {"vmin": -lim, "vmax": lim}
+        error = title == "|error|"
+        scale = {"vmin": 0.0, "vmax": colour_limits(data.numpy())[1]} if error else {"vmin": lo, "vmax": hi}
         im = ax.imshow(
-            data.T.numpy(),
-            origin="lower",
-            aspect="auto",
-            extent=extent,
-            cmap="viridis" if title == "|error|" else "RdBu_r",
-            **shared,
+            data.T.numpy(), origin="lower", aspect="auto", extent=extent, cmap="viridis" if error else "RdBu_r", **scale
         )
         ax.set(title=title, xlabel="t", ylabel="x")
-        fig.colorbar(im, ax=ax)
+        fig.colorbar(im, ax=ax, label=f"|{field} error|" if error else field)
     return save_figure(fig, out)
 
 

@@ -2,12 +2,23 @@
 ``data``).
 
 * :class:`FixedWeights`: constant ``lambda_i``.
-* :class:`GradNormWeights`: learning-rate annealing (Wang, Teng & Perdikaris, SIAM J. Sci. Comput. 2021), in the
-  gradient-norm form of Wang et al. 2023 ("An expert's guide to training PINNs"): every ``every`` steps
-  ``hat lambda_i = sum_j ||grad L_j|| / ||grad L_i||`` and ``lambda <- alpha lambda + (1 - alpha) hat lambda``.
+* :class:`LearningRateAnnealingWeights`: learning-rate annealing (Wang, Teng & Perdikaris, SIAM J. Sci. Comput.
+  2021) in the gradient-norm form of Wang, Wang & Perdikaris 2023 ("An expert's guide to training PINNs"; their
+  code, jaxpi, calls it ``grad_norm``; it is not GradNorm, Chen et al. 2018, which trains the weights): every
+  ``every`` steps ``hat lambda_i = mean_j g_j / (g_i + eps mean_j g_j)`` with ``g_i = ||grad_theta L_i||`` over
+  all network parameters, and ``lambda_i <- alpha lambda_i + (1 - alpha) hat lambda_i`` from ``lambda_i = 1``:
+  every weighted term then pushes with the same gradient norm. The authors' settings, kept here: all terms, all
+  parameters, every 1000 steps, ``alpha = 0.9``, ``eps = 1e-5`` (a weight is at most ``1 / eps``). Their 2021
+  code instead fixes the residual's weight at 1, updates every 10 steps and uses
+  ``max |grad L_r| / mean |grad lambda_i L_i|`` over the weight matrices.
 * :class:`NTKWeights`: neural-tangent-kernel weights (Wang, Yu & Perdikaris, J. Comput. Phys. 2022):
-  ``hat lambda_i = sum_j m_j / m_i`` with ``m_i`` the mean NTK diagonal ``||d r_n / d theta||^2`` over a few
-  points of term ``i``, same moving average.
+  ``hat lambda_i = mean_j m_j / (m_i + eps mean_j m_j)`` with ``m_i`` the mean NTK diagonal
+  ``||d r_n / d theta||^2`` over a few points of term ``i``, the same moving average and cadence.
+
+Both balance *gradients*, not progress: a term that is already satisfied has small gradients and so gains weight,
+one that is far from satisfied loses it. On Burgers with soft initial and boundary terms that is harmful: the zero
+field nearly satisfies the residual and the boundary, only the initial term moves the solution away from it, and
+it is the term that loses weight (``docs/results/pinns.md``: weights, losses and errors, with seeds).
 * :class:`SelfAdaptiveWeights` (McClenny & Braga-Neto 2023): one trainable weight ``s_n`` per point of a fixed
   point set, the term becomes ``mean(s_n^2 r_n^2)``; the network minimises, the weights ascend (``maximize``) in
   the same optimiser step (their parameter group).
@@ -48,7 +59,12 @@ class AbstractWeighting(ABC):
 
     def combine(self, means: dict[str, Tensor]) -> Tensor:
         """``sum_i lambda_i L_i`` (missing weights are 1)."""
-        return sum(self.weights.get(name, 1.0) * value for name, value in means.items())
+        total = None
+        for name, value in means.items():
+            w = self.weights.get(name, 1.0)
+            term = value if isinstance(w, float) and w == 1.0 else w * value
+            total = term if total is None else total + term
+        return total
 
     @abstractmethod
     def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
@@ -84,6 +100,14 @@ def _grad_norm(y: Tensor, params: list[Tensor]) -> float:
     return float(torch.sqrt(sum((g.detach() ** 2).sum() for g in gs if g is not None)))
 
 
+def _balanced(stats: dict[str, float], eps: float) -> dict[str, float]:
+    """``mean_j s_j / (s_i + eps mean_j s_j)`` of positive statistics (at most ``1 / eps``; all 1 if all vanish)."""
+    mean = sum(stats.values()) / len(stats)
+    if mean <= 0:
+        return dict.fromkeys(stats, 1.0)
+    return {name: mean / max(value + eps * mean, 1e-30 * mean) for name, value in stats.items()}
+
+
 class _AbstractMovingAverage(AbstractWeighting):
     def __init__(self, every: int = 100, alpha: float = 0.9, weights: dict[str, float] | None = None) -> None:
         super().__init__(weights)
@@ -92,30 +116,62 @@ class _AbstractMovingAverage(AbstractWeighting):
         self.every, self.alpha = every, alpha
 
     def _blend(self, hat: dict[str, float]) -> None:
+        """``lambda <- alpha lambda + (1 - alpha) hat``, from the weights in use (missing: 1, as in :meth:`combine`)."""
         for name, value in hat.items():
-            old = self.weights.get(name)
-            self.weights[name] = value if old is None else self.alpha * old + (1 - self.alpha) * value
+            self.weights[name] = self.alpha * self.weights.get(name, 1.0) + (1 - self.alpha) * value
 
 
-class GradNormWeights(_AbstractMovingAverage):
-    """Learning-rate annealing by gradient norms (see the module docstring); ``every`` steps, average ``alpha``."""
+class LearningRateAnnealingWeights(_AbstractMovingAverage):
+    """Learning-rate annealing (Wang, Teng & Perdikaris 2021) in the gradient-norm form of Wang, Wang & Perdikaris
+    2023 (see the module docstring): every ``every`` steps, with ``g_i = ||grad_theta L_i||`` over every trainable
+    parameter of the network,
+
+        hat lambda_i = mean_j g_j / (g_i + eps mean_j g_j),    lambda_i <- alpha lambda_i + (1 - alpha) hat lambda_i.
+
+    Arguments:
+        every: Adam steps between updates (the authors' code: 1000).
+        alpha: the share of the old weight in the moving average (0.9).
+        weights: the starting weights (missing: 1).
+        eps: bounds every weight by ``1 / eps`` (a term whose gradient vanishes); ``1e-5`` as the authors'.
+
+    The weighted terms' gradients all get the norm ``mean_j g_j``, so a term that is already satisfied (its
+    gradient tiny) gets a weight of up to ``1 / eps``: measured harmful on Burgers with a soft boundary term
+    (``docs/results/pinns.md``); the authors' Burgers has no boundary term.
+    """
+
+    def __init__(
+        self,
+        every: int = 1000,
+        alpha: float = 0.9,
+        weights: dict[str, float] | None = None,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__(every, alpha, weights)
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        self.eps = float(eps)
 
     def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
         if step % self.every:
             return
-        norms = {name: max(_grad_norm(m, params), 1e-30) for name, m in means.items()}
-        total = sum(norms.values())
-        self._blend({name: total / n for name, n in norms.items()})
+        self._blend(_balanced({name: _grad_norm(m, params) for name, m in means.items()}, self.eps))
 
 
 class NTKWeights(_AbstractMovingAverage):
-    """NTK-trace weights from ``n_points`` per term (see the module docstring)."""
+    """NTK-trace weights from ``n_points`` per term (see the module docstring); ``eps`` bounds them by ``1 / eps``."""
 
     def __init__(
-        self, every: int = 100, alpha: float = 0.9, n_points: int = 16, weights: dict[str, float] | None = None
+        self,
+        every: int = 1000,
+        alpha: float = 0.9,
+        n_points: int = 16,
+        weights: dict[str, float] | None = None,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__(every, alpha, weights)
-        self.n_points = n_points
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        self.n_points, self.eps = n_points, float(eps)
 
     def update(self, step: int, means: dict[str, Tensor], values: dict[str, Tensor], params: list[Tensor]) -> None:
         if step % self.every:
@@ -124,9 +180,8 @@ class NTKWeights(_AbstractMovingAverage):
         for name, v in values.items():
             rows = v.reshape(v.shape[0], -1).sum(dim=1)
             idx = torch.linspace(0, rows.shape[0] - 1, min(self.n_points, rows.shape[0])).long()
-            traces[name] = max(sum(_grad_norm(rows[i], params) ** 2 for i in idx) / len(idx), 1e-30)
-        total = sum(traces.values())
-        self._blend({name: total / tr for name, tr in traces.items()})
+            traces[name] = sum(_grad_norm(rows[i], params) ** 2 for i in idx) / len(idx)
+        self._blend(_balanced(traces, self.eps))
 
 
 class SelfAdaptiveWeights(AbstractWeighting):
@@ -287,7 +342,7 @@ class AmplificationWeights:
 __all__ = [
     "AbstractWeighting",
     "FixedWeights",
-    "GradNormWeights",
+    "LearningRateAnnealingWeights",
     "NTKWeights",
     "SelfAdaptiveWeights",
     "CausalWeights",

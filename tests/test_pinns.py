@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from pdeforge.families import evaluate_run, load_run, train
 from pdeforge.pinns import (
     PROBLEMS,
@@ -333,7 +334,7 @@ def test_network_parts_compute_what_they_say():
     assert 1.0 < float(ff.B.std()) < 3.5
 
 
-@pytest.mark.parametrize("weighting", ["fixed", "gradnorm", "ntk", "self_adaptive"])
+@pytest.mark.parametrize("weighting", ["fixed", "annealing", "ntk", "self_adaptive"])
 def test_every_weighting_and_network_option_trains(weighting):
     config = _config(
         {
@@ -345,7 +346,7 @@ def test_every_weighting_and_network_option_trains(weighting):
                 "weighting": weighting,
                 "causal_chunks": 4,
                 "causal_epsilon": [1.0],
-                **({"every": 10} if weighting in ("gradnorm", "ntk") else {}),
+                **({"every": 10} if weighting in ("annealing", "ntk") else {}),
             },
         }
     )
@@ -355,7 +356,7 @@ def test_every_weighting_and_network_option_trains(weighting):
     first, last = records[0], records[-1]
     total = lambda r: r["loss_initial"] + r["loss_residual"]  # noqa: E731 (unweighted)
     assert total(last) < 0.5 * total(first)
-    if weighting in ("gradnorm", "ntk"):
+    if weighting in ("annealing", "ntk"):
         assert last["weight_initial"] != pytest.approx(1.0, abs=1e-3)
 
 
@@ -365,7 +366,8 @@ class _Crash(RuntimeError):
 
 def _resume_config(case: str) -> dict:
     """A tiny run with L-BFGS and checkpoints mid-Adam on advection (soft initial condition, an exact reference):
-    forward with RAD points, causal annealing and gradnorm weights, or with self-adaptive weights; or Lagrangian."""
+    forward with RAD points, causal annealing and learning-rate annealing weights, or with self-adaptive weights; or
+    Lagrangian."""
     config = {
         "family": "pinn",
         "problem": "advection",
@@ -374,7 +376,7 @@ def _resume_config(case: str) -> dict:
         "data": {"n_residual": 300, "n_initial": 64, "n_boundary": 32},
         "optim": {"steps": 40, "lr": 3e-3, "decay_every": 7},
         "lbfgs": {"iters": 6, "chunk": 3},
-        "loss": {"weighting": "gradnorm", "every": 5, "log_every": 4},
+        "loss": {"weighting": "annealing", "every": 5, "log_every": 4},
         "eval": {"nx": 32, "nt": 11},
     }
     if case == "rad":
@@ -523,7 +525,7 @@ def test_every_pinn_config_runs_tiny_and_evaluates_the_same(path, tmp_path):
 
 
 def _device_config(case: str) -> dict:
-    """A tiny float64 run with L-BFGS and a checkpoint mid-Adam: forward mode with RAD points, causal and gradnorm
+    """A tiny float64 run with L-BFGS and a checkpoint mid-Adam: forward mode with RAD points, causal and annealing
     weights, or with self-adaptive weights, or the Lagrangian PINN."""
     config = {
         "family": "pinn",
@@ -541,7 +543,7 @@ def _device_config(case: str) -> dict:
             **config,
             "data": {**config["data"], "adaptive": "rad", "adaptive_every": 7, "n_candidates": 600},
             "loss": {
-                "weighting": "gradnorm",
+                "weighting": "annealing",
                 "every": 5,
                 "causal_chunks": 4,
                 "causal_epsilon": [1.0, 10.0],

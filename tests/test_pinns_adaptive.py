@@ -5,16 +5,17 @@ import math
 
 import pytest
 import torch
+
 from pdeforge.pinns import (
     PINN,
     PROBLEMS,
     CausalWeights,
     Domain,
-    GradNormWeights,
     HiddenTermPINN,
     InverseCoefficients,
     InversePINN,
     LagrangianPINN,
+    LearningRateAnnealingWeights,
     NetworkConfig,
     NTKWeights,
     OptimConfig,
@@ -48,30 +49,72 @@ def _soft_advection_pinn(weighting, causal=None):
     )
 
 
-def test_gradnorm_weights_move_to_the_gradient_norm_ratio():
-    w = GradNormWeights(every=1, alpha=0.0)
+def _quadratic_terms(theta):
+    """Terms with known gradient norms at ``theta``: ``3 |theta|^2`` (6 |theta|), ``|theta|^2`` (2 |theta|), and a
+    term whose gradient vanishes (already satisfied)."""
+    return {"a": 3 * theta.pow(2).sum(), "b": theta.pow(2).sum(), "done": 0 * theta.sum()}
+
+
+def test_annealing_weights_equalise_the_gradient_norms_of_the_terms():
+    """On terms with known gradients: hat lambda_i = mean_j g_j / (g_i + eps mean_j g_j), so every weighted term
+    pushes with the same norm; a satisfied term's weight is bounded by 1 / eps (it was unbounded)."""
+    theta = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    g = 2 * float(theta.detach().norm())  # |grad b|; |grad a| = 3 g; |grad done| = 0
+    mean = (3 * g + g + 0) / 3
+    w = LearningRateAnnealingWeights(every=1, alpha=0.0)
+    w.update(0, _quadratic_terms(theta), {}, [theta])
+    assert w.weights["a"] == pytest.approx(mean / (3 * g + 1e-5 * mean), rel=1e-12)
+    assert w.weights["b"] == pytest.approx(mean / (g + 1e-5 * mean), rel=1e-12)
+    assert w.weights["done"] == pytest.approx(1e5, rel=1e-12)
+    assert w.weights["a"] * 3 * g == pytest.approx(w.weights["b"] * g, rel=1e-4)  # equal weighted gradient norms
+    # eps = 0 is the unbounded form: the satisfied term's weight runs away
+    unbounded = LearningRateAnnealingWeights(every=1, alpha=0.0, eps=0.0)
+    unbounded.update(0, _quadratic_terms(theta), {}, [theta])
+    assert unbounded.weights["done"] > 1e20
+
+
+def test_annealing_weights_start_from_one_and_move_by_the_moving_average():
+    """The weights in use start at 1 (what ``combine`` uses for a missing weight) and move as
+    lambda <- alpha lambda + (1 - alpha) hat every ``every`` steps: after n updates with a fixed hat,
+    lambda = hat + alpha^n (1 - hat). (They used to jump to hat at the first update.)"""
+    theta = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    terms = {k: v for k, v in _quadratic_terms(theta).items() if k != "done"}
+    hat = LearningRateAnnealingWeights(every=1, alpha=0.0)
+    hat.update(0, terms, {}, [theta])
+    w = LearningRateAnnealingWeights(every=3, alpha=0.9)
+    for step in range(7):  # updates at steps 0, 3, 6
+        w.update(step, terms, {}, [theta])
+        if step == 1:
+            assert w.weights["a"] == pytest.approx(0.9 + 0.1 * hat.weights["a"], rel=1e-12)
+    for name in terms:
+        assert w.weights[name] == pytest.approx(hat.weights[name] + 0.9**3 * (1 - hat.weights[name]), rel=1e-12)
+    with pytest.raises(ValueError, match="eps"):
+        LearningRateAnnealingWeights(eps=-1.0)
+
+
+def test_annealing_weights_of_a_pinn_come_from_its_terms_gradients():
+    """In a PINN, ``update`` uses the gradient norms of the unweighted terms over the network's parameters."""
+    w = LearningRateAnnealingWeights(every=1, alpha=0.5)
     pinn = _soft_advection_pinn(w)
     means, values = pinn.terms()
     params = list(pinn.net.parameters())
     norms = {
-        k: torch.sqrt(
-            sum(
-                g.pow(2).sum()
-                for g in torch.autograd.grad(m, params, retain_graph=True, allow_unused=True)
-                if g is not None
+        k: float(
+            torch.sqrt(
+                sum(
+                    g.pow(2).sum()
+                    for g in torch.autograd.grad(m, params, retain_graph=True, allow_unused=True)
+                    if g is not None
+                )
             )
         )
         for k, m in means.items()
     }
+    mean = sum(norms.values()) / len(norms)
     w.update(0, means, values, params)
-    total = sum(norms.values())
-    for k in means:
-        assert w.weights[k] == pytest.approx(float(total / norms[k]), rel=1e-10)
+    for k, n in norms.items():
+        assert w.weights[k] == pytest.approx(0.5 + 0.5 * mean / (n + 1e-5 * mean), rel=1e-10)
     assert w.weights["residual"] != pytest.approx(w.weights["initial"], rel=1e-2)
-    # the moving average keeps alpha of the old weight
-    w2 = GradNormWeights(every=1, alpha=0.5, weights={"residual": 1.0, "initial": 1.0})
-    w2.update(0, means, values, params)
-    assert w2.weights["initial"] == pytest.approx(0.5 + 0.5 * float(total / norms["initial"]), rel=1e-10)
 
 
 def test_ntk_weights_balance_the_kernel_traces():
@@ -80,8 +123,8 @@ def test_ntk_weights_balance_the_kernel_traces():
     means, values = pinn.terms()
     w.update(0, means, values, list(pinn.net.parameters()))
     assert set(w.weights) == {"residual", "initial"}
-    # sum_j m_j / m_i: the harmonic relation 1 / w_r + 1 / w_0 = 1 holds exactly
-    assert 1 / w.weights["residual"] + 1 / w.weights["initial"] == pytest.approx(1.0, rel=1e-12)
+    # mean_j m_j / m_i: the harmonic relation 1 / w_r + 1 / w_0 = 2 holds up to eps
+    assert 1 / w.weights["residual"] + 1 / w.weights["initial"] == pytest.approx(2.0, rel=1e-4)
     assert abs(w.weights["residual"] - w.weights["initial"]) > 0.1
 
 
