@@ -269,7 +269,6 @@ def _download(args: argparse.Namespace) -> int:
     try:
         return _download_files(args)
     except KeyboardInterrupt:  # what was kept and the command that resumes it
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         kept = sorted(Path(args.out).rglob("*.partial")) if Path(args.out).is_dir() else []
         what = f"the partial {', '.join(str(p) for p in kept)}" if kept else "no partial file"
         again = shlex.join(
@@ -471,15 +470,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: one line, not the traceback of wherever the work happened to be
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (torchrun passes one on) cuts no line short
         if os.environ.get("PDEFORGE_TRACEBACK"):
             raise
-        if args.func is _train:
-            if _reports_failure():  # under torchrun: once, not once per process
-                argv_train = [a for a in (args.config, *args.overrides) if a is not None]
-                print(interrupted_training(argv_train), file=sys.stderr)
-        else:  # generate answers Ctrl-C itself (what it kept, how to resume); the others have nothing to resume
-            print(f"interrupted: pdeforge {argv[0]} stopped before it finished", file=sys.stderr)
+        # a second Ctrl-C (torchrun passes one on) cuts no line short; the handler is put back afterwards, so that
+        # main() called in a process (tests, notebooks) does not leave Ctrl-C ignored there and in its children
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if args.func is _train:
+                if _reports_failure():  # under torchrun: once, not once per process
+                    argv_train = [a for a in (args.config, *args.overrides) if a is not None]
+                    print(interrupted_training(argv_train), file=sys.stderr)
+            else:  # generate answers Ctrl-C itself (what it kept, how to resume); the others have nothing to resume
+                print(f"interrupted: pdeforge {argv[0]} stopped before it finished", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
         return INTERRUPTED
     except BrokenPipeError:  # `pdeforge generate --list | head`: the reader has gone; not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not raise again

@@ -23,11 +23,13 @@ refused credentials a PermissionError, each one line naming the URL.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import re
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -260,11 +262,31 @@ def open_remote(url: str, storage_options: dict | None = None) -> Any:
     return f
 
 
+# Files still open when the interpreter exits are closed by atexit, while h5py and fsspec are whole: left to the
+# garbage collector during shutdown, h5py calls back into a half-torn-down Python file object and crashes.
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_files() -> None:
+    for f in list(_OPEN):
+        try:
+            f.close()
+        except Exception:  # noqa: BLE001 - at exit, a file that cannot close has nothing left to lose
+            pass
+
+
 class RemoteHDF5File(h5py.File):
     """``h5py.File`` over :func:`open_remote` (read only); ``close()`` closes both."""
 
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         self._source = open_remote(url, storage_options)
+        try:  # the first block read before HDF5 sees the file: a failed read must not leave HDF5 half-open on it
+            self._source.read(8)
+            self._source.seek(0)
+        except BaseException:
+            self._source.close()
+            raise
         try:
             super().__init__(self._source, "r")
         except OSError as e:
@@ -272,6 +294,7 @@ class RemoteHDF5File(h5py.File):
             raise getattr(self._source, "pdeforge_error", None) or OSError(
                 f"{url}: not a readable HDF5 file ({_why(e)})"
             ) from None
+        _OPEN.add(self)  # hashed by its HDF5 id: only once open
 
     def close(self) -> None:
         super().close()

@@ -15,6 +15,7 @@ from pdeforge.cli import main as cli
 from pdeforge.solvers import generate as gen
 from pdeforge.solvers.generate import PRESETS, check_options, trajectory_bytes
 
+BELOW_MIN_32 = ["--resolution", "32", "--allow-underresolved"]  # small and fast: below burgers_1d's minimum
 SMALL = ["--n-trajectories", "4", "--resolution", "32", "--allow-underresolved", "--no-progress"]  # small, fast
 
 
@@ -66,11 +67,11 @@ def test_a_resolution_that_does_not_fit_in_memory_is_refused_with_the_estimate(t
 def test_a_batch_that_does_not_fit_in_memory_names_the_batch_size_and_one_that_fits(tmp_path, capsys, monkeypatch):
     one = trajectory_bytes(PRESETS["burgers_1d"], 32, gen.SOLVED_BYTES)
     monkeypatch.setattr(gen, "_memory_bytes", lambda: 3 * one)  # room for three trajectories at once
-    err = refused(capsys, tmp_path / "root", "--n-trajectories", "8", "--resolution", "32", "--allow-underresolved", "--batch-size", "8")
+    err = refused(capsys, tmp_path / "root", *BELOW_MIN_32, "--n-trajectories", "8", "--batch-size", "8")
     assert err.startswith(
         "error: --batch-size 8: expected a batch that fits in memory: 8 trajectories at resolution 32 need ~"
     ) and err.endswith("try --batch-size 3"), err
-    err = refused(capsys, tmp_path / "root", "--n-trajectories", "4", "--resolution", "32", "--allow-underresolved", "--batch-size", "100")
+    err = refused(capsys, tmp_path / "root", *BELOW_MIN_32, "--n-trajectories", "4", "--batch-size", "100")
     assert "expected a batch that fits in memory: 4 trajectories at" in err, "a batch is at most the count"
 
 
