@@ -20,7 +20,7 @@ its own, which knows why it stops, in the order ``torch`` tests its conditions:
   last finite point).
 
 A record is logged every ``chunk`` iterations and at the stop, from the accepted point's loss (no evaluation of
-its own). The two-loop recursion is solved as two small triangular systems (:class:`_Pairs`): about fifteen
+its own). The two-loop recursion is solved as two small triangular systems (``_Pairs``): about fifteen
 operations per iteration whatever the history, where ``torch.optim.LBFGS`` dispatches about ten per stored pair
 (with a history of 100 pairs, most of an iteration's cost beside the loss of a small network).
 
