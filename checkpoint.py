@@ -25,6 +25,7 @@ from ._files import atomic_write
 __all__ = [
     "atomic_write",
     "atomic_write_text",
+    "save_pretrained_folder",
     "save_weights",
     "load_weights",
     "save_state",
@@ -41,6 +42,29 @@ class UnsafeCheckpointError(RuntimeError):
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_pretrained_folder(
+    folder: str | os.PathLike,
+    state_dict: Mapping[str, torch.Tensor],
+    config_text: str,
+    *,
+    weights_name: str = "model.safetensors",
+    header: Mapping[str, str] | None = None,
+    pickle_name: str | None = None,
+) -> Path:
+    """A pretrained-model folder as Hugging Face's ``save_pretrained`` writes it: ``config.json`` and the weights
+    (safetensors with ``header`` as its metadata; or, given ``pickle_name``, ``torch.save`` of plain tensors), each
+    written to a temporary file and renamed, so a crash never leaves a half-written file under the final name."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    if pickle_name is None:
+        atomic_write(folder / weights_name, lambda tmp: save_file(state, str(tmp), metadata=dict(header or {}) or None))
+    else:
+        atomic_write(folder / pickle_name, lambda tmp: torch.save(state, tmp))
+    atomic_write_text(folder / "config.json", config_text)
+    return folder
 
 
 def save_weights(

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from ...checkpoint import atomic_write, atomic_write_text, load_state, load_weights
+from ...checkpoint import load_state, load_weights, save_pretrained_folder
 from ._config import RELEASED_SIZES, DPOTConfig
 from ._model import DPOT
 
@@ -223,9 +222,6 @@ def load_pretrained(
 def save_pretrained(model: DPOT, path: str | Path) -> Path:
     """Write `config.json` and `model.safetensors` into the folder `path` (created if needed), each through a
     temporary file and a rename, so that a crash never leaves a half-written file under the final name."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(folder / SAFETENSORS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    atomic_write_text(folder / CONFIG_NAME, model.config.to_json())
-    return folder
+    return save_pretrained_folder(
+        path, model.state_dict(), model.config.to_json(), weights_name=SAFETENSORS_NAME, header={"format": "pt"}
+    )

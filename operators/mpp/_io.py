@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from ...checkpoint import atomic_write, load_state, load_weights
+from ...checkpoint import load_state, load_weights, save_pretrained_folder
 from ._config import SIZES, AViTConfig
 from ._model import AViT
 
@@ -191,12 +190,11 @@ def save_pretrained(model: AViT, path: str | Path, *, safe_serialization: bool =
     """Write `config.json` and the weights (`model.safetensors`, or `model.pth` with `torch.save` when
     `safe_serialization` is False) into the folder `path`, each through a temporary file and a rename. Returns the
     folder."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if safe_serialization:
-        atomic_write(folder / SAFETENSORS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    else:
-        atomic_write(folder / PICKLE_NAME, lambda tmp: torch.save(state, tmp))
-    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(model.config.to_json()))
-    return folder
+    return save_pretrained_folder(
+        path,
+        model.state_dict(),
+        model.config.to_json(),
+        weights_name=SAFETENSORS_NAME,
+        header={"format": "pt"},
+        pickle_name=None if safe_serialization else PICKLE_NAME,
+    )

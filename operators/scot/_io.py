@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ...checkpoint import atomic_write
+from ...checkpoint import save_pretrained_folder
 from ._config import ScOTConfig
 from ._layers import ConditionalLayerNorm
 from ._model import ScOT
@@ -196,16 +196,14 @@ def save_pretrained(model: ScOT, path: str | Path, *, safe_serialization: bool =
     """Write `config.json` and the weights (`model.safetensors`, or `pytorch_model.bin` when
     `safe_serialization` is False) into the folder `path`, each through a temporary file and a rename so a
     crash never leaves a half-written file under the final name. Returns the folder."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if safe_serialization:
-        atomic_write(folder / SAFETENSORS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    else:
-        atomic_write(folder / PYTORCH_NAME, lambda tmp: torch.save(state, tmp))
-
-    atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(model.config.to_json()))
-    return folder
+    return save_pretrained_folder(
+        path,
+        model.state_dict(),
+        model.config.to_json(),
+        weights_name=SAFETENSORS_NAME,
+        header={"format": "pt"},
+        pickle_name=None if safe_serialization else PYTORCH_NAME,
+    )
 
 
 def finetune_parameter_groups(

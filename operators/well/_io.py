@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from ...checkpoint import atomic_write, atomic_write_text, load_weights
+from ...checkpoint import load_weights, save_pretrained_folder
 from ._base import AbstractWellBaseline
 from ._spectral import WellFNO, WellTFNO
 from ._unets import WellUNetClassic, WellUNetConvNext
@@ -200,9 +199,6 @@ def load_well_baseline(
 def save_well_baseline(model: AbstractWellBaseline, path: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors`` as the original ``save_pretrained`` does (same keys,
     float32), each through a temporary file and a rename, into the folder ``path``. Returns the folder."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(folder / SAFETENSORS_NAME, lambda tmp: save_file(state, str(tmp)))
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(model.config, indent=2, sort_keys=True))
-    return folder
+    return save_pretrained_folder(
+        path, model.state_dict(), json.dumps(model.config, indent=2, sort_keys=True), weights_name=SAFETENSORS_NAME
+    )
