@@ -225,6 +225,7 @@ def exponax_job(job: Job, u0: torch.Tensor, repeats: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one timing repetition instead of three")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repetitions, the best one kept (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and for XLA")
     parser.add_argument("--device", default="cpu", help="torch device of pdeforge's jobs: cpu, cuda, cuda:N")
     parser.add_argument("--wall-clock", action="store_true", help="time the wall clock on the CPU too")
@@ -242,7 +243,9 @@ def main() -> None:
         picked = [JOBS[int(i) - 1] for i in args.jobs.split(",")] if args.jobs else list(JOBS)
     except (ValueError, IndexError):
         raise SystemExit(f"--jobs {args.jobs!r}: expected numbers from 1 to {len(JOBS)}, comma-separated") from None
-    repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats {args.repeats}: expected a whole number of at least 1")
+    repeats = 1 if args.quick else args.repeats
     torch.set_num_threads(args.threads)
     if DEVICE.type == "cpu":  # exponax on the same kind of device as pdeforge
         os.environ.setdefault("JAX_PLATFORMS", "cpu")

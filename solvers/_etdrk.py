@@ -265,11 +265,5 @@ def rollout(
     out = u0.new_empty((u0.shape[0], 1 + n_steps // save_every, *u0.shape[1:]))  # written in place, no list
     out[:, 0] = u0
     with torch.inference_mode(steps.inference), tqdm(total=n_steps, disable=not progress, desc="rollout") as bar:
-        state = steps.start(u0)
-        for done in range(0, n_steps, save_every):  # to the next save (or through the steps after the last one)
-            k = min(save_every, n_steps - done)
-            state = steps.advance(state, k)
-            bar.update(k)
-            if k == save_every:
-                out[:, (done + k) // save_every] = steps.physical(state)
+        steps.run(steps.start(u0), n_steps, save_every, out, bar)
     return out

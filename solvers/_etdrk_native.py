@@ -13,25 +13,27 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 _SOURCE = Path(__file__).with_name("_etdrk_fused.cpp")
-_OP: list[Callable | None] = []  # the op, or None where it cannot be built; made on first use
+_OP: list[Any | None] = []  # the op, or None where it cannot be built; made on first use
 
 
-def fused_op() -> Callable | None:
-    """``torch.ops.pdeforge.etdrk_fused_flux_square``, built on first use (once per machine and torch version,
-    ~10-30 s, which a line on stderr announces), or ``None`` where it cannot be (then a warning says why)."""
+def fused_op() -> Any | None:
+    """``torch.ops.pdeforge``, holding ``etdrk_fused_flux_square`` (the steps between two saves) and
+    ``etdrk_fused_rollout`` (a run of saves, each frame written to the output), built on first use (once per machine
+    and torch version, ~10-30 s, which a line on stderr announces), or ``None`` where it cannot be (then a warning
+    says why)."""
     if not _OP:
         _OP.append(_build())
     return _OP[0]
 
 
-def _build() -> Callable | None:
+def _build() -> Any | None:
     if os.environ.get("PDEFORGE_NATIVE", "1") == "0":
         return None
     # a load from torch's cache takes well under a second: the line shows only when it compiles
@@ -52,7 +54,7 @@ def _build() -> Callable | None:
             is_python_module=False,
             verbose=False,
         )
-        return torch.ops.pdeforge.etdrk_fused_flux_square
+        return torch.ops.pdeforge
     except Exception as err:  # noqa: BLE001 - any failure (no compiler, no ninja, a toolchain error): run in Python
         reason = (str(err).splitlines() or [repr(err)])[0].split(": [")[0][:160]  # not the compiler's command line
         warnings.warn(

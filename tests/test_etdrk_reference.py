@@ -177,6 +177,33 @@ def test_rollout_gives_the_reference_bits_with_and_without_gradient(equation, gr
     assert leaf.grad.abs().max() > 0
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python-loop"])
+@pytest.mark.parametrize("n_steps, save_every", [(251, 1), (403, 2), (10, 4)])
+def test_fused_run_writes_the_reference_frames_in_chunks(compiled, n_steps, save_every):
+    """The fused strategy's ``run`` (the compiled rollout op, called in chunks of whole frames, at most ~100 calls)
+    writes the reference's frames bit for bit: more frames than calls, a tail of steps after the last save."""
+    grid = Grid(32, 8 * math.pi)
+    stepper = ETDRK(KuramotoSivashinsky(), grid, 0.1)
+    u0 = RandomFourierSeries(max_wavenumber=4)(grid, 3, torch.Generator().manual_seed(1))
+    steps = FusedFluxSquareSteps(stepper, u0.dtype, torch.device("cpu"), compiled=compiled)
+    if compiled and steps.compiled is None:
+        assert shutil.which("g++") is None or shutil.which("ninja") is None, "the compiled op failed to build"
+        pytest.skip("no C++ toolchain (g++ and ninja) here: the Python loop is tested instead")
+    updates = []
+
+    class Bar:
+        def update(self, k):
+            updates.append(k)
+
+    out = torch.full((3, 1 + n_steps // save_every, *u0.shape[1:]), float("nan"), dtype=u0.dtype)
+    out[:, 0] = u0
+    with torch.inference_mode():
+        steps.run(steps.start(u0), n_steps, save_every, out, Bar())
+    assert torch.equal(out, _reference_frames(stepper, u0, n_steps, save_every))
+    assert sum(updates) == n_steps
+    assert len(updates) <= 101 if compiled else len(updates) == -(-n_steps // save_every)
+
+
 def test_strategies_are_chosen_by_what_the_equation_and_tableau_declare():
     grid = Grid(32, 8 * math.pi)
     u0 = RandomFourierSeries()(grid, 1, torch.Generator().manual_seed(0))
