@@ -5,12 +5,13 @@ neuraloperator, which pulls wandb, cost seconds to import).
 
     pdeforge inspect PATH                    what a file / folder / dataset root holds, or why it is invalid
     pdeforge convert pdebench SRC OUT        a PDEBench file into pdeforge's format (The Well's layout)
+    pdeforge convert poseidon|pdearena SRC --out ROOT   Poseidon's netCDF / PDEArena's HDF5 files, the same way
     pdeforge generate PRESET --out ROOT      reference data from the solvers (``--list`` shows the presets)
     pdeforge plot PATH                       look at a trajectory (space-time image in 1D, snapshots in 2D)
     pdeforge train CONFIG [--section.key V]  train any family's config (python train.py is the same code path)
     pdeforge evaluate RUN_DIR                recompute a run's metrics from its saved weights; its plots in RUN/eval/
     pdeforge export RUN_DIR DIR              a run as a Hugging Face Hub folder (load_run("hf://org/name") reads it)
-    pdeforge download the_well|pdebench NAME --out DIR   published data, resumable and checksummed
+    pdeforge download the_well|pdebench NAME --out DIR   published data, resumable and checksummed (pdebench --list)
 
 Bad input (a missing or invalid file, an option out of range) ends with one ``error: ...`` line and exit status 1;
 ``PDEFORGE_TRACEBACK=1`` shows the traceback instead. Ctrl-C ends with one line saying what was kept and the command
@@ -35,9 +36,18 @@ def _inspect(args: argparse.Namespace) -> int:
     from .datasets import FormatError, validate
     from .datasets._remote import is_url, local_path, read_remote, url_join
 
+    options = None
+    if args.storage_options:
+        import yaml
+
+        options = yaml.safe_load(args.storage_options)
+        if not isinstance(options, dict) or not is_url(args.path):
+            raise ValueError(
+                f"--storage-options {args.storage_options!r}: expected a mapping (e.g. '{{anon: true}}') for a URL path"
+            )
     if is_url(args.path):  # a file or dataset root at a URL (https://, s3://, hf://, ...), read through the cache
         try:
-            infos = validate(args.path, check_values=not args.fast)
+            infos = validate(args.path, check_values=not args.fast, storage_options=options)
         except (ValueError, OSError) as e:  # not found, refused, timed out, damaged: one line naming the URL
             print(f"invalid: {e}", file=sys.stderr)
             return 1
@@ -45,7 +55,7 @@ def _inspect(args: argparse.Namespace) -> int:
             print(describe_file(info))
         stats = url_join(args.path, "stats.yaml")
         try:
-            read_remote(stats)
+            read_remote(stats, options)
             print(f"statistics: {stats} (fitted on the train split)")
         except OSError:
             pass
@@ -136,6 +146,48 @@ def _convert(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
         )
+    except (FormatError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _convert_collection(args: argparse.Namespace) -> int:
+    """``pdeforge convert poseidon|pdearena SRC --out ROOT``."""
+    from .datasets import FormatError
+    from .datasets._pdearena import convert_pdearena
+    from .datasets._poseidon import convert_poseidon
+
+    out = args.out_option or args.out
+    if out is None:
+        raise ValueError(f"convert {args.format}: expected the output dataset root as OUT or --out DIR")
+    if args.max_trajectories is not None and args.max_trajectories < 1:
+        raise ValueError(f"--max-trajectories {args.max_trajectories}: expected an integer >= 1 (default: all)")
+    if Path(out).resolve() == Path(args.src).resolve():
+        raise ValueError(f"{out}: the source itself; expected another OUT (a new dataset root folder)")
+    common = dict(
+        max_trajectories=args.max_trajectories,
+        progress=not args.no_progress,
+        dataset_name=args.name,
+        overwrite=args.overwrite,
+    )
+    try:
+        if args.format == "poseidon":
+            split = args.split
+            if split not in ("poseidon", "none"):
+                try:
+                    split = tuple(float(p) for p in split.split(","))
+                except ValueError:
+                    raise ValueError(
+                        f"--split {args.split!r}: expected 'poseidon', 'none' or three fractions like 0.8,0.1,0.1"
+                    ) from None
+            paths = convert_poseidon(
+                args.src, out, problem=args.problem, split=None if split == "none" else split, seed=args.seed, **common
+            )
+        else:
+            paths = convert_pdearena(args.src, out, **common)
     except (FormatError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -287,6 +339,18 @@ def _download_options(args: argparse.Namespace) -> list[str]:
 def _download_files(args: argparse.Namespace) -> int:
     from .datasets._download import download_pdebench, download_well
 
+    if args.list:
+        if args.source != "pdebench":
+            raise ValueError("--list: expected it with pdebench (The Well's datasets: the_well's registry)")
+        from .datasets._download import pdebench_table
+
+        rows = pdebench_table()
+        for r in rows:
+            print(f"{r['PDE']:12s} {r['Path']}{r['Filename']}")
+        print(f"{len(rows)} files; pdeforge download pdebench FILE|PDE --out DIR fetches them", file=sys.stderr)
+        return 0
+    if not args.name or not args.out:
+        raise ValueError(f"download {args.source}: expected NAME and --out DIR (pdebench --list shows its files)")
     progress = not args.no_progress
     if args.source == "the_well":
         if args.convert:
@@ -316,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(https://, s3://, gs://, hf://: read through the block cache, see docs/guides/data.md)",
     )
     s.add_argument("--fast", action="store_true", help="skip the scan for NaN/Inf values")
+    s.add_argument(
+        "--storage-options", default=None, metavar="MAPPING", help="a URL's fsspec options, e.g. '{anon: true}'"
+    )
     s.set_defaults(func=_inspect)
 
     s = sub.add_parser("convert", help="convert other formats into pdeforge's (The Well's layout)")
@@ -329,6 +396,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace existing output files")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_convert)
+    for name, text, src_help in (
+        ("poseidon", "one of Poseidon's downstream netCDF files (NS-PwC.nc, CE-RP.nc, ...)", "the assembled .nc file"),
+        ("pdearena", "PDEArena's Navier-Stokes 2D .h5 files or shallow-water output.nc files", "a file or folder"),
+    ):
+        c = csub.add_parser(name, help=text)
+        c.add_argument("src", help=src_help)
+        c.add_argument("out", nargs="?", default=None, help="the dataset root folder to write (or --out)")
+        c.add_argument("--out", dest="out_option", metavar="DIR", default=None, help="the dataset root folder")
+        c.add_argument("--name", default=None, help="dataset_name of the root (default: the problem / collection)")
+        c.add_argument("--max-trajectories", type=int, default=None, help="convert only the first N trajectories")
+        c.add_argument("--overwrite", action="store_true", help="replace existing output files")
+        c.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "poseidon":
+            c.add_argument("--problem", default=None, help="the problem of a renamed file (e.g. NS-PwC); default: stem")
+            c.add_argument(
+                "--split", default="poseidon", help="'poseidon' (scOT's split, default), 'none', or 0.8,0.1,0.1"
+            )
+            c.add_argument("--seed", type=int, default=0, help="seed of a fractional split (default 0)")
+        c.set_defaults(func=_convert_collection)
 
     s = sub.add_parser("generate", help="generate reference data with the classical solvers (--list: presets)")
     s.add_argument("preset", nargs="?", help="preset name (see --list)")
@@ -440,10 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", choices=("the_well", "pdebench"), help="the collection")
     s.add_argument(
         "name",
+        nargs="?",
         help="the_well: a dataset (e.g. turbulent_radiative_layer_2D); pdebench: a file of its table (e.g. "
         "1D_Advection_Sols_beta0.1) or a PDE (e.g. Advection: all its files)",
     )
-    s.add_argument("--out", required=True, help="the folder to write (the_well: a dataset root)")
+    s.add_argument("--out", default=None, help="the folder to write (the_well: a dataset root)")
+    s.add_argument("--list", action="store_true", help="pdebench: print its published table of files (PDE, path)")
     s.add_argument(
         "--split",
         action="append",

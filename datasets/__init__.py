@@ -2,7 +2,8 @@
 
 A dataset is a folder ``ROOT/data/{train,valid,test}/*.hdf5`` plus ``ROOT/stats.yaml`` (fitted on train only), on the
 disk or at an fsspec URL (``https://``, ``hf://``, ``s3://``, ``gs://``; read through a block cache on the disk:
-``_remote``); ``_download`` fetches The Well's and PDEBench's published files (``pdeforge download``).
+``_remote``); ``_download`` fetches The Well's and PDEBench's published files (``pdeforge download``); the importers
+convert PDEBench's, Poseidon's and PDEArena's files (``pdeforge convert``).
 
 Examples:
     Windows of a dataset root (``data/burgers``: ``pdeforge generate burgers_1d --out data/burgers --n-trajectories
@@ -21,7 +22,9 @@ from ._dataset import TrajectoryDataset
 from ._format import FormatError, check_disjoint_splits, validate
 from ._metadata import DatasetMetadata
 from ._observations import ObservationConfig, ObservationView, draw_observations
+from ._pdearena import convert_pdearena
 from ._pdebench import convert_pdebench
+from ._poseidon import convert_poseidon
 from ._remote import write_index
 from ._stats import Normalizer, compute_stats, load_stats, stats_path, write_stats
 from ._writer import FieldSpec, Schema, TrajectoryWriter
@@ -36,6 +39,8 @@ __all__ = [
     "check_disjoint_splits",
     "to_xarray",
     "convert_pdebench",
+    "convert_poseidon",
+    "convert_pdearena",
     "FieldSpec",
     "Schema",
     "Normalizer",

@@ -14,8 +14,9 @@ silently overwritten).
 Sources. The Well: ``BASE/datasets/NAME/data/<split>/*.hdf5`` and ``BASE/datasets/NAME/stats.yaml``, ``BASE`` The
 Well's own server (``the_well``'s ``registry.yaml``) unless ``--base-url``; file names from that registry when
 ``the_well`` is installed and knows NAME, else from the mirror's listing (``index.json``, or its HTML directory
-listing). PDEBench: the files of ``pdebench_files.csv``, a part of PDEBench's published table
-(pdebench/PDEBench ``pdebench/data_download/pdebench_data_urls.csv``: PDE, Filename, URL, Path, MD5); with
+listing). PDEBench: the files of ``pdebench_files.csv``, PDEBench's published table as it is (pdebench/PDEBench
+``pdebench/data_download/pdebench_data_urls.csv``: PDE, Filename, URL, Path, MD5; 375 files, ``pdeforge download
+pdebench --list``); with
 ``--base-url`` each file is ``BASE/<Path><Filename>``, the layout PDEBench's own download script writes.
 """
 
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from ._remote import _read_index, list_remote, url_join
 
-__all__ = ["RemoteFile", "fetch", "pdebench_files", "download_pdebench", "download_well"]
+__all__ = ["RemoteFile", "fetch", "pdebench_table", "pdebench_files", "download_pdebench", "download_well"]
 
 WELL_BASE_URL = "https://sdsc-users.flatironinstitute.org/~polymathic/data/the_well"
 PDEBENCH_TABLE = Path(__file__).with_name("pdebench_files.csv")
@@ -147,11 +148,21 @@ def _total(response: http.client.HTTPResponse, have: int) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------ PDEBench
+#: PDEs of the table whose files `convert_pdebench` does not read (2D incompressible Navier-Stokes: ``velocity``,
+#: ``force``, ``particles`` in a layout of their own)
+NOT_CONVERTIBLE = ("NS_Incom",)
+
+
+def pdebench_table() -> list[dict[str, str]]:
+    """The rows of PDEBench's published table (PDE, Filename, URL, Path, MD5), in its order."""
+    with open(PDEBENCH_TABLE, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def pdebench_files(name: str, base_url: str | None = None) -> list[RemoteFile]:
     """The files of PDEBench's table called ``name``: a Filename (with or without its suffix), or a PDE (every file
     of it). ``base_url``: a mirror holding ``<Path><Filename>``."""
-    with open(PDEBENCH_TABLE, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = pdebench_table()
     chosen = [r for r in rows if name in (r["Filename"], Path(r["Filename"]).stem, r["PDE"])]
     if not chosen:
         pdes = ", ".join(dict.fromkeys(r["PDE"] for r in rows))
@@ -177,7 +188,14 @@ def download_pdebench(
     the roots)."""
     from ._pdebench import convert_pdebench
 
-    files = [fetch(f, out, progress=progress) for f in pdebench_files(name, base_url)]
+    chosen = pdebench_files(name, base_url)
+    rows = [r for r in pdebench_table() if name in (r["Filename"], Path(r["Filename"]).stem, r["PDE"])]
+    if convert and any(r["PDE"] in NOT_CONVERTIBLE for r in rows):  # refused before any byte is fetched
+        raise ValueError(
+            f"--convert: pdebench {name} is incompressible Navier-Stokes ({', '.join(NOT_CONVERTIBLE)}), whose "
+            "layout pdeforge convert pdebench does not read; expected it without --convert"
+        )
+    files = [fetch(f, out, progress=progress) for f in chosen]
     if not convert:
         return files
     roots = []

@@ -16,6 +16,14 @@ any process needs it, and read from the disk after that, so an epoch fetches onl
 once. The folder is capped at ``$PDEFORGE_REMOTE_CACHE_GB`` gigabytes (default 20; the least recently used files
 go first). Each process (each DataLoader worker) opens its own handles.
 
+Offline Hub. With ``HF_HUB_OFFLINE=1`` an ``hf://datasets/org/name[@revision]/ROOT`` URL reads the Hugging Face cache
+(what ``huggingface-cli download --repo-type dataset org/name`` put there) instead of the Hub.
+
+Options for a root. ``set_storage_options(ROOT, options)`` makes ``options`` the ``storage_options`` of every URL
+under ``ROOT`` opened without its own (a run's ``data.storage_options``: the dataset, its stats and every DataLoader
+worker forked after it read the same bucket with the same endpoint and credentials). An explicit ``storage_options``
+argument wins.
+
 Failures. A block read that fails (a dropped connection, a reset, a timeout) is tried ``RETRIES`` times in all, with
 waits of 0.5 s, 1 s, ... between tries; then it is an OSError naming the URL. A missing file is a FileNotFoundError,
 refused credentials a PermissionError, each one line naming the URL.
@@ -46,6 +54,9 @@ __all__ = [
     "remote_size",
     "write_index",
     "RemoteHDF5File",
+    "set_storage_options",
+    "storage_options_for",
+    "hub_cache_path",
 ]
 
 INDEX_NAME = "index.json"
@@ -125,11 +136,69 @@ def _retry(url: str, call: Callable[[], Any]) -> Any:
     raise AssertionError("unreachable")
 
 
+_ROOT_OPTIONS: dict[str, dict] = {}  # URL prefix -> storage_options (set_storage_options)
+
+
+def set_storage_options(root: str, options: dict | None) -> None:
+    """Use ``options`` as the ``storage_options`` of every URL under ``root`` (``root`` itself, ``root/...``) that is
+    opened without its own; ``None`` or ``{}`` forgets them. ``root`` must be a URL."""
+    if not is_url(root):
+        raise ValueError(f"{root}: storage_options apply to a URL (s3://, gs://, hf://, https://...), not a local path")
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"storage_options for {root}: expected a mapping (e.g. {{anon: true}}), got {options!r}")
+    key = root.rstrip("/")
+    if options:
+        _ROOT_OPTIONS[key] = dict(options)
+    else:
+        _ROOT_OPTIONS.pop(key, None)
+
+
+def storage_options_for(url: str, storage_options: dict | None = None) -> dict:
+    """``storage_options`` if given, else those set for the longest root above ``url`` (`set_storage_options`), else
+    ``{}``."""
+    if storage_options is not None:
+        return storage_options
+    url = url.rstrip("/")
+    roots = [r for r in _ROOT_OPTIONS if url == r or url.startswith(r + "/")]
+    return dict(_ROOT_OPTIONS[max(roots, key=len)]) if roots else {}
+
+
+_HUB_URL = re.compile(r"^hf://(?:(datasets|spaces)/)?([^/@]+/[^/@]+)(?:@([^/]+))?(?:/(.*))?$")
+
+
+def hub_cache_path(url: str) -> Path | None:
+    """With ``HF_HUB_OFFLINE=1``, the file or folder an ``hf://[datasets/]org/name[@revision]/PATH`` URL names in the
+    Hugging Face cache (``$HF_HUB_CACHE``, as ``huggingface-cli download`` fills it); None when online or not hf://.
+    A repository or revision missing from the cache is a one-line FileNotFoundError."""
+    m = _HUB_URL.match(url) if url.startswith("hf://") else None
+    if m is None or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() not in ("1", "ON", "YES", "TRUE"):
+        return None
+    kind, repo_id, revision, rest = m.groups()
+    repo_type = {"datasets": "dataset", "spaces": "space"}.get(kind, "model")
+    from huggingface_hub import errors, snapshot_download
+
+    try:
+        cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now: huggingface_hub reads it once, at import
+        folder = snapshot_download(
+            repo_id, repo_type=repo_type, revision=revision, cache_dir=cache_dir, local_files_only=True
+        )
+    except errors.LocalEntryNotFoundError:
+        raise FileNotFoundError(
+            f"{url}: not in the Hugging Face cache and HF_HUB_OFFLINE is set; expected it under "
+            f"$HF_HUB_CACHE/{repo_type}s--{repo_id.replace('/', '--')}/snapshots/ (huggingface-cli download "
+            f"--repo-type {repo_type} {repo_id})"
+        ) from None
+    return Path(folder, rest or "")
+
+
 def _fs(url: str, storage_options: dict | None) -> tuple[Any, str]:
     import fsspec
 
+    cached = hub_cache_path(url)
+    if cached is not None:  # offline: the Hub's own cache, a local folder
+        return fsspec.filesystem("file"), str(cached)
     try:
-        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+        return fsspec.core.url_to_fs(url, **storage_options_for(url, storage_options))
     except (ImportError, ValueError) as e:  # ValueError: bad input, one line from every command
         raise ValueError(f"{url}: no fsspec backend for it ({_why(e)})") from None
 
@@ -172,6 +241,8 @@ def list_remote(url: str, split: str | None, storage_options: dict | None = None
 
     found = _retry(folder, ls)
     protocol = url.split("://", 1)[0]
+    if hub_cache_path(folder) is not None:  # local paths in the cache: named by the URL of the folder they are in
+        found = [url_join(folder, p.rstrip("/").rsplit("/", 1)[-1]) for p in found]
     names = [p if _URL.match(p) else f"{protocol}://{p}" for p in found]  # fsspec strips the protocol, http keeps it
     return sorted(n.rstrip("/") for n in names if n.rstrip("/").endswith(HDF5_SUFFIXES))
 
@@ -233,15 +304,22 @@ def open_remote(url: str, storage_options: dict | None = None) -> Any:
     process."""
     import fsspec
 
+    local = hub_cache_path(url)
+    if local is not None:  # offline hf://: the Hub's cache is on the disk already
+        if not local.is_file():
+            raise FileNotFoundError(f"{url}: not found in the Hugging Face cache ({local})")
+        return open(local, "rb")
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     _evict(folder, cache_cap_bytes())
     protocol = url.split("://", 1)[0]
-    _fs(url, storage_options)  # a missing backend: one line
+    fs, path = _fs(url, storage_options)  # a missing backend: one line
+    if protocol == "memory":  # in this process's memory already (and its files are not block-cacheable)
+        return _retry(url, lambda: fs.open(path, "rb"))
     cached = fsspec.filesystem(
         "blockcache",
         target_protocol=protocol,
-        target_options=storage_options or {},
+        target_options=storage_options_for(url, storage_options),
         cache_storage=str(folder),
         check_files=True,  # a file changed on the server is fetched again, not mixed with stale blocks
         expiry_time=False,

@@ -236,3 +236,83 @@ def test_train_py_takes_a_url_as_data_root(root, server, tmp_path):
     assert evaluate_run(run, data=server.url, splits=("test",)) == {"test": metrics["test"]}  # evaluate --data URL
     with pytest.raises(ValueError, match=r"^operator: data.root .*/nowhere: no train or valid or test split"):
         train(REPO / "configs" / "fno_burgers.yaml", ["--data.root", server.url.replace("/root", "/nowhere")])
+
+
+def test_data_storage_options_reach_every_open_of_a_training_run(root, server, tmp_path):
+    """``data.storage_options`` (a mapping in the shared data section) goes to every open under the root: the server
+    refuses any request without the header, so listing, stats, every file and the DataLoader all carried it."""
+    from pdeforge.datasets._remote import set_storage_options
+    from pdeforge.families import train
+
+    server.token = "s3cret"
+    run = tmp_path / "run"
+    overrides = ["--data.root", server.url, "--run.max_steps", "1", "--run.run_dir", str(run)]
+    overrides += ["--run.progress", "false", "--optim.batch_size", "2"]
+    overrides += ["--model.args.n_modes", "4", "--model.args.hidden_channels", "8"]
+    with pytest.raises(ValueError, match=r"access refused \(HTTP 401\): check the credentials in storage_options"):
+        train(REPO / "configs" / "fno_burgers.yaml", overrides)
+    options = ["--data.storage_options", '{headers: {Authorization: "Bearer s3cret"}}']
+    try:
+        metrics = train(REPO / "configs" / "fno_burgers.yaml", overrides + options)
+    finally:
+        set_storage_options(server.url, None)
+    assert (run / "model.json").is_file() and 0 < metrics["test"]["rel_l2"] < 10
+    refused = [entry for entry in server.log if entry[0] == "GET" and entry[2] == 0 and entry[1].endswith(".hdf5")]
+    assert any(path.endswith(".hdf5") for kind, path, n in server.log if kind == "GET" and n > 0) and not refused
+    with pytest.raises(ValueError, match=r"data.storage_options: for a URL data.root"):
+        train(REPO / "configs" / "fno_burgers.yaml", ["--data.root", str(root), *options])
+
+
+def test_memory_and_file_urls_read_as_the_local_root(root):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.put(str(root), "/pdeforge-test/root", recursive=True)
+    try:
+        for url in ("memory://pdeforge-test/root", f"file://{root}"):
+            assert [i.n_trajectories for i in validate(url)] == [3, 2, 2, 2]
+            for split in ("train", "test"):
+                _same(TrajectoryDataset(root, split=split), TrajectoryDataset(url, split=split))
+    finally:
+        memory.rm("/pdeforge-test", recursive=True)
+
+
+def test_hf_dataset_root_reads_the_offline_hub_cache(root, tmp_path, monkeypatch, capsys):
+    """``hf://datasets/org/name/ROOT`` with HF_HUB_OFFLINE=1 reads the Hub's cache as huggingface_hub lays it out
+    (content-addressed blobs, a snapshot of symlinks, refs/main), at the default revision and at a named one."""
+    import hashlib
+
+    cache, commit = tmp_path / "hub", "89abcdef0123456789abcdef0123456789abcdef"
+    repo = cache / "datasets--pdeforge-test--toy"
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / commit / "toy" / path.relative_to(root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for url in ("hf://datasets/pdeforge-test/toy/toy", f"hf://datasets/pdeforge-test/toy@{commit}/toy"):
+        assert [i.n_trajectories for i in validate(url)] == [3, 2, 2, 2]
+        local, remote = (TrajectoryDataset(r, split="valid", normalization="zscore") for r in (root, url))
+        _same(local, remote)  # stats.yaml read through the cache too
+    assert cli(["inspect", "hf://datasets/pdeforge-test/toy/toy", "--fast"]) == 0
+    assert "trajectories" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match=r"not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
+        TrajectoryDataset("hf://datasets/pdeforge-test/other/toy", split="train")
+
+
+def test_inspect_takes_storage_options(server, capsys):
+    server.token = "s3cret"
+    assert cli(["inspect", server.url, "--fast"]) == 1
+    assert "access refused (HTTP 401)" in capsys.readouterr().err
+    header = '{headers: {Authorization: "Bearer s3cret"}}'
+    assert cli(["inspect", server.url, "--fast", "--storage-options", header]) == 0
+    out = capsys.readouterr().out
+    assert out.count("trajectories") >= 4 and "statistics: " in out  # stats.yaml read with the header too
+    assert cli(["inspect", server.url, "--storage-options", "[1, 2]"]) == 1
+    assert "--storage-options '[1, 2]': expected a mapping" in capsys.readouterr().err

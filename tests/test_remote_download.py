@@ -215,3 +215,33 @@ def test_ctrl_c_names_the_partial_file_and_the_command_that_resumes_it(mirror, t
         f"pdebench {name} --out {out} --base-url {mirror.url}\n"
     )
     assert partial.read_bytes() == table[name][:100]
+
+
+def test_the_table_is_pdebenchs_whole_published_table_and_list_shows_it(tmp_path, capsys):
+    rows = download.pdebench_table()
+    assert len(rows) == 375 and len({r["Filename"] for r in rows}) == 375  # pdebench_data_urls.csv, every row
+    assert all(re.fullmatch(r"[0-9a-f]{32}", r["MD5"]) and r["URL"].startswith("https://darus.") for r in rows)
+    counts = {}
+    for r in rows:
+        counts[r["PDE"]] = counts.get(r["PDE"], 0) + 1
+    assert counts == {
+        "Advection": 8, "Burgers": 12, "1D_CFD": 12, "Diff_Sorp": 1, "1D_ReacDiff": 36, "2D_CFD": 17,
+        "Darcy": 5, "2D_ReacDiff": 1, "NS_Incom": 274, "SWE": 1, "3D_CFD": 8,
+    }  # fmt: skip
+    (ns,) = download.pdebench_files("ns_incom_inhom_2d_512-0")
+    assert ns == download.RemoteFile(
+        "https://darus.uni-stuttgart.de/api/access/datafile/133280",
+        "2D/NS_incom/ns_incom_inhom_2d_512-0.h5",
+        md5="54109d46f9c957317bd670ddb2068ac0",
+    )
+    assert download.pdebench_files("BlastWave")[0].md5 == "f901a1ec75925c1d861ac99a825878f3"
+    assert cli(["download", "pdebench", "--list"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 375 and "2D/NS_incom/ns_incom_inhom_2d_512-0.h5" in out.out
+    assert "375 files" in out.err
+    # incompressible NS has a layout the importer does not read: --convert is refused before anything is fetched
+    assert cli(["download", "pdebench", "ns_incom_inhom_2d_512-0", "--out", str(tmp_path / "o"), "--convert"]) == 1
+    assert "whose layout pdeforge convert pdebench does not read" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert cli(["download", "pdebench", "Advection"]) == 1
+    assert "expected NAME and --out DIR" in capsys.readouterr().err

@@ -132,6 +132,11 @@ class DataSection:
 class OptimSection:
     """The optimiser (AdamW) and its schedule (linear warm-up, then cosine decay to 0, stepped per optimiser step)."""
 
+    storage_options: dict = option(
+        {},
+        "a URL root's fsspec options (e.g. {endpoint_url: ..., anon: true}), passed to every open under it; saved with "
+        "the run's config: keep credentials in the environment (AWS_*, HF_TOKEN), not here",
+    )
     steps: int = option(0, "optimiser steps (0: epochs x steps per epoch)", min=0)
     epochs: int = option(1, "passes over the training data (when steps is 0)", min=1)
     batch_size: int = option(32, "samples per micro-batch and process", min=1)

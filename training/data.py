@@ -93,11 +93,22 @@ def _cache_name(preset: str, options: dict[str, Any], record: dict[str, Any]) ->
 
 def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = None) -> Path | str:
     """The dataset root of a ``data`` section: ``data.root`` (checked; a URL stays a URL, read through the block cache
-    of `pdeforge.datasets._remote`), or ``data.preset`` generated once into
-    ``cache_dir()/datasets/<preset>-n<N>-r<R>-s<seed>[-<hash of other fields>]`` (printed). Under DDP (``env``, an
-    :class:`~pdeforge.training.loop.Environment`) the main process generates while the others wait."""
+    of `pdeforge.datasets._remote` with ``data.storage_options`` for every open under it), or ``data.preset``
+    generated once into ``cache_dir()/datasets/<preset>-n<N>-r<R>-s<seed>[-<hash of other fields>]`` (printed).
+    Under DDP (``env``, an :class:`~pdeforge.training.loop.Environment`) the main process generates while the others
+    wait."""
     is_main = env is None or env.is_main
     barrier = env.barrier if env is not None else None
+    storage_options = getattr(data, "storage_options", None) or {}
+    if storage_options:  # every open under the root (dataset, stats, DataLoader workers) reads with them
+        from ..datasets._remote import is_url, set_storage_options
+
+        if not data.root or not is_url(data.root):
+            raise ValueError(
+                f"{where}: data.storage_options: for a URL data.root (s3://, gs://, hf://, https://...), got root "
+                f"{data.root or '(empty: a preset)'!r}; expected storage_options empty for it"
+            )
+        set_storage_options(data.root, dict(storage_options))
     if data.root:
         problem = root_problem(data.root)
         if problem:
