@@ -785,3 +785,6 @@ def _extra_presets() -> dict[str, AbstractPreset]:
 
 
 PRESETS.update(_extra_presets())
+from ._presets_shallow_water import SHALLOW_WATER_PRESETS  # noqa: E402
+
+PRESETS.update(SHALLOW_WATER_PRESETS)
