@@ -113,7 +113,13 @@ def train(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, A
     family, config = load_family_config(path, overrides)
     if path is not None and not config.run.run_dir and not config.run.resume:  # runs/<config name>
         config.run.run_dir = str(Path("runs") / Path(path).stem)
-    return fit(family, config, where=str(path) if path is not None else "config")
+    where = str(path) if path is not None else "config"
+    if config.run.ensemble > 1:  # N members with seeds seed, seed + 1, ... (pdeforge.training.ensemble)
+        from .training.ensemble import fit_ensemble
+
+        device = config.run.device
+        return fit_ensemble(family, config, where=where, evaluate=lambda root: evaluate_run(root, device=device))
+    return fit(family, config, where=where)
 
 
 @dataclass
@@ -178,16 +184,22 @@ def run_folder(run_dir: str | Path) -> Path:
     return Path(run_dir)
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun | Any:
     """Rebuild the model of any family's run folder from ``model.json`` and ``model.safetensors``; ``run_dir`` is a
-    folder or ``hf://org/name[@revision]`` (see :func:`run_folder`)."""
+    folder or ``hf://org/name[@revision]`` (see :func:`run_folder`). An ensemble's folder (``--run.ensemble N``)
+    gives a :class:`~pdeforge.training.ensemble.LoadedEnsemble` of its members' runs, whose ``predict`` stacks
+    their predictions on a new axis 0."""
     from ._device import check_device, resolve_device
     from .checkpoint import load_weights
     from .training.config import build_config
+    from .training.ensemble import LoadedEnsemble, is_ensemble, read_ensemble
     from .training.run_folder import read_envelope
 
     check_device(device, "load_run")
     run_dir = run_folder(run_dir)
+    if is_ensemble(run_dir):
+        record = read_ensemble(run_dir)
+        return LoadedEnsemble([load_run(run_dir / m, device) for m in record["members"]], run_dir, record)
     envelope = read_envelope(run_dir)
     family = family_class(envelope["family"], str(run_dir / "model.json"))
     config = build_config(family.config_class, envelope["config"], where=str(run_dir / "model.json"))
@@ -221,9 +233,11 @@ def evaluation_folder(run_dir: str | Path, data: str | Path | None = None) -> Pa
             / "eval"
             / (str(data).rstrip("/").rsplit("/", 1)[-1] if "://" in str(data) else Path(data).resolve().name)
         )
+    from .training.ensemble import is_ensemble, read_ensemble
     from .training.run_folder import read_envelope
 
-    own = read_envelope(run_dir)["config"].get("data", {})
+    envelope_dir = Path(run_dir) / read_ensemble(run_dir)["members"][0] if is_ensemble(run_dir) else run_dir
+    own = read_envelope(envelope_dir)["config"].get("data", {})
     return Path(run_dir) / "eval" / (Path(own["root"]).name if own.get("root") else own.get("preset") or "run_data")
 
 
@@ -293,6 +307,10 @@ def evaluate_run(
 
     where = f"evaluate {run_dir}" + (f" --data {data}" if data is not None else "")
     run_dir = run_folder(run_dir)
+    from .training.ensemble import is_ensemble
+
+    if is_ensemble(run_dir):
+        return _evaluate_ensemble(Path(run_dir), data, splits, device, plots, where)
     run = load_run(run_dir, device)
     config = run.config
     theirs = None
@@ -323,6 +341,35 @@ def evaluate_run(
 
 
 _RECORD = "evaluate.json"  # what marks a folder as an evaluation's: {run, data, metrics}
+
+
+def _evaluate_ensemble(
+    run_dir: Path, data: str | Path | None, splits: Sequence[str], device: str, plots: Path | None, where: str
+) -> dict[str, Any]:
+    """:func:`evaluate_run` of an ensemble's folder: per split the ensemble's metrics and its members' own
+    (:func:`pdeforge.training.ensemble.evaluate_members`); ``plots`` gets ``evaluate.json`` only."""
+    from .datasets._remote import is_url
+    from .training.ensemble import evaluate_members, read_ensemble
+    from .training.run_folder import RunFolder
+
+    record = read_ensemble(run_dir)
+    ensemble = load_run(run_dir, device)
+    if data is not None:
+        _check_data(ensemble.members[0], data, splits, where)
+    saved = record.get("member_metrics") or []
+    if data is None and len(saved) == len(ensemble.members) and all(s in m for m in saved for s in splits):
+        members = saved  # recomputing a member's own metrics gives the same numbers (test_train checks it)
+    else:
+        members = [evaluate_run(run_dir / m, data=data, splits=splits, device=device) for m in record["members"]]
+    where_data = None if data is None else str(data) if is_url(data) else str(Path(data).resolve())
+    out_record = {"run": str(run_dir.resolve()), "data": where_data}
+    if plots is not None:
+        _claim_plots_folder(Path(plots), run_dir, out_record, splits, where)
+    metrics = evaluate_members(ensemble, splits, members, data)
+    if plots is not None:
+        Path(plots).mkdir(parents=True, exist_ok=True)
+        RunFolder(plots).write_text(_RECORD, json.dumps({**out_record, "metrics": metrics}, indent=1))
+    return metrics
 
 
 def _claim_plots_folder(out: Path, run_dir: Path, record: dict, splits: Sequence[str], where: str) -> None:

@@ -24,6 +24,10 @@ cRMSE and fRMSE and the batch maximum for the max error; here every metric is pe
 that ``reduction="sample"`` is meaningful. For one sample the definitions coincide. The Well divides by the unbiased
 variance; here the population variance is used, so the mean predictor scores exactly ``vrmse = 1`` (for eps = 0).
 
+Ensembles (``members`` with a member axis, against ``truth``): the fair CRPS, the spread-skill ratio, the rank
+histogram, the energy score, and the high-correlation duration of the ensemble mean and of its members
+(:func:`crps_ensemble` and the functions after it; :func:`evaluate_ensemble` gives them all).
+
 Rollouts: ``pred`` and ``target`` must be aligned on the predicted steps only. Initial (input) frames are never
 counted as predictions, and mismatched time lengths are refused.
 """
@@ -49,6 +53,12 @@ __all__ = [
     "vrmse",
     "correlation",
     "high_correlation_duration",
+    "crps_ensemble",
+    "spread_skill_ratio",
+    "rank_histogram",
+    "energy_score",
+    "ensemble_high_correlation_duration",
+    "evaluate_ensemble",
     "rollout_curve",
     "rollout_curves",
     "evaluate_all",
@@ -379,4 +389,162 @@ def evaluate_all(
             out["high_correlation_duration"] = float(
                 high_correlation_duration(pred, target, n_spatial_dims, dt, threshold)
             )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- ensembles
+# Probabilistic metrics of an ensemble ``members`` (the member axis ``member_dim``, default 0) against ``truth``
+# (``members`` without that axis). Pointwise scores are reduced as ``reduction`` says: "mean" (a 0-d tensor over
+# every point), "sample" (``(B,)``, the mean over all axes of truth but its first) or "none" (truth's shape).
+def _members(members: Tensor, truth: Tensor, member_dim: int) -> Tensor:
+    """``members`` with the member axis moved first; checks that it is ``truth`` with one more axis."""
+    if not isinstance(members, Tensor) or not isinstance(truth, Tensor):
+        raise TypeError(
+            f"members and truth must be torch tensors, got {type(members).__name__}, {type(truth).__name__}"
+        )
+    if members.ndim != truth.ndim + 1 or not -members.ndim <= member_dim < members.ndim:
+        raise ValueError(
+            f"members {tuple(members.shape)} must be truth {tuple(truth.shape)} with a member axis at member_dim="
+            f"{member_dim}: expected {truth.ndim + 1} dims"
+        )
+    moved = members.movedim(member_dim, 0)
+    if moved.shape[1:] != truth.shape:
+        raise ValueError(
+            f"members {tuple(members.shape)} without the member axis (member_dim={member_dim}) is "
+            f"{tuple(moved.shape[1:])}, but truth is {tuple(truth.shape)}"
+        )
+    return moved
+
+
+def _reduce_points(values: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return values
+    if reduction == "sample":
+        return values.reshape(values.shape[0], -1).mean(dim=1)
+    if reduction == "mean":
+        return values.mean()
+    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _mean_pair_distance(x: Tensor, fair: bool) -> Tensor:
+    """``sum_{i,j} |x_i - x_j| / (m (m - 1))`` (fair) or ``/ m^2``, over axis 0, in O(m log m) by sorting:
+    ``sum_{i<j} (x_(j) - x_(i)) = sum_k (2k - m - 1) x_(k)`` for the order statistics ``k = 1..m``."""
+    m = x.shape[0]
+    k = torch.arange(1, m + 1, dtype=x.dtype, device=x.device).reshape((m,) + (1,) * (x.ndim - 1))
+    pairs = 2 * ((2 * k - m - 1) * torch.sort(x, dim=0).values).sum(dim=0)
+    return pairs / (m * (m - 1) if fair else m * m)
+
+
+def crps_ensemble(
+    members: Tensor, truth: Tensor, member_dim: int = 0, fair: bool = True, reduction: str = "mean"
+) -> Tensor:
+    """Continuous ranked probability score of an ensemble, pointwise, then reduced (see above)::
+
+        CRPS = 1/m sum_i |X_i - y| - 1/(2 m (m - 1)) sum_{i,j} |X_i - X_j|     (fair, Ferro 2014; Zamo & Naveau 2018)
+        CRPS = 1/m sum_i |X_i - y| - 1/(2 m^2)       sum_{i,j} |X_i - X_j|     (fair=False: the CRPS of the
+                                                                                empirical distribution)
+
+    The fair score's expectation over members drawn from F equals the CRPS of F itself for any m >= 2; the plain
+    one is larger by ``E|X - X'| / (2m)``. Lower is better; it has the units of the field.
+    """
+    x = _members(members, truth, member_dim)
+    m = x.shape[0]
+    if fair and m < 2:
+        raise ValueError(f"the fair CRPS needs at least 2 members, got {m}; use fair=False for one")
+    skill = (x - truth).abs().mean(dim=0)
+    return _reduce_points(skill - 0.5 * _mean_pair_distance(x, fair), reduction)
+
+
+def spread_skill_ratio(members: Tensor, truth: Tensor, member_dim: int = 0, reduction: str = "mean") -> Tensor:
+    """``sqrt((m + 1) / m) * spread / skill`` (Fortin et al., Mon. Wea. Rev. 142, 2014): ``spread^2`` is the mean
+    over points of the unbiased ensemble variance, ``skill^2`` the mean squared error of the ensemble mean. A
+    calibrated ensemble (truth exchangeable with the members) scores 1 in expectation: ``E[(mean - y)^2] =
+    (1 + 1/m) var``, which the factor removes. Below 1: under-dispersed (over-confident); above 1: over-dispersed.
+    ``reduction``: "mean" (one ratio over all points) or "sample" (one per index of truth's first axis)."""
+    x = _members(members, truth, member_dim)
+    m = x.shape[0]
+    if m < 2:
+        raise ValueError(f"the spread needs at least 2 members, got {m}")
+    var = x.var(dim=0, unbiased=True)
+    err2 = (x.mean(dim=0) - truth) ** 2
+    if reduction == "sample":
+        var, err2 = var.reshape(var.shape[0], -1).mean(dim=1), err2.reshape(err2.shape[0], -1).mean(dim=1)
+    elif reduction == "mean":
+        var, err2 = var.mean(), err2.mean()
+    else:
+        raise ValueError(f"reduction must be 'mean' or 'sample', got {reduction!r}")
+    return math.sqrt((m + 1) / m) * torch.sqrt(var / err2.clamp_min(_tiny(err2)))
+
+
+def rank_histogram(
+    members: Tensor, truth: Tensor, member_dim: int = 0, generator: torch.Generator | None = None
+) -> Tensor:
+    """Talagrand's rank histogram: counts ``(m + 1,)`` (int64) of the rank of the truth among the m members, over
+    every point. The rank is the number of members below the truth, plus a uniform draw among the tied ones
+    (``generator``), so that ties (e.g. a clipped field) do not pile up in one bin. Flat for a calibrated ensemble,
+    U-shaped for an under-dispersed one, peaked in the middle for an over-dispersed one."""
+    x = _members(members, truth, member_dim)
+    m = x.shape[0]
+    below = (x < truth).sum(dim=0)
+    ties = (x == truth).sum(dim=0)
+    u = torch.rand(ties.shape, generator=generator, dtype=torch.float64).to(ties.device)
+    rank = below + torch.floor(u * (ties + 1)).to(below.dtype)
+    return torch.bincount(rank.flatten(), minlength=m + 1)
+
+
+def energy_score(
+    members: Tensor, truth: Tensor, member_dim: int = 0, fair: bool = True, reduction: str = "mean"
+) -> Tensor:
+    """The energy score (Gneiting & Raftery, JASA 102, 2007), the CRPS of a multivariate forecast: with ``||.||``
+    the Euclidean norm over all axes of truth but its first (the whole field of a sample)::
+
+        ES = 1/m sum_i ||X_i - y|| - 1/(2 m (m - 1)) sum_{i,j} ||X_i - X_j||      (fair; fair=False: / (2 m^2))
+
+    Returns ``(B,)`` for ``reduction="sample"`` (or "none"), else the mean. Costs m^2 field differences."""
+    x = _members(members, truth, member_dim)
+    m = x.shape[0]
+    if fair and m < 2:
+        raise ValueError(f"the fair energy score needs at least 2 members, got {m}; use fair=False for one")
+    flat = x.reshape(m, x.shape[1], -1)
+    skill = torch.linalg.vector_norm(flat - truth.reshape(1, truth.shape[0], -1), dim=-1).mean(dim=0)
+    pairs = sum(torch.linalg.vector_norm(flat[i] - flat, dim=-1).sum(dim=0) for i in range(m))
+    score = skill - 0.5 * pairs / (m * (m - 1) if fair else m * m)
+    if reduction in ("sample", "none"):
+        return score
+    if reduction == "mean":
+        return score.mean()
+    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def ensemble_high_correlation_duration(
+    members: Tensor, truth: Tensor, n_spatial_dims: int, dt: float, threshold: float = 0.8, member_dim: int = 0
+) -> dict[str, Tensor]:
+    """:func:`high_correlation_duration` of the ensemble mean (``"mean"``, 0-d) and of each member (``"members"``,
+    ``(m,)``, each the batch mean) for rollouts ``(B, T, C, *space)`` with the member axis at ``member_dim``."""
+    x = _members(members, truth, member_dim)
+    mean = high_correlation_duration(x.mean(dim=0), truth, n_spatial_dims, dt, threshold)
+    each = torch.stack([high_correlation_duration(xi, truth, n_spatial_dims, dt, threshold) for xi in x])
+    return {"mean": mean, "members": each}
+
+
+def evaluate_ensemble(
+    members: Tensor,
+    truth: Tensor,
+    n_spatial_dims: int,
+    member_dim: int = 0,
+    domain_lengths: tuple[float, ...] | None = None,
+    dt: float | None = None,
+    threshold: float = 0.8,
+) -> dict[str, float]:
+    """:func:`evaluate_all` of the ensemble mean, plus ``crps``, ``spread_skill``, ``energy_score`` and, for
+    rollouts with ``dt``, ``high_correlation_duration_members`` (the members' mean duration), as plain floats."""
+    x = _members(members, truth, member_dim)
+    with torch.no_grad():
+        out = evaluate_all(x.mean(dim=0), truth, n_spatial_dims, domain_lengths, dt, threshold)
+        out["crps"] = float(crps_ensemble(x, truth))
+        out["spread_skill"] = float(spread_skill_ratio(x, truth))
+        out["energy_score"] = float(energy_score(x, truth))
+        if "high_correlation_duration" in out:
+            hcd = ensemble_high_correlation_duration(x, truth, n_spatial_dims, dt, threshold)
+            out["high_correlation_duration_members"] = float(hcd["members"].mean())
     return out

@@ -30,6 +30,7 @@ PACKAGES = (
     "operators.mpp",
     "operators.dpot",
     "operators.well",
+    "generative",
     "pinns",
     "metrics",
     "tasks",

@@ -117,6 +117,12 @@ class RunSection:
     progress: bool = option(True, "a progress bar over the optimiser steps", resume_safe=True)
     threads: int = option(0, "torch CPU threads (0: torch's default)", min=0, resume_safe=True)
     deterministic: bool = option(False, "torch.use_deterministic_algorithms (slower, bit-reproducible on GPUs)")
+    ensemble: int = option(
+        1,
+        "train this many members with seeds seed, seed+1, ... into RUN/members/<k>/ (RUN/ensemble.json)",
+        min=1,
+        resume_safe=True,  # a member is one run (ensemble 1); runs saved before the option existed still resume
+    )
 
 
 @dataclass
@@ -126,17 +132,17 @@ class DataSection:
     root: str = option("", "a dataset root (ROOT/data/{train,valid,test}/*.hdf5, ROOT/stats.yaml); empty: the preset")
     preset: str = option("", "a `pdeforge generate` preset, generated once into the cache when root is empty")
     preset_options: dict = option({}, "the preset's options: n_trajectories, resolution, seed, and its own fields")
+    storage_options: dict = option(
+        {},
+        "a URL root's fsspec options (e.g. {endpoint_url: ..., anon: true}), passed to every open under it; saved with "
+        "the run's config: keep credentials in the environment (AWS_*, HF_TOKEN), not here",
+    )
 
 
 @dataclass
 class OptimSection:
     """The optimiser (AdamW) and its schedule (linear warm-up, then cosine decay to 0, stepped per optimiser step)."""
 
-    storage_options: dict = option(
-        {},
-        "a URL root's fsspec options (e.g. {endpoint_url: ..., anon: true}), passed to every open under it; saved with "
-        "the run's config: keep credentials in the environment (AWS_*, HF_TOKEN), not here",
-    )
     steps: int = option(0, "optimiser steps (0: epochs x steps per epoch)", min=0)
     epochs: int = option(1, "passes over the training data (when steps is 0)", min=1)
     batch_size: int = option(32, "samples per micro-batch and process", min=1)
