@@ -785,6 +785,11 @@ def _extra_presets() -> dict[str, AbstractPreset]:
 
 
 PRESETS.update(_extra_presets())
+
+# the presets of the compressible and shallow-water solvers, in modules of their own (they build on the classes
+# above, so they are imported last)
+from ._presets_compressible import COMPRESSIBLE_PRESETS  # noqa: E402
 from ._presets_shallow_water import SHALLOW_WATER_PRESETS  # noqa: E402
 
+PRESETS.update(COMPRESSIBLE_PRESETS)
 PRESETS.update(SHALLOW_WATER_PRESETS)
