@@ -46,6 +46,7 @@ TRAIN_CONFIGS = (
     ("noda", "configs/noda_ks.yaml"),
     ("scot", "configs/scot_finetune.yaml"),
     ("pinn", "configs/pinn_burgers.yaml"),
+    ("generative", "configs/diffusion_ks.yaml"),
 )
 
 
