@@ -3,6 +3,7 @@ fine-tuned on data it has not seen, against scOT from scratch and an FNO.
 
     python benchmarks/foundation.py  # ~32 min on one free CPU thread; writes runs/foundation_ns_blobs_e32/
     python benchmarks/foundation.py --downstream kolmogorov  # fine-tune on a different PDE instead
+    python benchmarks/foundation.py --arch avit dpot         # AViT and DPOT instead (frames_study; ~30 min loaded)
 
 Downstream data (``--downstream``): ``ns_blobs`` (default), the pretraining PDE from Gaussian vortex blobs, an
 initial-condition family absent from pretraining; or ``kolmogorov`` (forced Kolmogorov flow with drag, a different
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -88,9 +90,10 @@ def source_root(name: str, n_trajectories: int, out: Path, resolution: int = 32)
     return root
 
 
-def _config(name: str, overrides: list[str]) -> dict:
-    """The config ``configs/<name>`` with ``overrides``, as the plain mapping its run folder's config.yaml holds."""
-    _, config = load_family_config(CONFIGS / name, overrides)
+def _config(name: str | None, overrides: list[str]) -> dict:
+    """The config ``configs/<name>`` (None: the default job's) with ``overrides``, as the plain mapping its run
+    folder's config.yaml holds."""
+    _, config = load_family_config(None if name is None else CONFIGS / name, overrides)
     return config_to_dict(config)
 
 
@@ -204,6 +207,171 @@ def efficiency_gain(ns: list[int], base: list[float], pre: list[float]) -> list[
     return [float((e / c) ** (-1.0 / a) / n) for n, e in zip(ns, pre)]
 
 
+# -- AViT and DPOT (the operator family's pretrained models of frames) -----------------------------------------------
+#: the CPU-sized architectures of the study (docs/results/foundation.md, "the plan"), by model.name
+FRAME_ARCHS = {
+    "avit": {"embed_dim": 64, "num_heads": 4, "processor_blocks": 4, "drop_path": 0.1,
+             "field_indices": {"vorticity": 10}},
+    "dpot": {"patch_size": 8, "embed_dim": 64, "depth": 4, "n_blocks": 4, "modes": 4, "out_layer_dim": 32,
+             "mlp_ratio": 1.0, "n_cls": 2},
+}  # fmt: skip
+#: the embedding and head of each (their own learning rate when fine-tuning), as configs/*_finetune.yaml
+FRAME_OUTER = {
+    "avit": ["net.model.model.space_bag", "net.model.model.embed", "net.model.model.debed"],
+    "dpot": ["net.model.pos_embed", "net.model.patch_embed", "net.model.time_agg_layer", "net.model.out_layer"],
+}
+
+
+def pretraining_root(out: Path, n_trajectories: int, resolution: int) -> Path:
+    """One dataset root holding both pretraining presets (decaying NS from log-normal and from GRF vorticity), one
+    file each per split, with statistics fitted on both train files."""
+    from pdeforge.datasets import write_stats
+    from pdeforge.solvers.generate import generate, with_overrides
+
+    root = out / "data" / f"frames_pretrain-n{n_trajectories}-r{resolution}"
+    if (root / "stats.yaml").exists():
+        return root
+    src = benchmark_sources()
+    presets = {"lognormal": src["ns_lognormal"], "grf": with_overrides(src["ns_grf"], name="navier_stokes_2d")}
+    for name, preset in presets.items():  # one dataset name: a dataset root's files must agree on it
+        part = out / "data" / f"frames_{name}-n{n_trajectories}-r{resolution}"
+        if not (part / "stats.yaml").exists():
+            print(f"generating {name} ({n_trajectories} trajectories at {resolution}^2) into {part}")
+            generate(preset, part, n_trajectories=n_trajectories, resolution=resolution, seed=0, progress=False)
+        for split in ("train", "valid", "test"):
+            (root / "data" / split).mkdir(parents=True, exist_ok=True)
+            (source,) = sorted((part / "data" / split).glob("*.hdf5"))
+            link = root / "data" / split / f"{name}.hdf5"
+            if not link.exists():
+                link.symlink_to(source.resolve())
+    write_stats(root)
+    return root
+
+
+def frames_run(run_dir: Path, arch: str, root: Path, argv: list[str]) -> dict:
+    """The metrics of ``pdeforge train`` (operator family, next step, 2 frames in) of ``arch`` on ``root``, reused
+    when ``run_dir`` holds a finished run made with the same options."""
+    common = [
+        "--data.root",
+        str(root),
+        "--task.kind",
+        "next_step",
+        "--task.n_steps_input",
+        "2",
+        "--task.dt_stride",
+        "1",
+    ]
+    common += ["--task.rollout_steps", "4", "--run.threads", "1", "--run.progress", "false"]
+    if arch == "fno":
+        model = [
+            "--model.name",
+            "fno",
+            "--model.args",
+            json.dumps({"n_modes": 12, "hidden_channels": 32, "n_layers": 4}),
+        ]
+    else:
+        model = ["--model.name", arch, "--model.use_grid", "false"]
+    overrides = [*common, *model, *argv]
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file() and (run_dir / "config.yaml").is_file():
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        if _what_it_computes(saved) == _what_it_computes(_config(None, overrides)):
+            return json.loads(metrics.read_text())
+    return train(None, [*overrides, "--run.run_dir", str(run_dir), "--run.overwrite", "true"])
+
+
+def frames_persistence(root: Path) -> float:
+    """Test rel L2 of u(t + dt) = u(t) over the next-step windows (the operator family's rel L2, physical units)."""
+    from pdeforge.datasets import TrajectoryDataset
+    from pdeforge.metrics import rel_l2
+
+    ds = TrajectoryDataset(root, 2, 1, 1, split="test")
+    errs = [float(rel_l2(s["input_fields"][-1:], s["output_fields"], 2)) for s in (ds[i] for i in range(len(ds)))]
+    return float(np.mean(errs))
+
+
+def frames_study(args: argparse.Namespace) -> None:
+    """Pretrain each of ``args.arch`` on the two NS presets, fine-tune on Kolmogorov flow at every N and seed, against
+    scratch and the FNO; prints the table with AG / EG and the seeds' range; writes OUT/frames.json."""
+    out = Path(args.out or "runs/foundation_frames")
+    t0, res = time.perf_counter(), args.frames_resolution
+    pre_root = pretraining_root(out, args.frames_pretrain_trajectories, res)
+    down = source_root("kolmogorov", 80, out, resolution=res)
+    floor = frames_persistence(down)
+    print(f"persistence u(t + dt) = u(t) on kolmogorov: test rel L2 {floor:.4f}")
+    seeds, ns, steps = args.seeds, args.ns, args.steps
+    table: dict = {"ns": ns, "seeds": seeds, "persistence": floor, "resolution": res, "archs": {}}
+    fno = {n: [] for n in ns}
+    for n in ns:
+        for seed in seeds:
+            argv = ["--data.max_train_trajectories", str(n), "--optim.steps", str(steps), "--optim.batch_size", "8"]
+            argv += ["--optim.lr", "3e-3", "--optim.eval_every", str(steps // 2), "--run.seed", str(seed)]
+            fno[n].append(frames_run(out / f"fno_n{n}_s{seed}", "fno", down, argv)["test"]["rel_l2"])
+        print(f"FNO N = {n}: {fno[n]}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    for arch in args.arch:
+        pre_dir = out / f"{arch}_pretrain"
+        pre = frames_run(
+            pre_dir,
+            arch,
+            pre_root,
+            ["--model.args", json.dumps(FRAME_ARCHS[arch]), "--optim.steps", str(args.pretrain_steps)]
+            + ["--optim.batch_size", "16", "--optim.lr", "1e-3", "--optim.eval_every", str(args.pretrain_steps // 4)],
+        )
+        print(f"{arch} pretrained: test rel L2 {pre['test']['rel_l2']:.4f}  [{time.perf_counter() - t0:.0f} s]")
+        rows = {"pretrained": {}, "scratch": {}}
+        for n in ns:
+            rows["pretrained"][n], rows["scratch"][n] = [], []
+            for seed in seeds:
+                argv = ["--data.max_train_trajectories", str(n), "--optim.steps", str(steps), "--optim.batch_size", "8"]
+                argv += ["--optim.eval_every", str(steps // 2), "--run.seed", str(seed)]
+                groups = json.dumps(dict.fromkeys(FRAME_OUTER[arch], 1e-3))
+                tuned = ["--run.init_from", str(pre_dir), "--model.args", "{}", "--optim.lr", "3e-4"]
+                tuned += ["--model.lr_groups", groups]
+                scratch = ["--model.args", json.dumps(FRAME_ARCHS[arch]), "--optim.lr", "1e-3"]
+                for key, extra in (("pretrained", tuned), ("scratch", scratch)):
+                    run = out / f"{arch}_{key}_n{n}_s{seed}"
+                    rows[key][n].append(frames_run(run, arch, down, [*argv, *extra])["test"]["rel_l2"])
+            print(
+                f"{arch} N = {n}: fine-tuned {rows['pretrained'][n]}  scratch {rows['scratch'][n]}  "
+                f"[{time.perf_counter() - t0:.0f} s]",
+                flush=True,
+            )
+        table["archs"][arch] = {"pretrain_test_rel_l2": pre["test"]["rel_l2"], **rows}
+    table["fno"] = fno
+    table["seconds"] = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "frames.json").write_text(json.dumps(table, indent=1))
+    print_frames_table(table)
+
+
+def print_frames_table(table: dict) -> None:
+    """The study's table: mean test rel L2 over the seeds [min, max], AG and EG against scratch and the FNO, and
+    whether pretraining helps outside the seeds' spread."""
+    ns = table["ns"]
+    mean = {}
+    fno = [float(np.mean(table["fno"][n])) for n in ns]
+    print(f"\ntest rel L2 (one step, kolmogorov, unseen), mean of seeds {table['seeds']} [min, max]; "
+          f"persistence {table['persistence']:.4f}")  # fmt: skip
+    for arch, rows in table["archs"].items():
+        mean = {k: [float(np.mean(rows[k][n])) for n in ns] for k in ("pretrained", "scratch")}
+        eg_s = efficiency_gain(ns, mean["scratch"], mean["pretrained"])
+        eg_f = efficiency_gain(ns, fno, mean["pretrained"])
+        print(f"{arch}: pretraining test rel L2 {rows['pretrain_test_rel_l2']:.4f}")
+        print(f"{'N':>4} {'fine-tuned':>22} {'scratch':>22} {'FNO':>22} {'AG/scr':>7} {'AG/FNO':>7} {'EG/scr':>7} "
+              f"{'EG/FNO':>7}  holds vs scratch / FNO")  # fmt: skip
+        for k, n in enumerate(ns):
+            p, sc, f = rows["pretrained"][n], rows["scratch"][n], table["fno"][n]
+
+            def cell(v: list) -> str:
+                return f"{np.mean(v):.4f} [{min(v):.4f},{max(v):.4f}]"
+
+            print(
+                f"{n:4d} {cell(p):>22} {cell(sc):>22} {cell(f):>22} {mean['scratch'][k] / mean['pretrained'][k]:7.2f} "
+                f"{fno[k] / mean['pretrained'][k]:7.2f} {eg_s[k]:7.2f} {eg_f[k]:7.2f}  "
+                f"{'yes' if max(p) < min(sc) else 'no'} / {'yes' if max(p) < min(f) else 'no'}"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -230,8 +398,19 @@ def main() -> None:
         help="the fine-tuning data: ns_blobs (an initial-condition family of the pretraining PDE not in "
         "pretraining) or kolmogorov (a different PDE, as configs/scot_finetune.yaml)",
     )
+    ap.add_argument("--arch", nargs="+", default=[], choices=("avit", "dpot"), help="AViT / DPOT study (frames_study)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--arch: seeds of every downstream run")
+    ap.add_argument("--frames-resolution", type=int, default=64, help="--arch: the grid of every dataset")
+    ap.add_argument("--frames-pretrain-trajectories", type=int, default=64, help="--arch: per pretraining preset")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.arch:
+        if "--steps" not in sys.argv:
+            args.steps = 200
+        if "--pretrain-steps" not in sys.argv:
+            args.pretrain_steps = 800
+        frames_study(args)
+        return
     out = Path(args.out or f"runs/foundation_{args.downstream}_e{args.embed_dim}")
     t0 = time.perf_counter()
 

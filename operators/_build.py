@@ -13,9 +13,11 @@ equation parameters broadcast over space. An operator task (Darcy: coefficient -
 
 The pretrained models of frames, AViT (MPP) and DPOT (:data:`FRAME_MODELS`), take the history of frames of the
 fields alone (no grid, scalars or constant fields): their network (:class:`FramesNet`) unstacks the frames,
-runs the model on ``(B, T_in, C, *space)`` and stacks its ``(B, T_out, C, *space)`` again. Their configs say where
-the original's state-dict keys sit in the :class:`FieldOperator` (``STATE_PREFIX``) and read a ``save_pretrained``
-folder (``read_pretrained``), which is how ``--run.init_from`` fine-tunes them.
+runs the model on ``(B, T_in, C, *space)`` and stacks its ``(B, T_out, C, *space)`` again. The Well's baselines
+(``well_*``) take the stacked channels as published. The configs of these pretrained models
+(:data:`PRETRAINED_MODELS`) say where the original's state-dict keys sit in the :class:`FieldOperator`
+(``STATE_PREFIX``) and read a pretrained source (``read_pretrained``: a ``save_pretrained`` folder, a released
+weights file, a Hub id), which is how ``--run.init_from`` fine-tunes them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ._neuralop import FNOConfig, TFNOConfig, UNOConfig
 from ._unet import UNetConfig
 from .dpot._fields import DPOTFieldsConfig
 from .mpp._fields import AViTFieldsConfig
+from .well._fields import WellFNOConfig, WellTFNOConfig, WellUNetClassicConfig, WellUNetConvNextConfig
 
 if TYPE_CHECKING:
     from ..datasets import DatasetMetadata
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MODELS",
     "FRAME_MODELS",
+    "PRETRAINED_MODELS",
+    "WELL_MODELS",
     "FramesNet",
     "InputLayout",
     "FieldOperator",
@@ -47,9 +52,21 @@ __all__ = [
     "build_from_spec",
     "config_to_dict",
     "config_from_dict",
+    "model_config_class",
 ]
 
-ModelConfig = FNOConfig | TFNOConfig | UNOConfig | UNetConfig | AViTFieldsConfig | DPOTFieldsConfig
+ModelConfig = (
+    FNOConfig
+    | TFNOConfig
+    | UNOConfig
+    | UNetConfig
+    | AViTFieldsConfig
+    | DPOTFieldsConfig
+    | WellFNOConfig
+    | WellTFNOConfig
+    | WellUNetClassicConfig
+    | WellUNetConvNextConfig
+)
 
 # Every model family, by the name used in configs and run folders.
 MODELS: dict[str, type] = {
@@ -60,8 +77,19 @@ MODELS: dict[str, type] = {
     "avit": AViTFieldsConfig,
     "dpot": DPOTFieldsConfig,
 }
-#: the models of frames (``build_frames``, ``STATE_PREFIX``, ``read_pretrained``); the others map stacked channels
+#: The Well's published baselines (`pdeforge.operators.well`) as networks of stacked channels, 2-D and 3-D only (the
+#: FNO and TFNO have no 1-D); a table of their own beside :data:`MODELS`, whose catalogue test walks 1-D and 2-D
+WELL_MODELS: dict[str, type] = {
+    "well_fno": WellFNOConfig,
+    "well_tfno": WellTFNOConfig,
+    "well_unet_classic": WellUNetClassicConfig,
+    "well_unet_convnext": WellUNetConvNextConfig,
+}
+#: the models of frames (``build_frames``); the others map stacked channels
 FRAME_MODELS = ("avit", "dpot")
+#: the pretrained models: their configs read a pretrained source (``read_pretrained``) whose keys sit under their
+#: ``STATE_PREFIX`` in the :class:`FieldOperator`
+PRETRAINED_MODELS = ("avit", "dpot", "well_fno", "well_tfno", "well_unet_classic", "well_unet_convnext")
 
 
 @dataclass(frozen=True)
@@ -106,8 +134,9 @@ def _tuples(v: Any) -> Any:
 
 
 def config_from_dict(name: str, d: Mapping[str, Any]) -> ModelConfig:
-    """Inverse of :func:`config_to_dict` for the model family ``name`` (a key of :data:`MODELS`)."""
-    cls = _config_class(name)
+    """Inverse of :func:`config_to_dict` for the model family ``name`` (a key of :data:`MODELS` or
+    :data:`WELL_MODELS`)."""
+    cls = model_config_class(name)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - fields
     if unknown:
@@ -115,17 +144,20 @@ def config_from_dict(name: str, d: Mapping[str, Any]) -> ModelConfig:
     return cls(**{k: _tuples(v) for k, v in d.items()})
 
 
-def _config_class(name: str) -> type:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name]
+def model_config_class(name: str) -> type:
+    """The config class of the model ``name`` (a key of :data:`MODELS` or :data:`WELL_MODELS`)."""
+    table = {**MODELS, **WELL_MODELS}
+    if name not in table:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(table)}")
+    return table[name]
 
 
 def _name_of(config: ModelConfig) -> str:
-    for name, cls in MODELS.items():
+    table = {**MODELS, **WELL_MODELS}
+    for name, cls in table.items():
         if type(config) is cls:
             return name
-    raise TypeError(f"expected a model name or one of {[c.__name__ for c in MODELS.values()]}, got {config!r}")
+    raise TypeError(f"expected a model name or one of {[c.__name__ for c in table.values()]}, got {config!r}")
 
 
 class FieldOperator(nn.Module):
@@ -260,9 +292,10 @@ def build_model(
         use_grid: append the grid coordinates, normalised to [0, 1], as channels (default True, as
             ``model.use_grid`` of the operator family's config: what ``train.py`` trains).
         use_scalars, use_constant_fields: append the sample's scalars / constant fields; None: whenever the
-            dataset has them.
+            dataset has them and the model takes them (the pretrained models, :data:`PRETRAINED_MODELS`, take no
+            scalars; AViT and DPOT no constant fields either).
     """
-    config = _config_class(model)() if isinstance(model, str) else model
+    config = model_config_class(model)() if isinstance(model, str) else model
     name = _name_of(config)
     n = metadata.n_spatial_dims
     if len(metadata.boundary_conditions) != n:
@@ -278,8 +311,16 @@ def build_model(
         n_steps_output=n_steps_output,
         n_spatial_dims=n,
         use_grid=bool(use_grid),
-        n_scalars=_use(use_scalars, metadata.n_scalars, "scalars"),
-        n_constant_fields=_use(use_constant_fields, metadata.n_constant_fields, "constant_fields"),
+        # the pretrained models take no equation parameters, the models of frames no constant fields either: None
+        # leaves them out (the published architectures have no such inputs)
+        n_scalars=_use(
+            False if use_scalars is None and name in PRETRAINED_MODELS else use_scalars, metadata.n_scalars, "scalars"
+        ),
+        n_constant_fields=_use(
+            False if use_constant_fields is None and name in FRAME_MODELS else use_constant_fields,
+            metadata.n_constant_fields,
+            "constant_fields",
+        ),
     )
     if n_steps_input == 0 and layout.n_constant_fields == 0:
         raise ValueError(

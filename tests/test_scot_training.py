@@ -33,6 +33,7 @@ from pdeforge.operators.scot import (
     ScOTConfig,
     ScOTFamily,
     channel_groups,
+    finetune_parameter_groups,
     masked_scot_loss,
     read_state_dict,
     save_pretrained,
@@ -225,14 +226,16 @@ def scot_config(
     data: dict | None = None,
     optim: dict | None = None,
     model: dict | None = None,
+    finetune: dict | None = None,
 ) -> Path:
-    """A scOT config file on the dataset ``roots``: stride 2, 4 snapshots (10 pairs a trajectory), batch 8."""
+    """A scOT config file on the dataset ``roots``: stride 2, 4 snapshots (10 pairs a trajectory), batch 8; ``model``
+    changes ``model.args``, ``finetune`` sets the model section's other options (lr_groups, freeze, reinit)."""
     values = {
         "family": "scot",
         "run": {"progress": False, **(run or {})},
         "data": {"sources": [{"root": str(r)} for r in roots], "stride": 2, "n_snapshots": 4, **(data or {})},
         "optim": {"batch_size": 8, "lr": 1e-2, "warmup": 0.2, "eval_every": 4, "steps": 8, **(optim or {})},
-        "model": {"args": {**SMALL, **(model or {})}},
+        "model": {"args": {**SMALL, **(model or {})}, **(finetune or {})},
     }
     path.write_text(yaml.safe_dump(values))
     return path
@@ -297,16 +300,11 @@ def test_pretrain_then_finetune_from_the_run_folder_and_from_a_hugging_face_fold
     before, after = train_loss(initial, [pre_a, pre_b]), train_loss(model, [pre_a, pre_b])
     assert after < 0.8 * before, (before, after)
 
-    # fine-tuning a 2-channel field: exactly the channel-dependent tensors are re-initialised, three lr groups
+    # fine-tuning a 2-channel field: exactly the channel-dependent tensors are re-initialised, Poseidon's three lr
+    # groups through the shared model.lr_groups (named groups), the same partition as finetune_parameter_groups
     hf = save_pretrained(model, tmp_path / "hf")  # the same weights as a Hugging Face folder
-    lrs = {
-        "lr": 1e-3,
-        "lr_embedding_recovery": 1e-2,
-        "lr_time_embedding": 1e-2,
-        "steps": 40,
-        "eval_every": 20,
-        "warmup": 0.0,
-    }
+    lrs = {"lr": 1e-3, "steps": 40, "eval_every": 20, "warmup": 0.0}
+    poseidon = {"lr_groups": {"embedding_recovery": 1e-2, "time_embedding": 1e-2}}
     for source in (pre_dir, hf):
         ft_cfg = scot_config(
             tmp_path / "ft.yaml",
@@ -315,22 +313,29 @@ def test_pretrain_then_finetune_from_the_run_folder_and_from_a_hugging_face_fold
             data={"max_train_trajectories": 4},
             optim=lrs,
             model={"learn_residual": True},
+            finetune=poseidon,
         )
         family = family_on(ft_cfg)
         fresh = family.build_model()
         said = family.init_from(fresh, str(source))
-        assert sorted(family.reinitialised) == CHANNEL_TENSORS and "re-initialised" in said
+        record = family.finetune.record
+        assert sorted(record["reinitialised"]) == CHANNEL_TENSORS and "re-initialised" in said
+        assert record["loaded"] == [k for k in fresh.state_dict() if k not in CHANNEL_TENSORS]
+        assert record["unused"] == [] and record["init_from"] == str(source)
         stored = read_state_dict(hf)
         own = fresh.state_dict()
         assert all(torch.equal(own[k], stored[k]) for k in own if k not in CHANNEL_TENSORS)
         assert fresh.config.channel_slice_list_normalized_loss == (0, 2) and fresh.config.num_channels == 2
         groups = family.parameter_groups(fresh)
-        assert [(g["name"], g["lr"]) for g in groups] == [
-            ("backbone", 1e-3),
+        assert [(g["name"], g.get("lr")) for g in groups] == [
             ("embedding_recovery", 1e-2),
             ("time_embedding", 1e-2),
+            ("rest", None),  # the backbone, at optim.lr
         ]
-        assert sum(len(g["params"]) for g in groups) == len(list(fresh.parameters()))
+        poseidon_groups = {g["name"]: g["params"] for g in finetune_parameter_groups(fresh)}
+        for g in groups:
+            want = poseidon_groups["backbone" if g["name"] == "rest" else g["name"]]
+            assert [id(p) for p in g["params"]] == [id(p) for p in want], g["name"]
 
     ft_dir = tmp_path / "runs" / "ft"
     out = train(
@@ -341,11 +346,14 @@ def test_pretrain_then_finetune_from_the_run_folder_and_from_a_hugging_face_fold
             data={"max_train_trajectories": 4},
             optim=lrs,
             model={"learn_residual": True},
+            finetune=poseidon,
         ),
         ["--run.run_dir", str(ft_dir)],
     )
     tuned = load_run(ft_dir)
-    assert sorted(tuned.envelope["view"]["reinitialised"]) == CHANNEL_TENSORS
+    record = tuned.envelope["finetune"]
+    assert sorted(record["reinitialised"]) == CHANNEL_TENSORS and record["frozen"] == []
+    assert record["lr_groups"] == {"embedding_recovery": 1e-2, "time_embedding": 1e-2, "rest": None}
     assert tuned.envelope["view"]["train_trajectories"] == 4 and tuned.envelope["view"]["train_pairs"] == 4 * 10
     assert tuned.model.config.num_channels == 2
     before, after = train_loss(fresh, [new], 4), train_loss(tuned.model, [new], 4)
@@ -562,3 +570,17 @@ def test_training_on_cuda_resumes_exactly_and_evaluates_on_the_cpu(tmp_path, cra
     on_cpu = evaluate_run(tmp_path / "whole", device="cpu")
     for split in ("valid", "test"):
         assert on_cpu[split]["median_rel_l1"] == pytest.approx(whole[split]["median_rel_l1"], rel=1e-4)
+
+
+def test_a_config_written_before_lr_groups_reads_as_the_named_groups():
+    """Run folders saved with scOT's former fine-tuning options (optim.lr_embedding_recovery, optim.lr_time_embedding)
+    still load: they read as model.lr_groups' named groups (0 meant optim.lr: no group)."""
+    from pdeforge.operators.scot import ScOTRunConfig
+    from pdeforge.training.config import build_config
+
+    old = {"optim": {"lr": 1e-4, "lr_embedding_recovery": 5e-4, "lr_time_embedding": 0.0}, "model": {"args": {}}}
+    config = build_config(ScOTRunConfig, old)
+    assert config.optim.lr == 1e-4
+    assert config.model.lr_groups == {"embedding_recovery": 5e-4}
+    new = build_config(ScOTRunConfig, {"model": {"lr_groups": {"time_embedding": 2e-4}}})
+    assert new.model.lr_groups == {"time_embedding": 2e-4}

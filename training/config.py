@@ -340,10 +340,13 @@ def build_config(
 ) -> Any:
     """``cls`` filled from the nested mapping ``values``; every problem (an unknown key, a wrong type, a value out of
     range or not among the choices) in one ConfigError. ``sources[dotted key]`` names where a value came from (an
-    ``--option``), else the key is named as ``where: key``."""
+    ``--option``), else the key is named as ``where: key``. A config class with a static ``upgrade_values(values)``
+    reads the options of its earlier versions through it (a run folder written before a rename still loads)."""
     sources = dict(sources or {})
     problems: list[str] = []
     known = [k for k, _, _ in flat_items(cls)]
+    if hasattr(cls, "upgrade_values"):
+        values = cls.upgrade_values(values)
 
     def name(key: str) -> str:
         return sources.get(key) or f"{where}: {key}"

@@ -63,11 +63,27 @@ class DPOTFieldsConfig:
             raise ValueError(f"model.args: {e}") from None
 
     @staticmethod
-    def read_pretrained(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    def read_pretrained(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]] | None:
         """(the architecture's fields but the data-sized ones, the state dict with the original's keys) of a
-        `save_pretrained` folder."""
-        from ._io import CONFIG_NAME, read_checkpoint
+        pretrained source: a `save_pretrained` folder (its ``config.json``), or a released weights file
+        (``model_Ti.pth`` ... from hzk17/DPOT: the size its name says; another name: ``model.args``, by default the
+        released Ti), a ``.pth`` / ``.pt`` / ``.bin`` read with ``weights_only`` only or a ``.safetensors``. None
+        when ``path`` is neither (a run's own weights)."""
+        from ._io import CONFIG_NAME, read_checkpoint, released_size
 
-        config = DPOTConfig.from_json(Path(path) / CONFIG_NAME)
-        args = {f.name: getattr(config, f.name) for f in dataclasses.fields(DPOTFieldsConfig)}
-        return args, read_checkpoint(path)
+        path = Path(path)
+        if path.is_dir():
+            if not (path / CONFIG_NAME).is_file():
+                return None
+            config: DPOTConfig | None = DPOTConfig.from_json(path / CONFIG_NAME)
+            state = read_checkpoint(path)
+        elif path.is_file() and path.suffix in (".pth", ".pt", ".bin", ".safetensors"):
+            state = read_checkpoint(path)
+            if "pos_embed" not in state:  # not DPOT's keys: a run's own weights
+                return None
+            size = released_size(path)
+            config = DPOTConfig.released(size) if size else None
+        else:
+            return None
+        args = {} if config is None else {f.name: getattr(config, f.name) for f in dataclasses.fields(DPOTFieldsConfig)}
+        return args, state

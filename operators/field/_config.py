@@ -1,4 +1,5 @@
-"""The field-operator family's config (FNO, TFNO, UNO, U-Net, and the pretrained AViT and DPOT, on a dataset root):
+"""The field-operator family's config (FNO, TFNO, UNO, U-Net, the pretrained AViT and DPOT and The Well's baselines,
+on a dataset root):
 ``python train.py --help``.
 
 No torch here: the config is read and checked, and ``--help`` printed, before anything heavy is imported.
@@ -12,7 +13,19 @@ from ...training.config import DataSection, OptimSection, RunSection, option, se
 
 __all__ = ["OperatorConfig", "OperatorData", "TaskSection", "ModelSection", "MODEL_NAMES", "DEFAULT_ARGS"]
 
-MODEL_NAMES = ("fno", "tfno", "uno", "unet", "avit", "dpot")  # pdeforge.operators.MODELS, without importing torch
+# pdeforge.operators.MODELS, without importing torch
+MODEL_NAMES = (
+    "fno",
+    "tfno",
+    "uno",
+    "unet",
+    "avit",
+    "dpot",
+    "well_fno",
+    "well_tfno",
+    "well_unet_classic",
+    "well_unet_convnext",
+)
 #: ``model.args`` when none are given (written into model.json as used); the other models: their own defaults
 DEFAULT_ARGS = {"fno": {"n_modes": 16, "hidden_channels": 48, "n_layers": 4}}
 
@@ -60,7 +73,7 @@ class ModelSection:
         "the architecture's config ({}: fno n_modes 16, hidden_channels 48, n_layers 4; the others their defaults); "
         "with run.init_from, changes to the source's (a run's model.json, a pretrained folder's config.json)",
     )
-    use_grid: bool = option(True, "grid coordinates as extra input channels (avit, dpot: false)")
+    use_grid: bool = option(True, "grid coordinates as extra input channels (avit, dpot, well_*: false)")
     compile: bool = option(False, "torch.compile the model", resume_safe=True)
     reinit: list = option([], "with run.init_from: parameter-name prefixes to re-initialise anyway")
     lr_groups: dict = option({}, "{parameter-name prefix: learning rate}; the rest use optim.lr")

@@ -1,10 +1,14 @@
-"""The field-operator family: an FNO / TFNO / UNO / U-Net, or a pretrained AViT / DPOT, trained on a dataset root
-through the run skeleton.
+"""The field-operator family: an FNO / TFNO / UNO / U-Net, a pretrained AViT / DPOT, or one of The Well's baselines
+(``well_fno``, ``well_tfno``, ``well_unet_classic``, ``well_unet_convnext``), trained on a dataset root through the
+run skeleton.
 
-Fine-tuning (``run.init_from``: a run folder of this family, a weights file, or for ``avit`` / ``dpot`` a
-``save_pretrained`` folder, ``config.json`` + weights): the architecture is the source's (its ``model.json`` spec
-or ``config.json``) with ``model.args`` changed and the sizes of the data; the source's tensors are mapped onto
-the model (a pretrained folder's keys under the config's ``STATE_PREFIX``) and loaded where name and shape match;
+Fine-tuning (``run.init_from``: a run folder of this family, a weights file, or for the pretrained models a
+pretrained source: ``avit`` / ``dpot`` a ``save_pretrained`` folder or a released ``.tar`` / ``.pth`` file, the
+``well_*`` models a published folder or Hub id, ``polymathic-ai/FNO-active_matter``): the architecture is the
+source's (its ``model.json`` spec, ``config.json``, or what the released file says: AViT's sizes read off its
+weights, DPOT's from its file name ``model_Ti.pth``, else ``model.args``) with ``model.args`` changed and the
+sizes of the data; the source's tensors are mapped onto the model (a pretrained source's keys under the config's
+``STATE_PREFIX``) and loaded where name and shape match;
 exactly the tensors whose shapes change (new channels, frames, vocabulary) keep their fresh initialisation, and
 those under a ``model.reinit`` prefix. ``model.freeze`` prefixes are not trained, ``model.lr_groups`` give
 prefixes their own learning rates (`pdeforge.training.prefix_parameter_groups`). ``model.json`` records it all
@@ -25,13 +29,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ... import metrics as M
 from ... import plots
 from ..._device import compile_problem
-from ...checkpoint import load_any_weights
+from ...checkpoint import UnsafeCheckpointError, load_any_weights
 from ...datasets import DatasetMetadata, Normalizer, load_stats, stats_path
 from ...tasks import AbstractTask, NextStepTask, OperatorTask, Views, split_metrics, to_device
 from ...training.data import dataset_root
-from ...training.loop import AbstractFamily, Environment, init_matching, prefix_parameter_groups
+from ...training.loop import AbstractFamily, Environment, FineTuneRecord, prefix_parameter_groups
 from ...training.run_folder import read_envelope
-from .._build import FRAME_MODELS, MODELS, FieldOperator, build_from_spec, build_model, config_from_dict
+from .._build import (
+    PRETRAINED_MODELS,
+    FieldOperator,
+    build_from_spec,
+    build_model,
+    config_from_dict,
+    model_config_class,
+)
 from ._config import DEFAULT_ARGS, OperatorConfig, TaskSection
 
 __all__ = ["FieldOperatorFamily", "make_task"]
@@ -49,7 +60,8 @@ def make_task(task: TaskSection) -> AbstractTask:
 
 
 class FieldOperatorFamily(AbstractFamily):
-    """FNO, TFNO, UNO or U-Net on a dataset root, for a task (operator map or next step); best-by-valid weights."""
+    """A field operator (:data:`pdeforge.operators.MODELS`, The Well's baselines) on a dataset root, for a task
+    (operator map or next step); best-by-valid weights."""
 
     name = "operator"
     config_class = OperatorConfig
@@ -61,7 +73,7 @@ class FieldOperatorFamily(AbstractFamily):
             raise ValueError(f"--model.compile: {problem}; install it or set model.compile false")
         self._compiled: tuple[nn.Module, nn.Module] | None = None
         self._restored, self._run_stats = False, None  # a saved run's statistics (restore), else the root's
-        self.finetune: dict[str, Any] = {}  # what run.init_from loaded and re-initialised, what is frozen (model.json)
+        self.finetune = FineTuneRecord()  # what run.init_from loaded and re-initialised, what is frozen (model.json)
         self._pretrained: dict[str, torch.Tensor] | None = None  # the weights of a pretrained folder (init_from)
 
     # -- data and model -------------------------------------------------------------------------------------
@@ -100,8 +112,8 @@ class FieldOperatorFamily(AbstractFamily):
 
     def _source_args(self) -> dict[str, Any] | None:
         """The architecture of ``run.init_from`` (None: none to take, ``model.args`` or the defaults say it): a run
-        of this family with the same model (its ``model.json``), or for avit / dpot a pretrained folder (its
-        ``config.json``; its weights are kept for :meth:`init_from`)."""
+        of this family with the same model (its ``model.json``), or for a pretrained model a pretrained source
+        (its config's ``read_pretrained``; its weights are kept for :meth:`init_from`)."""
         source, name = self.config.run.init_from, self.config.model.name
         if not source:
             return None
@@ -112,43 +124,32 @@ class FieldOperatorFamily(AbstractFamily):
                 spec = envelope.get("model_spec") or {}
                 same = envelope.get("family") == self.name and spec.get("name") == name
                 return dict(spec["config"]) if same else None
-            if name in FRAME_MODELS and (folder / "config.json").is_file():
-                args, self._pretrained = MODELS[name].read_pretrained(folder)
+            found = model_config_class(name).read_pretrained(source) if name in PRETRAINED_MODELS else None
+            if found is not None:
+                args, self._pretrained = found
                 return args
-        except (FileNotFoundError, KeyError, ValueError) as e:
+        except (FileNotFoundError, KeyError, ValueError, UnsafeCheckpointError) as e:
             raise ValueError(f"--run.init_from {source}: {e}") from None
         return None
 
     def init_from(self, model: nn.Module, source: str) -> str:
         if self._pretrained is not None:
-            prefix = MODELS[self.config.model.name].STATE_PREFIX
+            prefix = model_config_class(self.config.model.name).STATE_PREFIX
             weights = {prefix + k: v for k, v in self._pretrained.items()}
         else:
             weights = load_any_weights(source)
-        report = init_matching(model, weights, tuple(self.config.model.reinit))
-        fresh = report["reinitialised"]
-        self.finetune.update(
-            init_from=str(source),
-            loaded=[k for k in model.state_dict() if k not in fresh],
-            reinitialised=fresh,
-            unused=report["unused"],
-        )
-        return f"{report['loaded']} tensors loaded, re-initialised {fresh}"
+        return self.finetune.load(model, weights, source, tuple(self.config.model.reinit))
 
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """``model.freeze`` prefixes left out; one group per ``model.lr_groups`` prefix (first match wins), then the
         rest at ``optim.lr``."""
-        m = self.config.model
-        groups, frozen = prefix_parameter_groups(model, m.lr_groups, m.freeze)
-        if frozen or m.lr_groups:
-            self.finetune.update(frozen=frozen, lr_groups={g["name"]: g.get("lr") for g in groups})
-        return groups
+        return self.finetune.groups(model, self.config.model.lr_groups, self.config.model.freeze)
 
     def training_state(self) -> dict[str, Any]:
-        return {"finetune": self.finetune} if self.finetune else {}
+        return {"finetune": self.finetune.record} if self.finetune.record else {}
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
-        self.finetune = dict(state.get("finetune", {}))
+        self.finetune.record = dict(state.get("finetune", {}))
 
     # -- training -------------------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -204,7 +205,7 @@ class FieldOperatorFamily(AbstractFamily):
             "metadata": self.metadata.to_dict(),
             "stats": self.stats,
             "data_root": str(self.root),
-            **({"finetune": self.finetune} if self.finetune else {}),
+            **({"finetune": self.finetune.record} if self.finetune.record else {}),
         }
 
     @classmethod

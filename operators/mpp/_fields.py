@@ -40,6 +40,9 @@ from ._model import AViT
 
 __all__ = ["FIELDS", "field_labels", "boundary_flags", "AViTForFields", "AViTFieldsConfig"]
 
+#: the weights files ``read_pretrained`` takes (the released ``MPP_AViT_*`` files are ``torch.save`` pickles)
+RELEASED_SUFFIXES = (".tar", ".pth", ".pt", ".bin", ".safetensors")
+
 # (dataset, field) of each index of the released vocabulary (n_states 12; 10 and 11 unused)
 FIELDS: tuple[tuple[str, str] | None, ...] = (
     ("swe", "h"),
@@ -214,8 +217,22 @@ class AViTFieldsConfig:
         return AViTForFields(model, labels, boundary_flags(["periodic" if p else "wall" for p in periodic]))
 
     @staticmethod
-    def read_pretrained(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
-        """(the architecture's fields, the state dict with the original's keys) of a `save_pretrained` folder."""
-        from ._io import CONFIG_NAME, read_checkpoint
+    def read_pretrained(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]] | None:
+        """(the architecture's fields, the state dict with the original's keys) of a pretrained source: a
+        `save_pretrained` folder (its ``config.json``), or a released weights file (``MPP_AViT_Ti.tar``, a ``.pth``
+        bare state dict or ``train_basic.py`` checkpoint, a ``.safetensors`` with the original's keys), whose
+        ``embed_dim``, ``num_heads``, ``processor_blocks`` and ``n_states`` are read off its tensors (the size it
+        is: Ti, S, B, L); the other fields are the released ones. Pickles are read with ``weights_only`` only.
+        None when ``path`` is neither (a run's own weights)."""
+        from ._io import CONFIG_NAME, describe_weights, read_checkpoint
 
-        return AViTConfig.from_json(Path(path) / CONFIG_NAME).to_dict(), read_checkpoint(path)
+        path = Path(path)
+        if path.is_dir():
+            if not (path / CONFIG_NAME).is_file():
+                return None
+            return AViTConfig.from_json(path / CONFIG_NAME).to_dict(), read_checkpoint(path)
+        if not path.is_file() or path.suffix not in RELEASED_SUFFIXES:
+            return None
+        state = read_checkpoint(path)
+        sizes = describe_weights(state)
+        return None if sizes is None else (sizes, state)

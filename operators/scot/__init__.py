@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from ..._lazy import lazy_exports
 from ._config import ScOTConfig
-from ._io import finetune_parameter_groups, load_pretrained, read_state_dict, save_pretrained
+from ._io import finetune_parameter_groups, load_pretrained, named_parameter_groups, read_state_dict, save_pretrained
 from ._layers import ConditionalLayerNorm
 from ._loss import median_relative_l1, relative_l1, scot_loss
 from ._model import ScOT
@@ -67,6 +67,7 @@ __all__ = [
     "median_relative_l1",
     "spectral_resample",
     "finetune_parameter_groups",
+    "named_parameter_groups",
     "load_pretrained",
     "save_pretrained",
     "read_state_dict",

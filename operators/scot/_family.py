@@ -14,11 +14,12 @@ median over trajectories of the relative L1 error (%) of u(t_first) -> u(t_last)
 the datasets of the mixture; by rollout over the selection for ``pairing: next``.
 
 Fine-tuning (``run.init_from``: a scOT run folder, or a Hugging Face scOT folder as ``ScOT.from_pretrained`` reads)
-builds the pretrained architecture with the data's channel counts (and ``model.args``), loads every tensor whose
-shape is unchanged, keeps the fresh initialisation of exactly those whose shape changes with the channel count
-(embedding and recovery), and trains Poseidon's three parameter groups (`finetune_parameter_groups`): backbone at
-``optim.lr``, embedding + recovery at ``optim.lr_embedding_recovery``, the time-conditioning norms at
-``optim.lr_time_embedding``.
+takes the operator family's path (`pdeforge.training.FineTuneRecord`): the pretrained architecture with the data's
+channel counts (and ``model.args``); every tensor whose name and shape match is loaded, exactly those whose shape
+changes with the channel count (embedding and recovery) keep their fresh initialisation, and those under a
+``model.reinit`` prefix; ``model.freeze`` prefixes are not trained; ``model.lr_groups`` give prefixes, or Poseidon's
+named groups ``embedding_recovery`` and ``time_embedding`` (`named_parameter_groups`), their own learning rates, the
+backbone ``optim.lr``. ``model.json`` records it all under ``finetune``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from torch import nn
 from ... import plots
 from ...checkpoint import load_weights
 from ...datasets import AllPairsDataset, AllPairsMixture, channel_union, load_stats
-from ...training.loop import AbstractFamily, Environment
+from ...training.loop import AbstractFamily, Environment, FineTuneRecord, prefix_parameter_groups
 from ...training.run_folder import RunFolder, read_envelope
 from ._config import ScOTConfig
 from ._data import (
@@ -48,7 +49,7 @@ from ._data import (
     selection,
     source_labels,
 )
-from ._io import CHANNEL_DEPENDENT_PREFIXES, CONFIG_NAME, check_state_dict, finetune_parameter_groups, read_state_dict
+from ._io import CONFIG_NAME, named_parameter_groups, read_state_dict, resolve_folder
 from ._model import ScOT
 from ._run_config import ScOTRunConfig
 
@@ -59,8 +60,10 @@ _BATCH_KEYS = ("input_fields", "lead_time", "output_fields", "channel_mask")
 
 def read_source(path: str | Path) -> tuple[ScOTConfig, Any]:
     """(the stored config, a function returning the weights) of a scOT run folder (``model.json`` naming the family
-    scot) or a Hugging Face scOT folder (``config.json``); anything else is a FileNotFoundError / ValueError."""
-    folder = Path(path)
+    scot) or a Hugging Face scOT folder (``config.json``), local or a Hub id (``camlab-ethz/Poseidon-T``,
+    ``hf://org/name@revision``: `huggingface_hub`'s cache, ``$HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1`` reads only it);
+    anything else is a FileNotFoundError / ValueError."""
+    folder = resolve_folder(path)
     if (folder / "model.json").is_file():
         envelope = read_envelope(folder)
         if envelope["family"] != "scot":
@@ -81,7 +84,7 @@ class ScOTFamily(AbstractFamily):
 
     def __init__(self, config: ScOTRunConfig, env: Environment) -> None:
         super().__init__(config, env)
-        self.reinitialised: list[str] = []
+        self.finetune = FineTuneRecord()  # what run.init_from loaded and re-initialised, what is frozen (model.json)
         self.splits: dict[str, list] = {}  # the valid / test datasets, opened on first use
 
     # -- data and model -------------------------------------------------------------------------------------
@@ -133,35 +136,24 @@ class ScOTFamily(AbstractFamily):
             raise ValueError(f"scot: model.args {self.config.model.args}: {e}; expected ScOTConfig fields") from None
 
     def build_model(self) -> nn.Module:
-        return ScOT(self._model_config())
+        model, m = ScOT(self._model_config()), self.config.model
+        prefix_parameter_groups(model, m.lr_groups, m.freeze, named=named_parameter_groups(model))  # said up front
+        return model
 
     def init_from(self, model: nn.Module, source: str) -> str:
-        stored, weights = read_source(source)
-        changed = (model.config.num_channels, model.config.num_out_channels) != (
-            stored.num_channels,
-            stored.num_out_channels,
-        )
-        state = weights()
-        try:
-            self.reinitialised = check_state_dict(
-                model, state, allow_shape_change=lambda key: changed and key.startswith(CHANNEL_DEPENDENT_PREFIXES)
-            )
-        except KeyError as e:
-            raise ValueError(e.args[0]) from None
-        with torch.no_grad():
-            own = model.state_dict()
-            for key, value in state.items():
-                if key not in self.reinitialised:
-                    own[key].copy_(value)
-        return f"{len(state) - len(self.reinitialised)} tensors loaded, re-initialised {self.reinitialised}"
+        return self.finetune.load(model, read_source(source)[1](), source, tuple(self.config.model.reinit))
 
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        optim = self.config.optim
-        if not self.config.run.init_from:
-            return [{"params": list(model.parameters()), "name": "all"}]
-        return finetune_parameter_groups(
-            model, optim.lr, optim.lr_embedding_recovery or optim.lr, optim.lr_time_embedding or optim.lr
-        )
+        """``model.freeze`` left out; a group per ``model.lr_groups`` entry (a prefix or a named group of
+        `named_parameter_groups`), the rest (the backbone) at ``optim.lr``."""
+        m = self.config.model
+        return self.finetune.groups(model, m.lr_groups, m.freeze, named=named_parameter_groups(model))
+
+    def training_state(self) -> dict[str, Any]:
+        return {"finetune": self.finetune.record} if self.finetune.record else {}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        self.finetune.record = dict(state.get("finetune", {}))
 
     # -- training -------------------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -219,7 +211,6 @@ class ScOTFamily(AbstractFamily):
             "normalization": self.config.data.normalization,
             "train_pairs": len(self.mixture),
             "train_trajectories": sum(len(d.trajectories) for d in self.train),
-            "reinitialised": self.reinitialised,
         }
         stats = {label: load_stats(r / "stats.yaml") for label, r in zip(self.labels, self.roots)}
         return {
@@ -228,6 +219,7 @@ class ScOTFamily(AbstractFamily):
             "datasets": [d.metadata.to_dict() for d in self.train],
             "view": view,
             "stats": json.loads(json.dumps(stats, default=_plain)),
+            **({"finetune": self.finetune.record} if self.finetune.record else {}),
         }
 
     @classmethod

@@ -206,10 +206,29 @@ def save_pretrained(model: ScOT, path: str | Path, *, safe_serialization: bool =
     )
 
 
+def named_parameter_groups(model: ScOT) -> dict[str, tuple[str, ...]]:
+    """Poseidon's fine-tuning groups (its `Trainer.create_optimizer`) as parameter-name prefixes, the names
+    ``model.lr_groups`` and ``model.freeze`` of the scOT family take besides prefixes:
+
+    - "embedding_recovery": everything under `embeddings` (its conditional norm included) and `patch_recovery`;
+    - "time_embedding": the time-conditioned layer norms of the body (their Linear(1, C) maps), every
+      `ConditionalLayerNorm` outside the embedding.
+
+    The rest is the backbone.
+    """
+    outer = ("embeddings.", "patch_recovery.")
+    norms = tuple(
+        f"{name}."
+        for name, module in model.named_modules()
+        if isinstance(module, ConditionalLayerNorm) and not f"{name}.".startswith(outer)
+    )
+    return {"embedding_recovery": outer, "time_embedding": norms}
+
+
 def finetune_parameter_groups(
     model: ScOT, lr: float = 5e-5, lr_embedding_recovery: float = 5e-4, lr_time_embedding: float = 5e-4
 ) -> list[dict[str, Any]]:
-    """The three parameter groups Poseidon fine-tunes with (its `Trainer.create_optimizer`):
+    """The three parameter groups Poseidon fine-tunes with (`named_parameter_groups`):
 
     - "backbone": everything else, at `lr`;
     - "embedding_recovery": every parameter under `embeddings` (its conditional norm included) or
@@ -218,13 +237,13 @@ def finetune_parameter_groups(
 
     The groups partition `model.parameters()`; pass them to an optimizer (`torch.optim.AdamW(groups)`); each
     dict has "name", "params" and "lr". (Poseidon also exempts norms and biases from weight decay; set
-    "weight_decay" per group if you need that.)
+    "weight_decay" per group if you need that.) The scOT family builds the same groups from ``model.lr_groups``
+    (``{embedding_recovery: ..., time_embedding: ...}``, the rest at ``optim.lr``).
     """
-    outer = {id(p) for m in (model.embeddings, model.patch_recovery) for p in m.parameters()}
-    time = {id(p) for m in model.modules() if isinstance(m, ConditionalLayerNorm) for p in m.parameters()} - outer
+    named = named_parameter_groups(model)
     groups: dict[str, list[nn.Parameter]] = {"backbone": [], "embedding_recovery": [], "time_embedding": []}
-    for p in model.parameters():
-        key = "embedding_recovery" if id(p) in outer else "time_embedding" if id(p) in time else "backbone"
+    for name, p in model.named_parameters():
+        key = next((g for g, prefixes in named.items() if name.startswith(prefixes)), "backbone")
         groups[key].append(p)
     lrs = {"backbone": lr, "embedding_recovery": lr_embedding_recovery, "time_embedding": lr_time_embedding}
     return [{"name": name, "params": params, "lr": lrs[name]} for name, params in groups.items()]

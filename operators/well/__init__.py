@@ -14,6 +14,10 @@ same ``state_dict()`` keys, shapes and order and the same computation, so the pu
 - ``save_well_baseline(model, folder)``: the same two files, e.g. after fine-tuning.
 - ``WellFNO``, ``WellTFNO``, ``WellUNetClassic``, ``WellUNetConvNext``: the networks, built from the
   ``config.json`` keys; ``tucker_ranks``: TFNO's Tucker ranks (parameter fraction 1.0, tensorly's rule).
+- ``WellFNOConfig``, ``WellTFNOConfig``, ``WellUNetClassicConfig``, ``WellUNetConvNextConfig``: the four as
+  models of the operator family (``model.name: well_fno``, ``well_tfno``, ``well_unet_classic``,
+  ``well_unet_convnext``), fine-tuned with ``pdeforge train configs/well_finetune.yaml --run.init_from FOLDER``
+  (or a Hub id).
 
 The Well's models see z-scored fields (each field's mean and std from the dataset's ``stats.yaml``) and their
 predictions are de-normalised for validation; evaluate with ``pdeforge.metrics.vrmse``, The Well's VRMSE.
@@ -36,6 +40,7 @@ Examples:
 from __future__ import annotations
 
 from ._base import AbstractWellBaseline, well_format_input, well_format_output
+from ._fields import WellFNOConfig, WellTFNOConfig, WellUNetClassicConfig, WellUNetConvNextConfig
 from ._io import WELL_BASELINES, load_well_baseline, model_name_of, resolve_well_baseline, save_well_baseline
 from ._spectral import WellFNO, WellTFNO, tucker_ranks
 from ._unets import WellUNetClassic, WellUNetConvNext
@@ -43,6 +48,10 @@ from ._unets import WellUNetClassic, WellUNetConvNext
 __all__ = [
     "AbstractWellBaseline",
     "WELL_BASELINES",
+    "WellFNOConfig",
+    "WellTFNOConfig",
+    "WellUNetClassicConfig",
+    "WellUNetConvNextConfig",
     "WellFNO",
     "WellTFNO",
     "WellUNetClassic",
