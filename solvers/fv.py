@@ -20,6 +20,9 @@ the base solver of the learned-interpolation model (Kochkov et al. 2021) and of 
 - explicit Runge-Kutta with a projection after every stage (``ButcherTableau``; SSP-RK3 by default).
 
 Everything is batched, runs on any device and dtype of the input, and is differentiable through a rollout.
+``reference_step`` is the scheme written out; ``step``, ``steps`` and ``rollout`` run it, or, where no gradient is
+needed (CPU, float32/64, the solver's own linear or van Leer faces), a compiled op that computes the same bits several
+times faster (:mod:`pdeforge.solvers._fv_strategies`; ``PDEFORGE_NATIVE=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from ._fv_ops import (
     velocity_from_streamfunction,
     vorticity,
 )
+from ._fv_strategies import choose_steps
 
 __all__ = [
     "StaggeredGrid",
@@ -153,6 +157,7 @@ class StaggeredNavierStokes2D(nn.Module):
         self.tableau = tableau
         self.implicit_viscosity = implicit_viscosity
         self._constants: dict[tuple, Tensor] = {}  # forcing and Poisson symbol per (name, dtype, device)
+        self._decay: tuple[tuple, Tensor] | None = None  # the latest diffusion factor, per (time, dtype, device)
 
     def _constant(self, name: str, like: Tensor) -> Tensor:
         """Fields that depend only on the grid, computed once in float64 and cast to ``like``'s dtype/device."""
@@ -176,7 +181,7 @@ class StaggeredNavierStokes2D(nn.Module):
         would: a compiled step then finds them instead of tracing their construction and compiling again."""
         like = torch.empty(0, dtype=dtype, device=device)
         self.forcing(like)
-        self._constant("inverse_symbol", like)
+        self.inverse_poisson_symbol(like)
 
     # -- pieces ---------------------------------------------------------------------------------------
     def forcing(self, like: Tensor) -> Tensor | None:
@@ -195,18 +200,32 @@ class StaggeredNavierStokes2D(nn.Module):
         f = self.forcing(velocity)
         return rhs if f is None else rhs + f
 
+    def inverse_poisson_symbol(self, like: Tensor) -> Tensor:
+        """``1 / symbol(D G)`` on the ``rfft2`` frequencies ``(N, N // 2 + 1)``, 0 at the free mean mode, in the
+        dtype/device of ``like`` (made once per dtype and device)."""
+        return self._constant("inverse_symbol", like)
+
+    def diffusion_factor(self, time: float, like: Tensor) -> Tensor:
+        """``exp(nu time L_h)`` on the ``rfft2`` frequencies ``(N, N // 2 + 1)`` in the dtype/device of ``like``
+        (computed in float64 and cast; the latest one is kept, as a rollout uses one ``time`` throughout)."""
+        key = (time, like.dtype, like.device)
+        if self._decay is None or self._decay[0] != key:
+            decay = torch.exp(self.flow.viscosity * time * self.grid.laplacian_symbol(device=like.device))
+            self._decay = (key, decay.to(like.dtype))
+        return self._decay[1]
+
     def project(self, velocity: Tensor) -> Tensor:
         """Leray projection ``u - G (D G)^{-1} D u`` by FFT; the result has ``|D u| ~ 1e-15 |u| / h``."""
         check_velocity(velocity, self.grid)
         h = self.grid.h
         div_hat = torch.fft.rfft2(divergence(velocity, h))
-        p = torch.fft.irfft2(div_hat * self._constant("inverse_symbol", velocity), s=velocity.shape[-2:])
+        p = torch.fft.irfft2(div_hat * self.inverse_poisson_symbol(velocity), s=velocity.shape[-2:])
         return velocity - gradient(p, h)
 
     def diffuse(self, velocity: Tensor, time: float) -> Tensor:
         """Exact solution of ``du/dt = nu L_h u`` after ``time``: ``exp(nu t L_h)`` per Fourier mode."""
-        decay = torch.exp(self.flow.viscosity * time * self.grid.laplacian_symbol(device=velocity.device))
-        return torch.fft.irfft2(torch.fft.rfft2(velocity) * decay.to(velocity.dtype), s=velocity.shape[-2:])
+        decay = self.diffusion_factor(time, velocity)
+        return torch.fft.irfft2(torch.fft.rfft2(velocity) * decay, s=velocity.shape[-2:])
 
     # -- time stepping --------------------------------------------------------------------------------
     def step(self, velocity: Tensor, dt: float, faces: Callable[[Tensor], FaceValues] | None = None) -> Tensor:
@@ -214,7 +233,26 @@ class StaggeredNavierStokes2D(nn.Module):
 
         ``faces``: the face values of this step's advection, ``velocity (B, 2, N, N) -> FaceValues``, called at
         every Runge-Kutta stage (a learned model passes the stencils its network computed for this step); default
-        ``self.interpolation``."""
+        ``self.interpolation``. The numbers are those of :meth:`reference_step`; where nothing needs gradients
+        through it, a compiled strategy computes them (:func:`~pdeforge.solvers._fv_strategies.choose_steps`)."""
+        return self.steps(velocity, dt, 1, faces)
+
+    def steps(
+        self, velocity: Tensor, dt: float, n_steps: int, faces: Callable[[Tensor], FaceValues] | None = None
+    ) -> Tensor:
+        """``n_steps`` steps of size ``dt`` (``faces`` as in :meth:`step`, used by every step): the velocity after
+        them, ``(B, 2, N, N)``. The strategy is chosen once for all of them (the compiled op runs them in one call)."""
+        check_velocity(velocity, self.grid)
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+        return choose_steps(self, velocity, faces).advance(self, velocity, dt, n_steps, faces)
+
+    def reference_step(
+        self, velocity: Tensor, dt: float, faces: Callable[[Tensor], FaceValues] | None = None
+    ) -> Tensor:
+        """The readable, differentiable step that defines the scheme (arguments as :meth:`step`): SSP-RK3 (or
+        ``self.tableau``) on ``explicit_terms``, each stage projected; with implicit viscosity, half a step of exact
+        diffusion before and after."""
         check_velocity(velocity, self.grid)
         implicit = self.implicit_viscosity and self.flow.viscosity > 0
         if implicit:
@@ -231,15 +269,15 @@ class StaggeredNavierStokes2D(nn.Module):
     def rollout(self, velocity: Tensor, dt: float, n_frames: int, inner_steps: int = 1) -> Tensor:
         """Frames at ``t = 0, inner_steps dt, ...``: ``(B, 2, N, N) -> (B, n_frames, 2, N, N)``.
 
-        Frame 0 is the input as given (project it first if it is not divergence-free).
+        Frame 0 is the input as given (project it first if it is not divergence-free). The ``inner_steps`` between
+        two frames run as one :meth:`steps` call.
         """
         check_velocity(velocity, self.grid)
         if n_frames < 1 or inner_steps < 1:
             raise ValueError(f"n_frames and inner_steps must be >= 1, got {n_frames} and {inner_steps}")
         frames = [velocity]
         for _ in range(n_frames - 1):
-            for _ in range(inner_steps):
-                velocity = self.step(velocity, dt)
+            velocity = self.steps(velocity, dt, inner_steps)
             frames.append(velocity)
         return torch.stack(frames, dim=1)
 
@@ -353,8 +391,7 @@ def _advance(
             max(float(speed), 1e-6), cfl, solver.grid, solver.flow.viscosity, solver.implicit_viscosity
         )
         n_steps = max(1, math.ceil(duration / n_chunks / dt_max))
-        for _ in range(n_steps):
-            velocity = solver.step(velocity, duration / n_chunks / n_steps)
+        velocity = solver.steps(velocity, duration / n_chunks / n_steps, n_steps)
     return velocity
 
 
