@@ -9,15 +9,13 @@ C++ compiler or ninja, or ``PDEFORGE_NATIVE=0``), the strategy's Python loop run
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from ._native import build, native_enabled
 
 _SOURCE = Path(__file__).with_name("_etdrk_fused.cpp")
 _OP: list[Any | None] = []  # the op, or None where it cannot be built; made on first use
@@ -34,38 +32,16 @@ def fused_op() -> Any | None:
 
 
 def _build() -> Any | None:
-    if os.environ.get("PDEFORGE_NATIVE", "1") == "0":
+    if not native_enabled():
         return None
-    # a load from torch's cache takes well under a second: the line shows only when it compiles
-    notice = threading.Timer(
-        2.0,
-        print,
-        ("pdeforge: compiling the fused ETDRK step for this machine, once (~10-30 s; PDEFORGE_NATIVE=0 skips it)",),
-        {"file": sys.stderr},
+    built = build(
+        "pdeforge_etdrk_fused",
+        _SOURCE,
+        "the fused ETDRK step",
+        "its Python loop (~15 % slower)",
+        cflags=("-O2", "-DTORCH_ASSERT_ONLY_METHOD_OPERATORS"),  # it calls ATen's operations only
     )
-    notice.start()
-    try:
-        from torch.utils.cpp_extension import load
-
-        load(
-            name="pdeforge_etdrk_fused",
-            sources=[str(_SOURCE)],
-            extra_cflags=["-O2", "-DTORCH_ASSERT_ONLY_METHOD_OPERATORS"],
-            is_python_module=False,
-            verbose=False,
-        )
-        return torch.ops.pdeforge
-    except Exception as err:  # noqa: BLE001 - any failure (no compiler, no ninja, a toolchain error): run in Python
-        reason = (str(err).splitlines() or [repr(err)])[0].split(": [")[0][:160]  # not the compiler's command line
-        warnings.warn(
-            f"pdeforge: the fused ETDRK step could not be compiled ({reason}); its Python loop runs instead (~15 % "
-            "slower; PDEFORGE_NATIVE=0 skips the attempt)",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return None
-    finally:
-        notice.cancel()
+    return torch.ops.pdeforge if built else None
 
 
 def pack(

@@ -10,16 +10,14 @@ and torch version (``TORCH_EXTENSIONS_DIR``).
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ._native import build, native_enabled
 
 _SOURCE = Path(__file__).with_name("_fv_step.cpp")
 _OP: list[Any | None] = []  # the op, or None where it cannot be built; made on first use
@@ -29,53 +27,14 @@ BUILD_SECONDS: list[float] = []  # how long the first use in this process took (
 def native_op() -> Any | None:
     """``torch.ops.pdeforge_fv.fv_steps``, built on first use (once per machine and torch version, ~20-40 s, which a
     line on stderr announces), or ``None`` where it cannot be (then a warning says why) or ``PDEFORGE_NATIVE=0``."""
-    if os.environ.get("PDEFORGE_NATIVE", "1") == "0":
+    if not native_enabled():
         return None
     if not _OP:
         start = time.perf_counter()
-        _OP.append(_build())
+        built = build("pdeforge_fv_step", _SOURCE, "the FV solver's step", "the reference step (~2-4x slower)")
+        _OP.append(torch.ops.pdeforge_fv.fv_steps if built else None)
         BUILD_SECONDS.append(time.perf_counter() - start)
     return _OP[0]
-
-
-def _build() -> Any | None:
-    # a load from torch's cache takes well under a second: the line shows only when it compiles
-    notice = threading.Timer(
-        2.0,
-        print,
-        ("pdeforge: compiling the FV solver's step for this machine, once (~20-40 s; PDEFORGE_NATIVE=0 skips it)",),
-        {"file": sys.stderr},
-    )
-    notice.start()
-    try:
-        from torch.utils.cpp_extension import load
-
-        load(
-            name="pdeforge_fv_step",
-            sources=[str(_SOURCE)],
-            # no FMA contraction: the loops must round as the reference's separate operations do
-            extra_cflags=[
-                "-O3",
-                "-ffp-contract=off",
-                "-fno-trapping-math",
-                "-fno-math-errno",
-                "-DTORCH_ASSERT_ONLY_METHOD_OPERATORS",
-            ],
-            is_python_module=False,
-            verbose=False,
-        )
-        return torch.ops.pdeforge_fv.fv_steps
-    except Exception as err:  # noqa: BLE001 - any failure (no compiler, no ninja, a toolchain error): run in Python
-        reason = (str(err).splitlines() or [repr(err)])[0].split(": [")[0][:160]  # not the compiler's command line
-        warnings.warn(
-            f"pdeforge: the FV solver's compiled step could not be built ({reason}); the reference step runs instead "
-            "(~2-4x slower on the CPU; PDEFORGE_NATIVE=0 skips the attempt)",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return None
-    finally:
-        notice.cancel()
 
 
 def plan(a: Sequence[Sequence[float]], b: Sequence[float]) -> tuple[list[int], list[float]]:

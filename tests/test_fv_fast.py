@@ -2,6 +2,7 @@
 place that chooses between them; the presets and rollouts that take them."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,3 +183,20 @@ def test_plan_lists_the_nonzero_stage_terms():
     assert plan(FORWARD_EULER.a, FORWARD_EULER.b) == ([1, 0, 1, 0], [1.0])
     # zero coefficients are skipped, as the reference's sum skips them; a row longer than its stage is cut
     assert plan(((), (0.5, 9.0), (0.0, 1.0)), (0.0, 0.5, 0.5)) == ([3, 0, 1, 0, 1, 1, 2, 1, 2], [0.5, 1.0, 0.5, 0.5])
+
+
+def test_a_failed_build_is_one_warning_and_the_caller_falls_back(monkeypatch):
+    """solvers._native.build, shared by the ETDRK and FV ops: a toolchain error becomes one warning naming what could
+    not be compiled and what runs instead, and the caller gets False (its Python reference runs)."""
+    import torch.utils.cpp_extension
+
+    from pdeforge.solvers import _native
+
+    def broken(**kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions: [a long command line]")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", broken)
+    with pytest.warns(RuntimeWarning, match=r"the thing could not be compiled \(Ninja is required.*the reference runs"):
+        assert _native.build("pdeforge_nothing", Path(__file__), "the thing", "the reference") is False
+    monkeypatch.setenv("PDEFORGE_NATIVE", "0")
+    assert not _native.native_enabled()
