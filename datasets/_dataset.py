@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from ._format import TENSOR_GROUPS, FileInfo, FormatError, check_consistent, list_data_files, read_file_info
 from ._metadata import DatasetMetadata
-from ._remote import RemoteHDF5File, is_url, local_path, remote_size, url_join
+from ._remote import RemoteHDF5File, is_url, local_path, remote_size, storage_options_for, url_join
 from ._stats import Normalizer, load_stats
 
 __all__ = ["TrajectoryDataset"]
@@ -51,6 +51,9 @@ class TrajectoryDataset(Dataset):
         cache_small: read files smaller than 64 MiB into memory once per process.
         allow_nonfinite: return NaN/Inf as stored; by default the first one read is a `FormatError` naming file,
             field, trajectory, time index and point (a model trained or scored on it would only report "nan").
+        storage_options: the fsspec options of a URL ``path`` (see `pdeforge.datasets._remote`); default those set
+            for its root by ``set_storage_options`` in this process. Held by the dataset (and pickled with it), so
+            every DataLoader worker opens the files with them, whatever its start method.
 
     A sample is a dict of float32 tensors, channels first: ``input_fields (T_in, C, *space)``,
     ``output_fields (T_out, C, *space)``, ``constant_fields (C_const, *space)`` (if the file has time-invariant
@@ -85,11 +88,14 @@ class TrajectoryDataset(Dataset):
                 raise ValueError(f"{name} should be an int >= {low}, got {v!r}")
         path = local_path(path)
         self.url = str(path) if is_url(path) else None  # read through the block cache (datasets/_remote.py)
-        self.storage_options = storage_options
+        # resolved once, here (the argument, else those set for the URL's root in this process): held by the dataset,
+        # they are pickled with it into every DataLoader worker, forked or spawned (a spawned one has no registry)
+        self.storage_options = storage_options_for(self.url, storage_options) if self.url else storage_options
         self.root = Path(path) if self.url is None else self.url
         self.split = split
         self.files: list[FileInfo] = [
-            read_file_info(p, storage_options=storage_options) for p in list_data_files(path, split, storage_options)
+            read_file_info(p, storage_options=self.storage_options)
+            for p in list_data_files(path, split, self.storage_options)
         ]
         check_consistent(self.files)
         ref = self.files[0]
@@ -145,7 +151,7 @@ class TrajectoryDataset(Dataset):
         self.const_normalizer: Normalizer | None = None
         if normalization is not None:
             stats = stats if stats is not None else self._default_stats_path()
-            st = stats if isinstance(stats, dict) else load_stats(stats, self.storage_options)
+            st = stats if isinstance(stats, dict) else load_stats(stats, storage_options)  # a URL: its root's, too
             d = self.n_spatial_dims
             self.normalizer = Normalizer(
                 st, normalization, [f.name for f in self._var], [d**f.order for f in self._var]

@@ -20,9 +20,11 @@ Offline Hub. With ``HF_HUB_OFFLINE=1`` an ``hf://datasets/org/name[@revision]/RO
 (what ``huggingface-cli download --repo-type dataset org/name`` put there) instead of the Hub.
 
 Options for a root. ``set_storage_options(ROOT, options)`` makes ``options`` the ``storage_options`` of every URL
-under ``ROOT`` opened without its own (a run's ``data.storage_options``: the dataset, its stats and every DataLoader
-worker forked after it read the same bucket with the same endpoint and credentials). An explicit ``storage_options``
-argument wins.
+under ``ROOT`` opened in this process without its own (a run's ``data.storage_options``: the listing, the checks and
+the stats of the root read with the same endpoint and credentials). An explicit ``storage_options`` argument wins.
+The registry is this process's only: a `~pdeforge.datasets.TrajectoryDataset` resolves its options when it is made
+and holds them, so they are pickled with it into DataLoader workers, spawned ones included (macOS and Windows start
+workers by spawning: a fresh interpreter, with an empty registry).
 
 Failures. A block read that fails (a dropped connection, a reset, a timeout) is tried ``RETRIES`` times in all, with
 waits of 0.5 s, 1 s, ... between tries; then it is an OSError naming the URL. A missing file is a FileNotFoundError,
@@ -103,15 +105,25 @@ def _why(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def _status(err: BaseException) -> Any:
+    """The HTTP status of a failure, or of the failure behind it (fsspec's HTTP ``info`` raises every failed request,
+    a 401 included, as a FileNotFoundError from the response's error)."""
+    for e in (err, err.__cause__):
+        status = getattr(e, "status", None) or getattr(e, "code", None)
+        if status:
+            return status
+    return None
+
+
 def _translate(url: str, err: BaseException) -> BaseException:
     """One line naming the URL and what failed."""
-    status = getattr(err, "status", None) or getattr(err, "code", None)
-    if isinstance(err, FileNotFoundError) or status == 404:
-        return FileNotFoundError(f"{url}: not found (no such file on the server)")
+    status = _status(err)
     if isinstance(err, PermissionError) or status in (401, 403):
         return PermissionError(
             f"{url}: access refused{f' (HTTP {status})' if status else ''}: check the credentials in storage_options"
         )
+    if isinstance(err, FileNotFoundError) or status == 404:
+        return FileNotFoundError(f"{url}: not found (no such file on the server)")
     if isinstance(err, TimeoutError) or "Timeout" in type(err).__name__:
         return TimeoutError(f"{url}: timed out after {RETRIES} tries ({_why(err)})")
     if isinstance(err, ImportError):
@@ -121,8 +133,8 @@ def _translate(url: str, err: BaseException) -> BaseException:
 
 def _final(err: BaseException) -> bool:
     """Failures that another try would not change."""
-    status = getattr(err, "status", None) or getattr(err, "code", None)
-    return isinstance(err, (FileNotFoundError, PermissionError, ImportError, ValueError)) or status in (401, 403, 404)
+    final = (FileNotFoundError, PermissionError, ImportError, ValueError)
+    return isinstance(err, final) or _status(err) in (401, 403, 404)
 
 
 def _retry(url: str, call: Callable[[], Any]) -> Any:
@@ -136,7 +148,7 @@ def _retry(url: str, call: Callable[[], Any]) -> Any:
     raise AssertionError("unreachable")
 
 
-_ROOT_OPTIONS: dict[str, dict] = {}  # URL prefix -> storage_options (set_storage_options)
+_ROOT_OPTIONS: dict[str, dict] = {}  # URL prefix -> storage_options (set_storage_options); this process's only
 
 
 def set_storage_options(root: str, options: dict | None) -> None:

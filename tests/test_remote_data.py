@@ -4,6 +4,7 @@ counts, a connection it drops on demand, a token it may require) reads as the lo
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import re
 import shutil
@@ -196,6 +197,11 @@ def test_storage_options_carry_credentials_and_refused_ones_are_one_line(root, s
     server.token = "s3cret"
     with pytest.raises(PermissionError, match=r"index.json: access refused \(HTTP 401\): check the credentials"):
         TrajectoryDataset(server.url, split="test")
+    one = server.url + "/data/test/part0.hdf5"  # refused at its size (HEAD), not "not found"
+    with pytest.raises(
+        PermissionError, match=rf"^{re.escape(one)}: access refused \(HTTP 401\): check the credentials"
+    ):
+        TrajectoryDataset(one)
     opts = {"headers": {"Authorization": "Bearer s3cret"}}
     _same(TrajectoryDataset(root, split="test"), TrajectoryDataset(server.url, split="test", storage_options=opts))
 
@@ -240,7 +246,8 @@ def test_train_py_takes_a_url_as_data_root(root, server, tmp_path):
 
 def test_data_storage_options_reach_every_open_of_a_training_run(root, server, tmp_path):
     """``data.storage_options`` (a mapping in the shared data section) goes to every open under the root: the server
-    refuses any request without the header, so listing, stats, every file and the DataLoader all carried it."""
+    refuses any request without the header, so listing, stats, every file and the DataLoader's worker (spawned: a
+    fresh interpreter, which sees only what the dataset carries) all carried it."""
     from pdeforge.datasets._remote import set_storage_options
     from pdeforge.families import train
 
@@ -252,15 +259,45 @@ def test_data_storage_options_reach_every_open_of_a_training_run(root, server, t
     with pytest.raises(ValueError, match=r"access refused \(HTTP 401\): check the credentials in storage_options"):
         train(REPO / "configs" / "fno_burgers.yaml", overrides)
     options = ["--data.storage_options", '{headers: {Authorization: "Bearer s3cret"}}']
+    start_method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)  # the DataLoader worker as macOS and Windows start it
     try:
-        metrics = train(REPO / "configs" / "fno_burgers.yaml", overrides + options)
+        metrics = train(REPO / "configs" / "fno_burgers.yaml", overrides + options + ["--data.num_workers", "1"])
     finally:
+        multiprocessing.set_start_method(start_method, force=True)
         set_storage_options(server.url, None)
     assert (run / "model.json").is_file() and 0 < metrics["test"]["rel_l2"] < 10
     refused = [entry for entry in server.log if entry[0] == "GET" and entry[2] == 0 and entry[1].endswith(".hdf5")]
     assert any(path.endswith(".hdf5") for kind, path, n in server.log if kind == "GET" and n > 0) and not refused
     with pytest.raises(ValueError, match=r"data.storage_options: for a URL data.root"):
         train(REPO / "configs" / "fno_burgers.yaml", ["--data.root", str(root), *options])
+
+
+def test_data_storage_options_travel_with_the_dataset_into_a_spawned_worker(root, server, tmp_path, monkeypatch):
+    """A spawned DataLoader worker (macOS' and Windows' start method) is a fresh interpreter with no registry of
+    options: the dataset made with the options set for its root (as a training run sets them) holds them, and its
+    worker's every open (sizes, HDF5 blocks) carries the header the server asks for."""
+    from torch.utils.data import DataLoader
+
+    from pdeforge.datasets._remote import set_storage_options
+
+    server.token = "s3cret"
+    set_storage_options(server.url, {"headers": {"Authorization": "Bearer s3cret"}})
+    try:
+        remote = TrajectoryDataset(server.url, split="valid", n_steps_input=2, normalization="zscore")
+    finally:
+        set_storage_options(server.url, None)  # not needed from here on: the dataset holds them
+    assert remote.storage_options == {"headers": {"Authorization": "Bearer s3cret"}}
+    monkeypatch.setenv("PDEFORGE_REMOTE_CACHE", str(tmp_path / "worker_blocks"))  # the worker fetches every block
+    opened = len(server.log)
+    loader = DataLoader(remote, batch_size=4, num_workers=1, multiprocessing_context="spawn")
+    got = torch.cat([b["output_fields"] for b in loader])
+    local = TrajectoryDataset(root, split="valid", n_steps_input=2, normalization="zscore")
+    assert got.shape == (len(local), 1, 1, 12, 8)
+    assert torch.equal(got, torch.stack([local[i]["output_fields"] for i in range(len(local))]))
+    in_worker = server.log[opened:]
+    assert sum(n for kind, path, n in in_worker if kind == "GET" and path.endswith(".hdf5")) > 0
+    assert not [entry for entry in server.log if entry[2] == 0 and entry[0] == "GET"]  # nothing refused
 
 
 def test_memory_and_file_urls_read_as_the_local_root(root):

@@ -44,21 +44,24 @@ def root_problem(root: str) -> str | None:
     return None
 
 
-def check_dataset_root(root: str | os.PathLike, *, where: str, splits: tuple[str, ...] = SPLITS) -> None:
+def check_dataset_root(
+    root: str | os.PathLike, *, where: str, splits: tuple[str, ...] = SPLITS, storage_options: dict | None = None
+) -> None:
     """The check of a dataset root that every command reading one runs before any work (``pdeforge inspect --fast``'s
     check): each of ``splits`` holds files, every file of every split has the format's layout, attributes, shapes
     and dtypes, all files agree (name, grid, fields, time axis), and no trajectory is in two splits. A ValueError
     ``"{where}: ..."`` names the first file, split or key at fault. Values are not scanned here: a NaN/Inf is named
-    as the data are read (`~pdeforge.datasets.TrajectoryDataset`)."""
+    as the data are read (`~pdeforge.datasets.TrajectoryDataset`). A URL ``root`` is read with ``storage_options``
+    (default: those set for it, `pdeforge.datasets._remote.set_storage_options`)."""
     from ..datasets import FormatError, validate
     from ..datasets._remote import is_url, list_remote, local_path
 
     if is_url(root):  # a dataset root at a URL (docs/guides/data.md): listed, then checked through the block cache
         try:
-            missing = [s for s in splits if not list_remote(root, s)]
+            missing = [s for s in splits if not list_remote(root, s, storage_options)]
             if missing:
                 raise ValueError(f"no {' or '.join(missing)} split ({root}/data/{missing[0]}/*.hdf5 not found)")
-            validate(root, check_values=False)
+            validate(root, check_values=False, storage_options=storage_options)
         except (FormatError, OSError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from None
         return
@@ -100,7 +103,7 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
     is_main = env is None or env.is_main
     barrier = env.barrier if env is not None else None
     storage_options = getattr(data, "storage_options", None) or {}
-    if storage_options:  # every open under the root (dataset, stats, DataLoader workers) reads with them
+    if storage_options:
         from ..datasets._remote import is_url, set_storage_options
 
         if not data.root or not is_url(data.root):
@@ -108,6 +111,8 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
                 f"{where}: data.storage_options: for a URL data.root (s3://, gs://, hf://, https://...), got root "
                 f"{data.root or '(empty: a preset)'!r}; expected storage_options empty for it"
             )
+        # every open under the root in this process reads with them (the check below, the family's stats and
+        # datasets); each dataset holds its own copy, which travels with it into DataLoader workers
         set_storage_options(data.root, dict(storage_options))
     if data.root:
         problem = root_problem(data.root)
@@ -115,7 +120,7 @@ def dataset_root(data: Any, *, where: str, progress: bool = True, env: Any = Non
             raise ValueError(f"{where}: data.root {data.root}: {problem}")
         # every split checked before any step (a broken test file found at the end would cost the whole run), and
         # no trajectory in two splits (training on the test data)
-        check_dataset_root(data.root, where=f"{where}: data.root {data.root}")
+        check_dataset_root(data.root, where=f"{where}: data.root {data.root}", storage_options=storage_options or None)
         from ..datasets._remote import is_url, local_path
 
         return data.root if is_url(data.root) else Path(local_path(data.root)).resolve()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...datasets import AllPairsDataset, TrajectoryDataset, load_stats
+from ...datasets import AllPairsDataset, TrajectoryDataset, load_stats, stats_path
 from ...training.data import dataset_root
 from ._loss import LOSS_EPS, median_relative_l1
 from ._model import ScOT
@@ -20,12 +20,25 @@ from ._run_config import SOURCE_KEYS
 
 
 def source_entries(data: Any) -> list[dict[str, Any]]:
-    """The datasets of a ``data`` section as mappings ``{root, preset, preset_options}``: ``data.sources``, or the
-    section's own root / preset when it lists none. An entry that is not such a mapping is a ValueError naming it."""
+    """The datasets of a ``data`` section as mappings ``{root, preset, preset_options, storage_options}``:
+    ``data.sources``, or the section's own root / preset (and storage_options) when it lists none. A root may be a URL
+    (`pdeforge.datasets._remote`), read with its entry's ``storage_options``. An entry that is not such a mapping is
+    a ValueError naming it."""
+    own_options = dict(getattr(data, "storage_options", None) or {})
     if not data.sources:
-        return [{"root": data.root, "preset": data.preset, "preset_options": dict(data.preset_options)}]
-    if data.root or data.preset:
-        raise ValueError("data: expected data.sources or data.root / data.preset, not both")
+        return [
+            {
+                "root": data.root,
+                "preset": data.preset,
+                "preset_options": dict(data.preset_options),
+                "storage_options": own_options,
+            }
+        ]
+    if data.root or data.preset or own_options:
+        raise ValueError(
+            "data: expected data.sources or data.root / data.preset, not both (a source's storage_options go in "
+            "its entry: {root: URL, storage_options: {...}})"
+        )
     entries = []
     for i, entry in enumerate(data.sources):
         where = f"data.sources[{i}]"
@@ -37,19 +50,27 @@ def source_entries(data: Any) -> list[dict[str, Any]]:
             raise ValueError(
                 f"{where}.preset_options {entry['preset_options']!r}: expected a mapping of the preset's options"
             )
+        if not isinstance(entry.get("storage_options") or {}, dict):
+            raise ValueError(
+                f"{where}.storage_options {entry['storage_options']!r}: expected a mapping of fsspec options for "
+                "its URL root (e.g. {anon: true})"
+            )
         entries.append(
             {
                 "root": str(entry.get("root", "")),
                 "preset": str(entry.get("preset", "")),
                 "preset_options": dict(entry.get("preset_options", {})),
+                "storage_options": dict(entry.get("storage_options") or {}),
             }
         )
     return entries
 
 
-def resolve_sources(data: Any, *, progress: bool = True, env: Any = None) -> list[Path]:
+def resolve_sources(data: Any, *, progress: bool = True, env: Any = None) -> list[Path | str]:
     """The dataset root of every entry of :func:`source_entries`, through `pdeforge.training.data.dataset_root` (a
-    preset is generated once into the cache; under DDP by the main process while the others wait)."""
+    preset is generated once into the cache; under DDP by the main process while the others wait): a local root as
+    an absolute path, a URL as it is, its entry's ``storage_options`` set for it in this process (the datasets
+    :func:`open_split` makes hold them from then on, DataLoader workers included)."""
     roots = []
     for i, entry in enumerate(source_entries(data)):
         where = f"scot: data.sources[{i}]" if data.sources else "scot"
@@ -63,12 +84,28 @@ def source_labels(datasets: Sequence[TrajectoryDataset]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}[{i}]" for i, n in enumerate(names)]
 
 
-def open_split(root: Path, split: str, normalization: str, max_trajectories: int = 0) -> TrajectoryDataset:
-    """The trajectories of one split, normalised with the root's train statistics."""
+def open_split(
+    root: Path | str,
+    split: str,
+    normalization: str,
+    max_trajectories: int = 0,
+    storage_options: dict | None = None,
+) -> TrajectoryDataset:
+    """The trajectories of one split of a dataset root (a path or a URL), normalised with the root's train
+    statistics. A URL root is read with ``storage_options`` (default: those set for it, as :func:`resolve_sources`
+    does for each source), which the dataset holds."""
     norm = normalization or None
-    stats = load_stats(root / "stats.yaml") if norm else None
+    stats = load_stats(stats_path(root), storage_options) if norm else None
     return TrajectoryDataset(
-        root, 1, 1, 1, split=split, normalization=norm, stats=stats, max_trajectories=max_trajectories or None
+        root,
+        1,
+        1,
+        1,
+        split=split,
+        normalization=norm,
+        stats=stats,
+        max_trajectories=max_trajectories or None,
+        storage_options=storage_options,
     )
 
 

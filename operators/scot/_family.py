@@ -36,7 +36,7 @@ from torch import nn
 
 from ... import plots
 from ...checkpoint import load_weights
-from ...datasets import AllPairsDataset, AllPairsMixture, channel_union, load_stats
+from ...datasets import AllPairsDataset, AllPairsMixture, channel_union, load_stats, stats_path
 from ...training.loop import AbstractFamily, Environment, FineTuneRecord, prefix_parameter_groups
 from ...training.run_folder import RunFolder, read_envelope
 from ._config import ScOTConfig
@@ -212,7 +212,7 @@ class ScOTFamily(AbstractFamily):
             "train_pairs": len(self.mixture),
             "train_trajectories": sum(len(d.trajectories) for d in self.train),
         }
-        stats = {label: load_stats(r / "stats.yaml") for label, r in zip(self.labels, self.roots)}
+        stats = {label: load_stats(stats_path(r)) for label, r in zip(self.labels, self.roots)}
         return {
             "model_spec": json.loads(model.config.to_json()),
             "metadata": self.train[0].metadata.to_dict(),

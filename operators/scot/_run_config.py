@@ -16,7 +16,7 @@ from ...training.config import DataSection, OptimSection, RunSection, option, se
 __all__ = ["ScOTRunConfig", "ScOTData", "ScOTModelSection", "SOURCE_KEYS"]
 
 #: the keys of one entry of ``data.sources`` (the same as the data section's own)
-SOURCE_KEYS = ("root", "preset", "preset_options")
+SOURCE_KEYS = ("root", "preset", "preset_options", "storage_options")
 
 
 @dataclass
@@ -25,8 +25,8 @@ class ScOTData(DataSection):
 
     sources: list = option(
         [],
-        "the datasets of the mixture, each {root: PATH} or {preset: NAME, preset_options: "
-        "{...}} (empty: the one dataset of data.root / data.preset)",
+        "the datasets of the mixture, each {root: PATH or URL[, storage_options: {...}]} or {preset: NAME, "
+        "preset_options: {...}} (empty: the one dataset of data.root / data.preset)",
     )
     max_train_trajectories: int = option(0, "use the first N training trajectories of each dataset (0: all)", min=0)
     stride: int = option(2, "select the stored snapshots 0, stride, 2 stride, ...", min=1)
