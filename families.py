@@ -58,7 +58,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "noda": ("pdeforge.operators.noda", "NODAFamily", "NODARunConfig"),
     "scot": ("pdeforge.operators.scot", "ScOTFamily", "ScOTRunConfig"),
     "pinn": ("pdeforge.pinns", "PINNFamily", "PINNConfig"),
-    "generative": ("pdeforge.generative._family", "GenerativeFamily", "GenerativeRunConfig"),
+    "generative": ("pdeforge.generative", "GenerativeFamily", "GenerativeRunConfig"),
 }
 
 

@@ -18,14 +18,14 @@ A task knows no model class: it calls ``model.forward_batch(batch)`` (``(B, T_ou
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from . import metrics as M
 from .datasets import TrajectoryDataset
@@ -39,6 +39,7 @@ __all__ = [
     "rollout",
     "rollout_metrics",
     "to_device",
+    "train_batches",
     "METRIC_NAMES",
 ]
 
@@ -47,6 +48,40 @@ METRIC_NAMES = ("rel_l2", "rel_l1", "rmse", "nrmse", "max_error", "crmse", "vrms
 
 def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train_batches(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    *,
+    epoch: int,
+    start: int,
+    seed: int,
+    device: torch.device,
+    world: int = 1,
+    rank: int = 0,
+    num_workers: int = 0,
+) -> Iterator[dict[str, Tensor]]:
+    """The training batches of ``epoch`` on process ``rank`` of ``world``, from batch ``start`` on (an exact resume
+    within an epoch), on ``device``: a ``DistributedSampler``'s shuffle of ``dataset`` (seeded by ``seed`` and the
+    epoch, the last incomplete batch dropped), the same order for a given seed whatever the family.
+
+    The loader's own seed (of its workers) comes from a generator seeded by ``seed`` and the epoch, not from torch's
+    global one: a resume, which makes a new loader mid-epoch, then leaves the global random stream (a diffusion
+    loss's noise and times) exactly where the uninterrupted run has it."""
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=list(sampler)[start * batch_size :],
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
+    )
+    for batch in loader:
+        yield to_device(batch, device)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ frame(s) given the previous ones, trained on a dataset root through the run skel
 
     pdeforge train configs/diffusion_ks.yaml        # DPM-Solver++ 2M sampling of a noise-prediction U-Net
     pdeforge train configs/pde_refiner_ks.yaml      # PDE-Refiner, K = 3
+    pdeforge train configs/latent_autoencoder_ks.yaml   # a frame autoencoder (model.kind autoencoder), then
+    pdeforge train configs/latent_diffusion_ks.yaml     # diffusion in its latent space (model.autoencoder RUN)
     pdeforge evaluate runs/diffusion_ks             # one-step and rollout metrics of one draw, and the ensemble's
 
 The data path is the field-operator family's: a dataset root (or a preset generated once), normalised with
@@ -17,127 +19,34 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from .. import metrics as M
 from .. import plots
 from ..datasets import load_stats, stats_path
 from ..operators._unet import UNetConfig
-from ..tasks import NextStepTask, Views, rollout, rollout_metrics, split_metrics, to_device
-from ..training.config import DataSection, OptimSection, RunSection, option, section
+from ..tasks import NextStepTask, Views, rollout, rollout_metrics, split_metrics, to_device, train_batches
 from ..training.data import dataset_root
 from ..training.loop import AbstractFamily, Environment
-from ._models import OBJECTIVES, SCHEDULES, ConditionalUNet, ConditionalUNetConfig, DiffusionMethod, GenerativeNextStep
+from ._config import GenerativeRunConfig
+from ._latent import FrameAutoencoder, LatentNextStep, reconstruction_loss
+from ._models import ConditionalUNet, ConditionalUNetConfig, DiffusionMethod, GenerativeNextStep
 from ._refiner import RefinerMethod
 
 __all__ = [
     "GenerativeFamily",
     "GenerativeRunConfig",
     "build_from_spec",
+    "load_autoencoder",
     "method_of",
     "ensemble_rollouts",
     "ensemble_metrics",
 ]
-
-
-# ------------------------------------------------------------------------------------------------------------
-# config
-# ------------------------------------------------------------------------------------------------------------
-@dataclass
-class GenerativeData(DataSection):
-    """The dataset root (or preset) and how its fields are normalised."""
-
-    normalization: str = option(
-        "zscore", "per-channel normalisation fitted on the train split only ('': none)", choices=("zscore", "rms", "")
-    )
-    max_train_trajectories: int = option(0, "use only the first N training trajectories (0: all)", min=0)
-    num_workers: int = option(0, "DataLoader worker processes", min=0, resume_safe=True)
-
-
-@dataclass
-class GenerativeTask:
-    """The next-step task (:class:`~pdeforge.tasks.NextStepTask`): frames in, frames drawn per model call."""
-
-    n_steps_input: int = option(1, "conditioning frames", min=1)
-    n_steps_output: int = option(1, "frames drawn per model call", min=1)
-    dt_stride: int = option(1, "snapshots between frames", min=1)
-    rollout_steps: int = option(0, "frames of the rollout evaluation (0: whole trajectories)", min=0)
-
-
-@dataclass
-class GenerativeModel:
-    """The network and how it is trained: diffusion (or flow matching), or PDE-Refiner."""
-
-    method: str = option(
-        "diffusion", "diffusion (the diffusion section) | refiner (PDE-Refiner)", choices=("diffusion", "refiner")
-    )
-    unet: dict = option(
-        {}, "the U-Net's sizes (UNetConfig keys; {}: init_features 16, n_stages 3, layer_scale_init 0.1)"
-    )
-    time_dim: int = option(64, "width of the time embedding", min=2)
-    use_grid: bool = option(False, "grid coordinates in [0, 1] as extra conditioning channels")
-
-
-@dataclass
-class DiffusionSection:
-    """Diffusion / flow matching (model.method diffusion)."""
-
-    objective: str = option(
-        "noise", "noise (eps-prediction) | v (v-prediction) | flow (flow matching)", choices=OBJECTIVES
-    )
-    schedule: str = option("vp_linear", "vp_linear | vp_cosine | flow (with objective flow)", choices=SCHEDULES)
-    sampler: str = option(
-        "dpm_solver++2m", "the sampler (pdeforge.generative.METHODS; flow: euler | heun)", resume_safe=True
-    )
-    steps: int = option(20, "sampler steps", min=1, resume_safe=True)
-    t_min: float = option(1e-3, "smallest training time of a VP schedule", positive=True)
-
-
-@dataclass
-class RefinerSection:
-    """PDE-Refiner (model.method refiner; Lippe et al. 2023)."""
-
-    refiner_steps: int = option(3, "K, denoising refinement steps after the one-step prediction (0: MSE model)", min=0)
-    min_noise_std: float = option(
-        4e-7, "sigma_min, the noise std of the last refinement step (paper, KS: 4e-7)", positive=True
-    )
-
-
-@dataclass
-class EvalSection:
-    """The evaluation: members drawn per trajectory, and how much of the split."""
-
-    n_samples: int = option(4, "ensemble members (independent rollouts) per trajectory", min=2, resume_safe=True)
-    max_trajectories: int = option(8, "trajectories of a split evaluated (0: all)", min=0, resume_safe=True)
-    valid_batches: int = option(8, "batches of valid windows for the selection loss", min=1, resume_safe=True)
-    batch_size: int = option(8, "trajectories per rollout batch", min=1, resume_safe=True)
-    seed: int = option(
-        1234, "seed of the evaluation's noise (the same draws for every evaluation)", min=0, resume_safe=True
-    )
-
-
-@dataclass
-class GenerativeRunConfig:
-    """A conditional generative next-step model (diffusion, flow matching, PDE-Refiner) on a dataset root."""
-
-    family: str = option("generative", "the model family", choices=("generative",))
-    run: RunSection = section(RunSection, "where the run writes, how it starts and is saved")
-    data: GenerativeData = section(
-        lambda: GenerativeData(preset="ks_1d", preset_options={"n_trajectories": 64}), "the data"
-    )
-    task: GenerativeTask = section(GenerativeTask, "what the model draws")
-    model: GenerativeModel = section(GenerativeModel, "the network")
-    diffusion: DiffusionSection = section(DiffusionSection, "diffusion / flow matching (model.method diffusion)")
-    refiner: RefinerSection = section(RefinerSection, "PDE-Refiner (model.method refiner)")
-    eval: EvalSection = section(EvalSection, "the probabilistic evaluation")
-    optim: OptimSection = section(
-        lambda: OptimSection(steps=2000, batch_size=32, lr=1e-3, warmup=0.02, grad_clip=1.0), "the optimiser (AdamW)"
-    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -156,25 +65,75 @@ def _method_spec(method: DiffusionMethod | RefinerMethod) -> dict[str, Any]:
     return {"kind": "diffusion" if isinstance(method, DiffusionMethod) else "refiner", **asdict(method)}
 
 
-def build_from_spec(spec: Mapping[str, Any]) -> GenerativeNextStep:
-    """A freshly initialised :class:`GenerativeNextStep` from its ``model_spec`` (load the weights after)."""
+def _network(spec: Mapping[str, Any], n_channels: int) -> ConditionalUNet:
+    """The denoiser of a generator spec whose frames (or latents) have ``n_channels`` channels each."""
+    config = ConditionalUNetConfig.from_dict(spec["network"])
+    n_dims = len(spec["periodic"])
+    x_channels = spec["n_steps_output"] * n_channels
+    cond_channels = spec["n_steps_input"] * n_channels + (n_dims if spec["use_grid"] else 0)
+    return ConditionalUNet(config, x_channels, cond_channels, tuple(bool(p) for p in spec["periodic"]))
+
+
+def _autoencoder(spec: Mapping[str, Any]) -> FrameAutoencoder:
+    missing = {"n_fields", "latent_channels", "stages", "width", "periodic"} - set(spec)
+    if missing:
+        raise ValueError(f"autoencoder spec lacks {sorted(missing)}; expected the dict stored as model_spec")
+    periodic = tuple(bool(p) for p in spec["periodic"])
+    return FrameAutoencoder(spec["n_fields"], spec["latent_channels"], spec["stages"], spec["width"], periodic)
+
+
+def build_from_spec(spec: Mapping[str, Any]) -> GenerativeNextStep | LatentNextStep | FrameAutoencoder:
+    """A freshly initialised model from its ``model_spec`` (load the weights after): a
+    :class:`GenerativeNextStep`, a :class:`~pdeforge.generative._latent.LatentNextStep` (a spec with an
+    ``autoencoder``), or a :class:`~pdeforge.generative._latent.FrameAutoencoder` (``kind: autoencoder``)."""
+    if spec.get("kind") == "autoencoder":
+        model = _autoencoder(spec)
+        model.model_spec = dict(spec)
+        return model
     missing = {"network", "method", "n_fields", "n_steps_input", "n_steps_output", "use_grid", "periodic"} - set(spec)
     if missing:
         raise ValueError(f"model spec lacks {sorted(missing)}; expected the dict stored as model_spec by this family")
-    config = ConditionalUNetConfig.from_dict(spec["network"])
-    n_dims = len(spec["periodic"])
-    x_channels = spec["n_steps_output"] * spec["n_fields"]
-    cond_channels = spec["n_steps_input"] * spec["n_fields"] + (n_dims if spec["use_grid"] else 0)
-    net = ConditionalUNet(config, x_channels, cond_channels, tuple(bool(p) for p in spec["periodic"]))
-    return GenerativeNextStep(
-        net,
-        _method(spec["method"]),
-        n_fields=spec["n_fields"],
-        n_steps_input=spec["n_steps_input"],
-        n_steps_output=spec["n_steps_output"],
-        use_grid=bool(spec["use_grid"]),
-        spec=dict(spec),
-    )
+    layout = {k: spec[k] for k in ("n_fields", "n_steps_input", "n_steps_output")}
+    if spec.get("autoencoder"):
+        ae = _autoencoder(spec["autoencoder"]["spec"])
+        net = _network(spec, ae.latent_channels)
+        return LatentNextStep(
+            net,
+            _method(spec["method"]),
+            ae,
+            latent_scale=spec["autoencoder"]["latent_scale"],
+            use_grid=bool(spec["use_grid"]),
+            spec=dict(spec),
+            **layout,
+        )
+    net = _network(spec, spec["n_fields"])
+    return GenerativeNextStep(net, _method(spec["method"]), use_grid=bool(spec["use_grid"]), spec=dict(spec), **layout)
+
+
+def load_autoencoder(run_dir: str) -> tuple[FrameAutoencoder, dict[str, Any]]:
+    """The frozen autoencoder of a ``model.kind autoencoder`` run folder and its ``model.json`` envelope; anything
+    else (no run, another family or kind, weights that do not fit) is a one-line ValueError."""
+    from ..checkpoint import load_weights
+    from ..training.run_folder import read_envelope
+
+    where = f"model.autoencoder {run_dir}"
+    try:
+        envelope = read_envelope(run_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"{where}: {str(e).splitlines()[0]}; expected a run of model.kind autoencoder") from None
+    spec = envelope.get("model_spec") or {}
+    if envelope.get("family") != "generative" or spec.get("kind") != "autoencoder":
+        raise ValueError(
+            f"{where}: a {envelope.get('family')} run of kind {spec.get('kind', 'generator')}; expected a generative "
+            "run of model.kind autoencoder"
+        )
+    model = _autoencoder(spec)
+    weights = load_weights(f"{run_dir}/model.safetensors")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise ValueError(f"{where}: the weights do not fit its model.json: {str(e).splitlines()[0]}") from None
+    return model.requires_grad_(False).eval(), envelope
 
 
 def method_of(config: GenerativeRunConfig) -> DiffusionMethod | RefinerMethod:
@@ -252,7 +211,9 @@ def ensemble_metrics(members: torch.Tensor, truth: torch.Tensor, n_spatial_dims:
 # the family
 # ------------------------------------------------------------------------------------------------------------
 class GenerativeFamily(AbstractFamily):
-    """A conditional generative next-step model on a dataset root; selection by the objective on valid windows."""
+    """A conditional generative next-step model on a dataset root (on its fields, or in the latent space of a frame
+    autoencoder run: ``model.autoencoder``), or that frame autoencoder itself (``model.kind autoencoder``: the
+    reconstruction of every frame of the task's windows); selection by the objective on valid windows."""
 
     name = "generative"
     config_class = GenerativeRunConfig
@@ -261,8 +222,20 @@ class GenerativeFamily(AbstractFamily):
         super().__init__(config, env)
         t = config.task
         self.task = NextStepTask(t.n_steps_input, t.n_steps_output, t.dt_stride, 1, t.rollout_steps)
-        self.method = method_of(config)  # a bad sampler / objective said before any data is made
+        model = config.model
+        if model.kind == "autoencoder" and model.autoencoder:
+            raise ValueError(
+                f"model.autoencoder {model.autoencoder}: set with model.kind autoencoder; expected it only on a "
+                "generator (model.kind generator) that works in that autoencoder's latent space"
+            )
+        # a bad sampler / objective said before any data is made
+        self.method = None if model.kind == "autoencoder" else method_of(config)
         self._restored, self._run_stats = False, None
+        self._autoencoder: tuple[FrameAutoencoder, dict[str, Any]] | None = None
+
+    @property
+    def is_autoencoder(self) -> bool:
+        return self.method is None
 
     # -- data and model -------------------------------------------------------------------------------------
     def restore(self, envelope: Mapping[str, Any]) -> None:
@@ -274,9 +247,19 @@ class GenerativeFamily(AbstractFamily):
 
     def prepare(self) -> None:
         cfg = self.config
+        if cfg.model.autoencoder and not self._restored:  # a bad autoencoder run said before any data is made
+            self._autoencoder = load_autoencoder(cfg.model.autoencoder)
+            theirs = self._autoencoder[1]["config"]["data"].get("normalization", "")
+            if theirs != cfg.data.normalization:
+                raise ValueError(
+                    f"model.autoencoder {cfg.model.autoencoder}: trained with data.normalization {theirs!r}, this run "
+                    f"has {cfg.data.normalization!r}; expected the same normalisation"
+                )
         self.root = dataset_root(cfg.data, where="generative", progress=cfg.run.progress, env=self.env)
         if self._restored:
             self.stats = self._run_stats
+        elif self._autoencoder is not None:  # the frames the autoencoder was trained on: its own statistics
+            self.stats = self._autoencoder[1].get("stats") if cfg.data.normalization else None
         else:
             self.stats = load_stats(stats_path(self.root)) if cfg.data.normalization else None
         self.views = Views(self.root, cfg.data.normalization or None, self.stats)
@@ -286,8 +269,24 @@ class GenerativeFamily(AbstractFamily):
         self.valid_ds = self.task.dataset(self.views, "valid")
         self.metadata = self.train_ds.metadata
 
-    def build_model(self) -> GenerativeNextStep:
+    def build_model(self) -> GenerativeNextStep | LatentNextStep | FrameAutoencoder:
         cfg, meta = self.config, self.metadata
+        periodic = [bc == "periodic" for bc in meta.boundary_conditions]
+        resolution = tuple(int(s) for s in meta.resolution)
+        if self.is_autoencoder:
+            a = cfg.autoencoder
+            spec = {
+                "kind": "autoencoder",
+                "n_fields": meta.n_fields,
+                "latent_channels": a.latent_channels,
+                "stages": a.stages,
+                "width": a.width,
+                "periodic": periodic,
+                "resolution": list(resolution),
+            }
+            self.model = build_from_spec(spec)
+            self.model.check_size(resolution, where="autoencoder.stages")
+            return self.model
         unet = {"init_features": 16, "n_stages": 3, "layer_scale_init": 0.1, **cfg.model.unet}
         try:
             network = ConditionalUNetConfig(UNetConfig(**unet), cfg.model.time_dim).to_dict()
@@ -300,39 +299,65 @@ class GenerativeFamily(AbstractFamily):
             "n_steps_input": cfg.task.n_steps_input,
             "n_steps_output": cfg.task.n_steps_output,
             "use_grid": cfg.model.use_grid,
-            "periodic": [bc == "periodic" for bc in meta.boundary_conditions],
-            "resolution": [int(s) for s in meta.resolution],
+            "periodic": periodic,
+            "resolution": list(resolution),
+        }
+        if self._autoencoder is None:
+            self.model = build_from_spec(spec)
+            self.model.net.unet.check_size(resolution)
+            return self.model
+        ae, envelope = self._autoencoder
+        where = f"model.autoencoder {cfg.model.autoencoder}"
+        fields = list(envelope.get("metadata", {}).get("field_names", []))
+        if fields != list(meta.field_names) or list(envelope["model_spec"]["periodic"]) != periodic:
+            raise ValueError(
+                f"{where}: trained on fields {fields} with periodic axes {envelope['model_spec']['periodic']}, the "
+                f"data have {list(meta.field_names)} and {periodic}; expected an autoencoder of the same data"
+            )
+        ae.check_size(resolution, where=where)
+        spec["autoencoder"] = {
+            "run": str(cfg.model.autoencoder),
+            "spec": envelope["model_spec"],
+            "latent_scale": self._latent_scale(ae),
         }
         self.model = build_from_spec(spec)
-        self.model.net.unet.check_size(tuple(meta.resolution))
+        self.model.autoencoder.load_state_dict(ae.state_dict())
+        self.model.net.unet.check_size(tuple(s // ae.factor for s in resolution))
         return self.model
+
+    @torch.no_grad()
+    def _latent_scale(self, ae: FrameAutoencoder, max_batches: int = 8) -> float:
+        """One over the std of the latents of the first training windows' input frames (in order)."""
+        loader = DataLoader(self.train_ds, batch_size=self.config.optim.batch_size, shuffle=False)
+        zs = []
+        for i, batch in enumerate(loader):
+            if i >= max_batches:
+                break
+            zs.append(ae.encode(batch["input_fields"].flatten(0, 1)).double())
+        std = float(torch.cat(zs).std()) if zs else 1.0
+        return 1.0 / std if std > 0 else 1.0
 
     # -- training -------------------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
         return (len(self.train_ds) // self.env.world) // self.config.optim.batch_size
 
     def train_batches(self, epoch: int, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        env, bs = self.env, self.config.optim.batch_size
-        sampler = DistributedSampler(
+        env, cfg = self.env, self.config
+        return train_batches(
             self.train_ds,
-            num_replicas=env.world,
+            cfg.optim.batch_size,
+            epoch=epoch,
+            start=start,
+            seed=cfg.run.seed,
+            world=env.world,
             rank=env.rank,
-            shuffle=True,
-            seed=self.config.run.seed,
-            drop_last=True,
+            device=env.device,
+            num_workers=cfg.data.num_workers,
         )
-        sampler.set_epoch(epoch)
-        loader = DataLoader(
-            self.train_ds,
-            batch_size=bs,
-            sampler=list(sampler)[start * bs :],
-            drop_last=True,
-            num_workers=self.config.data.num_workers,
-        )
-        for batch in loader:
-            yield to_device(batch, env.device)
 
     def loss(self, net: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self.is_autoencoder:
+            return reconstruction_loss(net, batch)
         cond = self.model.conditioning(batch["input_fields"])
         return self.method.loss(net, self.model.target(batch["output_fields"]), cond)
 
@@ -357,6 +382,10 @@ class GenerativeFamily(AbstractFamily):
                 if i >= self.config.eval.valid_batches:
                     break
                 batch = to_device(batch, self.env.device)
+                if self.is_autoencoder:
+                    n = len(batch["input_fields"])
+                    total, count = total + float(reconstruction_loss(model, batch)) * n, count + n
+                    continue
                 cond = model.conditioning(batch["input_fields"])
                 total += float(model.method.loss(model, model.target(batch["output_fields"]), cond)) * len(cond)
                 count += len(cond)
@@ -376,6 +405,8 @@ class GenerativeFamily(AbstractFamily):
         All of the first ``eval.max_trajectories`` trajectories of ``split``, in physical units."""
         ev, device = self.config.eval, self.env.device
         windows = self.task.dataset(self.views, split, max_trajectories=ev.max_trajectories or None)
+        if self.is_autoencoder:
+            return self._reconstruction_metrics(model, windows)
         roll = self.rollout_dataset(split)
         steps = self.task.rollout_steps or None
         with self._seeded():
@@ -386,6 +417,22 @@ class GenerativeFamily(AbstractFamily):
         out["probabilistic"] = ensemble_metrics(members, truth, self.metadata.n_spatial_dims, dt)
         return out
 
+    @torch.no_grad()
+    def _reconstruction_metrics(self, model: nn.Module, windows: Any) -> dict[str, Any]:
+        """The autoencoder's reconstruction of every frame of ``windows``: the mean squared error in normalised units
+        (the training objective) and the relative L2 error per frame in physical units (mean over frames)."""
+        model.eval()
+        mse, rel, n = 0.0, 0.0, 0
+        for batch in DataLoader(windows, batch_size=self.config.optim.batch_size, shuffle=False):
+            batch = to_device(batch, self.env.device)
+            frames = torch.cat([batch["input_fields"], batch["output_fields"]], dim=1).flatten(0, 1)
+            recon = model(frames)
+            mse += float(((recon - frames) ** 2).flatten(1).mean(1).sum())
+            truth, pred = windows.denormalize(frames), windows.denormalize(recon)
+            rel += float(((pred - truth).flatten(1).norm(dim=1) / truth.flatten(1).norm(dim=1).clamp_min(1e-12)).sum())
+            n += len(frames)
+        return {"reconstruction_mse": mse / max(n, 1), "reconstruction_rel_l2": rel / max(n, 1), "n_frames": n}
+
     def envelope(self, model: nn.Module) -> dict[str, Any]:
         return {
             "model_spec": model.model_spec,
@@ -395,7 +442,7 @@ class GenerativeFamily(AbstractFamily):
         }
 
     @classmethod
-    def rebuild(cls, envelope: Mapping[str, Any]) -> GenerativeNextStep:
+    def rebuild(cls, envelope: Mapping[str, Any]) -> GenerativeNextStep | LatentNextStep | FrameAutoencoder:
         return build_from_spec(envelope["model_spec"])
 
     def plots(self, model: nn.Module, run: Any, metrics: Mapping[str, Any]) -> None:
@@ -406,12 +453,19 @@ class GenerativeFamily(AbstractFamily):
             valid_label="valid objective (seeded noise; selects the weights)",
             ylabel="objective",
         )
+        if self.is_autoencoder:
+            return
         roll = metrics["test"].get("rollout")
         if roll:
             plots.plot_rollout_error(roll, roll["dt"], run.plot_path("rollout_error.png"))
 
     def summary(self, metrics: Mapping[str, Any]) -> str:
         t = metrics["test"]
+        if self.is_autoencoder:
+            return (
+                f"test reconstruction: rel L2 {t['reconstruction_rel_l2']:.4g}, "
+                f"MSE {t['reconstruction_mse']:.4g} (normalised units)"
+            )
         p = t["probabilistic"]
         return (
             f"test one draw: rel L2 {t['rel_l2']:.4g}; rollout rel L2 mean {t['rollout']['rel_l2_mean']:.4g}; "

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..operators._unet import UNetConfig, UNetConvNeXt, pad_axes
+from ._config import OBJECTIVES, SCHEDULES
 
 __all__ = ["ConditionalUNetConfig", "ConditionalUNet", "time_embedding"]
 
@@ -129,8 +130,6 @@ class ConditionalUNet(nn.Module):
 # ------------------------------------------------------------------------------------------------------------
 # the next-step model: a network, the channel layout, and how it is trained and sampled
 # ------------------------------------------------------------------------------------------------------------
-OBJECTIVES = ("noise", "v", "flow")
-SCHEDULES = ("vp_linear", "vp_cosine", "flow")
 
 
 @dataclass(frozen=True)
