@@ -118,7 +118,7 @@ class AbstractPreset(ABC):
             "scheme": d["scheme"],
             "dt_internal": d["dt_internal"],
             "min_resolution": self.resolves.min_resolution,
-            "underresolved": bool(resolution < self.resolves.min_resolution),
+            "underresolved": self.resolves.underresolved(resolution),
         }
 
 

@@ -4,12 +4,17 @@ Every preset declares a :class:`ResolutionCheck`: the smallest resolution (point
 which its numerics resolve its dynamics, by one of two measures, taken over the stored snapshots after the first
 (the first is the initial condition, drawn on the grid itself; a steady preset's one snapshot is measured):
 
-- ``"convergence"``: the relative L2 difference, per trajectory and snapshot, between the stored fields and those
-  of the same trajectories (same initial data and parameters) solved on a grid twice as fine per axis (a time step
-  half as long where the preset fixes one) and restricted to the stored grid (:meth:`AbstractPreset.refined`) is
-  below ``tolerance``;
-- ``"spectrum"``: the fraction of each stored field's energy (its mean removed) at wavenumbers ``max_d |m_d| >
-  2 N_d / 9``, the top third of the modes a 2/3-dealiased solve on ``N`` points keeps, is below ``tolerance``.
+- ``"convergence"``: the relative L2 difference (over space), per channel, trajectory and snapshot, between the
+  stored fields and those of the same trajectories (same initial data and parameters) solved on a grid twice as
+  fine per axis (a time step half as long where the preset fixes one) and restricted to the stored grid
+  (:meth:`AbstractPreset.refined`) is below ``tolerance`` in every channel (a channel's reference norm is floored at
+  ``CHANNEL_FLOOR`` times that of all channels together, so an identically zero channel divides by no zero);
+- ``"spectrum"``: the fraction of each stored channel's energy (its mean removed) at wavenumbers ``max_d |m_d| >
+  2 N_d / 9``, the top third of the modes a 2/3-dealiased solve on ``N`` points keeps, is below ``tolerance`` in
+  every channel.
+
+Both are per channel: measured over all channels together, a channel of small magnitude that is not resolved (the
+velocity of a low-Mach compressible flow next to its pressure) hides under the large ones.
 
 ``pdeforge generate`` refuses a ``--resolution`` below the minimum unless ``--allow-underresolved`` (the files then
 say ``underresolved``). "One step below" the minimum is the grid twice as coarse (:meth:`ResolutionCheck.coarser`).
@@ -38,6 +43,7 @@ __all__ = [
     "spectral_tail",
     "relative_difference",
     "resolution_error",
+    "CHANNEL_FLOOR",
 ]
 
 MEASURES = ("convergence", "spectrum")
@@ -55,12 +61,20 @@ class ResolutionCheck:
         grid: ``"periodic"`` (``N`` points, spacing ``L / N``: twice as coarse is ``N / 2``) or ``"nodes"`` (``s``
             nodes with both ends, spacing ``1 / (s - 1)``: twice as coarse is ``(s + 1) / 2``, twice as fine
             ``2 s - 1``).
+        resolved: ``False`` where no grid measured so far meets the measure (``min_resolution`` is then only the
+            coarsest grid written at all): every resolution is under-resolved, `pdeforge generate` writes it only
+            with ``--allow-underresolved``, and its files say so.
     """
 
     min_resolution: int
     measure: str
     tolerance: float
     grid: str = "periodic"
+    resolved: bool = True
+
+    def underresolved(self, resolution: int) -> bool:
+        """Whether data at ``resolution`` points per axis are under-resolved by this check."""
+        return not self.resolved or resolution < self.min_resolution
 
     def __post_init__(self) -> None:
         if self.measure not in MEASURES:
@@ -81,10 +95,10 @@ class ResolutionCheck:
         return 2 * resolution - 1 if self.grid == "nodes" else 2 * resolution
 
     def describe(self) -> str:
-        """The measure and its bound in words, e.g. ``relative L2 difference < 0.01 from a solve on a grid twice as
-        fine``."""
+        """The measure and its bound in words, e.g. ``relative L2 difference per channel < 0.01 from a solve on a grid
+        twice as fine``."""
         if self.measure == "convergence":
-            return f"relative L2 difference < {self.tolerance:g} from a solve on a grid twice as fine"
+            return f"relative L2 difference per channel < {self.tolerance:g} from a solve on a grid twice as fine"
         return f"energy above 2/9 of the points per axis < {self.tolerance:g} of the total"
 
 
@@ -114,8 +128,9 @@ def fourier_refine(u: Tensor, factor: int, ndim: int) -> Tensor:
 def spectral_tail(fields: Tensor, ndim: int) -> Tensor:
     """Energy fraction of each field at wavenumbers ``max_d |m_d| > 2 N_d / 9`` (mean removed), ``(B, T)``.
 
-    ``fields (B, T, C, *space)`` on a periodic grid of ``ndim`` axes; the largest fraction over the channels. A field
-    with no energy but its mean has fraction 0; a non-finite field has fraction ``inf``.
+    ``fields (B, T, C, *space)`` on a periodic grid of ``ndim`` axes; each channel's fraction of its own energy, the
+    largest over the channels (per channel, as the convergence measure). A channel with no energy but its mean has
+    fraction 0; a non-finite channel has fraction ``inf``.
     """
     dims = tuple(range(-ndim, 0))
     shape = fields.shape[-ndim:]
@@ -136,13 +151,24 @@ def spectral_tail(fields: Tensor, ndim: int) -> Tensor:
     return torch.where(finite, tail, math.inf).amax(dim=2)
 
 
+CHANNEL_FLOOR = 1e-12  # a channel's reference norm is floored at this times the norm over all channels
+
+
 def relative_difference(fields: Tensor, reference: Tensor) -> Tensor:
-    """``|fields - reference| / |reference|`` (L2 over channels and space) per trajectory and snapshot, ``(B, T)``;
-    ``inf`` where either is non-finite."""
-    a, b = fields.double().flatten(2), reference.double().flatten(2)
-    diff = (a - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-300)
-    finite = torch.isfinite(a).all(-1) & torch.isfinite(b).all(-1)
-    return torch.where(finite, diff, math.inf)
+    """The largest over channels of ``|fields_c - reference_c| / |reference_c|`` (L2 over space), per trajectory and
+    snapshot, ``(B, T)``; ``inf`` where either is non-finite.
+
+    ``fields``, ``reference``: ``(B, T, C, *space)``. Per channel, so that a channel of small magnitude (a velocity
+    at low Mach number next to the pressure) is not hidden by the others. Each channel's reference norm is floored at
+    ``CHANNEL_FLOOR`` times the norm over all channels: an identically zero channel (a velocity at rest) that stays
+    zero measures 0, and one that does not measures its difference against that floor, never ``inf`` or NaN.
+    """
+    a, b = fields.double().flatten(3), reference.double().flatten(3)  # (B, T, C, points)
+    scale = b.norm(dim=-1)  # (B, T, C)
+    floor = CHANNEL_FLOOR * scale.norm(dim=-1, keepdim=True)  # the norm over all channels and space
+    diff = (a - b).norm(dim=-1) / torch.maximum(scale, floor).clamp_min(1e-300)
+    finite = torch.isfinite(a).flatten(2).all(-1) & torch.isfinite(b).flatten(2).all(-1)
+    return torch.where(finite, diff.amax(dim=-1), math.inf)
 
 
 def resolution_error(

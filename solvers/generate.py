@@ -106,7 +106,7 @@ def generation_record(preset: AbstractPreset, n_trajectories: int, resolution: i
         "resolution": int(resolution),
         "seed": int(seed),
         "n_trajectories": int(n_trajectories),
-        "underresolved": bool(resolution < preset.resolves.min_resolution),
+        "underresolved": preset.resolves.underresolved(resolution),
         "pdeforge_version": __version__,
         "preset_fields": fields,
     }
@@ -431,6 +431,12 @@ def check_options(
         raise ValueError(
             f"--resolution {res}: expected an integer >= {MIN_RESOLUTION} (grid points per axis of {preset.name})"
         )
+    if not check.resolved and not allow_underresolved:
+        raise ValueError(
+            f"{preset.name}: no grid measured so far resolves its dynamics ({check.describe()} does not hold up to "
+            "the grids in docs/guides/compressible.md); --allow-underresolved writes it anyway, marked under-resolved "
+            "in its files"
+        )
     if res < check.min_resolution and not allow_underresolved:
         raise ValueError(
             f"--resolution {res}: {preset.name} resolves its dynamics from {check.min_resolution} points per axis "
@@ -577,7 +583,11 @@ def describe_presets() -> str:
                 f"; {d['n_trajectories']} trajectories "
                 f"({'/'.join(str(round(100 * f)) for f in p.splits)} train/valid/test)"
             )
-            + f"\n    resolves from {p.resolves.min_resolution} points per axis ({p.resolves.describe()})"
+            + (
+                f"\n    resolves from {p.resolves.min_resolution} points per axis ({p.resolves.describe()})"
+                if p.resolves.resolved
+                else f"\n    resolved at no grid measured ({p.resolves.describe()}): only with --allow-underresolved"
+            )
         )
     return "\n".join(lines)
 
@@ -627,6 +637,8 @@ def main(args: argparse.Namespace) -> int:
             + (
                 f"; under-resolved (below {preset.name}'s minimum {preset.resolves.min_resolution}), as its files say"
                 if res < preset.resolves.min_resolution
+                else f"; under-resolved ({preset.name} is resolved at no grid measured), as its files say"
+                if not preset.resolves.resolved
                 else ""
             )
         )

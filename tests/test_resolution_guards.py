@@ -22,7 +22,8 @@ import torch
 from pdeforge.cli import main as cli
 from pdeforge.solvers import generate as gen
 from pdeforge.solvers._presets import ResolutionCheck, SpectralPreset
-from pdeforge.solvers._resolution import fourier_refine, resolution_error, spectral_tail
+from pdeforge.solvers._presets_compressible import CompressiblePreset
+from pdeforge.solvers._resolution import fourier_refine, relative_difference, resolution_error, spectral_tail
 from pdeforge.solvers.generate import PRESETS, check_options, with_overrides, with_time_step
 
 NAMES = sorted(PRESETS)
@@ -40,7 +41,17 @@ def short(name: str):
         return with_overrides(p, warmup_time=1.0, n_frames=3)
     if name == "taylor_green_fv_2d":
         return with_overrides(p, config=dataclasses.replace(p.config, n_frames=3))
+    if isinstance(p, CompressiblePreset):  # the first two frames, the worst of the shock tubes (narrow waves)
+        return with_overrides(p, n_frames=3)
     return p  # darcy_2d: steady, one solve
+
+
+# Presets declared resolved at no grid measured (``ResolutionCheck(..., resolved=False)``): their velocity converges
+# slowly, at about first order at Mach 0.1, slower across slip lines and shocks (docs/guides/compressible.md).
+# `generate` writes them only with --allow-underresolved, and test (a) checks instead that the measure does fail at
+# their declared grid: the day one holds, its declaration has to change.
+UNRESOLVED = [n for n in NAMES if not PRESETS[n].resolves.resolved]
+RESOLVED = [n for n in NAMES if PRESETS[n].resolves.resolved]
 
 
 def run(tmp_path: Path, capsys, name: str, *options: str) -> tuple[int, str, str, Path]:
@@ -53,6 +64,12 @@ def run(tmp_path: Path, capsys, name: str, *options: str) -> tuple[int, str, str
 def refusal(name: str, resolution: int) -> str:
     check = PRESETS[name].resolves
     m = check.min_resolution
+    if not check.resolved:
+        return (
+            f"error: {name}: no grid measured so far resolves its dynamics ({check.describe()} does not hold up to "
+            "the grids in docs/guides/compressible.md); --allow-underresolved writes it anyway, marked under-resolved "
+            "in its files\n"
+        )
     return (
         f"error: --resolution {resolution}: {name} resolves its dynamics from {m} points per axis (measured there: "
         f"{check.describe()}); use --resolution >= {m}, or --allow-underresolved to write under-resolved data anyway\n"
@@ -68,25 +85,42 @@ def test_every_preset_declares_a_minimum_that_its_default_meets(name: str) -> No
     assert 0 < p.resolves.tolerance <= 5e-2, "a bound that lets more than 5% through is no guard"
     below = p.resolves.coarser(p.resolves.min_resolution)
     assert below < p.resolves.min_resolution and p.resolves.finer(below) >= p.resolves.min_resolution - 1
-    assert check_options(p, "unused", None, None, None, 0, "cpu")[1] == p.resolution  # the default is accepted
+    if p.resolves.resolved:
+        assert check_options(p, "unused", None, None, None, 0, "cpu")[1] == p.resolution  # the default is accepted
+    else:  # refused, unless asked for as under-resolved
+        with pytest.raises(ValueError, match=rf"^{name}: no grid measured so far resolves its dynamics"):
+            check_options(p, "unused", None, None, None, 0, "cpu")
+        assert check_options(p, "unused", None, None, None, 0, "cpu", allow_underresolved=True)[1] == p.resolution
     blocks: dict[str, list[str]] = {}
     current: list[str] = []
     for line in gen.describe_presets().splitlines():  # `pdeforge generate --list`: a name, then indented lines
         current = current if line.startswith(" ") else blocks.setdefault(line, [])
         current.append(line)
-    assert f"    resolves from {p.resolves.min_resolution} points per axis ({p.resolves.describe()})" in blocks[name]
+    line = (
+        f"    resolves from {p.resolves.min_resolution} points per axis ({p.resolves.describe()})"
+        if p.resolves.resolved
+        else f"    resolved at no grid measured ({p.resolves.describe()}): only with --allow-underresolved"
+    )
+    assert line in blocks[name]
 
 
 # -- (a) the declared measure holds at the declared minimum -------------------------------------------------------
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", RESOLVED)
 def test_the_declared_measure_holds_at_the_minimum(name: str) -> None:
     p = short(name)
     value = resolution_error(p, p.resolves.min_resolution, indices=(0,))
     assert value < p.resolves.tolerance, f"{name} at {p.resolves.min_resolution}: {value:.3g}"
 
 
+@pytest.mark.parametrize("name", UNRESOLVED)
+def test_a_preset_declared_unresolved_fails_its_measure_at_its_grid(name: str) -> None:
+    p = short(name)
+    value = resolution_error(p, p.resolves.min_resolution, indices=(0,))
+    assert value >= p.resolves.tolerance, f"{name} at {p.resolves.min_resolution}: {value:.3g}: declare it resolved"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", RESOLVED)
 def test_the_declared_measure_holds_at_the_minimum_over_the_whole_horizon(name: str) -> None:
     p = PRESETS[name]
     value = resolution_error(p, p.resolves.min_resolution, indices=(0, 1))
@@ -104,7 +138,8 @@ def test_one_step_below_the_minimum_is_refused_and_nothing_is_written(tmp_path: 
     # a resolution just below the minimum is refused the same way
     code, _, err, root = run(tmp_path, capsys, name, "--resolution", str(check.min_resolution - 1))
     assert (code, err) == (1, refusal(name, check.min_resolution - 1)) and not root.exists()
-    with pytest.raises(ValueError, match=rf"^--resolution {below}: {name} resolves its dynamics from "):
+    refused = rf"^--resolution {below}: {name} resolves its dynamics from " if check.resolved else rf"^{name}: no grid"
+    with pytest.raises(ValueError, match=refused):
         check_options(PRESETS[name], "unused", None, below, None, 0, "cpu")
     assert check_options(PRESETS[name], "unused", None, below, None, 0, "cpu", allow_underresolved=True)[1] == below
 
@@ -160,6 +195,11 @@ def test_allow_underresolved_writes_and_says_so_in_the_record_and_every_file(tmp
     # the same command continues (here: finds it complete); a resolved root says the opposite
     assert run(tmp_path, capsys, "fisher_kpp_1d", *args)[1].startswith("already complete")
     assert gen.generation_record(p, 3, p.resolves.min_resolution, 0)["underresolved"] is False
+    # a preset resolved at no grid measured is under-resolved at every resolution, its default included
+    for name in UNRESOLVED:
+        q = PRESETS[name]
+        assert gen.generation_record(q, 3, q.resolution, 0)["underresolved"] is True
+        assert q.provenance(q.resolution, 0)["underresolved"] is True
 
 
 # -- --substeps / --dt ----------------------------------------------------------------------------------------------
@@ -299,6 +339,52 @@ def test_spectral_tail_measures_the_energy_near_the_cutoff() -> None:
     assert tail.shape == (1, 1) and float(tail) == pytest.approx(0.01 / 1.01, rel=1e-12)
     assert float(spectral_tail((low + 0 * x)[None, None, None], 1)) < 1e-28
     assert float(spectral_tail(torch.full((1, 1, 1, 8), math.nan), 1)) == math.inf
+
+
+def test_relative_difference_is_per_channel_so_a_small_unresolved_channel_fails() -> None:
+    # a pressure-like channel of size 100, off by 0.1 %, and a velocity-like channel of size 0.1, off by 50 %:
+    # over all channels together 0.12 %, per channel 50 %
+    x = torch.arange(64, dtype=torch.float64) * 2 * math.pi / 64
+    big, small = 100.0 + torch.sin(x), 0.1 * torch.sin(2 * x)
+    reference = torch.stack([big, small])[None, None]  # (B, T, C, N) = (1, 1, 2, 64)
+    fields = torch.stack([big * 1.001, small * 1.5])[None, None]
+    together = float((fields - reference).norm() / reference.norm())
+    assert together < 2e-3  # the old measure: it passed every tolerance in use (1e-2 .. 5e-2)
+    value = relative_difference(fields, reference)
+    assert value.shape == (1, 1) and float(value) == pytest.approx(0.5, rel=1e-12)
+    assert float(relative_difference(fields[:, :, :1], reference[:, :, :1])) == pytest.approx(1e-3, rel=1e-9)
+    # (B, T) kept apart: a second snapshot that is resolved in both channels
+    two = relative_difference(torch.cat([fields, reference], 1), torch.cat([reference, reference], 1))
+    assert two.shape == (1, 2) and float(two[0, 0]) == pytest.approx(0.5, rel=1e-12) and float(two[0, 1]) == 0.0
+
+
+def test_relative_difference_of_an_identically_zero_channel_is_finite() -> None:
+    x = torch.arange(32, dtype=torch.float64) * 2 * math.pi / 32
+    zero = torch.zeros_like(x)
+    reference = torch.stack([1.0 + 0.5 * torch.sin(x), zero])[None, None]  # a velocity at rest
+    assert float(relative_difference(reference.clone(), reference)) == 0.0  # zero stays zero: 0, not NaN
+    # round-off where the reference is zero: measured against 1e-12 of the norm over all channels, small and finite
+    fields = reference.clone()
+    fields[:, :, 1] = 1e-17
+    value = float(relative_difference(fields, reference))
+    assert math.isfinite(value) and value < 1e-3
+    # a real velocity where the reference has none is an unresolved channel, and finite
+    fields[:, :, 1] = 0.1 * torch.sin(x)
+    value = float(relative_difference(fields, reference))
+    assert math.isfinite(value) and value > 1.0
+    # every channel zero: 0; a non-finite value: inf
+    both = torch.zeros(1, 1, 2, 32, dtype=torch.float64)
+    assert float(relative_difference(both, both)) == 0.0
+    fields[0, 0, 0, 3] = math.nan
+    assert float(relative_difference(fields, reference)) == math.inf
+
+
+def test_spectral_tail_is_per_channel() -> None:
+    x = torch.arange(90, dtype=torch.float64) * 2 * math.pi / 90  # 2 N / 9 = 20
+    big = 100.0 * torch.sin(3 * x)  # no energy near the cut-off
+    small = 0.1 * torch.sin(2 * x) + 0.05 * torch.cos(25 * x)  # a fifth of its energy above 20
+    tail = spectral_tail(torch.stack([big, small])[None, None], 1)
+    assert float(tail) == pytest.approx(0.0025 / 0.0125, rel=1e-12)
 
 
 def test_a_resolution_check_is_validated_where_it_is_declared() -> None:
