@@ -31,6 +31,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _interruptible() -> None:
+    """In the child before it execs: Ctrl-C as a terminal gives it. A shell that starts a job in the background
+    (``cmd &``, as some CI runners do) leaves SIGINT ignored, and Python then never installs its handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_in_train_py_names_the_checkpoint_and_the_resume_completes(tmp_path: Path, data: Path) -> None:
     run = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
@@ -59,6 +65,7 @@ def test_sigint_in_train_py_names_the_checkpoint_and_the_resume_completes(tmp_pa
             "--run.run_dir",
             str(run),
         ],
+        preexec_fn=_interruptible,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -205,7 +212,9 @@ def test_sigint_in_pdeforge_generate_keeps_the_partial_file_and_its_command_resu
         "--no-progress",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_interruptible
+    )
     deadline = time.time() + 60
     while not list(root.glob("data/train/*.partial")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
