@@ -57,7 +57,7 @@ def _inspect(args: argparse.Namespace) -> int:
         try:
             read_remote(stats, options)
             print(f"statistics: {stats} (fitted on the train split)")
-        except OSError:
+        except OSError:  # a root without stats.yaml, or a single file: no statistics to name
             pass
         return 0
     root = Path(local_path(args.path))

@@ -80,3 +80,20 @@ def _devices_in(tree) -> set[str]:
 def devices_in():
     """``devices_in(tree)``: the device types of the tensors in nested dicts, lists and tuples (a training state)."""
     return _devices_in
+
+
+@pytest.fixture(scope="session")
+def ks_root(tmp_path_factory) -> Path:
+    """A small Kuramoto-Sivashinsky dataset root (10 trajectories, 64 points, 9 snapshots), made once per session
+    for the generative family's tests."""
+    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
+
+    root = tmp_path_factory.mktemp("ks") / "ks"
+    generate(
+        with_overrides(PRESETS["ks_1d"], n_snapshots=9, warmup=1.0),
+        root,
+        n_trajectories=10,
+        resolution=64,
+        progress=False,
+    )
+    return root

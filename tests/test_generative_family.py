@@ -144,21 +144,6 @@ def test_conditional_unet_uses_time_and_conditioning() -> None:
 # ------------------------------------------------------------------------------------------------------------
 # through the entry points
 # ------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ks_root(tmp_path_factory) -> Path:
-    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
-
-    root = tmp_path_factory.mktemp("gen") / "ks"
-    generate(
-        with_overrides(PRESETS["ks_1d"], n_snapshots=9, warmup=1.0),
-        root,
-        n_trajectories=10,
-        resolution=64,
-        progress=False,
-    )
-    return root
-
-
 def _overrides(root: Path, run: Path, *extra: str) -> list[str]:
     return [
         "--data.root", str(root),

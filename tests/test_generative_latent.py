@@ -75,21 +75,6 @@ def test_autoencoder_refuses_a_size_it_cannot_halve() -> None:
 # ------------------------------------------------------------------------------------------------------------
 # through the entry points
 # ------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ks_root(tmp_path_factory) -> Path:
-    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
-
-    root = tmp_path_factory.mktemp("latent") / "ks"
-    generate(
-        with_overrides(PRESETS["ks_1d"], n_snapshots=9, warmup=1.0),
-        root,
-        n_trajectories=10,
-        resolution=64,
-        progress=False,
-    )
-    return root
-
-
 def _common(root: Path, run: Path, *extra: str) -> list[str]:
     return [
         "--data.root", str(root),
