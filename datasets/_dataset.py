@@ -294,6 +294,8 @@ class TrajectoryDataset(Dataset):
             raise IndexError(f"time indices {times.tolist()} outside 0..{self.n_steps - 1}")
         try:
             return self._read(fi, ti, times)
+        except (PermissionError, FileNotFoundError):  # a remote file's refused credentials or vanished file: they
+            raise  # name the URL and the cause themselves (datasets/_remote.py); the file is not damaged
         except (OSError, KeyError, RuntimeError) as e:  # h5py's errors for damaged data blocks
             raise FormatError(
                 f"{self.files[fi].path}: cannot read trajectory {ti} (truncated or damaged file?): {e}"

@@ -353,3 +353,14 @@ def test_inspect_takes_storage_options(server, capsys):
     assert out.count("trajectories") >= 4 and "statistics: " in out  # stats.yaml read with the header too
     assert cli(["inspect", server.url, "--storage-options", "[1, 2]"]) == 1
     assert "--storage-options '[1, 2]': expected a mapping" in capsys.readouterr().err
+
+
+def test_credentials_refused_during_a_read_are_named_as_such_not_as_a_damaged_file(root, server, monkeypatch):
+    monkeypatch.setattr("pdeforge.datasets._remote.BLOCK_BYTES", 1024)  # the fields' bytes come after the header's
+    opts = {"headers": {"Authorization": "Bearer s3cret"}}
+    server.token = "s3cret"
+    ds = TrajectoryDataset(server.url, split="test", storage_options=opts, cache_small=False)
+    server.token = "rotated"  # the token expires between opening the files and reading a trajectory
+    with pytest.raises(PermissionError, match=r"access refused \(HTTP 401\): check the credentials") as err:
+        ds.read(0, [0, 1])
+    assert "damaged" not in str(err.value)
