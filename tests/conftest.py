@@ -1,5 +1,9 @@
 """Shared pytest fixtures. Tests make their own small data; nothing is downloaded."""
 
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -97,3 +101,54 @@ def ks_root(tmp_path_factory) -> Path:
         progress=False,
     )
     return root
+
+
+_KILLED_CHILD = textwrap.dedent(
+    """
+    import dataclasses, json, os, signal, sys
+    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
+
+    root, name, overrides, options, kill_after = sys.argv[1:]
+    base = with_overrides(PRESETS[name], **json.loads(overrides))
+    calls = {"n": 0}
+
+    class Killing(type(base)):
+        def solve(self, indices, seed, resolution, device):
+            if calls["n"] == int(kill_after):
+                os.kill(os.getpid(), signal.SIGKILL)
+            calls["n"] += 1
+            return super().solve(indices, seed, resolution, device)
+
+    preset = Killing(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
+    generate(preset, root, progress=False, **json.loads(options))
+    print("done")
+    """
+)
+
+
+@pytest.fixture
+def generate_killed_then_resumed(tmp_path):
+    """``run(name, overrides, kill_after, **options) -> (reference, resumed)``: ``pdeforge.solvers.generate.generate``
+    of preset ``name`` (``with_overrides(PRESETS[name], **overrides)``, JSON values) with ``options``, once
+    uninterrupted into ``reference`` and once in a child process SIGKILLed inside its solve number ``kill_after + 1``
+    (checked: one ``.partial`` file left and no finished file of the split it was writing) and run again to the end
+    into ``resumed`` (checked: it finishes, no ``.partial`` left). The caller compares the two roots' numbers."""
+    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
+
+    def child(root: Path, name: str, overrides: dict, options: dict, kill_after: int) -> subprocess.CompletedProcess:
+        argv = [str(root), name, json.dumps(overrides), json.dumps(options), str(kill_after)]
+        return subprocess.run([sys.executable, "-c", _KILLED_CHILD, *argv], capture_output=True, text=True, timeout=300)
+
+    def run(name: str, overrides: dict, kill_after: int, **options) -> tuple[Path, Path]:
+        reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+        generate(with_overrides(PRESETS[name], **overrides), reference, progress=False, **options)
+        r = child(resumed, name, overrides, options, kill_after)
+        assert r.returncode == -9, r.stderr[-2000:]
+        (partial,) = resumed.rglob("*.partial")  # killed inside a file: that file is not finished
+        assert not list(partial.parent.glob("*.hdf5")), partial
+        r = child(resumed, name, overrides, options, -1)
+        assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]
+        assert not list(resumed.rglob("*.partial"))
+        return reference, resumed
+
+    return run

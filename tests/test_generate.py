@@ -5,7 +5,6 @@ from __future__ import annotations
 import filecmp
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -108,47 +107,9 @@ def test_two_shards_equal_one_run(tmp_path: Path) -> None:
     assert s1["std"]["u"] == pytest.approx(s2["std"]["u"], rel=1e-9)
 
 
-CHILD = textwrap.dedent(
-    """
-    import os, signal, sys
-    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
-
-    root, kill_after = sys.argv[1], int(sys.argv[2])
-    base = with_overrides(PRESETS["burgers_1d"], n_snapshots=4)
-    calls = {"n": 0}
-
-    class Killing(type(base)):
-        def solve(self, indices, seed, resolution, device):
-            if calls["n"] == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-            calls["n"] += 1
-            return super().solve(indices, seed, resolution, device)
-
-    import dataclasses
-    preset = Killing(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
-    generate(preset, root, n_trajectories=10, resolution=32, batch_size=2, progress=False)
-    print("done")
-    """
-)
-
-
-def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path: Path) -> None:
-    ref = tmp_path / "ref"
-    generate(
-        with_overrides(PRESETS["burgers_1d"], n_snapshots=4),
-        ref,
-        n_trajectories=10,
-        resolution=32,
-        batch_size=2,
-        progress=False,
-    )
-    root = tmp_path / "killed"
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), "2"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == -9, r.stderr[-2000:]
-    partial = list(root.rglob("*.partial"))
-    assert len(partial) == 1 and not list(root.rglob("*.hdf5"))  # killed inside the train file: nothing valid
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), "-1"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]
+def test_resume_after_sigkill_equals_uninterrupted_run(generate_killed_then_resumed) -> None:
+    options = {"n_trajectories": 10, "resolution": 32, "batch_size": 2}
+    ref, root = generate_killed_then_resumed("burgers_1d", {"n_snapshots": 4}, 2, **options)
     assert not list(root.rglob("*.partial"))
     for f in sorted(ref.rglob("*.hdf5")):
         other = root / f.relative_to(ref)

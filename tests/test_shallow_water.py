@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import h5py
@@ -377,41 +374,10 @@ def test_generate_writes_a_valid_dataset_identical_for_a_seed_and_shards_equal_o
         assert f["t0_fields/h"].dtype == np.float32 and f["t0_fields/h"].shape[1:] == (4, 16, 16)
 
 
-CHILD = textwrap.dedent(
-    """
-    import dataclasses, os, signal, sys
-    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
-
-    root, kill_after = sys.argv[1], int(sys.argv[2])
-    base = with_overrides(PRESETS["shallow_water_dam_break_2d"], n_frames=4, t_end=0.06)
-    calls = {"n": 0}
-
-    class Killing(type(base)):
-        def solve(self, indices, seed, resolution, device):
-            if calls["n"] == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-            calls["n"] += 1
-            return super().solve(indices, seed, resolution, device)
-
-    preset = Killing(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
-    generate(preset, root, n_trajectories=6, resolution=16, batch_size=2, progress=False)
-    print("done")
-    """
-)
-
-
-def test_generate_resumes_after_sigkill_with_the_numbers_of_an_uninterrupted_run(tmp_path: Path) -> None:
-    from pdeforge.solvers.generate import generate
-
-    ref = tmp_path / "ref"
-    generate(tiny(), ref, n_trajectories=6, resolution=16, batch_size=2, progress=False)
-    root = tmp_path / "killed"
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), "1"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == -9, r.stderr[-2000:]
-    assert len(list(root.rglob("*.partial"))) == 1 and not list(root.rglob("*.hdf5"))
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), "-1"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]
-    assert not list(root.rglob("*.partial"))
+def test_generate_resumes_after_sigkill_with_the_numbers_of_an_uninterrupted_run(generate_killed_then_resumed) -> None:
+    options = {"n_trajectories": 6, "resolution": 16, "batch_size": 2}
+    overrides = {"n_frames": 4, "t_end": 0.06}  # tiny()
+    ref, root = generate_killed_then_resumed("shallow_water_dam_break_2d", overrides, 1, **options)
     for f in sorted(ref.rglob("*.hdf5")):
         with h5py.File(f, "r") as a, h5py.File(root / f.relative_to(ref), "r") as b:
             np.testing.assert_array_equal(a["t0_fields/h"][()], b["t0_fields/h"][()])
