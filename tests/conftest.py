@@ -1,9 +1,14 @@
 """Shared pytest fixtures. Tests make their own small data; nothing is downloaded."""
 
+import functools
 import json
+import re
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -152,3 +157,73 @@ def generate_killed_then_resumed(tmp_path):
         return reference, resumed
 
     return run
+
+
+class _RangedFiles(SimpleHTTPRequestHandler):
+    """Static files with ``Range: bytes=a-b`` (206), each request logged in ``server.log`` as (method, path, bytes
+    sent); ``server.token`` set: a request without ``Authorization: Bearer <token>`` gets 401 (logged with 0 bytes);
+    ``server.drop`` > 0: that many ranged reads of ``.hdf5`` files end without an answer (logged as ``DROP``)."""
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def end_headers(self) -> None:
+        self.send_header("Accept-Ranges", "bytes")
+        super().end_headers()
+
+    def _refused(self, method: str) -> bool:
+        if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            self.server.log.append((method, self.path, 0))
+            self.send_error(401)
+            return True
+        return False
+
+    def do_HEAD(self) -> None:
+        if not self._refused("HEAD"):
+            self.server.log.append(("HEAD", self.path, 0))
+            super().do_HEAD()
+
+    def do_GET(self) -> None:
+        if self._refused("GET"):
+            return
+        path = Path(self.translate_path(self.path))
+        m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if m is None or not path.is_file():
+            self.server.log.append(("GET", self.path, path.stat().st_size if path.is_file() else 0))
+            return super().do_GET()
+        if self.server.drop > 0 and self.path.endswith(".hdf5"):
+            self.server.drop -= 1
+            self.server.log.append(("DROP", self.path, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)  # the connection ends before any answer
+            self.close_connection = True
+            return
+        data = path.read_bytes()
+        start, end = int(m[1]), min(int(m[2]) if m[2] else len(data) - 1, len(data) - 1)
+        body = data[start : end + 1]
+        self.server.log.append(("GET", self.path, len(body)))
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def serve_files():
+    """``serve_files(folder) -> server``: ``folder`` served over HTTP on 127.0.0.1 with byte ranges (``_RangedFiles``)
+    until the test ends; ``server.url`` is the folder's URL, ``server.log``, ``server.token`` and ``server.drop`` as
+    there (empty, ``None``, 0)."""
+    servers = []
+
+    def serve(folder: Path) -> ThreadingHTTPServer:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_RangedFiles, directory=str(folder)))
+        httpd.log, httpd.token, httpd.drop = [], None, 0
+        httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(httpd)
+        return httpd
+
+    yield serve
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()

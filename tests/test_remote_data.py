@@ -3,14 +3,10 @@ counts, a connection it drops on demand, a token it may require) reads as the lo
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import os
 import re
 import shutil
-import socket
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -22,55 +18,6 @@ from pdeforge.datasets import FieldSpec, Schema, TrajectoryDataset, TrajectoryWr
 from pdeforge.datasets._remote import _evict, write_index
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    """Static files with ``Range: bytes=a-b`` (206), logging each request; ``server.drop`` > 0 closes that many
-    ranged reads of data files without an answer; ``server.token`` set, requests without it get 401."""
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def end_headers(self) -> None:
-        self.send_header("Accept-Ranges", "bytes")
-        super().end_headers()
-
-    def _refused(self) -> bool:
-        if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
-            self.send_error(401)
-            return True
-        return False
-
-    def do_HEAD(self) -> None:
-        self.server.log.append(("HEAD", self.path, 0))
-        if not self._refused():
-            super().do_HEAD()
-
-    def do_GET(self) -> None:
-        if self._refused():
-            self.server.log.append(("GET", self.path, 0))
-            return
-        path = Path(self.translate_path(self.path))
-        m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-        if m is None or not path.is_file():
-            size = path.stat().st_size if path.is_file() else 0
-            self.server.log.append(("GET", self.path, size))
-            return super().do_GET()
-        if self.server.drop > 0 and self.path.endswith(".hdf5"):
-            self.server.drop -= 1
-            self.server.log.append(("DROP", self.path, 0))
-            self.connection.shutdown(socket.SHUT_RDWR)  # the connection ends before any answer
-            self.close_connection = True
-            return
-        data = path.read_bytes()
-        start, end = int(m[1]), min(int(m[2]) if m[2] else len(data) - 1, len(data) - 1)
-        body = data[start : end + 1]
-        self.server.log.append(("GET", self.path, len(body)))
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +51,10 @@ def root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def server(root: Path):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root.parent)))
-    httpd.log, httpd.drop, httpd.token = [], 0, None
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/{root.name}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+def server(root: Path, serve_files):
+    httpd = serve_files(root.parent)
+    httpd.url += f"/{root.name}"
+    return httpd
 
 
 @pytest.fixture(autouse=True)

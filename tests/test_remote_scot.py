@@ -4,13 +4,10 @@ a root or a file that is not there is one line naming the URL."""
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
 import shutil
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -25,48 +22,6 @@ from pdeforge.families import evaluate_run, train
 
 TOKEN = "s3cret"
 HEADER = {"headers": {"Authorization": f"Bearer {TOKEN}"}}
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    """Static files with ``Range: bytes=a-b`` (206), each request logged as (method, path, bytes sent); with
-    ``server.token`` set, a request without ``Authorization: Bearer <token>`` gets 401."""
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def end_headers(self) -> None:
-        self.send_header("Accept-Ranges", "bytes")
-        super().end_headers()
-
-    def _refused(self, method: str) -> bool:
-        if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
-            self.server.log.append((method, self.path, 0))
-            self.send_error(401)
-            return True
-        return False
-
-    def do_HEAD(self) -> None:
-        if not self._refused("HEAD"):
-            self.server.log.append(("HEAD", self.path, 0))
-            super().do_HEAD()
-
-    def do_GET(self) -> None:
-        if self._refused("GET"):
-            return
-        path = Path(self.translate_path(self.path))
-        m = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-        if m is None or not path.is_file():
-            self.server.log.append(("GET", self.path, path.stat().st_size if path.is_file() else 0))
-            return super().do_GET()
-        data = path.read_bytes()
-        start, end = int(m[1]), min(int(m[2]) if m[2] else len(data) - 1, len(data) - 1)
-        body = data[start : end + 1]
-        self.server.log.append(("GET", self.path, len(body)))
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 def _write_root(root: Path, seed: int) -> Path:
@@ -102,15 +57,9 @@ def roots(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def server(roots):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(roots[0].parent)))
-    httpd.log, httpd.token = [], None
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+def server(roots, serve_files):
+    httpd = serve_files(roots[0].parent)
     yield httpd
-    httpd.shutdown()
-    httpd.server_close()
     set_storage_options(httpd.url, None)  # what a run set for a root under it: not left to the next test
     for root in roots:
         set_storage_options(f"{httpd.url}/{root.name}", None)
