@@ -76,16 +76,12 @@ class WellFNOConfig(_WellModel):
 
 
 @dataclass(frozen=True)
-class WellTFNOConfig(_WellModel):
-    """``model.name: well_tfno``: The Well's TFNO (`WellTFNO`); ``ranks`` None: `tucker_ranks` of the weights."""
+class WellTFNOConfig(WellFNOConfig):
+    """``model.name: well_tfno``: The Well's TFNO (`WellTFNO`), the FNO's options plus ``ranks`` (None: `tucker_ranks`
+    of the weights)."""
 
     WELL_NAME: ClassVar[str] = "TFNO"
 
-    modes1: int = 16
-    modes2: int = 16
-    modes3: int = 16
-    hidden_channels: int = 128
-    gradient_checkpointing: bool = False
     ranks: tuple[int, ...] | None = None
 
 
