@@ -431,7 +431,7 @@ def test_scot_named_groups_freeze_and_group_as_poseidon_partitions() -> None:
         finetune_parameter_groups,
         named_parameter_groups,
     )
-    from pdeforge.training.loop import prefix_parameter_groups
+    from pdeforge.training import prefix_parameter_groups
 
     model = ScOT(ScOTConfig.tiny())
     named = named_parameter_groups(model)

@@ -52,13 +52,12 @@ _WHERE = {
             "Environment",
             "NonFiniteLossError",
             "fit",
-            "init_matching",
-            "prefix_parameter_groups",
             "reports_failure",
             "setup_environment",
         ),
         ".loop",
     ),
+    **dict.fromkeys(("FineTuneRecord", "init_matching", "prefix_parameter_groups"), ".finetune"),
     **dict.fromkeys(
         (
             "LOGGERS",

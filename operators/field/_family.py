@@ -33,7 +33,8 @@ from ...checkpoint import UnsafeCheckpointError, load_any_weights
 from ...datasets import DatasetMetadata, Normalizer, load_stats, stats_path
 from ...tasks import AbstractTask, NextStepTask, OperatorTask, Views, split_metrics, to_device
 from ...training.data import dataset_root
-from ...training.loop import AbstractFamily, Environment, FineTuneRecord, prefix_parameter_groups
+from ...training.finetune import FineTuneRecord, prefix_parameter_groups
+from ...training.loop import AbstractFamily, Environment
 from ...training.run_folder import read_envelope
 from .._build import (
     PRETRAINED_MODELS,

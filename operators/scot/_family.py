@@ -37,7 +37,8 @@ from torch import nn
 from ... import plots
 from ...checkpoint import load_weights
 from ...datasets import AllPairsDataset, AllPairsMixture, channel_union, load_stats, stats_path
-from ...training.loop import AbstractFamily, Environment, FineTuneRecord, prefix_parameter_groups
+from ...training.finetune import FineTuneRecord, prefix_parameter_groups
+from ...training.loop import AbstractFamily, Environment
 from ...training.run_folder import RunFolder, read_envelope
 from ._config import ScOTConfig
 from ._data import (
