@@ -28,10 +28,10 @@ steps, dt 0.1, the GPU job of the issue (goal: <= 0.5 s for the rollout on a GPU
 compare, not the numbers. Timings depend on the machine and its load; on CUDA every timing ends with a
 synchronize.
 
-On a shared 2-core CPU (float32, one thread) the KS 1D step is ~1.45-1.5x its 8 FFTs. Between the FFTs are 11
-complex multiply-adds and 4 squares, each ~1-4 us on 50 x 129 modes, and the Python that launches them: the
-strategy ``rollout`` runs here (``solvers/_etdrk_strategies.py``, fused flux-square ETDRK on the CPU) runs the
-steps between two saves in one call of a compiled op (``solvers/_etdrk_fused.cpp``, built on first use); its
+On a shared 2-core CPU (float32, one thread) the KS 1D step is ~1.25-1.35x its 8 FFTs. Between the FFTs are 11
+complex multiply-adds and 4 squares, each ~1-4 us on 50 x 129 modes as ATen calls: the strategy ``rollout`` runs
+here (``solvers/_etdrk_strategies.py``, fused flux-square ETDRK on the CPU) runs the steps between two saves in
+one call of a compiled op (``solvers/_etdrk_fused.cpp``, built on first use; the multiply-adds in its own loops); its
 Python loop, the same operations, is printed for comparison (~1.65-1.8x); the reference step by step is ~2.2x.
 Measured and not kept: the loop under torch.compile, one step per call (~3.7x: Inductor hands the FFTs and
 complex operations back to ATen one by one, and adds its guards); working on the |k| <= N/3 modes only (the

@@ -7,8 +7,10 @@
   Python between them cut out: intermediates written in place, each ``exp(c z) u_n`` overwritten by the last
   stage that starts from it, the input's mask skipped where the stepper's own output is masked, and the steps
   between two saves run by one call of a small compiled op (``_etdrk_native``; the same loop in Python where it
-  cannot be built). At N = 256 and batch 50 a step is 8 FFTs of ~10 us and 11 complex multiply-adds of 2-4 us;
-  the Python around them costs ~15 % of the step (``benchmarks/solvers.py``).
+  cannot be built). At N = 256 and batch 50 a step is 8 FFTs of ~11-13 us and 11 complex multiply-adds, each of
+  2-4 us as an ATen call (the Python loop), most of it per-call overhead; the op does the multiply-adds in its
+  own loops, one pass per stage and one for the update (~0.12 ms a step against ~0.16 for the Python loop,
+  ``benchmarks/solvers.py``).
 * ``"graph replay on CUDA"`` (:class:`CUDAGraphSteps`): the reference step recorded once as a CUDA graph and
   replayed (one launch instead of a few dozen kernels and the Python between them).
 
@@ -207,16 +209,22 @@ class FusedFluxSquareSteps(AbstractSteps):
 
     def run(self, state: FusedState, n_steps: int, save_every: int, out: Tensor, bar: Any) -> FusedState:
         """As :meth:`AbstractSteps.run`; with the compiled op, its frames are written in at most ~100 calls (one
-        per progress-bar update) instead of one call and one transform in Python per frame."""
+        per progress-bar update) instead of one call and one transform in Python per frame; on small states each
+        call runs at least ~64 steps (a call costs ~10-20 us besides its steps: at N = 256 and batch 50, calls of
+        5 steps added ~2-3 us a step, 2 %)."""
         if self.compiled is None:
             return super().run(state, n_steps, save_every, out, bar)
         n_frames = n_steps // save_every
-        chunk = max(1, -(-n_frames // 100)) * save_every  # steps per call: whole frames, at most ~100 calls
+        at_least = max(1, min(64, (1 << 22) // state.spectrum.numel()))  # steps per call, ~4M values at least
+        # steps per call: whole frames, at most ~100 calls, at least `at_least` steps
+        chunk = max(1, -(-n_frames // 100), -(-at_least // save_every)) * save_every
         u, saved = state.spectrum, 0  # out[:, saved] is the last frame written
         for done in range(0, n_steps, chunk):  # each call writes out[:, saved + 1], ... (its own frame 0 is there)
             k = min(chunk, n_steps - done)
+            # resume (saved > 0): out[:, saved] is u's frame, whose square the first stage transforms where it is
+            # the state itself (first_is_state), instead of transforming u back again
             u = self.compiled.etdrk_fused_rollout(
-                u, *self.packed, self.shape, k, save_every, self.first_is_state, out[:, saved:]
+                u, *self.packed, self.shape, k, save_every, self.first_is_state, saved > 0, out[:, saved:]
             )
             saved += k // save_every
             bar.update(k)

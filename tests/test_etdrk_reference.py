@@ -33,12 +33,14 @@ from pdeforge.solvers import (
     rollout,
 )
 from pdeforge.solvers._derivatives import linear_symbol
+from pdeforge.solvers._etdrk_native import pack
 from pdeforge.solvers._etdrk_strategies import (
     CUDAGraphSteps,
     FusedFluxSquareSteps,
     choose_steps,
 )
 from pdeforge.solvers._etdrk_tableau import rooted_trees
+from pdeforge.solvers._native import native_enabled
 
 #: the exponential midpoint rule: a second-order tableau none of the built-in ones is, with a zero weight b_1
 MIDPOINT = ETDRKTableau("ETDRK2-midpoint", 2, c=(0.0, 0.5), a=((), (((0.5, 1, 0.5),),)), b=((), ((1.0, 1, 1.0),)))
@@ -202,6 +204,88 @@ def test_fused_run_writes_the_reference_frames_in_chunks(compiled, n_steps, save
     assert torch.equal(out, _reference_frames(stepper, u0, n_steps, save_every))
     assert sum(updates) == n_steps
     assert len(updates) <= 101 if compiled else len(updates) == -(-n_steps // save_every)
+
+
+def _compiled_or_skip(steps):
+    if not native_enabled():
+        pytest.skip("PDEFORGE_NATIVE=0: no compiled op")
+    if steps.compiled is None:
+        assert shutil.which("g++") is None or shutil.which("ninja") is None, "the compiled op failed to build"
+        pytest.skip("no C++ toolchain (g++ and ninja) here")
+
+
+@pytest.mark.parametrize("case", list(_FUSED_CASES))
+def test_fused_op_spectra_are_the_reference_bits_but_for_the_last_mode_of_a_row(case):
+    """The op's spectra (not only its frames) are the reference's bytes, except at the last mode of each row, which
+    ATen's vectorised kernels leave to their scalar code, built with FMA contraction: there a complex coefficient
+    (ks, dt 0.01: exp(z) at the Nyquist mode, ~3e-18 + 3e-32i) rounds differently, by an ulp or so."""
+    equation, grid, dt, _ = _FUSED_CASES[case]
+    stepper = ETDRK(equation, grid, dt, tableau=TABLEAUS[4])
+    for dtype in (torch.float64, torch.float32):
+        steps = FusedFluxSquareSteps(stepper, dtype, torch.device("cpu"))
+        _compiled_or_skip(steps)
+        got = steps.start(_initial(grid, dtype))
+        want = got.spectrum.clone()
+        for _ in range(12):
+            got, want = steps.advance(got, 1), stepper.step_spectral(want)
+            assert torch.equal(got.spectrum[..., :-1], want[..., :-1])
+            last = (got.spectrum[..., -1] - want[..., -1]).abs().max()
+            assert last <= 4 * torch.finfo(dtype).eps * want[..., -1].abs().max()
+            got.spectrum = want.clone()  # each step from the reference's state
+
+
+@pytest.mark.parametrize("weights", ["four", "sum-of-three"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_op_runs_any_plan_more_terms_and_weights_than_its_fused_loops(dtype, weights):
+    """The op's loops fuse a product and up to three terms a pass; a plan with more (a stage of five terms, four
+    weights) runs the rest one pass each, and a weight may multiply a sum of three stages: the Python loop's
+    bytes."""
+    equation, grid, dt, _ = _FUSED_CASES["ks-masked"]
+    stepper = ETDRK(equation, grid, dt, tableau=TABLEAUS[4])
+    u0 = _initial(grid, dtype)
+    compiled = FusedFluxSquareSteps(stepper, dtype, torch.device("cpu"))
+    _compiled_or_skip(compiled)
+    loop = FusedFluxSquareSteps(stepper, dtype, torch.device("cpu"), compiled=False)
+    for steps in (compiled, loop):
+        slot, first, rest, write = steps.stages[-1]
+        steps.stages[-1] = (slot, first, rest + (first,) + rest + (first,), write)  # 5 terms
+        b = steps.co.b[0][0]
+        groups = {  # each stage under one weight, as a tableau's are
+            "four": ((b, (0,)), (0.5 * b, (1,)), (0.25 * b, (2,)), (0.125 * b, (3,))),
+            "sum-of-three": ((0.5 * b, (3,)), (b, (0, 1, 2))),
+        }
+        steps.co = dataclasses.replace(steps.co, b=groups[weights])
+    compiled.packed = pack(compiled.products, compiled.shared, compiled.co.E, compiled.stages, compiled.co.b)
+    got, want = _strategy_frames(compiled, u0, 7, 3), _strategy_frames(loop, u0, 7, 3)
+    assert torch.equal(got, want)
+    assert torch.isfinite(want).all() and (want[:, -1] - want[:, 0]).abs().max() > 1e-3
+
+
+def test_fused_rollout_writes_any_out_layout_and_dtype():
+    """The op writes frames itself where ``out``'s frames are dense rows of the state's dtype and through
+    ``copy_`` otherwise (a strided view, a wider dtype); chunks after the first start from the last saved frame
+    (``resume``) only in the first case. Every layout: the reference's frames."""
+    grid = Grid(32, 8 * math.pi)
+    stepper = ETDRK(KuramotoSivashinsky(), grid, 0.1)
+    u0 = RandomFourierSeries(max_wavenumber=4)(grid, 3, torch.Generator().manual_seed(2), dtype=torch.float32)
+    steps = FusedFluxSquareSteps(stepper, u0.dtype, torch.device("cpu"))
+    _compiled_or_skip(steps)
+    want = _reference_frames(stepper, u0, 200, 1)
+
+    class Bar:
+        def update(self, k):
+            pass
+
+    layouts = {
+        "dense": torch.empty(3, 201, 1, 32),
+        "strided": torch.empty(3, 1, 32, 201).permute(0, 3, 1, 2),
+        "float64": torch.empty(3, 201, 1, 32, dtype=torch.float64),
+    }
+    for name, out in layouts.items():
+        out[:, 0] = u0
+        with torch.inference_mode():
+            steps.run(steps.start(u0), 200, 1, out, Bar())  # 4 calls of 64, 64, 64, 8 steps
+        assert torch.equal(out.to(torch.float32), want), name
 
 
 def test_strategies_are_chosen_by_what_the_equation_and_tableau_declare():
