@@ -4,6 +4,7 @@ fine-tuned on data it has not seen, against scOT from scratch and an FNO.
     python benchmarks/foundation.py  # ~32 min on one free CPU thread; writes runs/foundation_ns_blobs_e32/
     python benchmarks/foundation.py --downstream kolmogorov  # fine-tune on a different PDE instead
     python benchmarks/foundation.py --arch avit dpot         # AViT and DPOT instead (frames_study; ~30 min loaded)
+    python benchmarks/foundation.py --arch avit dpot --residual  # every run of it predicting the change
 
 Downstream data (``--downstream``): ``ns_blobs`` (default), the pretraining PDE from Gaussian vortex blobs, an
 initial-condition family absent from pretraining; or ``kolmogorov`` (forced Kolmogorov flow with drag, a different
@@ -248,9 +249,9 @@ def pretraining_root(out: Path, n_trajectories: int, resolution: int) -> Path:
     return root
 
 
-def frames_run(run_dir: Path, arch: str, root: Path, argv: list[str]) -> dict:
+def frames_run(run_dir: Path, arch: str, root: Path, argv: list[str], residual: bool = False) -> dict:
     """The metrics of ``pdeforge train`` (operator family, next step, 2 frames in) of ``arch`` on ``root``, reused
-    when ``run_dir`` holds a finished run made with the same options."""
+    when ``run_dir`` holds a finished run made with the same options (``residual``: ``--model.residual true``)."""
     common = [
         "--data.root",
         str(root),
@@ -262,6 +263,8 @@ def frames_run(run_dir: Path, arch: str, root: Path, argv: list[str]) -> dict:
         "1",
     ]
     common += ["--task.rollout_steps", "4", "--run.threads", "1", "--run.progress", "false"]
+    if residual:
+        common += ["--model.residual", "true"]
     if arch == "fno":
         model = [
             "--model.name",
@@ -292,21 +295,24 @@ def frames_persistence(root: Path) -> float:
 
 def frames_study(args: argparse.Namespace) -> None:
     """Pretrain each of ``args.arch`` on the two NS presets, fine-tune on Kolmogorov flow at every N and seed, against
-    scratch and the FNO; prints the table with AG / EG and the seeds' range; writes OUT/frames.json."""
+    scratch and the FNO; prints the table with AG / EG and the seeds' range; writes OUT/frames.json (``--residual``:
+    every run with ``model.residual true``, its run folders and frames.json in OUT/residual, the data shared)."""
     out = Path(args.out or "runs/foundation_frames")
     t0, res = time.perf_counter(), args.frames_resolution
     pre_root = pretraining_root(out, args.frames_pretrain_trajectories, res)
     down = source_root("kolmogorov", 80, out, resolution=res)
+    residual = args.residual
+    out = out / "residual" if residual else out  # the runs' folders: the earlier (plain) runs are kept
     floor = frames_persistence(down)
     print(f"persistence u(t + dt) = u(t) on kolmogorov: test rel L2 {floor:.4f}")
     seeds, ns, steps = args.seeds, args.ns, args.steps
-    table: dict = {"ns": ns, "seeds": seeds, "persistence": floor, "resolution": res, "archs": {}}
+    table: dict = {"ns": ns, "seeds": seeds, "persistence": floor, "resolution": res, "residual": residual, "archs": {}}
     fno = {n: [] for n in ns}
     for n in ns:
         for seed in seeds:
             argv = ["--data.max_train_trajectories", str(n), "--optim.steps", str(steps), "--optim.batch_size", "8"]
             argv += ["--optim.lr", "3e-3", "--optim.eval_every", str(steps // 2), "--run.seed", str(seed)]
-            fno[n].append(frames_run(out / f"fno_n{n}_s{seed}", "fno", down, argv)["test"]["rel_l2"])
+            fno[n].append(frames_run(out / f"fno_n{n}_s{seed}", "fno", down, argv, residual)["test"]["rel_l2"])
         print(f"FNO N = {n}: {fno[n]}  [{time.perf_counter() - t0:.0f} s]", flush=True)
     for arch in args.arch:
         pre_dir = out / f"{arch}_pretrain"
@@ -316,6 +322,7 @@ def frames_study(args: argparse.Namespace) -> None:
             pre_root,
             ["--model.args", json.dumps(FRAME_ARCHS[arch]), "--optim.steps", str(args.pretrain_steps)]
             + ["--optim.batch_size", "16", "--optim.lr", "1e-3", "--optim.eval_every", str(args.pretrain_steps // 4)],
+            residual,
         )
         print(f"{arch} pretrained: test rel L2 {pre['test']['rel_l2']:.4f}  [{time.perf_counter() - t0:.0f} s]")
         rows = {"pretrained": {}, "scratch": {}}
@@ -330,7 +337,7 @@ def frames_study(args: argparse.Namespace) -> None:
                 scratch = ["--model.args", json.dumps(FRAME_ARCHS[arch]), "--optim.lr", "1e-3"]
                 for key, extra in (("pretrained", tuned), ("scratch", scratch)):
                     run = out / f"{arch}_{key}_n{n}_s{seed}"
-                    rows[key][n].append(frames_run(run, arch, down, [*argv, *extra])["test"]["rel_l2"])
+                    rows[key][n].append(frames_run(run, arch, down, [*argv, *extra], residual)["test"]["rel_l2"])
             print(
                 f"{arch} N = {n}: fine-tuned {rows['pretrained'][n]}  scratch {rows['scratch'][n]}  "
                 f"[{time.perf_counter() - t0:.0f} s]",
@@ -402,6 +409,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--arch: seeds of every downstream run")
     ap.add_argument("--frames-resolution", type=int, default=64, help="--arch: the grid of every dataset")
     ap.add_argument("--frames-pretrain-trajectories", type=int, default=64, help="--arch: per pretraining preset")
+    ap.add_argument(
+        "--residual",
+        action="store_true",
+        help="--arch: every run (pretraining included) with --model.residual true (predict the change u(t+dt) - "
+        "u(t)); run folders in OUT/residual",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.arch:

@@ -166,7 +166,9 @@ class FieldOperator(nn.Module):
     Args:
         net: ``(B, layout.in_channels, *space) -> (B, layout.out_channels, *space)``.
         layout: the channel layout (:class:`InputLayout`).
-        spec: JSON-able description to rebuild the model (:func:`build_from_spec`); stored as ``model_spec``.
+        spec: JSON-able description to rebuild the model (:func:`build_from_spec`); stored as ``model_spec``. Its
+            ``residual`` (True: :func:`build_model`'s ``residual``) makes every output frame the last input frame
+            plus the network's output.
     """
 
     def __init__(self, net: nn.Module, layout: InputLayout, spec: dict[str, Any] | None = None) -> None:
@@ -174,6 +176,9 @@ class FieldOperator(nn.Module):
         self.net = net
         self.layout = layout
         self.model_spec = spec or {}
+        self.residual = bool(self.model_spec.get("residual", False))
+        if self.residual and layout.n_steps_input == 0:
+            raise ValueError("residual: the layout has no input frame to add the output to (n_steps_input=0)")
 
     # ------------------------------------------------------------------------------------------- layout
     def stack_inputs(
@@ -248,8 +253,10 @@ class FieldOperator(nn.Module):
     def forward(
         self, input_fields: Tensor | None = None, constant_fields: Tensor | None = None, scalars: Tensor | None = None
     ) -> Tensor:
-        """Predict ``(B, T_out, C, *space)`` from the inputs of :meth:`stack_inputs`."""
-        return self.unstack_outputs(self.net(self.stack_inputs(input_fields, constant_fields, scalars)))
+        """Predict ``(B, T_out, C, *space)`` from the inputs of :meth:`stack_inputs` (residual: the last input frame
+        plus the network's output, for every output frame)."""
+        y = self.unstack_outputs(self.net(self.stack_inputs(input_fields, constant_fields, scalars)))
+        return y + input_fields[:, -1:] if self.residual else y
 
     def forward_batch(self, batch: Mapping[str, Tensor]) -> Tensor:
         """:meth:`forward` on a batched sample dict (``input_fields``, ``constant_fields``, ``scalars``)."""
@@ -281,6 +288,7 @@ def build_model(
     use_grid: bool = True,
     use_scalars: bool | None = None,
     use_constant_fields: bool | None = None,
+    residual: bool = False,
 ) -> FieldOperator:
     """A :class:`FieldOperator` sized from the dataset's metadata.
 
@@ -294,6 +302,8 @@ def build_model(
         use_scalars, use_constant_fields: append the sample's scalars / constant fields; None: whenever the
             dataset has them and the model takes them (the pretrained models, :data:`PRETRAINED_MODELS`, take no
             scalars; AViT and DPOT no constant fields either).
+        residual: predict the change: each output frame is the last input frame plus the network's output (the
+            same fields; needs ``n_steps_input >= 1``). Recorded in the spec as ``residual`` (only when True).
     """
     config = model_config_class(model)() if isinstance(model, str) else model
     name = _name_of(config)
@@ -305,6 +315,8 @@ def build_model(
         )
     if n_steps_input < 0 or n_steps_output < 1:
         raise ValueError(f"expected n_steps_input >= 0 and n_steps_output >= 1, got {n_steps_input}, {n_steps_output}")
+    if residual and n_steps_input == 0:
+        raise ValueError("residual=True needs an input frame to add the output to; got n_steps_input=0")
     layout = InputLayout(
         n_fields=metadata.n_fields,
         n_steps_input=n_steps_input,
@@ -337,6 +349,8 @@ def build_model(
         "out_channels": layout.out_channels,
         "field_names": list(metadata.field_names),
     }
+    if residual:
+        spec["residual"] = True
     return build_from_spec(spec)
 
 

@@ -74,6 +74,12 @@ class ModelSection:
         "with run.init_from, changes to the source's (a run's model.json, a pretrained folder's config.json)",
     )
     use_grid: bool = option(True, "grid coordinates as extra input channels (avit, dpot, well_*: false)")
+    residual: bool = option(
+        False,
+        "predict the change: each output frame is the last input frame plus the network's output (per field "
+        "channel; needs an input frame of the same fields, so not steady data); with run.init_from a run of this "
+        "family, it must equal the source's",
+    )
     compile: bool = option(False, "torch.compile the model", resume_safe=True)
     reinit: list = option([], "with run.init_from: parameter-name prefixes to re-initialise anyway")
     lr_groups: dict = option({}, "{parameter-name prefix: learning rate}; the rest use optim.lr")

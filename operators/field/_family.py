@@ -105,8 +105,18 @@ class FieldOperatorFamily(AbstractFamily):
         except (TypeError, ValueError) as e:
             raise ValueError(f"--model.args: {e}") from None
         n_in, n_out = self.task.frames(self.train_ds)
+        if m.residual and n_in == 0:
+            raise ValueError(
+                "--model.residual true: the task has no input frame to add the output to (steady data: constant "
+                "fields -> solution); set model.residual false"
+            )
         self.model = build_model(
-            model_config, self.metadata, n_steps_input=n_in, n_steps_output=n_out, use_grid=m.use_grid
+            model_config,
+            self.metadata,
+            n_steps_input=n_in,
+            n_steps_output=n_out,
+            use_grid=m.use_grid,
+            residual=m.residual,
         )
         prefix_parameter_groups(self.model, m.lr_groups, m.freeze)  # a prefix matching nothing: said before any work
         return self.model
@@ -124,6 +134,13 @@ class FieldOperatorFamily(AbstractFamily):
                 envelope = read_envelope(folder)
                 spec = envelope.get("model_spec") or {}
                 same = envelope.get("family") == self.name and spec.get("name") == name
+                trained = bool(spec.get("residual", False))
+                if same and trained != self.config.model.residual:  # its weights predict the change, or the state
+                    raise ValueError(
+                        f"trained with model.residual {str(trained).lower()}, this run has model.residual "
+                        f"{str(self.config.model.residual).lower()}: set --model.residual {str(trained).lower()} to "
+                        "fine-tune it as it was trained"
+                    )
                 return dict(spec["config"]) if same else None
             found = model_config_class(name).read_pretrained(source) if name in PRETRAINED_MODELS else None
             if found is not None:
