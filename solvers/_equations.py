@@ -480,3 +480,9 @@ def _velocity_square_difference(w: Tensor, D: AbstractDerivatives) -> Tensor:
     """``v^2 - u^2 = (v - u)(v + u)`` of the vorticity ``w``."""
     minus_u, v = _minus_u_and_v(w, D)
     return (v + minus_u) * (v - minus_u)
+
+
+# Declared: these flux functions are the two products of Basdevant's form of 2D incompressible vorticity advection,
+# of (-u, v) = (d_y lap^-1 w, d_x lap^-1 w) (masked): 0 is -u v, 1 is (v + (-u))(v - (-u)), each computed as
+# written above. A solver may evaluate them as such (the fused vorticity ETDRK strategy on the CPU).
+BASDEVANT_PRODUCTS: dict[Callable, int] = {_minus_velocity_product: 0, _velocity_square_difference: 1}

@@ -5,7 +5,9 @@
 // kernels do it: (a + ib)(c + id) = (ac - bd) + i(ad + bc), acc + c x, n_1 + n_2, every product and sum rounded on
 // its own (-ffp-contract=off: no FMA), so the numbers are the same (tested; the one exception: where ATen runs a
 // row's last modes through its scalar code, which the compiler contracted to FMAs, a complex coefficient there
-// rounds differently, ~1 ulp). Built on first use by _etdrk_native.py (torch.utils.cpp_extension).
+// rounds differently, ~1 ulp). A second nonlinear kind, 2D vorticity advection in Basdevant's form (the plan's
+// optional tail; FusedVorticitySteps, solvers/_etdrk_strategies_ns.py), shares the stage and update loops: see
+// `velocities`. Built on first use by _etdrk_native.py (torch.utils.cpp_extension).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
@@ -101,6 +103,93 @@ VECTORISED void multiply_add(T* __restrict__ out, const T* p, const T* u, const 
   }
 }
 
+// The vorticity kind (2D incompressible advection in Basdevant's form, solvers/_equations.py): per stage, the
+// stage's value U_i (as `combine`, never stored) times the two velocity symbols, (-u, v) = (d_y, d_x) lap^-1 U_i
+// masked, in one pass; then the two inverse FFTs, the products -u v and (v + (-u))(v - (-u)) in one pass, their
+// two forward FFTs, and N = s_1 F_1 + s_2 F_2 (+ f) in one pass. Each operation as the reference's ATen call
+// rounds it: U s (a complex product), x y, (y + x)(y - x), s_1 F_1, then + s_2 F_2 (addcmul), then f + N.
+template <typename T, bool P, int K>
+ROW_LOOP void velocities(T* __restrict__ va, T* __restrict__ vb, const T* __restrict__ sa, const T* __restrict__ sb,
+                         const T* __restrict__ p, const T* __restrict__ u, const T* __restrict__ a1,
+                         const T* __restrict__ n1, const T* __restrict__ a2, const T* __restrict__ n2,
+                         const T* __restrict__ a3, const T* __restrict__ n3, int64_t m) {
+  for (int64_t k = 0; k < 2 * m; k += 2) {
+    T re = u[k], im = u[k + 1];
+    if constexpr (P) {
+      re = p[k] * u[k] - p[k + 1] * u[k + 1];
+      im = p[k] * u[k + 1] + p[k + 1] * u[k];
+    }
+    if constexpr (K >= 1) add_times(re, im, a1, n1, k);
+    if constexpr (K >= 2) add_times(re, im, a2, n2, k);
+    if constexpr (K >= 3) add_times(re, im, a3, n3, k);
+    va[k] = re * sa[k] - im * sa[k + 1];
+    va[k + 1] = re * sa[k + 1] + im * sa[k];
+    vb[k] = re * sb[k] - im * sb[k + 1];
+    vb[k + 1] = re * sb[k + 1] + im * sb[k];
+  }
+}
+
+// va, vb = U_i sa, U_i sb (the velocity spectra), U_i = p u + a_1 n_1 + ... (at most three terms), a row at a time
+template <typename T>
+VECTORISED void stage_velocities(T* va, T* vb, const T* sa, const T* sb, const T* p, const T* u,
+                                 const std::vector<Term<T>>& terms, int64_t rows, int64_t m) {
+  for (int64_t r = 0, at = 0; r < rows; ++r, at += 2 * m) {
+    const T* t[6] = {};
+    for (size_t i = 0; i < terms.size(); ++i) {
+      t[2 * i] = terms[i].a;
+      t[2 * i + 1] = terms[i].n + at;
+    }
+#define VELOCITIES(P, K) velocities<T, P, K>(va + at, vb + at, sa, sb, p, u + at, t[0], t[1], t[2], t[3], t[4], t[5], m)
+    switch (terms.size() + (p != nullptr ? 4 : 0)) {
+      case 0: VELOCITIES(false, 0); break;
+      case 1: VELOCITIES(false, 1); break;
+      case 2: VELOCITIES(false, 2); break;
+      case 3: VELOCITIES(false, 3); break;
+      case 4: VELOCITIES(true, 0); break;
+      case 5: VELOCITIES(true, 1); break;
+      case 6: VELOCITIES(true, 2); break;
+      default: VELOCITIES(true, 3);
+    }
+#undef VELOCITIES
+  }
+}
+
+template <typename T>  // x, y = -u, v -> x y, (y + x)(y - x), over n reals, in place
+VECTORISED void velocity_products(T* __restrict__ x, T* __restrict__ y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const T a = x[k], b = y[k];
+    x[k] = a * b;
+    y[k] = (b + a) * (b - a);
+  }
+}
+
+// g1 = s1 g1 + s2 g2 (+ f), in place over a row of m values (g1, g2: the products' spectra in the fluxes' order)
+template <typename T, bool F>
+ROW_LOOP void flux_row(T* g1, const T* __restrict__ g2, const T* __restrict__ s1, const T* __restrict__ s2,
+                       const T* __restrict__ f, int64_t m) {
+  for (int64_t k = 0; k < 2 * m; k += 2) {
+    T re = s1[k] * g1[k] - s1[k + 1] * g1[k + 1];
+    T im = s1[k] * g1[k + 1] + s1[k + 1] * g1[k];
+    add_times(re, im, s2, g2, k);
+    if constexpr (F) {
+      re = f[k] + re;
+      im = f[k + 1] + im;
+    }
+    g1[k] = re;
+    g1[k + 1] = im;
+  }
+}
+
+template <typename T>  // N = s1 g1 + s2 g2 (+ f where f is not null), into g1, a batch row at a time
+VECTORISED void flux_combination(T* g1, const T* g2, const T* s1, const T* s2, const T* f, int64_t rows, int64_t m) {
+  for (int64_t r = 0, at = 0; r < rows; ++r, at += 2 * m) {
+    if (f != nullptr)
+      flux_row<T, true>(g1 + at, g2 + at, s1, s2, f, m);
+    else
+      flux_row<T, false>(g1 + at, g2 + at, s1, s2, f, m);
+  }
+}
+
 template <typename T>  // x = x x, over n reals: the flux's square, in place
 VECTORISED void square(T* x, int64_t n) {
   for (int64_t k = 0; k < n; ++k) x[k] = x[k] * x[k];
@@ -129,7 +218,7 @@ VECTORISED void load_squared(T* __restrict__ x, const T* __restrict__ frame, int
 // ---- the plan: which coefficient row each loop reads (written by _etdrk_native.pack): n_slots, per slot the row of
 // its propagator (-1: the state itself), the slot the update starts from (-1: E u_n), the row of E, n_stages, per
 // stage: slot, write (unused here: each stage forms its own product), n_terms, (j, row) per term; n_groups, per
-// group: row, n_stages, the stages.
+// group: row, n_stages, the stages; then, for the vorticity kind only, its rows (see Plan::vorticity).
 struct Stage {
   int64_t slot;
   std::vector<std::pair<int64_t, int64_t>> terms;  // (j, the row of a_ij)
@@ -141,6 +230,11 @@ struct Plan {
   std::vector<Stage> stages;
   std::vector<std::pair<int64_t, std::vector<int64_t>>> groups;  // (the row of b, its stages)
   std::vector<int64_t> shape, dims;
+  // the vorticity kind (optional, after the groups): 1, the rows of the two velocity symbols, per flux (2): which
+  // product (0: -u v, 1: v^2 - u^2) and the row of its symbol, then the row of the source (-1: none)
+  bool vorticity = false;
+  int64_t velocity[2] = {-1, -1}, source = -1;
+  std::pair<int64_t, int64_t> fluxes[2];
 
   Plan(at::IntArrayRef plan, at::IntArrayRef shape_) : shape(shape_.vec()) {
     size_t at = 0;
@@ -161,6 +255,14 @@ struct Plan {
       g.first = next();
       g.second.resize(next());
       for (auto& i : g.second) i = next();
+    }
+    if (at < plan.size() && next() == 1) {
+      vorticity = true;
+      velocity[0] = next();
+      velocity[1] = next();
+      for (auto& f : fluxes) f = {next(), next()};
+      source = next();
+      TORCH_CHECK(shape.size() == 2, "etdrk_fused: the vorticity kind is 2D");
     }
     for (int64_t d = -static_cast<int64_t>(shape.size()); d < 0; ++d) dims.push_back(d);
   }
@@ -193,6 +295,33 @@ struct Steps {
   static T* data(const at::Tensor& t) { return static_cast<T*>(t.data_ptr()); }
   const T* row(int64_t i) const { return i < 0 ? nullptr : coefficients + 2 * m * i; }
 
+  // N(U_i) + f of the vorticity kind (see `velocities`): 4 FFTs and 3 passes
+  at::Tensor vorticity_stage(const at::Tensor& u, const Stage& s, const std::vector<at::Tensor>& N,
+                             std::vector<Term<T>>& terms) {
+    const T* p = row(plan.products[s.slot]);
+    terms.clear();
+    for (const auto& [j, a] : s.terms) terms.push_back({row(a), data(N[j])});
+    const T* from = data(u);
+    if (terms.size() > 3) {  // U_i in full first (no tableau of ours has more than three a_ij in a stage)
+      multiply_add(data(U), p, from, terms, {}, rows, m);
+      from = data(U);
+      p = nullptr;
+      terms.clear();
+    }
+    if (!V[0].defined())  // the velocity spectra's buffers, made once per call
+      for (auto& v : V) v = at::empty_like(u, at::MemoryFormat::Contiguous);
+    stage_velocities(data(V[0]), data(V[1]), row(plan.velocity[0]), row(plan.velocity[1]), p, from, terms, rows, m);
+    // ATen's transforms, allocating their outputs (its out= variants were no faster here, measured)
+    at::Tensor x = plan.physical(V[0]), y = plan.physical(V[1]);
+    velocity_products(data(x), data(y), x.numel());
+    at::Tensor g[2] = {plan.spectral(x), plan.spectral(y)};
+    at::Tensor& g1 = g[plan.fluxes[0].first];  // N_i, in place
+    flux_combination(data(g1), data(g[plan.fluxes[1].first]), row(plan.fluxes[0].second),
+                     row(plan.fluxes[1].second), row(plan.source), rows, m);
+    return g1;
+  }
+  at::Tensor V[2];  // the vorticity kind's velocity spectra (-u, v)
+
   // n_steps steps from the spectrum u; `values`: u's physical values where the first stage transforms exactly
   // them (`squared`: ours and squared already, by `save`)
   at::Tensor run(at::Tensor u, std::optional<at::Tensor> values, int64_t n_steps, bool squared) {
@@ -203,6 +332,10 @@ struct Steps {
       u = u.contiguous();
       N.clear();
       for (const auto& s : plan.stages) {
+        if (plan.vorticity) {
+          N.push_back(vorticity_stage(u, s, N, terms));
+          continue;
+        }
         at::Tensor x;  // the stage's physical values, ours
         if (values) {  // the saved frame's values: squared by `save` already, or a copy squared here
           x = squared ? *values : values->clone(at::MemoryFormat::Contiguous);

@@ -50,9 +50,11 @@ def pack(
     E: Tensor,
     stages: list[tuple[int, tuple[int, Tensor] | None, tuple[tuple[int, Tensor], ...], bool]],
     groups: tuple[tuple[Tensor, tuple[int, ...]], ...],
+    vorticity: tuple[Tensor, Tensor, tuple[tuple[int, Tensor], ...], Tensor | None] | None = None,
 ) -> tuple[Tensor, list[int]]:
     """The coefficients stacked (one row each) and the plan as integers, in the layout ``_etdrk_fused.cpp`` reads
-    (see there); the arguments are those of ``FusedFluxSquareSteps``."""
+    (see there); the arguments are those of ``FusedFluxSquareSteps``, and for the vorticity kind
+    (``FusedVorticitySteps``) ``(velocity symbol of -u, of v, ((product, flux symbol), ...), source or None)``."""
     rows: list[Tensor] = []
 
     def row(x: Tensor) -> int:
@@ -66,4 +68,8 @@ def pack(
     plan.append(len(groups))
     for b, members in groups:
         plan += [row(b), len(members), *members]
+    if vorticity is not None:
+        minus_u, v, fluxes, source = vorticity
+        plan += [1, row(minus_u), row(v), *(x for product, symbol in fluxes for x in (product, row(symbol)))]
+        plan.append(-1 if source is None else row(source))
     return torch.stack(rows), plan

@@ -11,6 +11,9 @@
   2-4 us as an ATen call (the Python loop), most of it per-call overhead; the op does the multiply-adds in its
   own loops, one pass per stage and one for the update (~0.12 ms a step against ~0.16 for the Python loop,
   ``benchmarks/solvers.py``).
+* ``"fused 2D vorticity ETDRK on the CPU"`` (:class:`~._etdrk_strategies_ns.FusedVorticitySteps`): 2D vorticity
+  advection in Basdevant's form (Navier-Stokes 2D, Kolmogorov flow), any tableau; the same compiled op with a
+  second nonlinear kind (velocity spectra, products, flux symbols and source in three passes per stage).
 * ``"graph replay on CUDA"`` (:class:`CUDAGraphSteps`): the reference step recorded once as a CUDA graph and
   replayed (one launch instead of a few dozen kernels and the Python between them).
 
@@ -280,12 +283,16 @@ def record_cuda_graph(step: Callable[[Tensor], Tensor], state: Tensor) -> tuple[
 
 def choose_steps(stepper: ETDRK, u0: Tensor, n_steps: int, cuda_graph: bool | None = None) -> AbstractSteps:
     """The strategy for a rollout of ``n_steps`` from ``u0``: the reference where a gradient flows to ``u0``; else
-    graph replay on a CUDA device (3 steps or more, unless ``cuda_graph=False``), the fused flux-square steps on
-    the CPU where they apply, the reference otherwise."""
+    graph replay on a CUDA device (3 steps or more, unless ``cuda_graph=False``), the fused flux-square steps or
+    the fused vorticity steps (:mod:`._etdrk_strategies_ns`) on the CPU where they apply, the reference otherwise."""
     if torch.is_grad_enabled() and u0.requires_grad:
         return ReferenceSteps(stepper, inference=False)
     if u0.is_cuda and cuda_graph is not False and n_steps >= 3:
         return CUDAGraphSteps(stepper)
     if FusedFluxSquareSteps.applies(stepper, u0.device):
         return FusedFluxSquareSteps(stepper, u0.dtype, u0.device)
+    from ._etdrk_strategies_ns import FusedVorticitySteps  # a subclass of FusedFluxSquareSteps, defined there
+
+    if FusedVorticitySteps.applies(stepper, u0.device):
+        return FusedVorticitySteps(stepper, u0.dtype, u0.device)
     return ReferenceSteps(stepper)
