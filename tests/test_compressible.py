@@ -303,3 +303,68 @@ def test_benchmark_runs_and_counts_cell_updates():
     spec.loader.exec_module(module)
     r = module.pdeforge_rate(16, torch.float64, "cpu", viscous=True, steps=2)
     assert r["cell_updates_per_s"] > 0 and math.isfinite(r["seconds_per_step"])
+
+
+# -- the low-Mach correction (Thornber et al. 2008) -----------------------------------------------------------------
+def _taylor_green(solver, mach, gamma=1.4):
+    """A Taylor-Green vortex of speed ~1 at Mach ``mach`` (its incompressible pressure on a uniform one)."""
+    xx, yy = torch.meshgrid(*solver.cell_centres(), indexing="ij")
+    k = 2 * math.pi
+    u, v = torch.sin(k * xx) * torch.cos(k * yy), -torch.cos(k * xx) * torch.sin(k * yy)
+    p = 1 / (gamma * mach**2) + 0.25 * (torch.cos(2 * k * xx) + torch.cos(2 * k * yy))
+    return torch.stack([torch.ones_like(xx), u, v, p])[None]
+
+
+def test_low_mach_is_off_by_default_and_validated():
+    assert FiniteVolumeScheme().low_mach is False
+    with pytest.raises(ValueError, match="low_mach = 1"):
+        FiniteVolumeScheme(low_mach=1)
+    solver = CompressibleSolver((16, 16), 10.0)
+    explicit = CompressibleSolver((16, 16), 10.0, scheme=FiniteVolumeScheme(low_mach=False))
+    u0 = solver.conserved(_vortex(solver, 0.0))
+    assert torch.equal(solver.advance(u0, 0.5), explicit.advance(u0, 0.5))
+
+
+def test_low_mach_correction_of_the_face_states():
+    """Density and pressure kept; the velocity jump scaled by ``min(1, max(M_L, M_R))``, its mean kept; supersonic
+    faces unchanged."""
+    from pdeforge.solvers._compressible_scheme import low_mach_correction
+
+    wl = torch.tensor([[1.0, 0.1, 0.02, 1.0 / 1.4], [1.0, 2.0, 0.0, 1.0 / 1.4]], dtype=F64).view(2, 4, 1)
+    wr = torch.tensor([[0.8, -0.1, 0.0, 1.0 / 1.4], [1.0, 1.5, 0.0, 1.0 / 1.4]], dtype=F64).view(2, 4, 1)
+    cl, cr = low_mach_correction(wl, wr, 1.4)
+    z = math.hypot(0.1, 0.02)  # M_L (c_L = 1) > M_R = 0.1 sqrt(0.8)
+    assert torch.equal(cl[:, [0, 3]], wl[:, [0, 3]]) and torch.equal(cr[:, [0, 3]], wr[:, [0, 3]])
+    np.testing.assert_allclose((cl - cr)[0, 1:3, 0], z * (wl - wr)[0, 1:3, 0], rtol=1e-13)
+    np.testing.assert_allclose((cl + cr)[0, 1:3, 0], (wl + wr)[0, 1:3, 0], rtol=1e-13)
+    assert torch.equal(cl[1], wl[1]) and torch.equal(cr[1], wr[1])
+
+
+def test_low_mach_correction_keeps_kinetic_energy_and_conserves():
+    """A Taylor-Green vortex at Mach 0.05 on 32^2 to t = 0.1: without the correction HLLC's dissipation, which
+    scales with the sound speed, takes a few per cent of the kinetic energy, with it < 0.3% (measured 2.9% and
+    0.073%: a ratio of 40); mass, momentum and energy still kept to round-off."""
+    losses = {}
+    for low in (False, True):
+        solver = CompressibleSolver((32, 32), gas=IdealGas(1.4), scheme=FiniteVolumeScheme(low_mach=low))
+        u0 = solver.conserved(_taylor_green(solver, 0.05))
+        u = solver.advance(u0, 0.1)
+        ke = lambda q: float((0.5 * q[:, 1:3].square().sum(1) / q[:, 0]).sum())  # noqa: E731
+        losses[low] = 1 - ke(u) / ke(u0)
+        drift = (u.sum((2, 3)) - u0.sum((2, 3))).abs() / u0.abs().sum((2, 3))
+        assert drift.max() <= 1e-14
+    assert 0 < losses[True] < 3e-3
+    assert losses[False] > 10 * losses[True]
+
+
+def test_low_mach_correction_still_solves_sod():
+    """At the shock the Mach number is ~1 (no correction); in the rarefaction and the contact region the correction
+    acts: Sod on 200 cells still within the uncorrected scheme's bound (L1 density error measured 2.28e-3, 2.50e-3
+    without)."""
+    solver = CompressibleSolver(200, scheme=FiniteVolumeScheme(low_mach=True), boundaries="outflow")
+    x = solver.cell_centres()[0]
+    w = torch.stack([torch.where(x < 0.5, 1.0, 0.125), 0 * x, torch.where(x < 0.5, 1.0, 0.1)])[None]
+    out = solver.primitive(solver.advance(solver.conserved(w), 0.2))[0]
+    exact = riemann_cell_averages(*SOD, np.linspace(0, 1, 201), 0.2, x_interface=0.5)
+    assert bool((out[0] > 0).all() and (out[2] > 0).all())
+    assert np.abs(out[0].numpy() - exact[0]).mean() <= 4e-3
