@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import filecmp
 import math
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import h5py
@@ -87,38 +84,9 @@ def test_batching_and_shards_do_not_change_the_numbers(tmp_path: Path) -> None:
             torch.testing.assert_close(a[i]["output_fields"], b[i]["output_fields"], rtol=0, atol=0)
 
 
-CHILD = textwrap.dedent(
-    """
-    import dataclasses, os, signal, sys
-    from pdeforge.solvers.generate import PRESETS, generate, with_overrides
-
-    root, kill_after = sys.argv[1], int(sys.argv[2])
-    base = with_overrides(PRESETS["sod_shock_tube"], n_frames=3)
-    calls = {"n": 0}
-
-    class Killing(type(base)):
-        def solve(self, indices, seed, resolution, device):
-            if calls["n"] == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-            calls["n"] += 1
-            return super().solve(indices, seed, resolution, device)
-
-    preset = Killing(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
-    generate(preset, root, n_trajectories=10, resolution=32, batch_size=2, progress=False)
-    print("done")
-    """
-)
-
-
-def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path: Path) -> None:
-    ref = tmp_path / "ref"
-    generate(tiny("sod_shock_tube"), ref, n_trajectories=10, resolution=32, batch_size=2, progress=False)
-    root = tmp_path / "killed"
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), "2"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == -9, r.stderr[-2000:]
-    assert len(list(root.rglob("*.partial"))) == 1
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), "-1"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]
+def test_resume_after_sigkill_equals_uninterrupted_run(generate_killed_then_resumed) -> None:
+    options = {"n_trajectories": 10, "resolution": 32, "batch_size": 2}
+    ref, root = generate_killed_then_resumed("sod_shock_tube", {"n_frames": 3}, 2, **options)  # tiny()
     for f in sorted(ref.rglob("*.hdf5")):
         assert filecmp.cmp(f, root / f.relative_to(ref), shallow=False), f.name
 
