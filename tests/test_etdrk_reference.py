@@ -138,6 +138,17 @@ def _initial(grid: Grid, dtype=torch.float64) -> torch.Tensor:
     return u0[:, None].to(dtype)
 
 
+def _compiled_or_skip(steps):
+    """Skip where the compiled op is off (``PDEFORGE_NATIVE=0``) or cannot be built (no g++ and ninja), where the
+    Python loop (``compiled=False``) is what runs and is tested; a machine with the toolchain must build it (a broken
+    build fails here, not silently)."""
+    if not native_enabled():
+        pytest.skip("PDEFORGE_NATIVE=0: no compiled op")
+    if steps.compiled is None:
+        assert shutil.which("g++") is None or shutil.which("ninja") is None, "the compiled op failed to build"
+        pytest.skip("no C++ toolchain (g++ and ninja) here")
+
+
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python-loop"])
 @pytest.mark.parametrize("tableau", ALL_TABLEAUS, ids=lambda t: t.name)
 @pytest.mark.parametrize("case", list(_FUSED_CASES))
@@ -150,11 +161,8 @@ def test_fused_flux_square_steps_give_the_reference_bits(case, tableau, compiled
     for dtype in (torch.float64, torch.float32):
         u0 = _initial(grid, dtype)
         steps = FusedFluxSquareSteps(stepper, dtype, torch.device("cpu"), compiled=compiled)
-        if compiled and steps.compiled is None:
-            # a machine with g++ and ninja must build the op (a broken build fails here, not silently); only a
-            # machine without a toolchain skips, where the Python loop (compiled=False, below) is what runs
-            assert shutil.which("g++") is None or shutil.which("ninja") is None, "the C++ op failed to build"
-            pytest.skip("no C++ toolchain (g++ and ninja) here: the Python loop is tested instead")
+        if compiled:
+            _compiled_or_skip(steps)
         assert steps.co.masks_output is masked
         got, want = _strategy_frames(steps, u0, 12, 5), _reference_frames(stepper, u0, 12, 5)
         assert torch.equal(got, want)
@@ -188,9 +196,8 @@ def test_fused_run_writes_the_reference_frames_in_chunks(compiled, n_steps, save
     stepper = ETDRK(KuramotoSivashinsky(), grid, 0.1)
     u0 = RandomFourierSeries(max_wavenumber=4)(grid, 3, torch.Generator().manual_seed(1))
     steps = FusedFluxSquareSteps(stepper, u0.dtype, torch.device("cpu"), compiled=compiled)
-    if compiled and steps.compiled is None:
-        assert shutil.which("g++") is None or shutil.which("ninja") is None, "the compiled op failed to build"
-        pytest.skip("no C++ toolchain (g++ and ninja) here: the Python loop is tested instead")
+    if compiled:
+        _compiled_or_skip(steps)
     updates = []
 
     class Bar:
@@ -204,14 +211,6 @@ def test_fused_run_writes_the_reference_frames_in_chunks(compiled, n_steps, save
     assert torch.equal(out, _reference_frames(stepper, u0, n_steps, save_every))
     assert sum(updates) == n_steps
     assert len(updates) <= 101 if compiled else len(updates) == -(-n_steps // save_every)
-
-
-def _compiled_or_skip(steps):
-    if not native_enabled():
-        pytest.skip("PDEFORGE_NATIVE=0: no compiled op")
-    if steps.compiled is None:
-        assert shutil.which("g++") is None or shutil.which("ninja") is None, "the compiled op failed to build"
-        pytest.skip("no C++ toolchain (g++ and ninja) here")
 
 
 @pytest.mark.parametrize("case", list(_FUSED_CASES))
