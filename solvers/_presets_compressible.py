@@ -213,6 +213,14 @@ class PDEBenchTurbulence2D(AbstractCompressibleInitial):
         return torch.stack([rho, v[0], v[1], rho / (gamma * self.mach**2)])[None]
 
 
+def _shear_layer_draws(g: torch.Generator, max_ratio: float) -> tuple[float, int]:
+    """PDEBench's Kelvin-Helmholtz draws (``init_multi_HD_KH``), in this order: the density ratio ``r`` uniform in
+    ``[1 / max_ratio, max_ratio]`` and the mode ``k`` in {1, 2, 3} (both layers draw them here: one seed, one
+    ``r, k``)."""
+    ratio = float(_uniform(g, 1.0 / max_ratio, max_ratio))
+    return ratio, int(torch.randint(1, 4, (), generator=g))
+
+
 @dataclass(frozen=True)
 class KelvinHelmholtz(AbstractCompressibleInitial):
     """PDEBench's Kelvin-Helmholtz data (``init_multi_HD_KH``): a shear layer ``u_x = +1`` above ``y = L_y / 2 +
@@ -228,8 +236,7 @@ class KelvinHelmholtz(AbstractCompressibleInitial):
     max_ratio: float = 2.0
 
     def __call__(self, centres, lengths, gamma, g):
-        ratio = float(_uniform(g, 1.0 / self.max_ratio, self.max_ratio))
-        k = int(torch.randint(1, 4, (), generator=g))
+        ratio, k = _shear_layer_draws(g, self.max_ratio)
         xx, yy = torch.meshgrid(centres[0], centres[1], indexing="ij")
         above = yy > 0.5 * lengths[1] + 0.005 * lengths[1] * torch.sin(2 * math.pi * k * xx / lengths[0])
         up = 2.0 / (ratio + 1.0)
@@ -261,8 +268,7 @@ class SmoothKelvinHelmholtz(AbstractCompressibleInitial):
     sigma: float = 0.1
 
     def __call__(self, centres, lengths, gamma, g):
-        ratio = float(_uniform(g, 1.0 / self.max_ratio, self.max_ratio))
-        k = int(torch.randint(1, 4, (), generator=g))
+        ratio, k = _shear_layer_draws(g, self.max_ratio)
         xx, yy = torch.meshgrid(centres[0], centres[1], indexing="ij")
         y = yy - 0.5 * lengths[1]
         shear = torch.tanh(y / self.thickness)
